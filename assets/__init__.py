@@ -1,0 +1,1 @@
+"""Prompt templates, presets and demo data shipped with mrtui."""

@@ -1,0 +1,131 @@
+"""The inference contract every backend implements (llama.cpp, vLLM, OpenAI-compatible servers).
+
+Backends are batch-first: they receive many requests at once, may reorder them (to share prompt
+prefixes or fill a GPU batch) and yield results as they finish. They return plain data; the loop
+turns it into events. Nothing here imports a front end or a heavy library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Sampling settings, named as in vLLM and the OpenAI API."""
+
+    n: int = 1
+    temperature: float = 0.8
+    top_p: float = 0.95
+    max_tokens: int = 512
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ValueError(f"n must be >= 1, got {self.n}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["stop"] = list(self.stop)
+        return d
+
+
+@dataclass(frozen=True)
+class Request:
+    """One unit of inference work.
+
+    ``id`` is the caller's deterministic unit key and comes back on every result.
+    ``assistant_prefix`` continues a partially written assistant turn (the chat template is
+    rendered with the generation prompt, then the prefix is appended verbatim).
+    ``choices`` constrains the continuation to exactly one of the given strings (GBNF on
+    llama.cpp, guided choice on vLLM); backends that cannot constrain raise
+    ``UnsupportedFeature`` on ``generate``.
+    """
+
+    id: str
+    messages: tuple[Message, ...]
+    params: SamplingParams = field(default_factory=SamplingParams)
+    assistant_prefix: str | None = None
+    choices: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A finished request (one per sample index when ``params.n > 1``)."""
+
+    request_id: str
+    index: int
+    text: str
+    finish_reason: str  # "stop" | "length"
+    prompt_tokens: int
+    completion_tokens: int
+    # Prompt tokens the backend actually evaluated (after prefix-cache reuse); None if unknown.
+    prompt_tokens_evaluated: int | None
+    seed: int | None
+    wall_s: float
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A request the backend could not complete. The batch goes on."""
+
+    request_id: str
+    error: str
+    wall_s: float
+
+
+Result = Completion | Failure
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """Provenance the loop stamps on every generation event."""
+
+    backend: str  # registry name, e.g. "llama.cpp"
+    backend_version: str
+    model_id: str  # what the user asked for (short name, path, hf: id)
+    model_path: str | None
+    model_sha256: str | None
+    chat_format: str | None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["extra"] = dict(self.extra)
+        return d
+
+
+class BackendError(Exception):
+    """A backend could not start or serve. The message says what to do about it."""
+
+
+class UnsupportedFeature(BackendError):
+    """The request uses a feature this backend does not offer."""
+
+
+@runtime_checkable
+class InferenceBackend(Protocol):
+    """Many requests in, results streamed back as they finish (in any order)."""
+
+    def info(self) -> BackendInfo: ...
+
+    def generate(self, requests: Iterable[Request]) -> Iterator[Result]: ...
+
+    def close(self) -> None: ...

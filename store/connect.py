@@ -1,0 +1,188 @@
+"""Opening the log: migrations, views, the BT function, and waiting out a busy file.
+
+DuckDB lets one process hold a database file at a time. mrtui's writer therefore opens the
+file only while it flushes a batch (milliseconds) and readers open it read-only for the length
+of one query, retrying briefly while the other side holds it. Views are plain SQL files next to
+this module; every connection mrtui opens gets them as temporary views (so they always match
+the installed mrtui), and the writer also stores them in the file for plain DuckDB clients.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from . import elo
+from .errors import LogBusy, LogNotFound, SchemaMismatch, StoreError
+
+BUSY_TIMEOUT_S = 15.0
+_LOCK_HINTS = ("Could not set lock", "Conflicting lock", "database is locked")
+
+
+def _sql_files(folder: str) -> list[tuple[str, str]]:
+    root = resources.files(__package__).joinpath(folder)
+    files = sorted((p.name, p.read_text(encoding="utf-8")) for p in root.iterdir()
+                   if p.name.endswith(".sql"))
+    return files
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) for every packaged migration, in order."""
+    out = []
+    for name, sql in _sql_files("migrations"):
+        out.append((int(name.split("_", 1)[0]), name, sql))
+    return out
+
+
+def view_sql() -> list[tuple[str, str]]:
+    return _sql_files("views")
+
+
+def views_hash() -> str:
+    h = hashlib.sha256()
+    for name, sql in view_sql():
+        h.update(name.encode() + b"\0" + sql.encode() + b"\0")
+    return h.hexdigest()
+
+
+SCHEMA_VERSION = max(v for v, _, _ in migrations())
+
+_CREATE = re.compile(r"CREATE\s+OR\s+REPLACE\s+(VIEW|MACRO)", re.IGNORECASE)
+
+
+def _statements(sql: str) -> list[str]:
+    return [s.strip() for s in sql.split(";\n") if s.strip() and not _only_comments(s)]
+
+
+def _only_comments(s: str) -> bool:
+    return all(not line.strip() or line.strip().startswith("--") for line in s.splitlines())
+
+
+def apply_views(con: Any, *, temporary: bool) -> None:
+    """Create (or replace) every packaged view and macro on ``con``."""
+    for _, sql in view_sql():
+        for stmt in _statements(sql):
+            if temporary:
+                stmt = _CREATE.sub(lambda m: f"CREATE OR REPLACE TEMP {m.group(1)}", stmt, 1)
+            con.execute(stmt)
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    return any(h in str(exc) for h in _LOCK_HINTS)
+
+
+def _holder(exc: Exception) -> str:
+    m = re.search(r"Conflicting lock is held in (.*?) \(PID (\d+)\)", str(exc))
+    return f"{m.group(1)} (PID {m.group(2)})" if m else "another process"
+
+
+def open_duckdb(path: Path, *, read_only: bool, timeout: float = BUSY_TIMEOUT_S) -> Any:
+    """Connect, retrying while another process holds the file."""
+    import duckdb
+
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.Error as exc:
+            if not _is_lock_error(exc):
+                if "not a valid DuckDB database" in str(exc) or "Unknown file type" in str(exc):
+                    raise StoreError(f"{path} is not a DuckDB event log; pass the .duckdb file "
+                                     "that `mrtui run` wrote") from exc
+                raise StoreError(f"could not open {path}: {exc}") from exc
+            if time.monotonic() >= deadline:
+                raise LogBusy(f"{path} is held by {_holder(exc)}; wait for it to finish "
+                              "or stop it, then try again") from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+
+def schema_version(con: Any) -> int:
+    exists = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'schema_migrations' "
+        "AND database_name = current_database()"
+    ).fetchall()[0][0]
+    if not exists:
+        return 0
+    return int(con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations")
+               .fetchall()[0][0])
+
+
+def prepare(con: Any, path: Path) -> None:
+    """Check the schema version and install the BT function and temporary views."""
+    version = schema_version(con)
+    if version > SCHEMA_VERSION:
+        raise SchemaMismatch(f"{path} was written by a newer mrtui (schema {version}, this "
+                             f"one knows {SCHEMA_VERSION}); upgrade mrtui to read it")
+    if version < SCHEMA_VERSION:
+        raise SchemaMismatch(f"{path} has schema {version} but this mrtui needs "
+                             f"{SCHEMA_VERSION}; run `mrtui migrate --db {path}` first")
+    elo.register(con)
+    apply_views(con, temporary=True)
+
+
+@contextmanager
+def connect(path: str | Path, *, timeout: float = BUSY_TIMEOUT_S,
+            sandbox: bool = False) -> Iterator[Any]:
+    """A read-only connection with mrtui's views, held only as long as the ``with`` block.
+
+    ``sandbox`` additionally turns off file system access and locks the configuration, for
+    running SQL a user typed (``mrtui sql``).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise LogNotFound(f"no event log at {path}; create one with `mrtui run --db {path} ...`")
+    con = open_duckdb(path, read_only=True, timeout=timeout)
+    try:
+        prepare(con, path)
+        if sandbox:
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
+        yield con
+    finally:
+        con.close()
+
+
+def migrate(con: Any) -> list[str]:
+    """Apply pending migrations on a read-write connection; returns the names applied."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        "(version INTEGER NOT NULL, name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
+    )
+    current = schema_version(con)
+    applied = []
+    for version, name, sql in migrations():
+        if version <= current:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for stmt in _statements(sql):
+                con.execute(stmt)
+            con.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [version, name])
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        applied.append(name)
+    return applied
+
+
+def store_views(con: Any) -> bool:
+    """Persist the packaged views into the file if they changed; True if it wrote them."""
+    digest = views_hash()
+    row = con.execute(
+        "SELECT value FROM mrtui_meta WHERE name = 'views_sha256' ORDER BY set_at DESC LIMIT 1"
+    ).fetchall()
+    if row and row[0][0] == digest:
+        return False
+    elo.register(con)
+    apply_views(con, temporary=False)
+    con.execute("INSERT INTO mrtui_meta VALUES ('views_sha256', ?, now())", [digest])
+    return True

@@ -1,0 +1,226 @@
+"""The single writer of an event log.
+
+One process writes a log at a time: ``EventLog.open`` takes an exclusive ``flock`` on
+``<db>.lock`` (released by the kernel if the process dies, so ``kill -9`` leaves no stale lock)
+and refuses a second writer with a message naming the holder. The DuckDB file itself is held
+only while a batch is flushed, so readers can look at the log while a run writes it.
+
+Appends are buffered and flushed through DuckDB's Appender by a background thread at most
+``flush_interval`` seconds after they arrive, and on ``flush()``/``close()``. A crash loses at
+most the events of that interval; a flush is one transaction, so the file never holds half a
+batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from .connect import migrate, open_duckdb, prepare, store_views
+from .errors import DuplicateUnit, StoreError, WriterLocked
+from .events import NewEvent
+
+COLUMNS = ("seq", "event_type", "event_version", "run_id", "iteration", "key", "parent_key",
+           "created_at", "text", "payload")
+
+
+class EventLog:
+    """Append-only writer. Use as a context manager or call ``close()``."""
+
+    def __init__(self, path: str | Path, *, flush_interval: float = 0.5,
+                 busy_timeout: float = 600.0) -> None:
+        self.path = Path(path)
+        self.flush_interval = flush_interval
+        self.busy_timeout = busy_timeout
+        self._buffer: list[NewEvent] = []
+        self._buffer_since = 0.0
+        self._keys: set[str] | None = None
+        self._seq = 0
+        self._buf_lock = threading.RLock()  # guards the buffer, seq and the key set
+        self._db_lock = threading.RLock()  # one DuckDB connection at a time in this process
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._flush_error: BaseException | None = None
+        self._lock_file = self._take_writer_lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connection() as con:
+                migrate(con)
+                store_views(con)
+                self._seq = int(con.execute("SELECT coalesce(max(seq), 0) FROM events")
+                                .fetchall()[0][0])
+        except BaseException:
+            self._release_writer_lock()
+            raise
+        self._thread = threading.Thread(target=self._flusher, name="mrtui-log-flusher",
+                                        daemon=True)
+        self._thread.start()
+
+    # -- writer lock -------------------------------------------------------------------------
+    def _take_writer_lock(self) -> Any:
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(lock_path, "a+")  # noqa: SIM115 - held for the writer's lifetime
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "{}"
+            fh.close()
+            try:
+                info = json.loads(holder)
+            except json.JSONDecodeError:
+                info = {}
+            who = (f"pid {info.get('pid', '?')} on {info.get('host', '?')}, "
+                   f"started {info.get('started', '?')}: {info.get('command', '?')}")
+            raise WriterLocked(f"{self.path} is being written by another mrtui process ({who}); "
+                               "wait for it to finish or stop it first") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                             "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                             "command": " ".join(sys.argv)[:300]}))
+        fh.flush()
+        return fh
+
+    def _release_writer_lock(self) -> None:
+        with contextlib.suppress(OSError):
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+        self._lock_file.close()
+
+    # -- connections ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[Any]:
+        with self._db_lock:
+            con = open_duckdb(self.path, read_only=False, timeout=self.busy_timeout)
+            try:
+                yield con
+            finally:
+                con.close()
+
+    @contextlib.contextmanager
+    def reader(self) -> Iterator[Any]:
+        """A connection with views for the writer's own queries (flushes first)."""
+        self.flush()
+        with self._connection() as con:
+            prepare(con, self.path)
+            yield con
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        with self.reader() as con:
+            return con.execute(sql, params or []).fetchall()
+
+    # -- appending -----------------------------------------------------------------------------
+    def completed_keys(self) -> set[str]:
+        """Every unit key already in the log (loaded once, then kept up to date)."""
+        if self._keys is None:
+            rows = self.query("SELECT key FROM events WHERE key IS NOT NULL")
+            with self._buf_lock:
+                if self._keys is None:
+                    keys = {r[0] for r in rows}
+                    keys.update(e.key for e in self._buffer if e.key)
+                    self._keys = keys
+        return self._keys
+
+    def append(self, events: Iterable[NewEvent]) -> None:
+        """Buffer events; refuses a unit key the log (or the buffer) already holds."""
+        self._raise_flush_error()
+        keys = self.completed_keys()
+        with self._buf_lock:
+            batch = list(events)
+            new_keys = [e.key for e in batch if e.key]
+            dup = next((k for k in new_keys if k in keys), None)
+            if dup is None and len(set(new_keys)) != len(new_keys):
+                dup = next(k for k in new_keys if new_keys.count(k) > 1)
+            if dup is not None:
+                raise DuplicateUnit(f"unit {dup} is already in {self.path}; it was skipped "
+                                    "by resume planning and must not be written twice")
+            for e in batch:
+                e.payload_json()  # fail now, in the caller, on a payload that is not JSON
+            keys.update(new_keys)
+            if not self._buffer:
+                self._buffer_since = time.monotonic()
+            self._buffer.extend(batch)
+        self._wake.set()
+
+    def has(self, key: str) -> bool:
+        return key in self.completed_keys()
+
+    def flush(self) -> int:
+        """Write every buffered event now; returns how many were written."""
+        with self._db_lock:
+            with self._buf_lock:
+                batch = list(self._buffer)
+            if not batch:
+                return 0
+            now = dt.datetime.now(dt.UTC)
+            rows = [
+                (self._seq + i + 1, e.event_type, e.event_version, e.run_id, e.iteration, e.key,
+                 e.parent_key, now, e.text, e.payload_json())
+                for i, e in enumerate(batch)
+            ]
+            with self._connection() as con:
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    app = con.appender("events")
+                    app.append_rows(rows)
+                    app.flush()
+                    con.execute("COMMIT")
+                except Exception as exc:
+                    con.execute("ROLLBACK")
+                    raise StoreError(f"could not append to {self.path}: {exc}") from exc
+            with self._buf_lock:
+                self._seq += len(rows)
+                del self._buffer[: len(batch)]
+                self._buffer_since = time.monotonic()
+            return len(rows)
+
+    def _flusher(self) -> None:
+        while not self._stop.is_set():
+            with self._buf_lock:
+                pending = bool(self._buffer)
+                wait = self._buffer_since + self.flush_interval - time.monotonic()
+            if not pending:
+                self._wake.wait()
+                self._wake.clear()
+                continue
+            if wait > 0 and self._stop.wait(wait):
+                return
+            try:
+                self.flush()
+            except Exception as exc:  # kept, raised to the caller on its next append/close
+                self._flush_error = exc
+                self._stop.wait(1.0)
+
+    def _raise_flush_error(self) -> None:
+        if self._flush_error is not None:
+            exc, self._flush_error = self._flush_error, None
+            raise exc
+
+    def close(self) -> None:
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=5)
+        try:
+            self.flush()
+            self._raise_flush_error()
+        finally:
+            self._release_writer_lock()
+
+    def __enter__(self) -> EventLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

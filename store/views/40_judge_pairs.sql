@@ -1,0 +1,57 @@
+-- Judge pairs (Meta-Rewarding §3.3): per meta-judged response, chosen = the judgement with
+-- the highest ε, rejected = the lowest. drop_reason says why a candidate is not a pair:
+-- 'elo_tie' (the top or bottom ε is shared, so the choice is ambiguous), 'chosen_too_long'
+-- (chosen judgement over the character cap), 'same_score' (both give the same score, when
+-- drop_same_score is on). NULL arguments take the iteration's settings; a cap ≤ 0: no cap.
+
+CREATE OR REPLACE MACRO judge_pair_candidates_with(judge_max_chars := NULL,
+                                                   drop_same_score := NULL,
+                                                   weights_scope := NULL) AS TABLE
+WITH e AS (
+    SELECT *, round(epsilon, 6) AS e6,
+           max(round(epsilon, 6)) OVER (PARTITION BY response_key) AS top,
+           min(round(epsilon, 6)) OVER (PARTITION BY response_key) AS bottom
+    FROM judgement_elo_with(weights_scope := weights_scope)
+),
+g AS (
+    SELECT run_id, iteration, prompt_key, response_key,
+           count(*) AS n_judgements,
+           count(*) FILTER (WHERE e6 = top) AS n_top,
+           count(*) FILTER (WHERE e6 = bottom) AS n_bottom,
+           arg_max(judgement_key, e6) AS chosen_key,
+           arg_min(judgement_key, e6) AS rejected_key,
+           max(epsilon) AS chosen_epsilon, min(epsilon) AS rejected_epsilon
+    FROM e GROUP BY ALL
+)
+SELECT g.run_id, g.iteration, g.prompt_key, g.response_key, g.n_judgements,
+       g.chosen_key, g.rejected_key, g.chosen_epsilon, g.rejected_epsilon,
+       c.score AS chosen_score, r.score AS rejected_score,
+       c.judgement_chars AS chosen_chars, r.judgement_chars AS rejected_chars,
+       coalesce(judge_max_chars, st.judge_max_chars, 0) AS judge_max_chars,
+       coalesce(drop_same_score, st.drop_same_score, false) AS drop_same_score,
+       CASE
+           WHEN g.n_top > 1 OR g.n_bottom > 1 OR g.n_top = g.n_judgements THEN 'elo_tie'
+           WHEN coalesce(judge_max_chars, st.judge_max_chars, 0) > 0
+                AND c.judgement_chars > coalesce(judge_max_chars, st.judge_max_chars, 0)
+               THEN 'chosen_too_long'
+           WHEN coalesce(drop_same_score, st.drop_same_score, false) AND c.score = r.score
+               THEN 'same_score'
+       END AS drop_reason
+FROM g
+JOIN judgements c ON c.judgement_key = g.chosen_key
+JOIN judgements r ON r.judgement_key = g.rejected_key
+LEFT JOIN iteration_settings st ON st.run_id = g.run_id AND st.iteration = g.iteration;
+
+CREATE OR REPLACE VIEW judge_pair_candidates AS
+SELECT * FROM judge_pair_candidates_with();
+
+CREATE OR REPLACE MACRO judge_pairs_with(judge_max_chars := NULL, drop_same_score := NULL,
+                                         weights_scope := NULL) AS TABLE
+SELECT * EXCLUDE (drop_reason)
+FROM judge_pair_candidates_with(judge_max_chars := judge_max_chars,
+                                drop_same_score := drop_same_score,
+                                weights_scope := weights_scope)
+WHERE drop_reason IS NULL;
+
+CREATE OR REPLACE VIEW judge_pairs AS
+SELECT * FROM judge_pairs_with();
