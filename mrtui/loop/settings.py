@@ -1,0 +1,153 @@
+"""Run and per-iteration settings: dataclasses whose fields carry their help, validated early.
+
+A TOML config file holds run-level keys, a ``[defaults]`` table of iteration settings and
+``[iteration.N]`` tables that override them for iteration N; command-line flags override the
+file. Paper values (Wu et al. 2024) are noted where our CPU-sized defaults differ.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting or config file is invalid; the message says which and how to fix it."""
+
+
+def _help(text: str, default: Any) -> Any:
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass(frozen=True)
+class IterationSettings:
+    k: int = _help("responses sampled per prompt (paper: 7)", 4)
+    n: int = _help("judgements per response (paper: 11)", 3)
+    actor_temperature: float = _help("actor sampling temperature (paper: 0.8)", 0.8)
+    actor_top_p: float = _help("actor nucleus sampling (paper: 0.95)", 0.95)
+    actor_max_tokens: int = _help("longest response, in tokens", 384)
+    judge_temperature: float = _help("judge sampling temperature", 0.8)
+    judge_top_p: float = _help("judge nucleus sampling", 0.95)
+    judge_max_tokens: int = _help("longest judgement, in tokens", 256)
+    meta_temperature: float = _help("meta-judge sampling temperature", 0.8)
+    meta_top_p: float = _help("meta-judge nucleus sampling", 0.95)
+    meta_max_tokens: int = _help("longest meta-verdict, in tokens", 256)
+    rho: float = _help("length-control ρ in [0, 1); 0 is plain best vs worst", 0.0)
+    max_chosen_chars: int = _help("cap on a chosen response's length; 0: none "
+                                  "(paper: 2500 in iteration 1)", 0)
+    judge_max_chars: int = _help("drop a judge pair whose chosen judgement is longer; 0: none "
+                                 "(paper: about 1000-1100)", 1100)
+    drop_same_score: bool = _help("drop judge pairs whose two judgements give the same score",
+                                  False)
+    weights_scope: str = _help("count position wins per 'response' or per 'iteration'",
+                               "response")
+    judge_fallback: bool = _help("when a judgement has no valid score line, ask for just the "
+                                 "score with a one-token constrained continuation", False)
+    meta_fallback: bool = _help("the same for meta-verdicts without a winner line", False)
+    seed: int = _help("base seed; each unit's seed derives from it and the unit's key", 0)
+    judge_template: str = _help("judge template: built-in name or path", "judge")
+    meta_template: str = _help("meta-judge template: built-in name or path", "meta_judge")
+    actor_template: str = _help("actor template: built-in name or path", "actor")
+
+    def __post_init__(self) -> None:
+        for name in ("k", "n", "actor_max_tokens", "judge_max_tokens", "meta_max_tokens"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0.0 <= self.rho < 1.0:
+            raise ConfigError(f"rho must be in [0, 1), got {self.rho}")
+        for name in ("actor", "judge", "meta"):
+            if getattr(self, f"{name}_temperature") < 0:
+                raise ConfigError(f"{name}_temperature must be >= 0")
+            if not 0 < getattr(self, f"{name}_top_p") <= 1:
+                raise ConfigError(f"{name}_top_p must be in (0, 1]")
+        if self.weights_scope not in ("response", "iteration"):
+            raise ConfigError("weights_scope must be 'response' or 'iteration', "
+                              f"got {self.weights_scope!r}")
+        if self.max_chosen_chars < 0 or self.judge_max_chars < 0:
+            raise ConfigError("length caps must be >= 0 (0 means no cap)")
+
+    # Settings that decide what gets generated; the rest only change derived views.
+    GENERATION_FIELDS = (
+        "actor_temperature", "actor_top_p", "actor_max_tokens", "judge_temperature",
+        "judge_top_p", "judge_max_tokens", "meta_temperature", "meta_top_p", "meta_max_tokens",
+        "judge_fallback", "meta_fallback", "seed", "judge_template", "meta_template",
+        "actor_template",
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+ITERATION_FIELDS = {f.name: f for f in fields(IterationSettings)}
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    prompts: str | None = None
+    model: str = "qwen2.5-coder-0.5b-instruct"
+    backend: str = "llama.cpp"
+    run_id: str = "main"
+    iterations: int = 1
+    backend_options: dict[str, Any] = field(default_factory=dict)
+    defaults: IterationSettings = field(default_factory=IterationSettings)
+    overrides: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1:
+            raise ConfigError(f"iterations must be at least 1, got {self.iterations}")
+        if not self.run_id or not self.run_id.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"run id {self.run_id!r} must be letters, digits, - or _")
+
+    def for_iteration(self, iteration: int) -> IterationSettings:
+        return replace(self.defaults, **self.overrides.get(iteration, {}))
+
+
+RUN_KEYS = {"prompts", "model", "backend", "run_id", "iterations", "backend_options"}
+
+
+def _check_keys(table: dict[str, Any], where: str) -> None:
+    unknown = set(table) - ITERATION_FIELDS.keys()
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting(s) {sorted(unknown)}; known: "
+                          + ", ".join(sorted(ITERATION_FIELDS)))
+
+
+def load_config(path: Path | None, cli: dict[str, Any]) -> RunSettings:
+    """Merge a TOML file (if any) with command-line values (None means 'not given')."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    unknown = set(data) - RUN_KEYS - {"defaults", "iteration"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}; top-level keys are "
+                          + ", ".join(sorted(RUN_KEYS | {'defaults', 'iteration'})))
+    defaults = dict(data.get("defaults", {}))
+    _check_keys(defaults, f"{path} [defaults]")
+    overrides: dict[int, dict[str, Any]] = {}
+    for key, table in dict(data.get("iteration", {})).items():
+        if not str(key).isdigit() or int(key) < 1:
+            raise ConfigError(f"{path}: [iteration.{key}] must name an iteration number >= 1")
+        _check_keys(table, f"{path} [iteration.{key}]")
+        overrides[int(key)] = dict(table)
+    run = {k: v for k, v in data.items() if k in RUN_KEYS}
+    for key, value in cli.items():
+        if value is None:
+            continue
+        if key in ITERATION_FIELDS:
+            defaults[key] = value
+        else:
+            run[key] = value
+    try:
+        base = IterationSettings(**defaults)
+        for table in overrides.values():
+            replace(base, **table)  # validate every iteration now, not mid-run
+        return RunSettings(defaults=base, overrides=overrides, **run)
+    except TypeError as exc:
+        raise ConfigError(f"invalid settings: {exc}") from None
