@@ -18,7 +18,7 @@ from .data import load_prompts
 from .progress import NullProgress, ProgressSink
 from .prompts import Template, load_template
 from .settings import ConfigError, IterationSettings, RunSettings
-from .stages import ModelIdentity, Stages, StageReport
+from .stages import ModelIdentity, StageReport, Stages
 
 BackendFactory = Callable[[RunSettings], InferenceBackend]
 Resolver = Callable[[str], ModelIdentity]

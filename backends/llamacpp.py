@@ -1,0 +1,402 @@
+"""The llama.cpp backend, on llama-cpp-python.
+
+llama.cpp keeps one sequence in its KV cache, and a call whose prompt starts with the cached
+tokens only evaluates the rest. So ``generate`` renders every request to tokens first, sorts the
+work so prompts that share a prefix run back to back (N judgements of one response then cost one
+prompt evaluation, not N), and streams each result as it finishes.
+
+Prompts are built in one place, ``ChatTemplate``: the chat template renders the messages, then
+the template's own text is tokenized with special tokens allowed while message contents and the
+assistant prefix are tokenized as plain text, so a response that contains ``<|im_end|>`` cannot
+close its turn and speak for the judge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from time import perf_counter
+from types import TracebackType
+from typing import Any
+
+from .base import (
+    BackendError,
+    BackendInfo,
+    Completion,
+    Failure,
+    Message,
+    Request,
+    Result,
+)
+from .models import ResolvedModel, file_sha256, resolve_model
+
+BACKEND_NAME = "llama.cpp"
+LLAMA_INSTALL_HINT = "pip install 'mrtui[llama]'"
+
+# Templates we ship for models whose file carries none (our wording of the public formats).
+# Gemma has no system role: a system message is put in front of the first user turn.
+_GEMMA_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- set ns = namespace(system='') -%}"
+    "{%- for m in messages -%}"
+    "{%- if m['role'] == 'system' -%}"
+    "{%- set ns.system = ns.system + m['content'] + '\n\n' -%}"
+    "{%- elif m['role'] == 'user' -%}"
+    "{{ '<start_of_turn>user\n' + ns.system + m['content'] + '<end_of_turn>\n' }}"
+    "{%- set ns.system = '' -%}"
+    "{%- else -%}"
+    "{{ '<start_of_turn>model\n' + m['content'] + '<end_of_turn>\n' }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}"
+)
+_CHATML_TEMPLATE = (
+    "{%- for m in messages -%}"
+    "{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\n' }}{%- endif -%}"
+)
+BUILTIN_TEMPLATES: dict[str, str] = {"gemma": _GEMMA_TEMPLATE, "chatml": _CHATML_TEMPLATE}
+FILE_TEMPLATE = "gguf"  # chat_format label for "the template stored in the model file"
+
+# Placeholders that stand for message contents while the template renders.
+_SLOT = "\ue000{}\ue001"
+_SLOT_RE = re.compile("\ue000(\\d+)\ue001")
+
+
+def _import_llama_cpp() -> Any:
+    try:
+        import llama_cpp
+    except ImportError as e:
+        raise BackendError(f"the llama.cpp backend needs llama-cpp-python: {LLAMA_INSTALL_HINT}") from e
+    return llama_cpp
+
+
+def _default_threads() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class ChatTemplate:
+    """Messages → prompt tokens, the same way for every request of a backend."""
+
+    def __init__(self, llm: Any, chat_format: str | None) -> None:
+        from llama_cpp import llama_chat_format
+
+        self._llm = llm
+        self._bos: int = llm.token_bos()
+        self._add_bos: bool = bool(llm._model.add_bos_token()) and self._bos >= 0
+        bos_text = llm.detokenize([self._bos], special=True).decode() if self._bos >= 0 else ""
+        eos_id = llm.token_eos()
+        eos_text = llm.detokenize([eos_id], special=True).decode() if eos_id >= 0 else ""
+
+        name = chat_format or FILE_TEMPLATE
+        if name == FILE_TEMPLATE:
+            source = llm.metadata.get("tokenizer.chat_template")
+            if not source:
+                raise BackendError(
+                    "the model file has no chat template; pass chat_format "
+                    f"(one of: {', '.join(BUILTIN_TEMPLATES)})"
+                )
+        elif name in BUILTIN_TEMPLATES:
+            source = BUILTIN_TEMPLATES[name]
+        else:
+            raise BackendError(
+                f"unknown chat_format {name!r}; use one of: {FILE_TEMPLATE} (the file's own "
+                f"template), {', '.join(BUILTIN_TEMPLATES)}"
+            )
+        formatter = llama_chat_format.Jinja2ChatFormatter(
+            template=source, eos_token=eos_text, bos_token=bos_text, add_generation_prompt=True
+        )
+        self.name: str = name
+        self.sha256: str = hashlib.sha256(source.encode()).hexdigest()
+        self._render_fn: Callable[[list[dict[str, str]]], str] = lambda msgs: formatter(
+            messages=msgs
+        ).prompt
+
+    def render(self, messages: Sequence[Message], assistant_prefix: str | None = None) -> str:
+        """The prompt as text (for display and tests; ``tokens`` is what the model sees)."""
+        text = self._render_fn([{"role": m.role, "content": m.content} for m in messages])
+        return text + (assistant_prefix or "")
+
+    def tokens(self, messages: Sequence[Message], assistant_prefix: str | None = None) -> list[int]:
+        """Prompt tokens; message contents and the prefix never become special tokens."""
+        slots = [{"role": m.role, "content": _SLOT.format(i)} for i, m in enumerate(messages)]
+        with_slots = self._render_fn(slots)
+        pieces = _SLOT_RE.split(with_slots)  # literal, index, literal, index, ..., literal
+        filled = "".join(
+            messages[int(p)].content if i % 2 else p for i, p in enumerate(pieces)
+        )
+        if filled != self.render(messages):
+            # The template transforms contents (trim, split, ...): tokenize the whole text.
+            toks = self._tokenize(self.render(messages), special=True)
+        else:
+            toks = []
+            for i, piece in enumerate(pieces):
+                if i % 2:
+                    toks += self._tokenize(messages[int(piece)].content, special=False)
+                else:
+                    toks += self._tokenize(piece, special=True)
+        if assistant_prefix:
+            toks += self._tokenize(assistant_prefix, special=False)
+        if self._add_bos and (not toks or toks[0] != self._bos):
+            toks.insert(0, self._bos)
+        return toks
+
+    def _tokenize(self, text: str, *, special: bool) -> list[int]:
+        if not text:
+            return []
+        return list(self._llm.tokenize(text.encode(), add_bos=False, special=special))
+
+
+class _PromptEvalCounter:
+    """Counts the prompt tokens llama.cpp really decodes in a call.
+
+    ``Llama.generate`` first evaluates the prompt suffix that is not in the KV cache (one call to
+    ``eval``), then one token per step. We wrap the instance's ``eval`` and keep the size of the
+    first call after ``arm()``. llama.cpp's perf counters are no substitute: they file a one-token
+    batch under generation, not under prompt evaluation.
+    """
+
+    def __init__(self, llm: Any) -> None:
+        self._inner = llm.eval
+        self.first: int | None = None
+        self._armed = False
+        llm.eval = self
+
+    def arm(self) -> None:
+        self.first, self._armed = None, True
+
+    def __call__(self, tokens: Sequence[int]) -> None:
+        if self._armed:
+            self.first, self._armed = len(tokens), False
+        self._inner(tokens)
+
+
+def choices_grammar(choices: Sequence[str]) -> str:
+    """A GBNF grammar that accepts exactly one of ``choices``."""
+
+    def literal(s: str) -> str:
+        escaped = (
+            s.replace("\\", "\\\\")
+            .replace('"', '\\"')
+            .replace("\n", "\\n")
+            .replace("\r", "\\r")
+            .replace("\t", "\\t")
+        )
+        return f'"{escaped}"'
+
+    return "root ::= " + " | ".join(literal(c) for c in choices)
+
+
+@dataclass(frozen=True)
+class _Job:
+    request: Request
+    index: int
+    seed: int
+    tokens: tuple[int, ...]
+
+
+class LlamaCppBackend:
+    """InferenceBackend on a local GGUF model through llama-cpp-python."""
+
+    name = BACKEND_NAME
+
+    def __init__(
+        self,
+        model: str,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        n_batch: int = 512,
+        chat_format: str | None = None,
+        verbose: bool = False,
+        lora_path: str | None = None,
+    ) -> None:
+        llama_cpp = _import_llama_cpp()
+        self._resolved: ResolvedModel = resolve_model(model)
+        if lora_path is not None and not Path(lora_path).is_file():
+            raise BackendError(f"LoRA adapter not found: {lora_path}")
+        self._lora_path = lora_path
+        self._n_threads = n_threads or _default_threads()
+        self._n_batch = n_batch
+        self._version: str = llama_cpp.__version__
+        try:
+            self._llm: Any = llama_cpp.Llama(
+                model_path=str(self._resolved.path),
+                n_ctx=n_ctx,
+                n_threads=self._n_threads,
+                n_threads_batch=self._n_threads,
+                n_batch=n_batch,
+                lora_path=lora_path,
+                verbose=verbose,
+            )
+        except (ValueError, RuntimeError, OSError) as e:
+            raise BackendError(
+                f"llama.cpp could not load {self._resolved.path} ({e}); check that the file is "
+                "a complete GGUF of an architecture this llama-cpp-python supports"
+            ) from e
+        try:
+            self._template = ChatTemplate(self._llm, chat_format or self._resolved.chat_format)
+        except BaseException:
+            self._llm.close()
+            raise
+        self._n_ctx: int = self._llm.n_ctx()
+        self._counter = _PromptEvalCounter(self._llm)
+        self._grammars: dict[tuple[str, ...], Any] = {}
+        self._closed = False
+
+    # --- protocol ------------------------------------------------------------------------
+
+    def info(self) -> BackendInfo:
+        md = self._llm.metadata if not self._closed else {}
+        extra: dict[str, Any] = {
+            "n_ctx": self._n_ctx,
+            "n_threads": self._n_threads,
+            "n_batch": self._n_batch,
+            "chat_template_sha256": self._template.sha256,
+            "arch": md.get("general.architecture"),
+            "model_name": md.get("general.name"),
+            # What the sampling knobs mean here (llama.cpp's chain, not vLLM's).
+            "sampler": "top_k=0 min_p=0 typical_p=1 repeat_penalty=1; top_p before temperature",
+        }
+        if self._lora_path is not None:
+            extra["lora_path"] = self._lora_path
+            extra["lora_sha256"] = file_sha256(self._lora_path)
+        return BackendInfo(
+            backend=BACKEND_NAME,
+            backend_version=self._version,
+            model_id=self._resolved.model_id,
+            model_path=str(self._resolved.path),
+            model_sha256=self._resolved.sha256,
+            chat_format=self._template.name,
+            extra=extra,
+        )
+
+    def generate(self, requests: Iterable[Request]) -> Iterator[Result]:
+        """Render all requests, run them in prefix-sharing order, yield each result when done."""
+        if self._closed:
+            raise BackendError("this llama.cpp backend is closed; start a new one")
+        jobs: list[_Job] = []
+        for req in requests:
+            started = perf_counter()
+            try:
+                tokens = tuple(self._template.tokens(req.messages, req.assistant_prefix))
+            except Exception as e:  # a template that rejects these messages fails this request
+                yield Failure(req.id, f"could not render the chat template: {e}", _since(started))
+                continue
+            base = req.params.seed if req.params.seed is not None else _fresh_seed()
+            jobs.extend(_Job(req, i, base + i, tokens) for i in range(req.params.n))
+        # Lexicographic order on tokens puts every shared prefix in one run; the sort is stable,
+        # so the samples of one request stay in index order.
+        jobs.sort(key=lambda j: j.tokens)
+        for job in jobs:
+            yield self._run(job)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._llm.close()
+
+    def __enter__(self) -> LlamaCppBackend:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- extras for tests and tools --------------------------------------------------------
+
+    @property
+    def chat_template(self) -> ChatTemplate:
+        return self._template
+
+    @property
+    def n_ctx(self) -> int:
+        return self._n_ctx
+
+    # --- one call ------------------------------------------------------------------------
+
+    def _run(self, job: _Job) -> Result:
+        started = perf_counter()
+        req, params = job.request, job.request.params
+        n_prompt = len(job.tokens)
+        if n_prompt >= self._n_ctx:
+            return Failure(
+                req.id,
+                f"prompt is {n_prompt} tokens but the context window is {self._n_ctx} "
+                "(n_ctx); shorten the prompt or start the backend with a larger n_ctx",
+                _since(started),
+            )
+        grammar, max_tokens = None, params.max_tokens
+        if req.choices is not None:
+            if not req.choices or not all(req.choices):
+                return Failure(req.id, "choices must be non-empty strings", _since(started))
+            grammar = self._grammar(req.choices)
+            # Every token carries at least one byte, plus one step for end-of-turn.
+            max_tokens = max(len(c.encode()) for c in req.choices) + 1
+        self._counter.arm()
+        try:
+            out = self._llm.create_completion(
+                prompt=list(job.tokens),
+                max_tokens=max_tokens,
+                temperature=params.temperature,
+                top_p=params.top_p,
+                top_k=0,
+                min_p=0.0,
+                typical_p=1.0,
+                repeat_penalty=1.0,
+                seed=job.seed & 0xFFFFFFFF,
+                stop=list(params.stop),
+                grammar=grammar,
+            )
+        except Exception as e:  # one bad call must not end the batch
+            self._llm.reset()  # the KV state may be half-written; start the next call clean
+            return Failure(req.id, f"llama.cpp failed: {type(e).__name__}: {e}", _since(started))
+        choice = out["choices"][0]
+        text: str = choice["text"]
+        if req.choices is not None and text not in req.choices:
+            return Failure(
+                req.id,
+                f"constrained output {text!r} is not one of the choices {list(req.choices)!r}",
+                _since(started),
+            )
+        return Completion(
+            request_id=req.id,
+            index=job.index,
+            text=text,
+            finish_reason=choice["finish_reason"] or "length",
+            prompt_tokens=n_prompt,
+            completion_tokens=int(out["usage"]["completion_tokens"]),
+            prompt_tokens_evaluated=self._counter.first,
+            seed=job.seed,
+            wall_s=_since(started),
+        )
+
+    def _grammar(self, choices: tuple[str, ...]) -> Any:
+        if choices not in self._grammars:
+            from llama_cpp import LlamaGrammar
+
+            self._grammars[choices] = LlamaGrammar.from_string(
+                choices_grammar(choices), verbose=False
+            )
+        return self._grammars[choices]
+
+
+def _since(started: float) -> float:
+    return perf_counter() - started
+
+
+def _fresh_seed() -> int:
+    """A seed for requests that gave none, so the one used is still recorded."""
+    return random.SystemRandom().randrange(2**31)

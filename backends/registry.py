@@ -1,0 +1,48 @@
+"""Backends by name, listed without importing them.
+
+Each entry points at ``module:Class`` inside this package; the module is imported only when the
+backend is loaded, so listing backends (``mrtui --help``, ``mrtui backends``) costs nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+from .base import BackendError, InferenceBackend
+
+_BACKENDS: dict[str, str] = {
+    "llama.cpp": ".llamacpp:LlamaCppBackend",
+}
+# Other spellings users type for the same backend.
+_ALIASES: dict[str, str] = {"llamacpp": "llama.cpp", "llama_cpp": "llama.cpp"}
+
+
+def available_backends() -> dict[str, str]:
+    """Registered backend names and the ``module:Class`` each one loads."""
+    return {name: f"{__package__}{target}" for name, target in _BACKENDS.items()}
+
+
+def _canonical(name: str) -> str:
+    name = _ALIASES.get(name, name)
+    if name not in _BACKENDS:
+        known = ", ".join(sorted(_BACKENDS))
+        raise BackendError(f"unknown backend {name!r}; known backends: {known}")
+    return name
+
+
+def load_backend(name: str, model: str, **options: Any) -> InferenceBackend:
+    """Import and start the backend called ``name`` on ``model`` with backend ``options``."""
+    module_name, _, class_name = _BACKENDS[_canonical(name)].partition(":")
+    module = importlib.import_module(module_name, package=__package__)
+    cls = getattr(module, class_name)
+    try:
+        inspect.signature(cls).bind(model, **options)
+    except TypeError as e:
+        accepted = [p for p in inspect.signature(cls).parameters if p != "model"]
+        raise BackendError(
+            f"bad options for backend {name!r} ({e}); it accepts: {', '.join(accepted)}"
+        ) from e
+    backend: InferenceBackend = cls(model, **options)
+    return backend

@@ -1,0 +1,54 @@
+"""The Typer application: loop verbs at the top level, inspection commands beside them."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="mrtui",
+    help="Run and inspect Meta-Rewarding self-improvement loops "
+    "(actor → judge → meta-judge) over an append-only DuckDB event log.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    add_completion=False,
+)
+
+DbOption = Annotated[
+    Path,
+    typer.Option("--db", envvar="MRTUI_DB", help="Event log file (DuckDB). Env: MRTUI_DB.",
+                 dir_okay=False),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+RunOption = Annotated[str | None, typer.Option("--run", help="Only this run id.")]
+
+
+def _register() -> None:
+    import importlib
+
+    for name in ("run_cmd", "inspect_cmd", "export_cmd"):  # commands register on import
+        importlib.import_module(f"{__package__}.{name}")
+
+
+def run_app() -> None:
+    import click
+
+    from .errors import guarded
+
+    _register()
+    try:
+        code = guarded(lambda: app(standalone_mode=False))
+    except click.exceptions.Abort:
+        sys.stderr.write("Aborted.\n")
+        raise SystemExit(130) from None
+    except click.ClickException as exc:
+        exc.show()
+        raise SystemExit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        sys.stderr.write("Interrupted.\n")
+        raise SystemExit(130) from None
+    raise SystemExit(code if isinstance(code, int) else 0)

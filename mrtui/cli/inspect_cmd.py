@@ -1,0 +1,122 @@
+"""Read commands: ``status``, ``sql`` (read-only), ``models``, and ``migrate``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from .app import DbOption, JsonOption, RunOption, app
+from .output import print_json, print_table
+
+# Statement types `mrtui sql` runs; anything else (writes, ATTACH, COPY, INSTALL, LOAD, SET,
+# transactions, ...) is refused before it reaches DuckDB. The connection is also read-only
+# and has file system access turned off, so a SELECT cannot read or write files either.
+_ALLOWED = {"SELECT", "EXPLAIN", "PRAGMA"}
+
+
+def _fmt(v: Any) -> Any:
+    return round(v, 3) if isinstance(v, float) else v
+
+
+@app.command()
+def status(db: DbOption, run: RunOption = None, json: JsonOption = False) -> None:
+    """Progress and health of each run and iteration in the log."""
+    from mrtui.loop.report import status as load_status
+    from mrtui.store import connect
+
+    with connect(db) as con:
+        data = load_status(con, run)
+    if json:
+        print_json(data)
+        return
+    typer.echo(f"{db}: {data['events']} events, last at {data['last_event_at']}")
+    for r in data["runs"]:
+        its = r["iterations"]
+        columns = ["run " + r["run_id"], *(f"iteration {i['iteration']}" for i in its)]
+        lines = [
+            ("model", lambda i, backend=r["backend"]: f"{i['model_id']} ({backend})"),
+            ("prompts", lambda i: i["prompts"]),
+            ("responses", lambda i: f"{i['responses']}/{i['responses_planned']}"),
+            ("judgements", lambda i: f"{i['judgements']}/{i['judgements_planned']}"),
+            ("meta-verdicts", lambda i: f"{i['verdicts']}/{i['verdicts_planned']} "
+                                        f"({i['meta_targets']} responses)"),
+            ("judge parse failures", lambda i: i["judge_parse_failures"]),
+            ("meta parse failures", lambda i: i["meta_parse_failures"]),
+            ("units failed, not yet redone", lambda i: i["open_failures"]),
+            ("pairs actor / judge", lambda i: f"{i['actor_pairs']} / {i['judge_pairs']}"),
+            ("mean response chars", lambda i: _fmt(i["mean_response_chars"])),
+            ("mean judge score", lambda i: _fmt(i["mean_judge_score"])),
+            ("share of 5s (collapse alarm)", lambda i: _fmt(i["share_of_fives"])),
+            ("meta first-position win rate", lambda i: _fmt(i["first_position_win_rate"])),
+            ("finished", lambda i: "yes" if i["finished"] else "no"),
+        ]
+        print_table(columns, [(label, *(get(i) for i in its)) for label, get in lines])
+
+
+@app.command()
+def sql(
+    db: DbOption,
+    query: Annotated[str, typer.Argument(help="SQL to run; '-' reads it from stdin.")],
+    json: JsonOption = False,
+    limit: Annotated[int, typer.Option(help="Most rows to print (0: all).")] = 1000,
+) -> None:
+    """Run read-only SQL over the event log and its views (SELECT, EXPLAIN, PRAGMA)."""
+    from mrtui.store import ReadOnlyViolation, connect
+
+    if query == "-":
+        query = sys.stdin.read()
+    with connect(db, sandbox=True) as con:
+        statements = con.extract_statements(query)
+        if not statements:
+            raise ReadOnlyViolation("no SQL statement given")
+        for st in statements:
+            kind = st.type.name
+            if kind not in _ALLOWED:
+                raise ReadOnlyViolation(f"`mrtui sql` is read-only and refuses {kind} "
+                                        "statements; use SELECT (the log is append-only)")
+        import duckdb
+
+        result: Any = None
+        try:
+            for st in statements:
+                result = con.execute(st.query)
+            columns = [d[0] for d in result.description] if result.description else []
+            rows = result.fetchmany(limit) if limit else result.fetchall()
+        except duckdb.Error as exc:
+            from mrtui.store import StoreError
+
+            raise StoreError(f"query failed: {exc}".splitlines()[0]) from exc
+    if json:
+        print_json([dict(zip(columns, r, strict=True)) for r in rows])
+    else:
+        print_table(columns, rows)
+
+
+@app.command()
+def models(json: JsonOption = False) -> None:
+    """Models shipped in PyPI packages and whether they are installed here."""
+    from dataclasses import asdict
+
+    from mrtui.backends.models import list_packaged_models
+
+    items = [asdict(m) for m in list_packaged_models()]
+    if json:
+        print_json(items)
+        return
+    if not items:
+        typer.echo("no packaged models")
+        return
+    columns = list(items[0])
+    print_table(columns, [tuple(str(i[c]) for c in columns) for i in items])
+
+
+@app.command()
+def migrate(db: DbOption) -> None:
+    """Bring a log written by an older mrtui up to this version's schema."""
+    from mrtui.store import EventLog
+
+    with EventLog(db):
+        pass
+    typer.echo(f"{db} is up to date")
