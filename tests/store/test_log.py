@@ -1,0 +1,187 @@
+"""The event log writer and readers against real DuckDB files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import duckdb
+import pytest
+from mrtui.store import (
+    SCHEMA_VERSION,
+    DuplicateUnit,
+    EventLog,
+    LogBusy,
+    LogNotFound,
+    NewEvent,
+    SchemaMismatch,
+    StoreError,
+    WriterLocked,
+    connect,
+)
+
+
+def _ev(key: str | None, i: int = 0, text: str = "t") -> NewEvent:
+    return NewEvent("ResponseGenerated", "r", {"sample_index": i}, iteration=1, key=key,
+                    parent_key="p", text=text)
+
+
+def test_append_assigns_increasing_seq_and_keeps_payload(tmp_path: Path) -> None:
+    db = tmp_path / "log.duckdb"
+    with EventLog(db) as log:
+        log.append([_ev("a", 0), _ev("b", 1)])
+        log.flush()
+        log.append([_ev(None, 2, text="x\x1b[31m")])
+    with connect(db) as con:
+        rows = con.execute("SELECT seq, key, payload, text FROM events ORDER BY seq").fetchall()
+    assert [r[0] for r in rows] == [1, 2, 3]
+    assert [r[1] for r in rows] == ["a", "b", None]
+    assert json.loads(rows[2][2]) == {"sample_index": 2}
+    assert rows[2][3] == "x\x1b[31m"
+
+
+def test_migrations_are_recorded_and_reapplied_idempotently(tmp_path: Path) -> None:
+    db = tmp_path / "log.duckdb"
+    EventLog(db).close()
+    EventLog(db).close()
+    with connect(db) as con:
+        rows = con.execute("SELECT version, name FROM schema_migrations").fetchall()
+    assert rows == [(1, "0001_events.sql")]
+    assert SCHEMA_VERSION == 1
+
+
+def test_duplicate_unit_keys_are_refused(tmp_path: Path) -> None:
+    db = tmp_path / "log.duckdb"
+    with EventLog(db) as log:
+        log.append([_ev("a")])
+        with pytest.raises(DuplicateUnit):
+            log.append([_ev("a")])
+        with pytest.raises(DuplicateUnit):
+            log.append([_ev("b"), _ev("b")])
+    with EventLog(db) as log:  # and after reopening, from the file
+        with pytest.raises(DuplicateUnit):
+            log.append([_ev("a")])
+        log.append([_ev("c")])
+    with connect(db) as con:
+        assert con.execute("SELECT count(*) FROM events").fetchall()[0][0] == 2
+
+
+def test_second_writer_gets_a_one_line_error_naming_the_holder(tmp_path: Path) -> None:
+    db = tmp_path / "log.duckdb"
+    with EventLog(db), pytest.raises(WriterLocked) as err:
+        EventLog(db)
+    msg = str(err.value)
+    assert "\n" not in msg and f"pid {os.getpid()}" in msg and "stop it" in msg
+    EventLog(db).close()  # released on close
+
+
+def test_readers_can_read_while_a_writer_is_open(tmp_path: Path) -> None:
+    db = tmp_path / "log.duckdb"
+    with EventLog(db, flush_interval=0.05) as log:
+        log.append([_ev("a")])
+        log.flush()
+        with connect(db) as con:
+            assert con.execute("SELECT count(*) FROM responses").fetchall()[0][0] == 1
+        log.append([_ev("b", 1)])  # the writer goes on after the reader closes
+    with connect(db) as con:
+        assert con.execute("SELECT count(*) FROM events").fetchall()[0][0] == 2
+
+
+HOLD = textwrap.dedent("""
+    import duckdb, sys, time
+    con = duckdb.connect(sys.argv[1])
+    print("held", flush=True)
+    time.sleep(float(sys.argv[2]))
+""")
+
+
+def test_reader_waits_briefly_then_says_who_holds_the_file(tmp_path: Path) -> None:
+    db = tmp_path / "log.duckdb"
+    EventLog(db).close()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(db), "30"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(LogBusy) as err, connect(db, timeout=0.3):
+            pass
+        assert f"PID {holder.pid}" in str(err.value)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_writer_flush_waits_for_a_reader_to_let_go(tmp_path: Path) -> None:
+    db = tmp_path / "log.duckdb"
+    EventLog(db).close()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(db), "1.0"],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with EventLog(db, busy_timeout=30) as log:  # opening waits for the holder to exit
+        log.append([_ev("a")])
+    holder.wait()
+    with connect(db) as con:
+        assert con.execute("SELECT count(*) FROM events").fetchall()[0][0] == 1
+
+
+def test_missing_and_foreign_files_give_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(LogNotFound, match="mrtui run --db"), connect(tmp_path / "none.duckdb"):
+        pass
+    bad = tmp_path / "bad.duckdb"
+    bad.write_text("not a database at all " * 100)
+    with pytest.raises(StoreError), connect(bad):
+        pass
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "log.duckdb"
+    EventLog(db).close()
+    con = duckdb.connect(str(db))
+    con.execute("INSERT INTO schema_migrations VALUES (99, '0099_future.sql', now())")
+    con.close()
+    with pytest.raises(SchemaMismatch, match="newer mrtui"), connect(db):
+        pass
+
+
+def test_views_are_stored_in_the_file_for_plain_duckdb_clients(tmp_path: Path) -> None:
+    db = tmp_path / "log.duckdb"
+    with EventLog(db) as log:
+        log.append([_ev("a")])
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM responses").fetchall()[0][0] == 1
+        names = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() "
+                                            "WHERE NOT internal").fetchall()}
+    finally:
+        con.close()
+    assert {"responses", "judgements", "meta_verdicts", "response_scores", "actor_pairs",
+            "judge_battles", "judgement_elo", "judge_pairs", "preference_pairs"} <= names
+
+
+CRASH = textwrap.dedent("""
+    import os, sys
+    from mrtui.store import EventLog, NewEvent
+    log = EventLog(sys.argv[1], flush_interval=0.01)
+    for i in range(200):
+        log.append([NewEvent("ResponseGenerated", "r", {"i": i}, iteration=1, key=f"k{i}",
+                             text="x" * 500) for _ in range(1)])
+        if i % 20 == 0:
+            log.flush()
+    os._exit(9)  # die without closing: no final flush, no lock release
+""")
+
+
+def test_a_process_dying_mid_run_leaves_a_whole_readable_log(tmp_path: Path) -> None:
+    db = tmp_path / "log.duckdb"
+    proc = subprocess.run([sys.executable, "-c", CRASH, str(db)], capture_output=True,
+                          text=True)
+    assert proc.returncode == 9, proc.stderr
+    with connect(db) as con:
+        keys = [r[0] for r in con.execute("SELECT key FROM events ORDER BY seq").fetchall()]
+    assert keys == [f"k{i}" for i in range(len(keys))]  # a prefix, in order, no gaps
+    assert len(keys) >= 181
+    with EventLog(db) as log:  # the kernel released the writer lock; resume works
+        log.append([NewEvent("ResponseGenerated", "r", {}, iteration=1, key="after")])
