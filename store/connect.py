@@ -27,8 +27,9 @@ _LOCK_HINTS = ("Could not set lock", "Conflicting lock", "database is locked")
 
 def _sql_files(folder: str) -> list[tuple[str, str]]:
     root = resources.files(__package__).joinpath(folder)
-    files = sorted((p.name, p.read_text(encoding="utf-8")) for p in root.iterdir()
-                   if p.name.endswith(".sql"))
+    files = sorted(
+        (p.name, p.read_text(encoding="utf-8")) for p in root.iterdir() if p.name.endswith(".sql")
+    )
     return files
 
 
@@ -94,12 +95,16 @@ def open_duckdb(path: Path, *, read_only: bool, timeout: float = BUSY_TIMEOUT_S)
         except duckdb.Error as exc:
             if not _is_lock_error(exc):
                 if "not a valid DuckDB database" in str(exc) or "Unknown file type" in str(exc):
-                    raise StoreError(f"{path} is not a DuckDB event log; pass the .duckdb file "
-                                     "that `mrtui run` wrote") from exc
+                    raise StoreError(
+                        f"{path} is not a DuckDB event log; pass the .duckdb file "
+                        "that `mrtui run` wrote"
+                    ) from exc
                 raise StoreError(f"could not open {path}: {exc}") from exc
             if time.monotonic() >= deadline:
-                raise LogBusy(f"{path} is held by {_holder(exc)}; wait for it to finish "
-                              "or stop it, then try again") from exc
+                raise LogBusy(
+                    f"{path} is held by {_holder(exc)}; wait for it to finish "
+                    "or stop it, then try again"
+                ) from exc
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
 
@@ -111,26 +116,32 @@ def schema_version(con: Any) -> int:
     ).fetchall()[0][0]
     if not exists:
         return 0
-    return int(con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations")
-               .fetchall()[0][0])
+    return int(
+        con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchall()[0][0]
+    )
 
 
 def prepare(con: Any, path: Path) -> None:
     """Check the schema version and install the BT function and temporary views."""
     version = schema_version(con)
     if version > SCHEMA_VERSION:
-        raise SchemaMismatch(f"{path} was written by a newer mrtui (schema {version}, this "
-                             f"one knows {SCHEMA_VERSION}); upgrade mrtui to read it")
+        raise SchemaMismatch(
+            f"{path} was written by a newer mrtui (schema {version}, this "
+            f"one knows {SCHEMA_VERSION}); upgrade mrtui to read it"
+        )
     if version < SCHEMA_VERSION:
-        raise SchemaMismatch(f"{path} has schema {version} but this mrtui needs "
-                             f"{SCHEMA_VERSION}; run `mrtui migrate --db {path}` first")
+        raise SchemaMismatch(
+            f"{path} has schema {version} but this mrtui needs "
+            f"{SCHEMA_VERSION}; run `mrtui migrate --db {path}` first"
+        )
     elo.register(con)
     apply_views(con, temporary=True)
 
 
 @contextmanager
-def connect(path: str | Path, *, timeout: float = BUSY_TIMEOUT_S,
-            sandbox: bool = False) -> Iterator[Any]:
+def connect(
+    path: str | Path, *, timeout: float = BUSY_TIMEOUT_S, sandbox: bool = False
+) -> Iterator[Any]:
     """A read-only connection with mrtui's views, held only as long as the ``with`` block.
 
     ``sandbox`` additionally turns off file system access and locks the configuration, for

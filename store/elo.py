@@ -52,8 +52,9 @@ def _bt_arrow(n: Any, w: Any) -> Any:
         start = offsets[row]
         batch[row, :k, :k] = flat[start : start + k * k].reshape(k, k)
     eps = fit_bt(batch) if size else batch[:, :0, 0]
-    return pa.array([eps[row, :k].tolist() for row, k in enumerate(n_np)],
-                    type=pa.list_(pa.float64()))
+    return pa.array(
+        [eps[row, :k].tolist() for row, k in enumerate(n_np)], type=pa.list_(pa.float64())
+    )
 
 
 def register(con: Any) -> None:

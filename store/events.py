@@ -63,8 +63,9 @@ class NewEvent:
 
 def canonical_json(value: Any) -> str:
     """JSON with sorted keys and no NaN, so equal content always hashes equally."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
 
 
 def content_key(prefix: str, *parts: Any) -> str:

@@ -30,15 +30,26 @@ from .connect import migrate, open_duckdb, prepare, store_views
 from .errors import DuplicateUnit, StoreError, WriterLocked
 from .events import NewEvent
 
-COLUMNS = ("seq", "event_type", "event_version", "run_id", "iteration", "key", "parent_key",
-           "created_at", "text", "payload")
+COLUMNS = (
+    "seq",
+    "event_type",
+    "event_version",
+    "run_id",
+    "iteration",
+    "key",
+    "parent_key",
+    "created_at",
+    "text",
+    "payload",
+)
 
 
 class EventLog:
     """Append-only writer. Use as a context manager or call ``close()``."""
 
-    def __init__(self, path: str | Path, *, flush_interval: float = 0.5,
-                 busy_timeout: float = 600.0) -> None:
+    def __init__(
+        self, path: str | Path, *, flush_interval: float = 0.5, busy_timeout: float = 600.0
+    ) -> None:
         self.path = Path(path)
         self.flush_interval = flush_interval
         self.busy_timeout = busy_timeout
@@ -57,13 +68,13 @@ class EventLog:
             with self._connection() as con:
                 migrate(con)
                 store_views(con)
-                self._seq = int(con.execute("SELECT coalesce(max(seq), 0) FROM events")
-                                .fetchall()[0][0])
+                self._seq = int(
+                    con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchall()[0][0]
+                )
         except BaseException:
             self._release_writer_lock()
             raise
-        self._thread = threading.Thread(target=self._flusher, name="mrtui-log-flusher",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._flusher, name="mrtui-log-flusher", daemon=True)
         self._thread.start()
 
     # -- writer lock -------------------------------------------------------------------------
@@ -81,15 +92,26 @@ class EventLog:
                 info = json.loads(holder)
             except json.JSONDecodeError:
                 info = {}
-            who = (f"pid {info.get('pid', '?')} on {info.get('host', '?')}, "
-                   f"started {info.get('started', '?')}: {info.get('command', '?')}")
-            raise WriterLocked(f"{self.path} is being written by another mrtui process ({who}); "
-                               "wait for it to finish or stop it first") from None
+            who = (
+                f"pid {info.get('pid', '?')} on {info.get('host', '?')}, "
+                f"started {info.get('started', '?')}: {info.get('command', '?')}"
+            )
+            raise WriterLocked(
+                f"{self.path} is being written by another mrtui process ({who}); "
+                "wait for it to finish or stop it first"
+            ) from None
         fh.seek(0)
         fh.truncate()
-        fh.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                             "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                             "command": " ".join(sys.argv)[:300]}))
+        fh.write(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                    "command": " ".join(sys.argv)[:300],
+                }
+            )
+        )
         fh.flush()
         return fh
 
@@ -143,8 +165,10 @@ class EventLog:
             if dup is None and len(set(new_keys)) != len(new_keys):
                 dup = next(k for k in new_keys if new_keys.count(k) > 1)
             if dup is not None:
-                raise DuplicateUnit(f"unit {dup} is already in {self.path}; it was skipped "
-                                    "by resume planning and must not be written twice")
+                raise DuplicateUnit(
+                    f"unit {dup} is already in {self.path}; it was skipped "
+                    "by resume planning and must not be written twice"
+                )
             for e in batch:
                 e.payload_json()  # fail now, in the caller, on a payload that is not JSON
             keys.update(new_keys)
@@ -165,8 +189,18 @@ class EventLog:
                 return 0
             now = dt.datetime.now(dt.UTC)
             rows = [
-                (self._seq + i + 1, e.event_type, e.event_version, e.run_id, e.iteration, e.key,
-                 e.parent_key, now, e.text, e.payload_json())
+                (
+                    self._seq + i + 1,
+                    e.event_type,
+                    e.event_version,
+                    e.run_id,
+                    e.iteration,
+                    e.key,
+                    e.parent_key,
+                    now,
+                    e.text,
+                    e.payload_json(),
+                )
                 for i, e in enumerate(batch)
             ]
             with self._connection() as con:

@@ -19,8 +19,14 @@ def _h(*parts: object) -> int:
 
 
 class FakeBackend:
-    def __init__(self, *, sha256: str = "f" * 64, unparseable_every: int = 0,
-                 fail_ids: Iterable[str] = (), crash_after: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        sha256: str = "f" * 64,
+        unparseable_every: int = 0,
+        fail_ids: Iterable[str] = (),
+        crash_after: int | None = None,
+    ) -> None:
         self.sha256 = sha256
         self.unparseable_every = unparseable_every
         self.fail_ids = set(fail_ids)
@@ -39,8 +45,9 @@ class FakeBackend:
             if req.id in self.fail_ids:
                 yield Failure(req.id, "simulated failure", 0.001)
                 continue
-            yield Completion(req.id, 0, self._answer(req), "stop", 10, 5, 10, req.params.seed,
-                             0.001)
+            yield Completion(
+                req.id, 0, self._answer(req), "stop", 10, 5, 10, req.params.seed, 0.001
+            )
 
     def _answer(self, req: Request) -> str:
         content = req.messages[-1].content
@@ -48,7 +55,9 @@ class FakeBackend:
         if req.choices:
             return req.choices[h % len(req.choices)]
         if "[Judgment A]" in content:
-            return f"Judgment {'AB'[h % 2]} reads the response better.\nWinner: Judgment {'AB'[h % 2]}"
+            return (
+                f"Judgment {'AB'[h % 2]} reads the response better.\nWinner: Judgment {'AB'[h % 2]}"
+            )
         if "[Response]" in content:
             if self.unparseable_every and h % self.unparseable_every == 0:
                 return "I think this is decent."

@@ -20,8 +20,9 @@ app = typer.Typer(
 
 DbOption = Annotated[
     Path,
-    typer.Option("--db", envvar="MRTUI_DB", help="Event log file (DuckDB). Env: MRTUI_DB.",
-                 dir_okay=False),
+    typer.Option(
+        "--db", envvar="MRTUI_DB", help="Event log file (DuckDB). Env: MRTUI_DB.", dir_okay=False
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 RunOption = Annotated[str | None, typer.Option("--run", help="Only this run id.")]

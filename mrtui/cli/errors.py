@@ -18,8 +18,13 @@ def known_errors() -> tuple[tuple[type[BaseException], int], ...]:
     from mrtui.loop.settings import ConfigError
     from mrtui.store import ReadOnlyViolation, StoreError
 
-    return ((ConfigError, USAGE), (TemplateError, USAGE), (ReadOnlyViolation, USAGE),
-            (StoreError, RUNTIME), (BackendError, RUNTIME))
+    return (
+        (ConfigError, USAGE),
+        (TemplateError, USAGE),
+        (ReadOnlyViolation, USAGE),
+        (StoreError, RUNTIME),
+        (BackendError, RUNTIME),
+    )
 
 
 def fail(message: str, code: int) -> None:

@@ -10,8 +10,9 @@ import typer
 
 from .app import DbOption, RunOption, app
 
-export_app = typer.Typer(help="Write derived data to files.", no_args_is_help=True,
-                         rich_markup_mode=None)
+export_app = typer.Typer(
+    help="Write derived data to files.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(export_app, name="export")
 
 
@@ -27,18 +28,30 @@ def pairs(
     iteration: Annotated[int | None, typer.Option(help="Only this iteration.")] = None,
     kind: Annotated[str | None, typer.Option(help="Only 'actor' or 'judge' pairs.")] = None,
     rho: Annotated[float | None, typer.Option(help="Re-derive actor pairs with this ρ.")] = None,
-    max_chosen_chars: Annotated[int | None, typer.Option(
-        help="Re-derive with this chosen-response cap (0: none).")] = None,
-    judge_max_chars: Annotated[int | None, typer.Option(
-        help="Re-derive with this chosen-judgement cap (0: none).")] = None,
-    drop_same_score: Annotated[bool | None, typer.Option(
-        "--drop-same-score/--keep-same-score", help="Re-derive judge pairs with or without "
-        "same-score pairs.")] = None,
-    weights_scope: Annotated[str | None, typer.Option(
-        help="Re-derive with position-win counts per 'response' or 'iteration'.")] = None,
-    conversational: Annotated[bool, typer.Option(
-        "--conversational/--standard", help="TRL conversational format (lists of chat "
-        "messages) or standard (plain strings).")] = False,
+    max_chosen_chars: Annotated[
+        int | None, typer.Option(help="Re-derive with this chosen-response cap (0: none).")
+    ] = None,
+    judge_max_chars: Annotated[
+        int | None, typer.Option(help="Re-derive with this chosen-judgement cap (0: none).")
+    ] = None,
+    drop_same_score: Annotated[
+        bool | None,
+        typer.Option(
+            "--drop-same-score/--keep-same-score",
+            help="Re-derive judge pairs with or without same-score pairs.",
+        ),
+    ] = None,
+    weights_scope: Annotated[
+        str | None,
+        typer.Option(help="Re-derive with position-win counts per 'response' or 'iteration'."),
+    ] = None,
+    conversational: Annotated[
+        bool,
+        typer.Option(
+            "--conversational/--standard",
+            help="TRL conversational format (lists of chat messages) or standard (plain strings).",
+        ),
+    ] = False,
 ) -> None:
     """Preference pairs in TRL's prompt/chosen/rejected columns plus kind and provenance.
 
@@ -57,13 +70,17 @@ def pairs(
     suffix = out.suffix.lower()
     if suffix not in (".jsonl", ".parquet"):
         raise ConfigError(f"--out must end in .jsonl or .parquet, not {suffix or 'nothing'}")
-    source = (f"preference_pairs_with(rho := {_opt(rho)}, max_chosen_chars := "
-              f"{_opt(max_chosen_chars)}, judge_max_chars := {_opt(judge_max_chars)}, "
-              f"drop_same_score := {_opt(drop_same_score)}, weights_scope := "
-              f"{_opt(weights_scope)})")
-    sql = (f"SELECT * FROM {source} WHERE (? IS NULL OR run_id = ?) "
-           "AND (? IS NULL OR iteration = ?) AND (? IS NULL OR kind = ?) "
-           "ORDER BY run_id, iteration, kind, prompt_key")
+    source = (
+        f"preference_pairs_with(rho := {_opt(rho)}, max_chosen_chars := "
+        f"{_opt(max_chosen_chars)}, judge_max_chars := {_opt(judge_max_chars)}, "
+        f"drop_same_score := {_opt(drop_same_score)}, weights_scope := "
+        f"{_opt(weights_scope)})"
+    )
+    sql = (
+        f"SELECT * FROM {source} WHERE (? IS NULL OR run_id = ?) "
+        "AND (? IS NULL OR iteration = ?) AND (? IS NULL OR kind = ?) "
+        "ORDER BY run_id, iteration, kind, prompt_key"
+    )
     params = [run, run, iteration, iteration, kind, kind]
     with connect(db) as con:
         cur = con.execute(sql, params)
@@ -87,5 +104,6 @@ def pairs(
         pq.write_table(pa.Table.from_pylist(rows), tmp)
     tmp.replace(out)
     counts = {k: sum(1 for r in rows if r["kind"] == k) for k in ("actor", "judge")}
-    typer.echo(f"wrote {len(rows)} pairs ({counts['actor']} actor, {counts['judge']} judge) "
-               f"to {out}")
+    typer.echo(
+        f"wrote {len(rows)} pairs ({counts['actor']} actor, {counts['judge']} judge) to {out}"
+    )

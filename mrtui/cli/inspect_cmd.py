@@ -40,8 +40,12 @@ def status(db: DbOption, run: RunOption = None, json: JsonOption = False) -> Non
             ("prompts", lambda i: i["prompts"]),
             ("responses", lambda i: f"{i['responses']}/{i['responses_planned']}"),
             ("judgements", lambda i: f"{i['judgements']}/{i['judgements_planned']}"),
-            ("meta-verdicts", lambda i: f"{i['verdicts']}/{i['verdicts_planned']} "
-                                        f"({i['meta_targets']} responses)"),
+            (
+                "meta-verdicts",
+                lambda i: (
+                    f"{i['verdicts']}/{i['verdicts_planned']} ({i['meta_targets']} responses)"
+                ),
+            ),
             ("judge parse failures", lambda i: i["judge_parse_failures"]),
             ("meta parse failures", lambda i: i["meta_parse_failures"]),
             ("units failed, not yet redone", lambda i: i["open_failures"]),
@@ -74,8 +78,10 @@ def sql(
         for st in statements:
             kind = st.type.name
             if kind not in _ALLOWED:
-                raise ReadOnlyViolation(f"`mrtui sql` is read-only and refuses {kind} "
-                                        "statements; use SELECT (the log is append-only)")
+                raise ReadOnlyViolation(
+                    f"`mrtui sql` is read-only and refuses {kind} "
+                    "statements; use SELECT (the log is append-only)"
+                )
         import duckdb
 
         result: Any = None

@@ -9,8 +9,9 @@ import sys
 from typing import Any
 
 # C0 controls except tab and newline, DEL, and C1 controls are shown as \xNN escapes.
-_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F,
-                                       *range(0x80, 0xA0))}
+_CONTROL = {
+    c: f"\\x{c:02x}" for c in (*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F, *range(0x80, 0xA0))
+}
 
 
 def safe(value: Any) -> str:
@@ -32,8 +33,13 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, default=_default, ensure_ascii=False, indent=2) + "\n")
 
 
-def print_table(columns: list[str], rows: list[tuple[Any, ...]], *, title: str | None = None,
-                max_width: int = 80) -> None:
+def print_table(
+    columns: list[str],
+    rows: list[tuple[Any, ...]],
+    *,
+    title: str | None = None,
+    max_width: int = 80,
+) -> None:
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text

@@ -28,8 +28,9 @@ class _RateColumn(ProgressColumn):
         tokens = task.fields.get("tokens", 0)
         if elapsed <= 0 or done == 0:
             return Text("", style="progress.data.speed")
-        return Text(f"{done / elapsed:.2f} it/s {tokens / elapsed:.0f} tok/s",
-                    style="progress.data.speed")
+        return Text(
+            f"{done / elapsed:.2f} it/s {tokens / elapsed:.0f} tok/s", style="progress.data.speed"
+        )
 
 
 class _FailedColumn(ProgressColumn):
@@ -44,9 +45,17 @@ class RichProgress:
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True)
         self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            _RateColumn(), _FailedColumn(), TimeElapsedColumn(), TextColumn("ETA"),
-            TimeRemainingColumn(), console=self.console, transient=False)
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            _RateColumn(),
+            _FailedColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
         self._task: Any = None
 
     def __enter__(self) -> RichProgress:
@@ -60,20 +69,31 @@ class RichProgress:
         # Rich's ETA uses the rate of completed steps; starting at `done` would count the
         # skipped (already logged) units as instant work, so the bar starts at done with a
         # fresh speed estimate.
-        self._task = self._progress.add_task(f"iter {iteration} {stage:<5}", total=total,
-                                             completed=done, t0=time.monotonic(), new=0,
-                                             tokens=0, failed=0)
-        self._progress.reset(self._task, total=total, completed=done, t0=time.monotonic(),
-                             new=0, tokens=0, failed=0)
+        self._task = self._progress.add_task(
+            f"iter {iteration} {stage:<5}",
+            total=total,
+            completed=done,
+            t0=time.monotonic(),
+            new=0,
+            tokens=0,
+            failed=0,
+        )
+        self._progress.reset(
+            self._task, total=total, completed=done, t0=time.monotonic(), new=0, tokens=0, failed=0
+        )
 
     def advanced(self, n: int = 1, tokens: int = 0, failed: bool = False) -> None:
         if self._task is None:
             return
         task = self._progress.tasks[-1]
         fields = task.fields
-        self._progress.update(self._task, advance=n, new=fields["new"] + n,
-                              tokens=fields["tokens"] + tokens,
-                              failed=fields["failed"] + (n if failed else 0))
+        self._progress.update(
+            self._task,
+            advance=n,
+            new=fields["new"] + n,
+            tokens=fields["tokens"] + tokens,
+            failed=fields["failed"] + (n if failed else 0),
+        )
 
     def stage_finished(self, iteration: int, stage: str, done: int, failed: int) -> None:
         self._task = None

@@ -20,8 +20,10 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
         name, sep, raw = item.partition("=")
         name = name.strip().replace("-", "_")
         if not sep or name not in ITERATION_FIELDS:
-            raise ConfigError(f"--set {item!r}: expected NAME=VALUE with NAME one of "
-                              + ", ".join(sorted(ITERATION_FIELDS)))
+            raise ConfigError(
+                f"--set {item!r}: expected NAME=VALUE with NAME one of "
+                + ", ".join(sorted(ITERATION_FIELDS))
+            )
         try:
             out[name] = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
@@ -32,27 +34,41 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
 @app.command()
 def run(
     db: DbOption,
-    config: Annotated[Path | None, typer.Option(help="TOML run config ([defaults] and "
-                                                "[iteration.N] tables).")] = None,
-    prompts: Annotated[Path | None, typer.Option(help="JSONL prompts, one "
-                                                 '{"prompt": ...} per line.')] = None,
-    model: Annotated[str | None, typer.Option(help="GGUF path, hf:REPO/FILE, or a packaged "
-                                              "name (see `mrtui models`).")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="TOML run config ([defaults] and [iteration.N] tables).")
+    ] = None,
+    prompts: Annotated[
+        Path | None, typer.Option(help='JSONL prompts, one {"prompt": ...} per line.')
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="GGUF path, hf:REPO/FILE, or a packaged name (see `mrtui models`)."),
+    ] = None,
     backend: Annotated[str | None, typer.Option(help="Inference backend.")] = None,
-    run_id: Annotated[str | None, typer.Option("--run", help="Run id inside the log "
-                                               "(default: main).")] = None,
+    run_id: Annotated[
+        str | None, typer.Option("--run", help="Run id inside the log (default: main).")
+    ] = None,
     k: Annotated[int | None, typer.Option("--k", help="Responses per prompt.")] = None,
     n: Annotated[int | None, typer.Option("--n", help="Judgements per response.")] = None,
     rho: Annotated[float | None, typer.Option(help="Length-control ρ in [0, 1).")] = None,
     seed: Annotated[int | None, typer.Option(help="Base seed.")] = None,
-    judge_fallback: Annotated[bool | None, typer.Option(
-        "--judge-fallback/--no-judge-fallback",
-        help="Constrained 1-token score when a judgement has no valid score line.")] = None,
+    judge_fallback: Annotated[
+        bool | None,
+        typer.Option(
+            "--judge-fallback/--no-judge-fallback",
+            help="Constrained 1-token score when a judgement has no valid score line.",
+        ),
+    ] = None,
     n_ctx: Annotated[int | None, typer.Option(help="Context window (llama.cpp).")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads (llama.cpp).")] = None,
-    set_: Annotated[list[str] | None, typer.Option(
-        "--set", help="Any iteration setting as NAME=VALUE (repeatable), e.g. "
-        "--set judge_max_chars=1000.")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Any iteration setting as NAME=VALUE (repeatable), e.g. "
+            "--set judge_max_chars=1000.",
+        ),
+    ] = None,
 ) -> None:
     """Generate, judge and meta-judge; rerun the same command to resume after a stop."""
     from mrtui.loop.runner import Runner
@@ -61,9 +77,17 @@ def run(
 
     from .progress import RichProgress
 
-    cli: dict[str, Any] = {"prompts": str(prompts) if prompts else None, "model": model,
-                           "backend": backend, "run_id": run_id, "k": k, "n": n, "rho": rho,
-                           "seed": seed, "judge_fallback": judge_fallback}
+    cli: dict[str, Any] = {
+        "prompts": str(prompts) if prompts else None,
+        "model": model,
+        "backend": backend,
+        "run_id": run_id,
+        "k": k,
+        "n": n,
+        "rho": rho,
+        "seed": seed,
+        "judge_fallback": judge_fallback,
+    }
     cli.update(_parse_set(set_ or []))
     settings = load_config(config, cli)
     options = dict(settings.backend_options)
@@ -78,28 +102,38 @@ def run(
     if settings.iterations > 1:
         from mrtui.loop.settings import ConfigError
 
-        raise ConfigError("this version runs the data stages of iteration 1 only (DPO "
-                          "training between iterations is not built yet); set iterations = 1")
+        raise ConfigError(
+            "this version runs the data stages of iteration 1 only (DPO "
+            "training between iterations is not built yet); set iterations = 1"
+        )
 
     with EventLog(db) as log, RichProgress() as progress:
         runner = Runner(log, settings, progress=progress)
         try:
             reports = runner.run()
         except KeyboardInterrupt:
-            progress.message("interrupted: finished units are in the log; rerun the same "
-                             "command to continue")
+            progress.message(
+                "interrupted: finished units are in the log; rerun the same command to continue"
+            )
             raise
         finally:
             runner.close()
-    rows = [(r.iteration, r.stage, r.planned, r.skipped, r.done, r.failed, f"{r.wall_s:.1f}")
-            for r in reports]
-    print_table(["iteration", "stage", "planned", "already logged", "done", "failed",
-                 "seconds"], rows, title=f"run {settings.run_id} → {db}")
+    rows = [
+        (r.iteration, r.stage, r.planned, r.skipped, r.done, r.failed, f"{r.wall_s:.1f}")
+        for r in reports
+    ]
+    print_table(
+        ["iteration", "stage", "planned", "already logged", "done", "failed", "seconds"],
+        rows,
+        title=f"run {settings.run_id} → {db}",
+    )
     for r in reports:
         for err in r.failures:
             typer.echo(f"  {r.stage} failure: {safe(err)}", err=True)
-    typer.echo(f"Explore: mrtui status --db {db}   ·   mrtui sql --db {db} "
-               "\"SELECT * FROM preference_pairs\"   ·   "
-               f"mrtui export pairs --db {db} --out pairs.jsonl")
+    typer.echo(
+        f"Explore: mrtui status --db {db}   ·   mrtui sql --db {db} "
+        '"SELECT * FROM preference_pairs"   ·   '
+        f"mrtui export pairs --db {db} --out pairs.jsonl"
+    )
     if any(r.failed for r in reports):
         raise typer.Exit(1)

@@ -48,8 +48,9 @@ class Template:
         return "".join(values[s[1:-1]] if _SPLIT.fullmatch(s) else s for s in self.segments)
 
 
-def load_template(name_or_path: str, *, role: str | None = None,
-                  required: set[str] | None = None) -> Template:
+def load_template(
+    name_or_path: str, *, role: str | None = None, required: set[str] | None = None
+) -> Template:
     """A built-in template by name (actor, judge, meta_judge) or a text file by path."""
     if name_or_path in BUILTIN:
         text = resources.files("mrtui.assets").joinpath("templates", f"{name_or_path}.txt")
@@ -57,12 +58,16 @@ def load_template(name_or_path: str, *, role: str | None = None,
     else:
         path = Path(name_or_path)
         if not path.is_file():
-            raise TemplateError(f"template {name_or_path!r} not found; use one of "
-                                f"{', '.join(BUILTIN)} or a path to a text file")
+            raise TemplateError(
+                f"template {name_or_path!r} not found; use one of "
+                f"{', '.join(BUILTIN)} or a path to a text file"
+            )
         template = Template(path.stem, path.read_text(encoding="utf-8").rstrip("\n"))
     if required and not required <= template.fields:
-        raise TemplateError(f"{role or 'template'} template {name_or_path!r} must contain "
-                            + ", ".join("{" + f + "}" for f in sorted(required)))
+        raise TemplateError(
+            f"{role or 'template'} template {name_or_path!r} must contain "
+            + ", ".join("{" + f + "}" for f in sorted(required))
+        )
     return template
 
 

@@ -64,13 +64,16 @@ def rows_as_dicts(cursor: Any) -> list[dict[str, Any]]:
 
 def status(con: Any, run_id: str | None = None) -> dict[str, Any]:
     """Per-iteration progress and health of every run in the log (or one run)."""
-    runs = rows_as_dicts(con.execute(
-        "SELECT run_id, payload->>'$.model' AS model, payload->>'$.backend' AS backend, "
-        "created_at FROM events WHERE event_type = 'RunConfigured' "
-        "AND (? IS NULL OR run_id = ?) ORDER BY seq", [run_id, run_id]))
+    runs = rows_as_dicts(
+        con.execute(
+            "SELECT run_id, payload->>'$.model' AS model, payload->>'$.backend' AS backend, "
+            "created_at FROM events WHERE event_type = 'RunConfigured' "
+            "AND (? IS NULL OR run_id = ?) ORDER BY seq",
+            [run_id, run_id],
+        )
+    )
     iterations = rows_as_dicts(con.execute(_ITERATIONS, [run_id, run_id]))
     totals = con.execute("SELECT count(*), max(seq), max(created_at) FROM events").fetchall()[0]
     for run in runs:
         run["iterations"] = [i for i in iterations if i["run_id"] == run["run_id"]]
-    return {"events": totals[0], "last_seq": totals[1], "last_event_at": totals[2],
-            "runs": runs}
+    return {"events": totals[0], "last_seq": totals[1], "last_event_at": totals[2], "runs": runs}

@@ -38,10 +38,15 @@ def default_resolver(model: str) -> ModelIdentity:
 
 
 class Runner:
-    def __init__(self, log: EventLog, settings: RunSettings, *,
-                 backend_factory: BackendFactory = default_backend,
-                 resolver: Resolver = default_resolver,
-                 progress: ProgressSink | None = None) -> None:
+    def __init__(
+        self,
+        log: EventLog,
+        settings: RunSettings,
+        *,
+        backend_factory: BackendFactory = default_backend,
+        resolver: Resolver = default_resolver,
+        progress: ProgressSink | None = None,
+    ) -> None:
         self.log = log
         self.settings = settings
         self.progress = progress or NullProgress()
@@ -57,8 +62,10 @@ class Runner:
             self._backend = self._backend_factory(self.settings)
             sha = self._backend.info().model_sha256
             if self._model is not None and sha and sha != self._model.sha256:
-                raise ConfigError(f"the backend loaded a model with sha256 {sha[:12]}…, not the "
-                                  f"resolved {self._model.sha256[:12]}…; check --model")
+                raise ConfigError(
+                    f"the backend loaded a model with sha256 {sha[:12]}…, not the "
+                    f"resolved {self._model.sha256[:12]}…; check --model"
+                )
         return self._backend
 
     def close(self) -> None:
@@ -86,31 +93,61 @@ class Runner:
         run_key = content_key("run", s.run_id)
         if self.log.has(run_key):
             rows = self.log.query(
-                "SELECT payload->>'$.model_sha256', payload->>'$.model' FROM events "
-                "WHERE key = ?", [run_key])
+                "SELECT payload->>'$.model_sha256', payload->>'$.model' FROM events WHERE key = ?",
+                [run_key],
+            )
             if rows and rows[0][0] != model.sha256:
-                raise ConfigError(f"run {s.run_id!r} uses model {rows[0][1]}; pass the same "
-                                  "--model, or --run NEW_NAME to start another run")
+                raise ConfigError(
+                    f"run {s.run_id!r} uses model {rows[0][1]}; pass the same "
+                    "--model, or --run NEW_NAME to start another run"
+                )
         else:
-            self.log.append([NewEvent(ev.RUN_CONFIGURED, s.run_id, {
-                "model": s.model, "model_sha256": model.sha256, "backend": s.backend,
-                "backend_options": s.backend_options, "iterations": s.iterations,
-                "defaults": s.defaults.to_dict(),
-                "overrides": {str(k): v for k, v in s.overrides.items()},
-                "mrtui_version": __version__}, key=run_key)])
+            self.log.append(
+                [
+                    NewEvent(
+                        ev.RUN_CONFIGURED,
+                        s.run_id,
+                        {
+                            "model": s.model,
+                            "model_sha256": model.sha256,
+                            "backend": s.backend,
+                            "backend_options": s.backend_options,
+                            "iterations": s.iterations,
+                            "defaults": s.defaults.to_dict(),
+                            "overrides": {str(k): v for k, v in s.overrides.items()},
+                            "mrtui_version": __version__,
+                        },
+                        key=run_key,
+                    )
+                ]
+            )
         if s.prompts:
             new = []
             for row in load_prompts(s.prompts):
                 key = content_key("prompt", s.run_id, row.text)
                 if not self.log.has(key) and key not in {e.key for e in new}:
-                    new.append(NewEvent(ev.PROMPT_ADDED, s.run_id,
-                                        {"index": row.index, "source_id": row.source_id,
-                                         "source": str(s.prompts)}, key=key, text=row.text))
+                    new.append(
+                        NewEvent(
+                            ev.PROMPT_ADDED,
+                            s.run_id,
+                            {
+                                "index": row.index,
+                                "source_id": row.source_id,
+                                "source": str(s.prompts),
+                            },
+                            key=key,
+                            text=row.text,
+                        )
+                    )
             if new:
                 self.log.append(new)
                 self.progress.message(f"added {len(new)} prompts from {s.prompts}")
-        prompts = [(k, t) for k, t in self.log.query(
-            "SELECT prompt_key, prompt FROM prompts WHERE run_id = ? ORDER BY seq", [s.run_id])]
+        prompts = [
+            (k, t)
+            for k, t in self.log.query(
+                "SELECT prompt_key, prompt FROM prompts WHERE run_id = ? ORDER BY seq", [s.run_id]
+            )
+        ]
         if not prompts:
             raise ConfigError(f"run {s.run_id!r} has no prompts yet; pass --prompts FILE.jsonl")
         return prompts
@@ -118,19 +155,28 @@ class Runner:
     def _templates(self, s: IterationSettings) -> dict[str, Template]:
         templates = {
             "actor": load_template(s.actor_template, role="actor", required={"prompt"}),
-            "judge": load_template(s.judge_template, role="judge",
-                                   required={"question", "response"}),
-            "meta_judge": load_template(s.meta_template, role="meta-judge",
-                                        required={"question", "response", "judgement_a",
-                                                  "judgement_b"}),
+            "judge": load_template(
+                s.judge_template, role="judge", required={"question", "response"}
+            ),
+            "meta_judge": load_template(
+                s.meta_template,
+                role="meta-judge",
+                required={"question", "response", "judgement_a", "judgement_b"},
+            ),
         }
         new = []
         for role, t in templates.items():
             key = content_key("template", self.settings.run_id, t.sha256)
             if not self.log.has(key):
-                new.append(NewEvent(ev.TEMPLATE_REGISTERED, self.settings.run_id,
-                                    {"name": t.name, "role": role, "sha256": t.sha256,
-                                     "segments": t.segments}, key=key, text=t.text))
+                new.append(
+                    NewEvent(
+                        ev.TEMPLATE_REGISTERED,
+                        self.settings.run_id,
+                        {"name": t.name, "role": role, "sha256": t.sha256, "segments": t.segments},
+                        key=key,
+                        text=t.text,
+                    )
+                )
         self.log.append(new)
         return templates
 
@@ -144,40 +190,85 @@ class Runner:
         rows = self.log.query(
             "SELECT payload->'$.settings', payload->>'$.model.model_sha256' FROM events "
             "WHERE event_type = ? AND run_id = ? AND iteration = ? ORDER BY seq DESC LIMIT 1",
-            [ev.ITERATION_STARTED, run_id, iteration])
+            [ev.ITERATION_STARTED, run_id, iteration],
+        )
         if rows:
             import json
 
             before = json.loads(rows[0][0])
-            changed = [f for f in (*IterationSettings.GENERATION_FIELDS, "k", "n")
-                       if before.get(f) != settings.get(f)]
+            changed = [
+                f
+                for f in (*IterationSettings.GENERATION_FIELDS, "k", "n")
+                if before.get(f) != settings.get(f)
+            ]
             if changed or rows[0][1] != model.sha256:
-                what = ", ".join(f"{f}={before.get(f)!r} (now {settings.get(f)!r})"
-                                 for f in changed) or "a different model"
-                raise ConfigError(f"iteration {iteration} of run {run_id!r} was started with "
-                                  f"{what}; rerun with the same settings, or pass --run "
-                                  "NEW_NAME to start another run")
-        self.log.append([NewEvent(ev.ITERATION_STARTED, run_id, {
-            "settings": settings,
-            "model": {"model_id": model.model_id, "model_sha256": model.sha256,
-                      "backend": self.settings.backend}}, iteration=iteration, key=key)])
+                what = (
+                    ", ".join(f"{f}={before.get(f)!r} (now {settings.get(f)!r})" for f in changed)
+                    or "a different model"
+                )
+                raise ConfigError(
+                    f"iteration {iteration} of run {run_id!r} was started with "
+                    f"{what}; rerun with the same settings, or pass --run "
+                    "NEW_NAME to start another run"
+                )
+        self.log.append(
+            [
+                NewEvent(
+                    ev.ITERATION_STARTED,
+                    run_id,
+                    {
+                        "settings": settings,
+                        "model": {
+                            "model_id": model.model_id,
+                            "model_sha256": model.sha256,
+                            "backend": self.settings.backend,
+                        },
+                    },
+                    iteration=iteration,
+                    key=key,
+                )
+            ]
+        )
 
-    def run_iteration(self, iteration: int, prompts: list[tuple[str, str]]
-                      ) -> list[StageReport]:
+    def run_iteration(self, iteration: int, prompts: list[tuple[str, str]]) -> list[StageReport]:
         s = self.settings.for_iteration(iteration)
         templates = self._templates(s)
         self._start_iteration(iteration, s)
-        stages = Stages(self.log, self.settings.run_id, iteration, s, self.model(), templates,
-                        self.backend, self.progress)
+        stages = Stages(
+            self.log,
+            self.settings.run_id,
+            iteration,
+            s,
+            self.model(),
+            templates,
+            self.backend,
+            self.progress,
+        )
         reports = [stages.actor(prompts)]
         reports.append(stages.judge(self._responses(iteration)))
         reports.append(stages.meta(self._targets(iteration, s)))
         finished = content_key("iteration-finished", self.settings.run_id, iteration)
         if not any(r.failed for r in reports) and not self.log.has(finished):
-            self.log.append([NewEvent(ev.ITERATION_FINISHED, self.settings.run_id, {
-                "stages": {r.stage: {"planned": r.planned, "done": r.done,
-                                     "skipped": r.skipped} for r in reports}},
-                iteration=iteration, key=finished)])
+            self.log.append(
+                [
+                    NewEvent(
+                        ev.ITERATION_FINISHED,
+                        self.settings.run_id,
+                        {
+                            "stages": {
+                                r.stage: {
+                                    "planned": r.planned,
+                                    "done": r.done,
+                                    "skipped": r.skipped,
+                                }
+                                for r in reports
+                            }
+                        },
+                        iteration=iteration,
+                        key=finished,
+                    )
+                ]
+            )
         return reports
 
     # -- planning queries -----------------------------------------------------------------
@@ -186,7 +277,8 @@ class Runner:
             "SELECT r.response_key, r.prompt_key, p.prompt, r.response FROM responses r "
             "JOIN prompts p ON p.prompt_key = r.prompt_key AND p.run_id = r.run_id "
             "WHERE r.run_id = ? AND r.iteration = ? ORDER BY p.seq, r.sample_index",
-            [self.settings.run_id, iteration])
+            [self.settings.run_id, iteration],
+        )
 
     def _targets(self, iteration: int, s: IterationSettings) -> list[Any]:
         """Meta-judge targets of prompts whose K×N judgements are all in the log."""
@@ -201,15 +293,16 @@ class Runner:
                 "JOIN responses r ON r.response_key = t.response_key "
                 "JOIN prompts p ON p.prompt_key = t.prompt_key AND p.run_id = t.run_id "
                 "WHERE t.run_id = ? AND t.iteration = ? ORDER BY p.seq",
-                [run_id, iteration, s.k, s.k * s.n, run_id, iteration]).fetchall()
+                [run_id, iteration, s.k, s.k * s.n, run_id, iteration],
+            ).fetchall()
             rows = con.execute(
                 "SELECT j.response_key, j.judgement_key, j.judgement FROM judgements j "
                 "JOIN meta_targets t ON t.response_key = j.response_key "
                 "WHERE j.valid AND t.run_id = ? AND t.iteration = ? "
                 "ORDER BY j.response_key, j.judge_index, j.judgement_key",
-                [run_id, iteration]).fetchall()
+                [run_id, iteration],
+            ).fetchall()
         judgements: dict[str, list[tuple[str, str]]] = defaultdict(list)
         for response_key, key, text in rows:
             judgements[response_key].append((key, text))
-        return [(rk, pk, prompt, response, judgements[rk])
-                for rk, pk, prompt, response in targets]
+        return [(rk, pk, prompt, response, judgements[rk]) for rk, pk, prompt, response in targets]

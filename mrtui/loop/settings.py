@@ -35,16 +35,21 @@ class IterationSettings:
     meta_top_p: float = _help("meta-judge nucleus sampling", 0.95)
     meta_max_tokens: int = _help("longest meta-verdict, in tokens", 256)
     rho: float = _help("length-control ρ in [0, 1); 0 is plain best vs worst", 0.0)
-    max_chosen_chars: int = _help("cap on a chosen response's length; 0: none "
-                                  "(paper: 2500 in iteration 1)", 0)
-    judge_max_chars: int = _help("drop a judge pair whose chosen judgement is longer; 0: none "
-                                 "(paper: about 1000-1100)", 1100)
-    drop_same_score: bool = _help("drop judge pairs whose two judgements give the same score",
-                                  False)
-    weights_scope: str = _help("count position wins per 'response' or per 'iteration'",
-                               "response")
-    judge_fallback: bool = _help("when a judgement has no valid score line, ask for just the "
-                                 "score with a one-token constrained continuation", False)
+    max_chosen_chars: int = _help(
+        "cap on a chosen response's length; 0: none (paper: 2500 in iteration 1)", 0
+    )
+    judge_max_chars: int = _help(
+        "drop a judge pair whose chosen judgement is longer; 0: none (paper: about 1000-1100)", 1100
+    )
+    drop_same_score: bool = _help(
+        "drop judge pairs whose two judgements give the same score", False
+    )
+    weights_scope: str = _help("count position wins per 'response' or per 'iteration'", "response")
+    judge_fallback: bool = _help(
+        "when a judgement has no valid score line, ask for just the "
+        "score with a one-token constrained continuation",
+        False,
+    )
     meta_fallback: bool = _help("the same for meta-verdicts without a winner line", False)
     seed: int = _help("base seed; each unit's seed derives from it and the unit's key", 0)
     judge_template: str = _help("judge template: built-in name or path", "judge")
@@ -63,16 +68,28 @@ class IterationSettings:
             if not 0 < getattr(self, f"{name}_top_p") <= 1:
                 raise ConfigError(f"{name}_top_p must be in (0, 1]")
         if self.weights_scope not in ("response", "iteration"):
-            raise ConfigError("weights_scope must be 'response' or 'iteration', "
-                              f"got {self.weights_scope!r}")
+            raise ConfigError(
+                f"weights_scope must be 'response' or 'iteration', got {self.weights_scope!r}"
+            )
         if self.max_chosen_chars < 0 or self.judge_max_chars < 0:
             raise ConfigError("length caps must be >= 0 (0 means no cap)")
 
     # Settings that decide what gets generated; the rest only change derived views.
     GENERATION_FIELDS = (
-        "actor_temperature", "actor_top_p", "actor_max_tokens", "judge_temperature",
-        "judge_top_p", "judge_max_tokens", "meta_temperature", "meta_top_p", "meta_max_tokens",
-        "judge_fallback", "meta_fallback", "seed", "judge_template", "meta_template",
+        "actor_temperature",
+        "actor_top_p",
+        "actor_max_tokens",
+        "judge_temperature",
+        "judge_top_p",
+        "judge_max_tokens",
+        "meta_temperature",
+        "meta_top_p",
+        "meta_max_tokens",
+        "judge_fallback",
+        "meta_fallback",
+        "seed",
+        "judge_template",
+        "meta_template",
         "actor_template",
     )
 
@@ -110,8 +127,10 @@ RUN_KEYS = {"prompts", "model", "backend", "run_id", "iterations", "backend_opti
 def _check_keys(table: dict[str, Any], where: str) -> None:
     unknown = set(table) - ITERATION_FIELDS.keys()
     if unknown:
-        raise ConfigError(f"{where}: unknown setting(s) {sorted(unknown)}; known: "
-                          + ", ".join(sorted(ITERATION_FIELDS)))
+        raise ConfigError(
+            f"{where}: unknown setting(s) {sorted(unknown)}; known: "
+            + ", ".join(sorted(ITERATION_FIELDS))
+        )
 
 
 def load_config(path: Path | None, cli: dict[str, Any]) -> RunSettings:
@@ -126,8 +145,10 @@ def load_config(path: Path | None, cli: dict[str, Any]) -> RunSettings:
             raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     unknown = set(data) - RUN_KEYS - {"defaults", "iteration"}
     if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}; top-level keys are "
-                          + ", ".join(sorted(RUN_KEYS | {'defaults', 'iteration'})))
+        raise ConfigError(
+            f"{path}: unknown key(s) {sorted(unknown)}; top-level keys are "
+            + ", ".join(sorted(RUN_KEYS | {"defaults", "iteration"}))
+        )
     defaults = dict(data.get("defaults", {}))
     _check_keys(defaults, f"{path} [defaults]")
     overrides: dict[int, dict[str, Any]] = {}

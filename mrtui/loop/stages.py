@@ -76,10 +76,17 @@ def unit_seed(base: int, key: str) -> int:
 class Stages:
     """Runs one iteration's stages against a log and a (lazily started) backend."""
 
-    def __init__(self, log: EventLog, run_id: str, iteration: int, settings: IterationSettings,
-                 model: ModelIdentity, templates: dict[str, Template],
-                 backend: Callable[[], InferenceBackend],
-                 progress: ProgressSink | None = None) -> None:
+    def __init__(
+        self,
+        log: EventLog,
+        run_id: str,
+        iteration: int,
+        settings: IterationSettings,
+        model: ModelIdentity,
+        templates: dict[str, Template],
+        backend: Callable[[], InferenceBackend],
+        progress: ProgressSink | None = None,
+    ) -> None:
         self.log = log
         self.run_id = run_id
         self.iteration = iteration
@@ -102,8 +109,9 @@ class Stages:
             seed=unit_seed(self.s.seed, key),
         )
 
-    def _provenance(self, info: BackendInfo, template: Template, request: Request,
-                    result: Completion | Failure) -> dict[str, Any]:
+    def _provenance(
+        self, info: BackendInfo, template: Template, request: Request, result: Completion | Failure
+    ) -> dict[str, Any]:
         prov: dict[str, Any] = {
             "model_id": info.model_id,
             "model_sha256": info.model_sha256,
@@ -116,30 +124,52 @@ class Stages:
             "wall_s": round(result.wall_s, 4),
         }
         if isinstance(result, Completion):
-            prov.update(prompt_tokens=result.prompt_tokens,
-                        completion_tokens=result.completion_tokens,
-                        prompt_tokens_evaluated=result.prompt_tokens_evaluated,
-                        finish_reason=result.finish_reason)
+            prov.update(
+                prompt_tokens=result.prompt_tokens,
+                completion_tokens=result.completion_tokens,
+                prompt_tokens_evaluated=result.prompt_tokens_evaluated,
+                finish_reason=result.finish_reason,
+            )
         return prov
 
     def _execute(self, stage: str, units: Sequence[Unit]) -> StageReport:
         todo = [u for u in units if not self.log.has(u.key)]
-        report = StageReport(self.iteration, stage, planned=len(units),
-                             skipped=len(units) - len(todo))
+        report = StageReport(
+            self.iteration, stage, planned=len(units), skipped=len(units) - len(todo)
+        )
         self.progress.stage_started(self.iteration, stage, len(units), report.skipped)
-        self.log.append([NewEvent(ev.STAGE_STARTED, self.run_id,
-                                  {"stage": stage, "planned": len(units), "todo": len(todo)},
-                                  iteration=self.iteration)])
+        self.log.append(
+            [
+                NewEvent(
+                    ev.STAGE_STARTED,
+                    self.run_id,
+                    {"stage": stage, "planned": len(units), "todo": len(todo)},
+                    iteration=self.iteration,
+                )
+            ]
+        )
         t0 = time.perf_counter()
         if todo:
             self._run_units(stage, todo, report)
         report.wall_s = time.perf_counter() - t0
-        self.log.append([NewEvent(ev.STAGE_FINISHED, self.run_id,
-                                  {"stage": stage, "planned": report.planned,
-                                   "skipped": report.skipped, "done": report.done,
-                                   "failed": report.failed, "wall_s": round(report.wall_s, 3),
-                                   "completion_tokens": report.completion_tokens},
-                                  iteration=self.iteration)])
+        self.log.append(
+            [
+                NewEvent(
+                    ev.STAGE_FINISHED,
+                    self.run_id,
+                    {
+                        "stage": stage,
+                        "planned": report.planned,
+                        "skipped": report.skipped,
+                        "done": report.done,
+                        "failed": report.failed,
+                        "wall_s": round(report.wall_s, 3),
+                        "completion_tokens": report.completion_tokens,
+                    },
+                    iteration=self.iteration,
+                )
+            ]
+        )
         self.progress.stage_finished(self.iteration, stage, report.done, report.failed)
         return report
 
@@ -172,9 +202,14 @@ class Stages:
                     first_answer[unit_key] = result
                     followups.append(outcome)
                     continue
-                outcome.payload.update(self._provenance(
-                    info, self._template_for(stage), units[unit_key].request,
-                    first_answer.pop(unit_key, result)))
+                outcome.payload.update(
+                    self._provenance(
+                        info,
+                        self._template_for(stage),
+                        units[unit_key].request,
+                        first_answer.pop(unit_key, result),
+                    )
+                )
                 self.log.append([outcome])
                 report.done += 1
                 self.progress.advanced(1, tokens=getattr(result, "completion_tokens", 0))
@@ -183,12 +218,22 @@ class Stages:
                 pending[f.request.id] = f.finish
                 requests.append(f.request)
 
-    def _log_failure(self, stage: str, info: BackendInfo, unit: Unit, failure: Failure,
-                     report: StageReport) -> None:
+    def _log_failure(
+        self, stage: str, info: BackendInfo, unit: Unit, failure: Failure, report: StageReport
+    ) -> None:
         payload = {"stage": stage, "error": failure.error}
         payload.update(self._provenance(info, self._template_for(stage), unit.request, failure))
-        self.log.append([NewEvent(ev.REQUEST_FAILED, self.run_id, payload,
-                                  iteration=self.iteration, parent_key=unit.key)])
+        self.log.append(
+            [
+                NewEvent(
+                    ev.REQUEST_FAILED,
+                    self.run_id,
+                    payload,
+                    iteration=self.iteration,
+                    parent_key=unit.key,
+                )
+            ]
+        )
         report.failed += 1
         if len(report.failures) < 5:
             report.failures.append(failure.error)
@@ -211,14 +256,22 @@ class Stages:
         return self._execute("actor", units)
 
     def _sampling_id(self, role: str) -> list[Any]:
-        return [getattr(self.s, f"{role}_{x}") for x in ("temperature", "top_p", "max_tokens")] \
-            + [self.s.seed]
+        return [getattr(self.s, f"{role}_{x}") for x in ("temperature", "top_p", "max_tokens")] + [
+            self.s.seed
+        ]
 
     def _finish_response(self, key: str, prompt_key: str, k: int) -> Callable[..., NewEvent]:
         def finish(c: Completion) -> NewEvent:
-            return NewEvent(ev.RESPONSE_GENERATED, self.run_id, {"sample_index": k},
-                            iteration=self.iteration, key=key, parent_key=prompt_key,
-                            text=c.text)
+            return NewEvent(
+                ev.RESPONSE_GENERATED,
+                self.run_id,
+                {"sample_index": k},
+                iteration=self.iteration,
+                key=key,
+                parent_key=prompt_key,
+                text=c.text,
+            )
+
         return finish
 
     # -- judge ----------------------------------------------------------------------------
@@ -230,38 +283,67 @@ class Stages:
         for response_key, prompt_key, prompt, response in responses:
             messages = (Message("user", tpl.render(question=prompt, response=response)),)
             for j in range(self.s.n):
-                key = self._key("judg", response_key, j, tpl.sha256, self._sampling_id("judge"),
-                                self.s.judge_fallback)
+                key = self._key(
+                    "judg",
+                    response_key,
+                    j,
+                    tpl.sha256,
+                    self._sampling_id("judge"),
+                    self.s.judge_fallback,
+                )
                 request = Request(key, messages, self._params("judge", key))
-                units.append(Unit(key, request,
-                                  self._finish_judgement(key, request, response_key,
-                                                         prompt_key, j)))
+                units.append(
+                    Unit(
+                        key,
+                        request,
+                        self._finish_judgement(key, request, response_key, prompt_key, j),
+                    )
+                )
         return self._execute("judge", units)
 
-    def _finish_judgement(self, key: str, request: Request, response_key: str, prompt_key: str,
-                          j: int) -> Callable[[Completion], NewEvent | Followup]:
-        def event(text: str, parsed: Parsed, first_error: str | None = None,
-                  fallback: dict[str, Any] | None = None) -> NewEvent:
-            payload: dict[str, Any] = {"prompt_key": prompt_key, "judge_index": j,
-                                       "score": parsed.value, "parse_error": parsed.error,
-                                       "fallback_used": fallback is not None}
+    def _finish_judgement(
+        self, key: str, request: Request, response_key: str, prompt_key: str, j: int
+    ) -> Callable[[Completion], NewEvent | Followup]:
+        def event(
+            text: str,
+            parsed: Parsed,
+            first_error: str | None = None,
+            fallback: dict[str, Any] | None = None,
+        ) -> NewEvent:
+            payload: dict[str, Any] = {
+                "prompt_key": prompt_key,
+                "judge_index": j,
+                "score": parsed.value,
+                "parse_error": parsed.error,
+                "fallback_used": fallback is not None,
+            }
             if fallback is not None:
                 payload["fallback"] = fallback | {"first_parse_error": first_error}
-            return NewEvent(ev.JUDGEMENT_RECORDED, self.run_id, payload,
-                            iteration=self.iteration, key=key, parent_key=response_key,
-                            text=text)
+            return NewEvent(
+                ev.JUDGEMENT_RECORDED,
+                self.run_id,
+                payload,
+                iteration=self.iteration,
+                key=key,
+                parent_key=response_key,
+                text=text,
+            )
 
         def finish(c: Completion) -> NewEvent | Followup:
             parsed = parse_score(c.text)
             if parsed.error is None or not self.s.judge_fallback:
                 return event(c.text, parsed)
-            return Followup(_fallback_request(request, c.text, "Score: ", SCORE_CHOICES),
-                            lambda f: event(c.text, *_fallback_parse(f, parsed, int)))
+            return Followup(
+                _fallback_request(request, c.text, "Score: ", SCORE_CHOICES),
+                lambda f: event(c.text, *_fallback_parse(f, parsed, int)),
+            )
+
         return finish
 
     # -- meta-judge -----------------------------------------------------------------------
-    def meta(self, targets: Sequence[tuple[str, str, str, str, Sequence[tuple[str, str]]]]
-             ) -> StageReport:
+    def meta(
+        self, targets: Sequence[tuple[str, str, str, str, Sequence[tuple[str, str]]]]
+    ) -> StageReport:
         """``targets``: (response_key, prompt_key, prompt, response, [(judgement_key, text)]).
         Every ordered pair of the response's valid judgements, so each pair is seen in both
         orders."""
@@ -272,29 +354,64 @@ class Stages:
                 for second_key, second in judgements:
                     if first_key == second_key:
                         continue
-                    key = self._key("meta", response_key, first_key, second_key, tpl.sha256,
-                                    self._sampling_id("meta"), self.s.meta_fallback)
-                    text = tpl.render(question=prompt, response=response, judgement_a=first,
-                                      judgement_b=second)
+                    key = self._key(
+                        "meta",
+                        response_key,
+                        first_key,
+                        second_key,
+                        tpl.sha256,
+                        self._sampling_id("meta"),
+                        self.s.meta_fallback,
+                    )
+                    text = tpl.render(
+                        question=prompt, response=response, judgement_a=first, judgement_b=second
+                    )
                     request = Request(key, (Message("user", text),), self._params("meta", key))
-                    units.append(Unit(key, request, self._finish_verdict(
-                        key, request, response_key, prompt_key, first_key, second_key)))
+                    units.append(
+                        Unit(
+                            key,
+                            request,
+                            self._finish_verdict(
+                                key, request, response_key, prompt_key, first_key, second_key
+                            ),
+                        )
+                    )
         return self._execute("meta", units)
 
-    def _finish_verdict(self, key: str, request: Request, response_key: str, prompt_key: str,
-                        first_key: str, second_key: str
-                        ) -> Callable[[Completion], NewEvent | Followup]:
-        def event(text: str, parsed: Parsed, first_error: str | None = None,
-                  fallback: dict[str, Any] | None = None) -> NewEvent:
-            payload: dict[str, Any] = {"prompt_key": prompt_key, "first_key": first_key,
-                                       "second_key": second_key, "winner": parsed.value,
-                                       "parse_error": parsed.error,
-                                       "fallback_used": fallback is not None}
+    def _finish_verdict(
+        self,
+        key: str,
+        request: Request,
+        response_key: str,
+        prompt_key: str,
+        first_key: str,
+        second_key: str,
+    ) -> Callable[[Completion], NewEvent | Followup]:
+        def event(
+            text: str,
+            parsed: Parsed,
+            first_error: str | None = None,
+            fallback: dict[str, Any] | None = None,
+        ) -> NewEvent:
+            payload: dict[str, Any] = {
+                "prompt_key": prompt_key,
+                "first_key": first_key,
+                "second_key": second_key,
+                "winner": parsed.value,
+                "parse_error": parsed.error,
+                "fallback_used": fallback is not None,
+            }
             if fallback is not None:
                 payload["fallback"] = fallback | {"first_parse_error": first_error}
-            return NewEvent(ev.META_VERDICT_RECORDED, self.run_id, payload,
-                            iteration=self.iteration, key=key, parent_key=response_key,
-                            text=text)
+            return NewEvent(
+                ev.META_VERDICT_RECORDED,
+                self.run_id,
+                payload,
+                iteration=self.iteration,
+                key=key,
+                parent_key=response_key,
+                text=text,
+            )
 
         def finish(c: Completion) -> NewEvent | Followup:
             parsed = parse_winner(c.text)
@@ -302,26 +419,35 @@ class Stages:
                 return event(c.text, parsed)
             return Followup(
                 _fallback_request(request, c.text, "Winner: Judgment ", WINNER_CHOICES),
-                lambda f: event(c.text, *_fallback_parse(f, parsed, str)))
+                lambda f: event(c.text, *_fallback_parse(f, parsed, str)),
+            )
+
         return finish
 
 
-def _fallback_request(request: Request, text: str, lead: str,
-                      choices: tuple[str, ...]) -> Request:
+def _fallback_request(request: Request, text: str, lead: str, choices: tuple[str, ...]) -> Request:
     """Continue the model's own answer with a final line whose value is constrained."""
     prefix = text.rstrip() + "\n" + lead
-    params = SamplingParams(n=1, temperature=0.0, top_p=1.0, max_tokens=2,
-                            seed=request.params.seed)
-    return Request(request.id + "#fallback", request.messages, params,
-                   assistant_prefix=prefix, choices=choices)
+    params = SamplingParams(n=1, temperature=0.0, top_p=1.0, max_tokens=2, seed=request.params.seed)
+    return Request(
+        request.id + "#fallback", request.messages, params, assistant_prefix=prefix, choices=choices
+    )
 
 
-def _fallback_parse(f: Completion | None, first: Parsed, cast: Callable[[str], Any]
-                    ) -> tuple[Parsed, str | None, dict[str, Any]]:
+def _fallback_parse(
+    f: Completion | None, first: Parsed, cast: Callable[[str], Any]
+) -> tuple[Parsed, str | None, dict[str, Any]]:
     if f is None:
         return first, first.error, {"text": None, "error": "fallback request failed"}
     value = f.text.strip()
     ok = value in SCORE_CHOICES + WINNER_CHOICES
     parsed = Parsed(cast(value), None) if ok else Parsed(None, f"fallback gave {value!r}")
-    return parsed, first.error, {"text": f.text, "completion_tokens": f.completion_tokens,
-                                 "prompt_tokens_evaluated": f.prompt_tokens_evaluated}
+    return (
+        parsed,
+        first.error,
+        {
+            "text": f.text,
+            "completion_tokens": f.completion_tokens,
+            "prompt_tokens_evaluated": f.prompt_tokens_evaluated,
+        },
+    )

@@ -7,30 +7,36 @@ import pytest
 from mrtui.loop.prompts import Template, TemplateError, load_template, parse_score, parse_winner
 
 
-@pytest.mark.parametrize(("text", "value"), [
-    ("Relevant and clear.\nScore: 4", 4),
-    ("Score: <3>", 3),
-    ("**Score:** 5/5", 5),
-    ("score = 0.", 0),
-    ("Score: 4 out of 5", 4),
-    ("Score: 2.0", 2),
-    ("  Score: 1  ", 1),
-    ("The response claims 'Score: 5'.\nIt is wrong.\nScore: 1", 1),
-    ("Quoting the response:\nScore: 5\nBut it earns less.\nScore: 2", 2),
-])
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("Relevant and clear.\nScore: 4", 4),
+        ("Score: <3>", 3),
+        ("**Score:** 5/5", 5),
+        ("score = 0.", 0),
+        ("Score: 4 out of 5", 4),
+        ("Score: 2.0", 2),
+        ("  Score: 1  ", 1),
+        ("The response claims 'Score: 5'.\nIt is wrong.\nScore: 1", 1),
+        ("Quoting the response:\nScore: 5\nBut it earns less.\nScore: 2", 2),
+    ],
+)
 def test_scores_that_parse(text: str, value: int) -> None:
     assert parse_score(text).value == value and parse_score(text).error is None
 
 
-@pytest.mark.parametrize(("text", "error"), [
-    ("I like it.", "no 'Score"),
-    ("Score: 50", "outside 0..5"),
-    ("Score: -1", "outside 0..5"),
-    ("Score: 3.5", "whole number"),
-    ("Score: 7/10", "out of 10"),
-    ("The score is high", "no 'Score"),
-    ("My Score: 4 because", "no 'Score"),
-])
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("I like it.", "no 'Score"),
+        ("Score: 50", "outside 0..5"),
+        ("Score: -1", "outside 0..5"),
+        ("Score: 3.5", "whole number"),
+        ("Score: 7/10", "out of 10"),
+        ("The score is high", "no 'Score"),
+        ("My Score: 4 because", "no 'Score"),
+    ],
+)
 def test_scores_that_do_not(text: str, error: str) -> None:
     parsed = parse_score(text)
     assert parsed.value is None and error in (parsed.error or "")
@@ -42,16 +48,19 @@ def test_a_response_saying_score_5_cannot_decide_the_judgement() -> None:
     assert parse_score(text).value == 0
 
 
-@pytest.mark.parametrize(("text", "value", "error"), [
-    ("A is better.\nWinner: Judgment A", "A", None),
-    ("**Winner: Judgment B**", "B", None),
-    ("winner: judgement a", "A", None),
-    ("Winner: B.", "B", None),
-    ("Winner: Judgment A\nOn reflection:\nWinner: Judgment B", "B", None),
-    ("Winner: tie", None, "tie"),
-    ("Both are fine.", None, "no 'Winner"),
-    ("The winner is Judgment A", None, "no 'Winner"),
-])
+@pytest.mark.parametrize(
+    ("text", "value", "error"),
+    [
+        ("A is better.\nWinner: Judgment A", "A", None),
+        ("**Winner: Judgment B**", "B", None),
+        ("winner: judgement a", "A", None),
+        ("Winner: B.", "B", None),
+        ("Winner: Judgment A\nOn reflection:\nWinner: Judgment B", "B", None),
+        ("Winner: tie", None, "tie"),
+        ("Both are fine.", None, "no 'Winner"),
+        ("The winner is Judgment A", None, "no 'Winner"),
+    ],
+)
 def test_winner(text: str, value: str | None, error: str | None) -> None:
     parsed = parse_winner(text)
     assert parsed.value == value

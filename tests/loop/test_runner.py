@@ -4,6 +4,7 @@ The same loop runs against real llama.cpp in tests/cli (end to end) and tests/ba
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -29,8 +30,12 @@ def _prompts(tmp_path: Path, n: int = 4) -> Path:
 def _run(db: Path, backend: FakeBackend, **cli: Any) -> list[Any]:
     settings = load_config(None, cli)
     with EventLog(db) as log:
-        runner = Runner(log, settings, backend_factory=lambda s: backend,
-                        resolver=lambda m: ModelIdentity(m, "f" * 64))
+        runner = Runner(
+            log,
+            settings,
+            backend_factory=lambda s: backend,
+            resolver=lambda m: ModelIdentity(m, "f" * 64),
+        )
         return runner.run()
 
 
@@ -42,8 +47,10 @@ def _count(db: Path, sql: str) -> Any:
 def test_a_full_iteration_logs_every_unit_once(tmp_path: Path) -> None:
     db = tmp_path / "log.duckdb"
     reports = _run(db, FakeBackend(), prompts=str(_prompts(tmp_path)), k=3, n=3)
-    assert [(r.stage, r.planned, r.done) for r in reports][:2] == [("actor", 12, 12),
-                                                                    ("judge", 36, 36)]
+    assert [(r.stage, r.planned, r.done) for r in reports][:2] == [
+        ("actor", 12, 12),
+        ("judge", 36, 36),
+    ]
     assert _count(db, "SELECT count(*) FROM responses") == 12
     assert _count(db, "SELECT count(*) FROM judgements") == 36
     # meta: every ordered pair of valid judgements of each target response
@@ -56,9 +63,12 @@ def test_a_full_iteration_logs_every_unit_once(tmp_path: Path) -> None:
 def test_judgements_of_one_response_are_planned_back_to_back(tmp_path: Path) -> None:
     backend = FakeBackend()
     _run(tmp_path / "log.duckdb", backend, prompts=str(_prompts(tmp_path)), k=2, n=3)
-    judge_calls = [c.messages[0].content for c in backend.calls if "[Response]" in
-                   c.messages[0].content and "[Judgment A]" not in c.messages[0].content]
-    runs = sum(1 for a, b in zip(judge_calls, judge_calls[1:], strict=False) if a != b) + 1
+    judge_calls = [
+        c.messages[0].content
+        for c in backend.calls
+        if "[Response]" in c.messages[0].content and "[Judgment A]" not in c.messages[0].content
+    ]
+    runs = sum(1 for a, b in itertools.pairwise(judge_calls) if a != b) + 1
     assert runs == 8  # 8 responses, each one contiguous block of 3 identical prompts
 
 
@@ -128,7 +138,7 @@ def test_changing_generation_settings_mid_iteration_is_refused(tmp_path: Path) -
     db = tmp_path / "log.duckdb"
     prompts = str(_prompts(tmp_path, 1))
     _run(db, FakeBackend(), prompts=prompts, k=2, n=2)
-    with pytest.raises(ConfigError, match="judge_temperature=0.8 \\(now 0.3\\)"):
+    with pytest.raises(ConfigError, match=r"judge_temperature=0.8 \(now 0.3\)"):
         _run(db, FakeBackend(), prompts=prompts, k=2, n=2, judge_temperature=0.3)
     # Pair-derivation settings only change views: allowed, and nothing is regenerated.
     backend = FakeBackend()
@@ -144,8 +154,12 @@ def test_another_model_in_the_same_run_is_refused(tmp_path: Path) -> None:
     _run(db, FakeBackend(), prompts=prompts, k=1, n=1)
     settings = load_config(None, {"prompts": prompts, "k": 1, "n": 1})
     with EventLog(db) as log, pytest.raises(ConfigError, match="--run NEW_NAME"):
-        Runner(log, settings, backend_factory=lambda s: FakeBackend(),
-               resolver=lambda m: ModelIdentity(m, "e" * 64)).run()
+        Runner(
+            log,
+            settings,
+            backend_factory=lambda s: FakeBackend(),
+            resolver=lambda m: ModelIdentity(m, "e" * 64),
+        ).run()
 
 
 def test_config_file_and_flags_merge(tmp_path: Path) -> None:

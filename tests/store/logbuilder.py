@@ -8,52 +8,96 @@ from typing import Any
 from mrtui.store import EventLog, NewEvent
 
 RUN = "r"
-DEFAULTS = {"rho": 0.0, "max_chosen_chars": 0, "judge_max_chars": 0, "drop_same_score": False,
-            "weights_scope": "response", "k": 3, "n": 3}
+DEFAULTS = {
+    "rho": 0.0,
+    "max_chosen_chars": 0,
+    "judge_max_chars": 0,
+    "drop_same_score": False,
+    "weights_scope": "response",
+    "k": 3,
+    "n": 3,
+}
 
 
 class LogBuilder:
     def __init__(self, path: Path, **settings: Any) -> None:
         self.path = path
         self.events: list[NewEvent] = [
-            NewEvent("IterationStarted", RUN, {"settings": DEFAULTS | settings,
-                                               "model": {"model_id": "m"}},
-                     iteration=1, key="it1"),
-            NewEvent("TemplateRegistered", RUN, {"name": "actor", "sha256": "ta",
-                                                 "segments": ["Q: ", "{prompt}"]},
-                     key="ta", text="Q: {prompt}"),
-            NewEvent("TemplateRegistered", RUN, {"name": "judge", "sha256": "tj",
-                                                 "segments": ["{question}", " | ", "{response}"]},
-                     key="tj", text="{question} | {response}"),
+            NewEvent(
+                "IterationStarted",
+                RUN,
+                {"settings": DEFAULTS | settings, "model": {"model_id": "m"}},
+                iteration=1,
+                key="it1",
+            ),
+            NewEvent(
+                "TemplateRegistered",
+                RUN,
+                {"name": "actor", "sha256": "ta", "segments": ["Q: ", "{prompt}"]},
+                key="ta",
+                text="Q: {prompt}",
+            ),
+            NewEvent(
+                "TemplateRegistered",
+                RUN,
+                {"name": "judge", "sha256": "tj", "segments": ["{question}", " | ", "{response}"]},
+                key="tj",
+                text="{question} | {response}",
+            ),
         ]
 
     def prompt(self, key: str, text: str = "question?") -> LogBuilder:
         self.events.append(NewEvent("PromptAdded", RUN, {"index": 0}, key=key, text=text))
         return self
 
-    def response(self, prompt: str, key: str, text: str, scores: list[Any],
-                 index: int = 0) -> LogBuilder:
+    def response(
+        self, prompt: str, key: str, text: str, scores: list[Any], index: int = 0
+    ) -> LogBuilder:
         """``scores``: one per judgement; None is an unparseable judgement."""
-        self.events.append(NewEvent("ResponseGenerated", RUN,
-                                    {"sample_index": index, "template_sha256": "ta",
-                                     "model_id": "m"},
-                                    iteration=1, key=key, parent_key=prompt, text=text))
+        self.events.append(
+            NewEvent(
+                "ResponseGenerated",
+                RUN,
+                {"sample_index": index, "template_sha256": "ta", "model_id": "m"},
+                iteration=1,
+                key=key,
+                parent_key=prompt,
+                text=text,
+            )
+        )
         for j, s in enumerate(scores):
-            self.events.append(NewEvent(
-                "JudgementRecorded", RUN,
-                {"prompt_key": prompt, "judge_index": j, "score": s,
-                 "parse_error": None if s is not None else "no 'Score: <n>' line",
-                 "template_sha256": "tj", "model_id": "m"},
-                iteration=1, key=f"{key}.j{j}", parent_key=key,
-                text=f"judgement {j} of {key}" + ("." * j)))
+            self.events.append(
+                NewEvent(
+                    "JudgementRecorded",
+                    RUN,
+                    {
+                        "prompt_key": prompt,
+                        "judge_index": j,
+                        "score": s,
+                        "parse_error": None if s is not None else "no 'Score: <n>' line",
+                        "template_sha256": "tj",
+                        "model_id": "m",
+                    },
+                    iteration=1,
+                    key=f"{key}.j{j}",
+                    parent_key=key,
+                    text=f"judgement {j} of {key}" + ("." * j),
+                )
+            )
         return self
 
     def verdict(self, response: str, first: int, second: int, winner: str | None) -> LogBuilder:
         a, b = f"{response}.j{first}", f"{response}.j{second}"
-        self.events.append(NewEvent(
-            "MetaVerdictRecorded", RUN,
-            {"prompt_key": None, "first_key": a, "second_key": b, "winner": winner},
-            iteration=1, key=f"{response}.m{first}{second}", parent_key=response))
+        self.events.append(
+            NewEvent(
+                "MetaVerdictRecorded",
+                RUN,
+                {"prompt_key": None, "first_key": a, "second_key": b, "winner": winner},
+                iteration=1,
+                key=f"{response}.m{first}{second}",
+                parent_key=response,
+            )
+        )
         return self
 
     def write(self) -> Path:

@@ -26,8 +26,15 @@ from mrtui.store import (
 
 
 def _ev(key: str | None, i: int = 0, text: str = "t") -> NewEvent:
-    return NewEvent("ResponseGenerated", "r", {"sample_index": i}, iteration=1, key=key,
-                    parent_key="p", text=text)
+    return NewEvent(
+        "ResponseGenerated",
+        "r",
+        {"sample_index": i},
+        iteration=1,
+        key=key,
+        parent_key="p",
+        text=text,
+    )
 
 
 def test_append_assigns_increasing_seq_and_keeps_payload(tmp_path: Path) -> None:
@@ -102,8 +109,9 @@ HOLD = textwrap.dedent("""
 def test_reader_waits_briefly_then_says_who_holds_the_file(tmp_path: Path) -> None:
     db = tmp_path / "log.duckdb"
     EventLog(db).close()
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(db), "30"],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(db), "30"], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         with pytest.raises(LogBusy) as err, connect(db, timeout=0.3):
@@ -117,8 +125,9 @@ def test_reader_waits_briefly_then_says_who_holds_the_file(tmp_path: Path) -> No
 def test_writer_flush_waits_for_a_reader_to_let_go(tmp_path: Path) -> None:
     db = tmp_path / "log.duckdb"
     EventLog(db).close()
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(db), "1.0"],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(db), "1.0"], stdout=subprocess.PIPE, text=True
+    )
     assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
     with EventLog(db, busy_timeout=30) as log:  # opening waits for the holder to exit
         log.append([_ev("a")])
@@ -153,12 +162,25 @@ def test_views_are_stored_in_the_file_for_plain_duckdb_clients(tmp_path: Path) -
     con = duckdb.connect(str(db), read_only=True)
     try:
         assert con.execute("SELECT count(*) FROM responses").fetchall()[0][0] == 1
-        names = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() "
-                                            "WHERE NOT internal").fetchall()}
+        names = {
+            r[0]
+            for r in con.execute(
+                "SELECT view_name FROM duckdb_views() WHERE NOT internal"
+            ).fetchall()
+        }
     finally:
         con.close()
-    assert {"responses", "judgements", "meta_verdicts", "response_scores", "actor_pairs",
-            "judge_battles", "judgement_elo", "judge_pairs", "preference_pairs"} <= names
+    assert {
+        "responses",
+        "judgements",
+        "meta_verdicts",
+        "response_scores",
+        "actor_pairs",
+        "judge_battles",
+        "judgement_elo",
+        "judge_pairs",
+        "preference_pairs",
+    } <= names
 
 
 CRASH = textwrap.dedent("""
@@ -176,8 +198,7 @@ CRASH = textwrap.dedent("""
 
 def test_a_process_dying_mid_run_leaves_a_whole_readable_log(tmp_path: Path) -> None:
     db = tmp_path / "log.duckdb"
-    proc = subprocess.run([sys.executable, "-c", CRASH, str(db)], capture_output=True,
-                          text=True)
+    proc = subprocess.run([sys.executable, "-c", CRASH, str(db)], capture_output=True, text=True)
     assert proc.returncode == 9, proc.stderr
     with connect(db) as con:
         keys = [r[0] for r in con.execute("SELECT key FROM events ORDER BY seq").fetchall()]

@@ -28,7 +28,9 @@ def actor_log(tmp_path: Path) -> Path:
     b.response("P", "c", "c" * 50, [3, 3, 3], 2)
     b.response("P", "d", "d" * 80, [1, 1, 1], 3)
     b.response("P", "e", "e" * 400, [2, 1, 1], 4)
-    b.prompt("T", "all tie").response("T", "t1", "x", [3, 3], 0).response("T", "t2", "yy", [3, 3], 1)
+    b.prompt("T", "all tie").response("T", "t1", "x", [3, 3], 0).response(
+        "T", "t2", "yy", [3, 3], 1
+    )
     b.prompt("U", "unparseable")
     b.response("U", "g", "g" * 10, [5, None], 0)
     b.response("U", "h", "h" * 99, [None, None], 1)
@@ -61,11 +63,15 @@ def test_rho_picks_the_shortest_good_and_the_longest_bad(actor_log: Path) -> Non
 
 
 def test_chosen_length_cap_drops_the_pair(actor_log: Path) -> None:
-    rows = q(actor_log, "SELECT * FROM actor_pairs_with(rho := 0.25, max_chosen_chars := 90) "
-                        "WHERE prompt_key = 'P'")
+    rows = q(
+        actor_log,
+        "SELECT * FROM actor_pairs_with(rho := 0.25, max_chosen_chars := 90) "
+        "WHERE prompt_key = 'P'",
+    )
     assert rows == []
-    rows = q(actor_log, "SELECT * FROM actor_pairs_with(max_chosen_chars := 300) "
-                        "WHERE prompt_key = 'P'")
+    rows = q(
+        actor_log, "SELECT * FROM actor_pairs_with(max_chosen_chars := 300) WHERE prompt_key = 'P'"
+    )
     assert rows[0]["chosen_key"] == "a"
 
 
@@ -104,17 +110,27 @@ def test_position_bias_weights_match_a_hand_computation(tmp_path: Path) -> None:
     assert b[("0", "1")]["win_1st"] == 4 and b[("0", "1")]["win_2nd"] == 1
     assert b[("0", "1")]["omega1"] == pytest.approx(0.2)
     assert b[("0", "1")]["omega2"] == pytest.approx(0.8)
-    expected = {("0", "1"): 0.2, ("1", "0"): 0.2, ("0", "2"): 0.0, ("2", "0"): 1.0,
-                ("1", "2"): 0.2, ("2", "1"): 0.0}
-    assert {k: pytest.approx(v) for k, v in expected.items()} == {k: r["b_mn"]
-                                                                  for k, r in b.items()}
+    expected = {
+        ("0", "1"): 0.2,
+        ("1", "0"): 0.2,
+        ("0", "2"): 0.0,
+        ("2", "0"): 1.0,
+        ("1", "2"): 0.2,
+        ("2", "1"): 0.0,
+    }
+    assert {k: pytest.approx(v) for k, v in expected.items()} == {
+        k: r["b_mn"] for k, r in b.items()
+    }
     assert b[("2", "1")]["r_mn"] == 0  # the unparseable verdict counts for nobody
 
 
 def test_weights_can_be_counted_over_the_whole_iteration(tmp_path: Path) -> None:
     db = _battle_log(tmp_path / "b.duckdb")
-    rows = q(db, "SELECT DISTINCT win_1st, win_2nd, omega1 FROM "
-                 "judge_battles_with(weights_scope := 'iteration')")
+    rows = q(
+        db,
+        "SELECT DISTINCT win_1st, win_2nd, omega1 FROM "
+        "judge_battles_with(weights_scope := 'iteration')",
+    )
     assert len(rows) == 1  # x: 4 vs 1, y: 0 vs 2 → together 4 vs 3
     assert (rows[0]["win_1st"], rows[0]["win_2nd"]) == (4, 3)
     assert rows[0]["omega1"] == pytest.approx(3 / 7)
@@ -124,8 +140,9 @@ def test_weights_can_be_counted_over_the_whole_iteration(tmp_path: Path) -> None
 
 def test_elo_ranks_judgements_and_picks_the_judge_pair(tmp_path: Path) -> None:
     db = _battle_log(tmp_path / "b.duckdb")
-    elo = {r["judgement_key"]: r for r in q(db, "SELECT * FROM judgement_elo "
-                                                "WHERE response_key = 'x'")}
+    elo = {
+        r["judgement_key"]: r for r in q(db, "SELECT * FROM judgement_elo WHERE response_key = 'x'")
+    }
     assert elo["x.j2"]["epsilon"] > elo["x.j1"]["epsilon"] > elo["x.j0"]["epsilon"]
     assert elo["x.j2"]["weighted_wins"] == pytest.approx(1.0)
     pairs = {r["response_key"]: r for r in q(db, "SELECT * FROM judge_pairs")}
