@@ -58,17 +58,25 @@ class RichProgress:
         )
         self._task: Any = None
 
+        self._started = False
+
+    def _start(self) -> None:
+        if not self._started:  # nothing is drawn until there is something to show
+            self._progress.start()
+            self._started = True
+
     def __enter__(self) -> RichProgress:
-        self._progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
+        if self._started:
+            self._progress.stop()
 
     def stage_started(self, iteration: int, stage: str, total: int, done: int) -> None:
         # Rich's ETA uses the rate of completed steps; starting at `done` would count the
         # skipped (already logged) units as instant work, so the bar starts at done with a
         # fresh speed estimate.
+        self._start()
         self._task = self._progress.add_task(
             f"iter {iteration} {stage:<5}",
             total=total,
@@ -99,4 +107,5 @@ class RichProgress:
         self._task = None
 
     def message(self, text: str) -> None:
+        self._start()
         self._progress.console.print(Text(safe(text), style="dim"))

@@ -107,8 +107,24 @@ def run(
             "training between iterations is not built yet); set iterations = 1"
         )
 
+    # Check what can be checked before the log file is created or the model loaded.
+    if settings.prompts:
+        from mrtui.loop.data import load_prompts
+
+        load_prompts(settings.prompts)
+    from mrtui.loop.prompts import load_template
+
+    for it in range(1, settings.iterations + 1):
+        s = settings.for_iteration(it)
+        for name in (s.actor_template, s.judge_template, s.meta_template):
+            load_template(name)
+
+    from mrtui.loop.runner import default_resolver
+
+    model = default_resolver(settings.model)  # assembles a packaged model once, checks sha256
+
     with EventLog(db) as log, RichProgress() as progress:
-        runner = Runner(log, settings, progress=progress)
+        runner = Runner(log, settings, progress=progress, resolver=lambda _: model)
         try:
             reports = runner.run()
         except KeyboardInterrupt:

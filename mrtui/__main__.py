@@ -1,0 +1,3 @@
+from mrtui.cli import main
+
+main()
