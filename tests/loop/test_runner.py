@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mrtui.store import EventLog, connect
+from fakes import FakeBackend
 
 from mrtui.loop.runner import Runner
 from mrtui.loop.settings import ConfigError, load_config
 from mrtui.loop.stages import ModelIdentity
+from mrtui.store import EventLog, connect
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from fakes import FakeBackend
 
 
 def _prompts(tmp_path: Path, n: int = 4) -> Path:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+
 from mrtui.store import (
     SCHEMA_VERSION,
     DuplicateUnit,

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from mrtui.store import connect
 from mrtui.store.elo import fit_bt
 
