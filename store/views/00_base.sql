@@ -46,14 +46,17 @@ CREATE OR REPLACE VIEW judgements AS
 SELECT run_id, iteration, key AS judgement_key, parent_key AS response_key, p.prompt_key,
        p.judge_index, text AS judgement, length(text) AS judgement_chars,
        p.score, p.parse_error, p.score IS NOT NULL AS valid, p.fallback_used,
-       p.prompt_tokens, p.completion_tokens, p.prompt_tokens_evaluated, p.seed, p.wall_s,
-       p.model_id, p.template_sha256, seq, created_at, payload
+       p.prompt_tokens, p.completion_tokens, p.prompt_tokens_evaluated, p.finish_reason,
+       p.seed, p.wall_s, p.model_id, p.model_sha256, p.backend, p.backend_version,
+       p.template, p.template_sha256, seq, created_at, payload
 FROM (
     SELECT *, from_json(payload, '{"prompt_key":"VARCHAR","judge_index":"INTEGER",
         "score":"DOUBLE","parse_error":"VARCHAR","fallback_used":"BOOLEAN",
         "prompt_tokens":"INTEGER","completion_tokens":"INTEGER",
-        "prompt_tokens_evaluated":"INTEGER","seed":"BIGINT","wall_s":"DOUBLE",
-        "model_id":"VARCHAR","template_sha256":"VARCHAR"}') AS p
+        "prompt_tokens_evaluated":"INTEGER","finish_reason":"VARCHAR","seed":"BIGINT",
+        "wall_s":"DOUBLE","model_id":"VARCHAR","model_sha256":"VARCHAR",
+        "backend":"VARCHAR","backend_version":"VARCHAR","template":"VARCHAR",
+        "template_sha256":"VARCHAR"}') AS p
     FROM events WHERE event_type = 'JudgementRecorded'
 );
 
@@ -62,15 +65,18 @@ SELECT run_id, iteration, key AS verdict_key, parent_key AS response_key, p.prom
        p.first_key, p.second_key, p.winner,
        CASE p.winner WHEN 'A' THEN p.first_key WHEN 'B' THEN p.second_key END AS winner_key,
        CASE p.winner WHEN 'A' THEN 1 WHEN 'B' THEN -1 ELSE 0 END AS r,
-       p.parse_error, text AS verdict, p.prompt_tokens, p.completion_tokens,
-       p.prompt_tokens_evaluated, p.seed, p.wall_s, p.model_id, p.template_sha256,
-       seq, created_at, payload
+       p.parse_error, p.fallback_used, text AS verdict, p.prompt_tokens,
+       p.completion_tokens, p.prompt_tokens_evaluated, p.finish_reason, p.seed, p.wall_s,
+       p.model_id, p.model_sha256, p.backend, p.backend_version, p.template,
+       p.template_sha256, seq, created_at, payload
 FROM (
     SELECT *, from_json(payload, '{"prompt_key":"VARCHAR","first_key":"VARCHAR",
         "second_key":"VARCHAR","winner":"VARCHAR","parse_error":"VARCHAR",
-        "prompt_tokens":"INTEGER","completion_tokens":"INTEGER",
-        "prompt_tokens_evaluated":"INTEGER","seed":"BIGINT","wall_s":"DOUBLE",
-        "model_id":"VARCHAR","template_sha256":"VARCHAR"}') AS p
+        "fallback_used":"BOOLEAN","prompt_tokens":"INTEGER","completion_tokens":"INTEGER",
+        "prompt_tokens_evaluated":"INTEGER","finish_reason":"VARCHAR","seed":"BIGINT",
+        "wall_s":"DOUBLE","model_id":"VARCHAR","model_sha256":"VARCHAR",
+        "backend":"VARCHAR","backend_version":"VARCHAR","template":"VARCHAR",
+        "template_sha256":"VARCHAR"}') AS p
     FROM events WHERE event_type = 'MetaVerdictRecorded'
 );
 
