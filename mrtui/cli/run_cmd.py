@@ -71,11 +71,7 @@ def run(
     ] = None,
 ) -> None:
     """Generate, judge and meta-judge; rerun the same command to resume after a stop."""
-    from mrtui.loop.runner import Runner
     from mrtui.loop.settings import load_config
-    from mrtui.store import EventLog
-
-    from .progress import RichProgress
 
     cli: dict[str, Any] = {
         "prompts": str(prompts) if prompts else None,
@@ -99,6 +95,16 @@ def run(
         from dataclasses import replace
 
         settings = replace(settings, backend_options=options)
+    execute(db, settings)
+
+
+def execute(db: Path, settings: Any) -> None:
+    """Run ``settings`` against the log at ``db`` with Rich progress, then summarise."""
+    from mrtui.loop.runner import Runner, default_resolver
+    from mrtui.store import EventLog
+
+    from .progress import RichProgress
+
     if settings.iterations > 1:
         from mrtui.loop.settings import ConfigError
 
@@ -118,8 +124,6 @@ def run(
         s = settings.for_iteration(it)
         for name in (s.actor_template, s.judge_template, s.meta_template):
             load_template(name)
-
-    from mrtui.loop.runner import default_resolver
 
     model = default_resolver(settings.model)  # assembles a packaged model once, checks sha256
 
@@ -153,3 +157,32 @@ def run(
     )
     if any(r.failed for r in reports):
         raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    db: Annotated[
+        Path,
+        typer.Option("--db", envvar="MRTUI_DB", help="Where the demo log goes.", dir_okay=False),
+    ] = Path("runs/demo.duckdb"),
+    prompts: Annotated[int, typer.Option(help="How many of the shipped prompts to use.")] = 6,
+    threads: Annotated[int | None, typer.Option(help="CPU threads (llama.cpp).")] = None,
+) -> None:
+    """The packaged demo: one Meta-Rewarding data iteration of Qwen2.5-Coder 0.5B on shipped
+    prompts (assets/presets/demo.toml). Resumable like `run`."""
+    from dataclasses import replace
+    from importlib import resources
+
+    from mrtui.loop.settings import load_config
+
+    assets = resources.files("mrtui.assets")
+    with (
+        resources.as_file(assets.joinpath("presets", "demo.toml")) as preset,
+        resources.as_file(assets.joinpath("prompts", "demo.jsonl")) as prompt_file,
+    ):
+        settings = load_config(preset, {"prompts": str(prompt_file), "prompt_limit": prompts})
+        if threads is not None:
+            options = {**settings.backend_options, "n_threads": threads}
+            settings = replace(settings, backend_options=options)
+        typer.echo(f"mrtui demo: log at {db}", err=True)
+        execute(db, settings)

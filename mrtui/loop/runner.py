@@ -123,7 +123,7 @@ class Runner:
             )
         if s.prompts:
             new = []
-            for row in load_prompts(s.prompts):
+            for row in load_prompts(s.prompts)[: s.prompt_limit]:
                 key = content_key("prompt", s.run_id, row.text)
                 if not self.log.has(key) and key not in {e.key for e in new}:
                     new.append(

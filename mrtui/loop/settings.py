@@ -107,6 +107,7 @@ class RunSettings:
     backend: str = "llama.cpp"
     run_id: str = "main"
     iterations: int = 1
+    prompt_limit: int | None = None  # use only the first N prompts of the file
     backend_options: dict[str, Any] = field(default_factory=dict)
     defaults: IterationSettings = field(default_factory=IterationSettings)
     overrides: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -121,7 +122,15 @@ class RunSettings:
         return replace(self.defaults, **self.overrides.get(iteration, {}))
 
 
-RUN_KEYS = {"prompts", "model", "backend", "run_id", "iterations", "backend_options"}
+RUN_KEYS = {
+    "prompts",
+    "model",
+    "backend",
+    "run_id",
+    "iterations",
+    "backend_options",
+    "prompt_limit",
+}
 
 
 def _check_keys(table: dict[str, Any], where: str) -> None:
@@ -158,6 +167,9 @@ def load_config(path: Path | None, cli: dict[str, Any]) -> RunSettings:
         _check_keys(table, f"{path} [iteration.{key}]")
         overrides[int(key)] = dict(table)
     run = {k: v for k, v in data.items() if k in RUN_KEYS}
+    if path is not None and isinstance(run.get("prompts"), str):
+        prompts = Path(run["prompts"])  # relative to the config file, not the shell
+        run["prompts"] = str(prompts if prompts.is_absolute() else Path(path).parent / prompts)
     for key, value in cli.items():
         if value is None:
             continue
