@@ -12,8 +12,10 @@ numpy and gguf are imported inside the functions that need them.
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
+import struct
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -33,13 +35,23 @@ _LAYER_RE = re.compile(r"^model\.layers\.(\d+)\.")
 # Buffers some HF checkpoints carry that are not weights.
 _IGNORED_SUFFIXES = (".rotary_emb.inv_freq",)
 _FILE_TYPE = {"f32": 0, "f16": 1}  # gguf.LlamaFileType.ALL_F32 / MOSTLY_F16
+# Metadata namespaces taken as they are; other override keys get "<arch>." in front.
+_NAMESPACES = (
+    "general.",
+    "tokenizer.",
+    "split.",
+    "adapter.",
+    "mrtui.",
+)  # gguf.LlamaFileType.ALL_F32 / MOSTLY_F16
 
 
 def _import_gguf() -> Any:
     try:
         import gguf
     except ImportError as e:
-        raise BackendError("writing GGUF files needs gguf and numpy: pip install 'mrtui[train]'") from e
+        raise BackendError(
+            "writing GGUF files needs gguf and numpy: pip install 'mrtui[train]'"
+        ) from e
     return gguf
 
 
@@ -88,61 +100,134 @@ def hf_config_to_overrides(config: Mapping[str, Any], arch: str = "qwen2") -> di
 
 
 def _full_key(key: str, arch: str) -> str:
-    if key.startswith(("general.", "tokenizer.", "split.", f"{arch}.")):
+    if key.startswith((*_NAMESPACES, f"{arch}.")):
         return key
     return f"{arch}.{key}"
 
 
-def _infer_type(value: Any, gguf: Any) -> tuple[Any, Any]:
-    t = gguf.GGUFValueType
+def _infer_type(value: Any) -> tuple[int, int | None]:
+    """GGUF type codes for a new metadata value (known keys keep the base file's type)."""
     if isinstance(value, bool):
-        return t.BOOL, None
+        return _BOOL, None
     if isinstance(value, int):
-        return (t.UINT32 if 0 <= value < 2**32 else t.INT64), None
+        return (_UINT32 if 0 <= value < 2**32 else _INT64), None
     if isinstance(value, float):
-        return t.FLOAT32, None
+        return _FLOAT32, None
     if isinstance(value, str | bytes):
-        return t.STRING, None
+        return _STRING, None
     if isinstance(value, list | tuple) and value:
-        return t.ARRAY, _infer_type(value[0], gguf)[0]
+        return _ARRAY, _infer_type(value[0])[0]
     raise ValueError(f"cannot store {value!r} in GGUF metadata")
 
 
-# --- reading the base file -----------------------------------------------------------------
+# --- reading ------------------------------------------------------------------------------
+
+# GGUF value type codes (gguf.GGUFValueType) and their struct formats.
+_UINT32, _FLOAT32, _BOOL, _STRING, _ARRAY, _INT64 = 4, 6, 7, 8, 9, 11
+_SCALAR_FMT = {
+    0: "B",
+    1: "b",
+    2: "H",
+    3: "h",
+    4: "I",
+    5: "i",
+    6: "f",
+    7: "?",
+    10: "Q",
+    11: "q",
+    12: "d",
+}
 
 
 @dataclass
 class _Value:
-    value: Any
-    vtype: Any
-    sub_type: Any = None
+    value: Any  # strings stay raw bytes so they copy byte for byte
+    vtype: int
+    sub_type: int | None = None
 
 
-def _read_metadata(base_gguf: Path, gguf: Any) -> dict[str, _Value]:
-    """All key/values of a GGUF, strings kept as raw bytes so they copy byte for byte."""
-    t = gguf.GGUFValueType
-    out: dict[str, _Value] = {}
-    for key, field in gguf.GGUFReader(str(base_gguf)).fields.items():
-        vtype = field.types[0]
-        if vtype == t.ARRAY:
-            sub = field.types[-1]
-            if len(field.types) > 2:
-                raise ValueError(f"{base_gguf}: nested array in {key} is not supported")
-            if sub == t.STRING:
-                value: Any = [bytes(field.parts[i]) for i in field.data]
+@dataclass(frozen=True)
+class GGUFTensorInfo:
+    name: str
+    shape: tuple[int, ...]  # ggml order (innermost first), as gguf-dump prints it
+    ggml_type: int  # gguf.GGMLQuantizationType value: 0 F32, 1 F16, ...
+
+
+@dataclass(frozen=True)
+class GGUFHeader:
+    version: int
+    metadata: dict[str, _Value]
+    tensors: tuple[GGUFTensorInfo, ...]
+
+
+class _Cursor:
+    """Reads little-endian GGUF fields from a buffer."""
+
+    def __init__(self, buf: bytes | mmap.mmap) -> None:
+        self.buf, self.pos = buf, 0
+
+    def take(self, fmt: str, count: int = 1) -> tuple[Any, ...]:
+        full = f"<{count}{fmt}"
+        out = struct.unpack_from(full, self.buf, self.pos)
+        self.pos += struct.calcsize(full)
+        return out
+
+    def string(self) -> bytes:
+        (n,) = self.take("Q")
+        s = bytes(self.buf[self.pos : self.pos + n])
+        self.pos += n
+        return s
+
+    def value(self, vtype: int) -> Any:
+        if vtype == _STRING:
+            return self.string()
+        if vtype in _SCALAR_FMT:
+            return self.take(_SCALAR_FMT[vtype])[0]
+        raise ValueError(f"unexpected GGUF value type {vtype}")
+
+
+def read_gguf_header(path: str | Path) -> GGUFHeader:
+    """Metadata and tensor list of a GGUF file, without reading the tensor data.
+
+    Our own small parser: gguf.GGUFReader builds numpy views for every token string and takes
+    seconds on a 150k-token vocabulary; this takes a fraction of that.
+    """
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        cur = _Cursor(buf)
+        if bytes(buf[:4]) != b"GGUF":
+            raise ValueError(f"{path} is not a GGUF file")
+        cur.pos = 4
+        (version,) = cur.take("I")
+        if version not in (2, 3):
+            raise ValueError(f"{path}: GGUF version {version} is not supported (big-endian?)")
+        n_tensors, n_kv = cur.take("Q", 2)
+        meta: dict[str, _Value] = {}
+        for _ in range(n_kv):
+            key = cur.string().decode()
+            (vtype,) = cur.take("I")
+            if vtype == _ARRAY:
+                sub, n = cur.take("I")[0], cur.take("Q")[0]
+                if sub == _STRING:
+                    items: list[Any] = [cur.string() for _ in range(n)]
+                elif sub in _SCALAR_FMT:
+                    items = list(cur.take(_SCALAR_FMT[sub], n))
+                else:
+                    raise ValueError(f"{path}: nested array in {key} is not supported")
+                meta[key] = _Value(items, vtype, sub)
             else:
-                value = [x.item() for i in field.data for x in field.parts[i]]
-            out[key] = _Value(value, vtype, sub)
-        elif vtype == t.STRING:
-            out[key] = _Value(bytes(field.parts[-1]), vtype)
-        else:
-            out[key] = _Value(field.parts[-1][0].item(), vtype)
-    return out
+                meta[key] = _Value(cur.value(vtype), vtype)
+        tensors = []
+        for _ in range(n_tensors):
+            name = cur.string().decode()
+            (n_dims,) = cur.take("I")
+            shape = cur.take("Q", n_dims)
+            ggml_type, _offset = cur.take("I")[0], cur.take("Q")[0]
+            tensors.append(GGUFTensorInfo(name, tuple(shape), ggml_type))
+    return GGUFHeader(version, meta, tuple(tensors))
 
 
 def read_gguf_metadata(path: str | Path) -> dict[str, Any]:
     """A GGUF's metadata as plain Python values (strings decoded), for checks and display."""
-    gguf = _import_gguf()
 
     def plain(v: Any) -> Any:
         if isinstance(v, bytes):
@@ -151,7 +236,7 @@ def read_gguf_metadata(path: str | Path) -> dict[str, Any]:
             return [plain(x) for x in v]
         return v
 
-    return {k: plain(v.value) for k, v in _read_metadata(Path(path), gguf).items()}
+    return {k: plain(v.value) for k, v in read_gguf_header(path).metadata.items()}
 
 
 # --- writing -------------------------------------------------------------------------------
@@ -167,10 +252,15 @@ def write_gguf(
 ) -> Path:
     """Write ``tensors`` (HF names, HF shapes) as a GGUF with ``base_gguf``'s metadata.
 
-    ``overrides`` sets metadata keys; a key without a known prefix gets ``<arch>.`` in front
-    (``"block_count"`` → ``"qwen2.block_count"``) and the value None removes a key. Matrices are
-    stored in ``dtype``; vectors (norms, biases) stay float32 as llama.cpp expects. The file is
-    written next to ``out_path`` and renamed into place when complete.
+    Tensors are numpy arrays (from torch: ``t.float().cpu().numpy()``), e.g. a model's
+    ``state_dict`` after DPO. Rotary ``inv_freq`` buffers are skipped, and so is an
+    ``lm_head.weight`` equal to the embeddings (tied; llama.cpp reuses token_embd).
+
+    ``overrides`` sets metadata keys; keys outside general., tokenizer., split., adapter.,
+    mrtui. and <arch>. get ``<arch>.`` in front (``"block_count"`` → ``"qwen2.block_count"``),
+    and the value None removes a key. Matrices are stored in ``dtype``; vectors (norms,
+    biases) stay float32 as llama.cpp expects. The file is written next to ``out_path`` and
+    renamed into place when complete.
     """
     gguf = _import_gguf()
     import numpy as np
@@ -182,12 +272,12 @@ def write_gguf(
     arch_ids = {name: a for a, name in gguf.MODEL_ARCH_NAMES.items()}
     out = Path(out_path)
 
-    meta = _read_metadata(Path(base_gguf), gguf)
+    meta = read_gguf_header(base_gguf).metadata
     base_arch = meta["general.architecture"].value.decode()
     keep = {k: v for k, v in meta.items() if not k.startswith(_SKIP_KEYS)}
     if base_arch != arch:  # hyperparameters of another family mean nothing here
         keep = {k: v for k, v in keep.items() if not k.startswith(f"{base_arch}.")}
-    keep["general.file_type"] = _Value(_FILE_TYPE[dtype], gguf.GGUFValueType.UINT32)
+    keep["general.file_type"] = _Value(_FILE_TYPE[dtype], _UINT32)
     for key, value in (overrides or {}).items():
         full = _full_key(key, arch)
         if value is None:
@@ -195,7 +285,7 @@ def write_gguf(
         elif full in keep:  # keep the base file's type for a known key
             keep[full] = _Value(value, keep[full].vtype, keep[full].sub_type)
         else:
-            keep[full] = _Value(value, *_infer_type(value, gguf))
+            keep[full] = _Value(value, *_infer_type(value))
     hparams = {k: v.value for k, v in keep.items()}
 
     layers = {int(m.group(1)) for name in tensors if (m := _LAYER_RE.match(name))}
@@ -212,7 +302,7 @@ def write_gguf(
     mapped: list[tuple[str, np.ndarray]] = []
     unmapped = []
     for hf_name, array in tensors.items():
-        if hf_name.endswith(_IGNORED_SUFFIXES):
+        if hf_name.endswith(_IGNORED_SUFFIXES) or _is_tied_head(hf_name, array, tensors):
             continue
         name = name_map.get_name(hf_name, try_suffixes=(".weight", ".bias"))
         if name is None:
@@ -229,9 +319,13 @@ def write_gguf(
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     os.close(fd)
     try:
+        vt = gguf.GGUFValueType
         writer = gguf.GGUFWriter(tmp, arch)
         for key, v in keep.items():
-            writer.add_key_value(key, v.value, v.vtype, sub_type=v.sub_type)
+            sub = None if v.sub_type is None else vt(v.sub_type)
+            writer.add_key_value(
+                key, list(v.value) if v.vtype == _ARRAY else v.value, vt(v.vtype), sub
+            )
         for name, arr in mapped:
             writer.add_tensor(name, arr)
         writer.write_header_to_file()
@@ -243,6 +337,13 @@ def write_gguf(
     finally:
         Path(tmp).unlink(missing_ok=True)
     return out
+
+
+def _is_tied_head(name: str, array: np.ndarray, tensors: Mapping[str, np.ndarray]) -> bool:
+    import numpy as np
+
+    embed = tensors.get("model.embed_tokens.weight")
+    return name == "lm_head.weight" and embed is not None and np.array_equal(array, embed)
 
 
 def _check_vocab(mapped: Mapping[str, np.ndarray], hparams: Mapping[str, Any]) -> None:
@@ -277,7 +378,9 @@ class TinyQwen2Config:
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
 
-    def to_hf_config(self, bos_token_id: int | None = None, eos_token_id: int | None = None) -> dict:
+    def to_hf_config(
+        self, bos_token_id: int | None = None, eos_token_id: int | None = None
+    ) -> dict:
         return {
             "architectures": ["Qwen2ForCausalLM"],
             "model_type": "qwen2",
@@ -311,9 +414,7 @@ def tiny_qwen2_weights(config: TinyQwen2Config, seed: int = 0) -> dict[str, np.n
         return rng.normal(0.0, 0.02, (dim,)).astype(np.float32)
 
     w: dict[str, np.ndarray] = {
-        "model.embed_tokens.weight": rng.normal(0.0, 0.1, (config.vocab_size, h)).astype(
-            np.float32
-        )
+        "model.embed_tokens.weight": rng.normal(0.0, 0.1, (config.vocab_size, h)).astype(np.float32)
     }
     for i in range(config.num_hidden_layers):
         p = f"model.layers.{i}."
@@ -331,7 +432,7 @@ def tiny_qwen2_weights(config: TinyQwen2Config, seed: int = 0) -> dict[str, np.n
         w[p + "mlp.down_proj.weight"] = dense(h, config.intermediate_size)
     w["model.norm.weight"] = np.ones(h, np.float32)
     if not config.tie_word_embeddings:
-        w["lm_head.weight"] = w["model.embed_tokens.weight"].copy()
+        w["lm_head.weight"] = rng.normal(0.0, 0.1, (config.vocab_size, h)).astype(np.float32)
     return w
 
 
@@ -339,12 +440,11 @@ def build_tiny_qwen2(
     out_dir: str | Path, base_gguf: str | Path, seed: int = 0, dtype: Literal["f16", "f32"] = "f16"
 ) -> Path:
     """Write a tiny random Qwen2 GGUF with ``base_gguf``'s tokenizer and chat template."""
-    gguf = _import_gguf()
-    reader_fields = gguf.GGUFReader(str(base_gguf)).fields
-    arch = bytes(reader_fields["general.architecture"].parts[-1]).decode()
+    meta = read_gguf_metadata(base_gguf)
+    arch = meta["general.architecture"]
     if arch != "qwen2":
         raise ValueError(f"the base GGUF must be a qwen2 model (for its tokenizer), got {arch}")
-    config = TinyQwen2Config(vocab_size=len(reader_fields["tokenizer.ggml.tokens"].data))
+    config = TinyQwen2Config(vocab_size=len(meta["tokenizer.ggml.tokens"]))
     overrides: dict[str, Any] = {
         **hf_config_to_overrides(asdict(config), arch),
         "general.name": f"mrtui tiny qwen2 (random, seed {seed})",

@@ -14,6 +14,7 @@ JSON index keyed by (size, mtime), so a start-up does not re-read 500 MB to hash
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
@@ -70,7 +71,7 @@ class PackagedModelStatus:
     name: str
     description: str
     installed: bool
-    cached_path: Path | None
+    cached_path: str | None  # the assembled file, if it is in the cache
     sha256: str | None
     size: int | None
     chat_format: str | None
@@ -111,10 +112,9 @@ def _remember_hash(path: Path, sha256: str) -> None:
     st = path.stat()
     index = _load_index()
     index[str(path.resolve())] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256}
-    try:
+    # A read-only cache directory only makes the next start slower.
+    with contextlib.suppress(OSError):
         _atomic_write_text(_index_path(), json.dumps(index, indent=1, sort_keys=True))
-    except OSError:
-        pass  # a read-only cache directory only makes the next start slower
 
 
 def file_sha256(path: str | Path) -> str:
@@ -138,6 +138,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -145,8 +146,8 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 
 def check_gguf(path: str | Path) -> Path:
-    """Return the path if it is a readable GGUF file, else raise a one-line BackendError."""
-    p = Path(path).expanduser()
+    """The absolute path if it is a GGUF file, else a one-line BackendError saying why not."""
+    p = Path(path).expanduser().absolute()
     if not p.exists():
         raise BackendError(
             f"model file not found: {p} (pass a .gguf path, hf:OWNER/REPO/FILE.gguf, "
@@ -180,7 +181,7 @@ def _concatenate_parts(model: PackagedModel, target: Path) -> None:
 def _assemble_gemma(model: PackagedModel, target: Path) -> None:
     """The gemma package assembles (and checks its own sha256) itself."""
     pkg = importlib.import_module(model.modules[0])
-    if model.sha256 is not None and pkg.EXPECTED_SHA256 != model.sha256:
+    if model.sha256 is not None and model.sha256 != pkg.EXPECTED_SHA256:
         raise BackendError(
             f"{model.modules[0]} ships a different gemma file than mrtui expects "
             f"(sha256 {pkg.EXPECTED_SHA256[:12]}…, pinned {model.sha256[:12]}…); "
@@ -249,17 +250,24 @@ def _resolve_packaged(model: PackagedModel, ref: str) -> ResolvedModel:
         return ResolvedModel(ref, target, file_sha256(target), model.chat_format)
     if not model.is_installed():
         raise BackendError(f"model {model.name!r} is not installed: {model.install_hint}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{model.filename}.", suffix=".tmp")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{model.filename}.", suffix=".tmp")
+    except OSError as e:
+        raise BackendError(
+            f"cannot write to the model cache {target.parent} ({e}); "
+            "set MRTUI_CACHE_DIR to a writable directory"
+        ) from e
     os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = Path(name)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; a model cache may be shared
     try:
         try:
             model.assemble(model, tmp)
         except (OSError, ValueError, AttributeError) as e:
             raise BackendError(
-                f"could not assemble {model.name!r} into {target.parent} ({e}); "
-                f"reinstall its packages: {model.install_hint}"
+                f"could not assemble {model.name!r} in {target.parent} ({e}); check the free "
+                f"space there (or set MRTUI_CACHE_DIR), or reinstall: {model.install_hint}"
             ) from e
         check_gguf(tmp)
         size = tmp.stat().st_size
@@ -283,7 +291,7 @@ def _resolve_packaged(model: PackagedModel, ref: str) -> ResolvedModel:
 
 def list_packaged_models() -> list[PackagedModelStatus]:
     """Every packaged model, whether its packages are installed and whether it is assembled."""
-    out = []
+    out: list[PackagedModelStatus] = []
     for m in PACKAGED_MODELS.values():
         target = cache_dir() / m.filename
         out.append(
@@ -291,7 +299,7 @@ def list_packaged_models() -> list[PackagedModelStatus]:
                 name=m.name,
                 description=m.description,
                 installed=m.is_installed(),
-                cached_path=target if target.is_file() else None,
+                cached_path=str(target) if target.is_file() else None,
                 sha256=m.sha256,
                 size=m.size,
                 chat_format=m.chat_format,

@@ -3,7 +3,7 @@
 Imports nothing from mrtui's front end, Typer, Rich or Textual.
 """
 
-from .connect import SCHEMA_VERSION, connect
+from .db import SCHEMA_VERSION, connect
 from .errors import (
     DuplicateUnit,
     LogBusy,

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .connect import migrate, open_duckdb, prepare, store_views
+from .db import migrate, open_duckdb, prepare, store_views
 from .errors import DuplicateUnit, StoreError, WriterLocked
 from .events import NewEvent
 

@@ -18,7 +18,7 @@ def _loaded_after(code: str) -> set[str]:
 
 def test_store_and_backends_load_without_front_end_libraries() -> None:
     loaded = _loaded_after(
-        "import mrtui.store, mrtui.store.log, mrtui.store.connect, mrtui.store.elo\n"
+        "import mrtui.store, mrtui.store.log, mrtui.store.db, mrtui.store.elo\n"
         "import mrtui.backends, mrtui.backends.base, mrtui.backends.registry\n"
         "import mrtui.backends.models, mrtui.backends.llamacpp, mrtui.backends.gguf_io\n"
         "from mrtui.store import EventLog, connect"

@@ -1,0 +1,178 @@
+"""The contract every InferenceBackend must pass.
+
+Each backend joins by adding a factory to ``FACTORIES``: it gets the tiny test model and returns
+a started backend whose context window is well under ``TOO_LONG``'s length (a few thousand tokens
+at most). The tests only assume what the protocol promises, not llama.cpp's behaviour.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from mrtui.backends.base import (
+    BackendInfo,
+    Completion,
+    Failure,
+    InferenceBackend,
+    Message,
+    Request,
+    SamplingParams,
+    UnsupportedFeature,
+)
+
+TOO_LONG = "lorem ipsum " * 10_000  # more tokens than any contract backend's context
+
+
+def _llamacpp(model: Path) -> InferenceBackend:
+    pytest.importorskip("llama_cpp", reason="needs llama-cpp-python: pip install 'mrtui[llama]'")
+    from mrtui.backends.registry import load_backend
+
+    return load_backend("llama.cpp", str(model), n_ctx=512, n_threads=1)
+
+
+FACTORIES: dict[str, Callable[[Path], InferenceBackend]] = {"llama.cpp": _llamacpp}
+
+
+@pytest.fixture(scope="module", params=sorted(FACTORIES))
+def backend(request: pytest.FixtureRequest, tiny_gguf: Path) -> Iterator[InferenceBackend]:
+    b = FACTORIES[request.param](tiny_gguf)
+    yield b
+    b.close()
+
+
+def ask(rid: str, text: str, **params: object) -> Request:
+    return Request(rid, (Message("user", text),), SamplingParams(**params))  # type: ignore[arg-type]
+
+
+def completions(results: list[Completion | Failure]) -> list[Completion]:
+    bad = [r for r in results if isinstance(r, Failure)]
+    assert not bad, bad
+    return [r for r in results if isinstance(r, Completion)]
+
+
+def test_is_an_inference_backend(backend: InferenceBackend) -> None:
+    assert isinstance(backend, InferenceBackend)
+
+
+def test_info_has_provenance(backend: InferenceBackend) -> None:
+    info = backend.info()
+    assert isinstance(info, BackendInfo)
+    assert info.backend and info.backend_version and info.model_id
+    assert info.chat_format
+    json.dumps(info.to_dict())  # the loop stores it as JSON
+
+
+def test_results_are_streamed(backend: InferenceBackend) -> None:
+    it = backend.generate([ask("a", "Hi", max_tokens=2, seed=1)])
+    assert isinstance(it, Iterator)
+    first = next(it)
+    assert first.request_id == "a"
+    assert list(it) == []
+
+
+def test_no_requests_no_results(backend: InferenceBackend) -> None:
+    assert list(backend.generate([])) == []
+
+
+def test_every_sample_comes_back_exactly_once(backend: InferenceBackend) -> None:
+    reqs = [
+        ask("one", "Name a fruit.", n=1, max_tokens=4, seed=1),
+        ask("three", "Name a colour.", n=3, max_tokens=4, seed=2),
+        ask("two", "Name a fruit.", n=2, max_tokens=4, seed=3),
+    ]
+    got = completions(list(backend.generate(reqs)))
+    keys = Counter((c.request_id, c.index) for c in got)
+    assert keys == Counter(
+        [("one", 0), ("three", 0), ("three", 1), ("three", 2), ("two", 0), ("two", 1)]
+    )
+
+
+def test_samples_record_their_seeds(backend: InferenceBackend) -> None:
+    got = completions(list(backend.generate([ask("s", "Count.", n=3, max_tokens=3, seed=40)])))
+    assert sorted((c.index, c.seed) for c in got) == [(0, 40), (1, 41), (2, 42)]
+    unseeded = completions(list(backend.generate([ask("u", "Count.", n=2, max_tokens=3)])))
+    seeds = sorted((c.index, c.seed) for c in unseeded)
+    assert all(isinstance(s, int) for _, s in seeds)  # a seed is chosen and recorded
+
+
+def test_completion_fields(backend: InferenceBackend) -> None:
+    (c,) = completions(list(backend.generate([ask("f", "Say something.", max_tokens=6, seed=5)])))
+    assert c.finish_reason in ("stop", "length")
+    assert c.prompt_tokens > 0
+    assert 0 <= c.completion_tokens <= 6
+    assert c.prompt_tokens_evaluated is None or 0 <= c.prompt_tokens_evaluated <= c.prompt_tokens
+    assert c.wall_s >= 0
+
+
+def test_a_failure_does_not_stop_the_batch(backend: InferenceBackend) -> None:
+    reqs = [
+        ask("before", "Hello.", max_tokens=3, seed=1),
+        ask("too-long", TOO_LONG, max_tokens=3),
+        ask("after", "Goodbye.", max_tokens=3, seed=1),
+    ]
+    results = list(backend.generate(reqs))
+    by_id = {r.request_id: r for r in results}
+    assert len(results) == 3
+    assert isinstance(by_id["too-long"], Failure)
+    assert by_id["too-long"].error
+    assert isinstance(by_id["before"], Completion)
+    assert isinstance(by_id["after"], Completion)
+
+
+def test_max_tokens_is_respected(backend: InferenceBackend) -> None:
+    got = completions(
+        list(
+            backend.generate(
+                [ask(f"m{i}", "Write a story.", max_tokens=5, seed=i) for i in range(3)]
+            )
+        )
+    )
+    for c in got:
+        assert c.completion_tokens <= 5
+        if c.finish_reason == "length":
+            assert c.completion_tokens == 5
+
+
+def test_stop_is_respected(backend: InferenceBackend) -> None:
+    prompt = "Write a long story about the sea."
+    (free,) = completions(
+        list(backend.generate([ask("free", prompt, max_tokens=40, temperature=0.0, seed=3)]))
+    )
+    text = free.text
+    assert len(text) > 8, text
+    stop = text[len(text) // 2 : len(text) // 2 + 2]
+    cut = text.find(stop)
+    if cut == 0:  # the stop must not match at the very start
+        stop, cut = text[1:3], text.find(text[1:3])
+    (stopped,) = completions(
+        list(
+            backend.generate(
+                [ask("stopped", prompt, max_tokens=40, temperature=0.0, seed=3, stop=(stop,))]
+            )
+        )
+    )
+    assert stopped.finish_reason == "stop"
+    assert stop not in stopped.text
+    assert stopped.text == text[:cut]
+
+
+def test_choices_return_one_choice_or_are_unsupported(backend: InferenceBackend) -> None:
+    choices = ("0", "1", "2", "3", "4", "5")
+    req = Request(
+        "c",
+        (Message("user", "Rate this answer from 0 to 5."),),
+        SamplingParams(max_tokens=8, seed=1),
+        assistant_prefix="Score: ",
+        choices=choices,
+    )
+    try:
+        results = list(backend.generate([req]))
+    except UnsupportedFeature:
+        return
+    (c,) = completions(results)
+    assert c.text in choices

@@ -1,0 +1,60 @@
+"""The backend registry, and the rule that backends import nothing heavy or front-end."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mrtui.backends.base import BackendError, InferenceBackend
+from mrtui.backends.registry import available_backends, load_backend
+
+
+def test_llamacpp_is_registered_by_module_and_class() -> None:
+    backends = available_backends()
+    assert backends["llama.cpp"] == "mrtui.backends.llamacpp:LlamaCppBackend"
+    for target in backends.values():
+        module, _, cls = target.partition(":")
+        assert hasattr(importlib.import_module(module), cls)
+
+
+def test_unknown_backend_lists_the_known_ones() -> None:
+    with pytest.raises(BackendError, match=r"unknown backend 'nope'; known backends: llama\.cpp"):
+        load_backend("nope", "model.gguf")
+
+
+def test_bad_option_lists_the_accepted_ones() -> None:
+    with pytest.raises(BackendError, match="it accepts: n_ctx, n_threads"):
+        load_backend("llama.cpp", "model.gguf", n_gpu_layers=99)
+
+
+def test_load_backend_starts_a_backend(tiny_gguf: Path) -> None:
+    pytest.importorskip("llama_cpp")
+    backend = load_backend("llamacpp", str(tiny_gguf), n_ctx=256, n_threads=1)  # alias of llama.cpp
+    try:
+        assert isinstance(backend, InferenceBackend)
+        assert backend.info().backend == "llama.cpp"
+    finally:
+        backend.close()
+
+
+HEAVY = ("llama_cpp", "numpy", "gguf", "huggingface_hub", "typer", "rich", "textual")
+FRONT_END = ("mrtui.cli", "mrtui.loop")
+
+
+def test_backend_modules_import_nothing_heavy_or_front_end() -> None:
+    code = (
+        "import sys\n"
+        "import mrtui.backends, mrtui.backends.registry, mrtui.backends.models\n"
+        "import mrtui.backends.llamacpp, mrtui.backends.gguf_io\n"
+        "mrtui.backends.available_backends()\n"
+        "mrtui.backends.models.list_packaged_models()\n"
+        f"print(sorted(m for m in {HEAVY + FRONT_END!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
