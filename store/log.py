@@ -53,8 +53,9 @@ class EventLog:
         self.path = Path(path)
         self.flush_interval = flush_interval
         self.busy_timeout = busy_timeout
-        self._buffer: list[NewEvent] = []
+        self._buffer: list[tuple[Any, ...]] = []  # rows without seq and created_at
         self._buffer_since = 0.0
+        self._last_flush = 0.0
         self._keys: set[str] | None = None
         self._seq = 0
         self._buf_lock = threading.RLock()  # guards the buffer, seq and the key set
@@ -150,7 +151,7 @@ class EventLog:
             with self._buf_lock:
                 if self._keys is None:
                     keys = {r[0] for r in rows}
-                    keys.update(e.key for e in self._buffer if e.key)
+                    keys.update(row[4] for row in self._buffer if row[4])
                     self._keys = keys
         return self._keys
 
@@ -169,13 +170,31 @@ class EventLog:
                     f"unit {dup} is already in {self.path}; it was skipped "
                     "by resume planning and must not be written twice"
                 )
-            for e in batch:
-                e.payload_json()  # fail now, in the caller, on a payload that is not JSON
+            # Serialise now: a payload that is not JSON fails here, in the caller.
+            rows = [
+                (
+                    e.event_type,
+                    e.event_version,
+                    e.run_id,
+                    e.iteration,
+                    e.key,
+                    e.parent_key,
+                    e.text,
+                    e.payload_json(),
+                )
+                for e in batch
+            ]
             keys.update(new_keys)
             if not self._buffer:
                 self._buffer_since = time.monotonic()
-            self._buffer.extend(batch)
-        self._wake.set()
+            self._buffer.extend(rows)
+            due = time.monotonic() - self._last_flush >= self.flush_interval
+        if due:
+            # Events arriving slower than one per interval are written at once, so a crash
+            # loses nothing that finished; faster streams are batched by the flusher thread.
+            self.flush()
+        else:
+            self._wake.set()
 
     def has(self, key: str) -> bool:
         return key in self.completed_keys()
@@ -189,19 +208,8 @@ class EventLog:
                 return 0
             now = dt.datetime.now(dt.UTC)
             rows = [
-                (
-                    self._seq + i + 1,
-                    e.event_type,
-                    e.event_version,
-                    e.run_id,
-                    e.iteration,
-                    e.key,
-                    e.parent_key,
-                    now,
-                    e.text,
-                    e.payload_json(),
-                )
-                for i, e in enumerate(batch)
+                (self._seq + i + 1, et, ver, run, it, key, parent, now, text, payload)
+                for i, (et, ver, run, it, key, parent, text, payload) in enumerate(batch)
             ]
             with self._connection() as con:
                 con.execute("BEGIN TRANSACTION")
@@ -216,7 +224,7 @@ class EventLog:
             with self._buf_lock:
                 self._seq += len(rows)
                 del self._buffer[: len(batch)]
-                self._buffer_since = time.monotonic()
+                self._buffer_since = self._last_flush = time.monotonic()
             return len(rows)
 
     def _flusher(self) -> None:

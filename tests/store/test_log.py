@@ -207,3 +207,22 @@ def test_a_process_dying_mid_run_leaves_a_whole_readable_log(tmp_path: Path) -> 
     assert len(keys) >= 181
     with EventLog(db) as log:  # the kernel released the writer lock; resume works
         log.append([NewEvent("ResponseGenerated", "r", {}, iteration=1, key="after")])
+
+
+def test_slow_appends_reach_the_file_at_once_and_fast_ones_within_the_interval(
+    tmp_path: Path,
+) -> None:
+    import time
+
+    db = tmp_path / "log.duckdb"
+    log = EventLog(db, flush_interval=0.3)
+    try:
+        log.append([_ev("a")])  # nothing flushed for a while: written immediately
+        with connect(db) as con:
+            assert con.execute("SELECT count(*) FROM events").fetchall()[0][0] == 1
+        log.append([_ev("b", 1)])  # right after a flush: batched by the flusher thread
+        time.sleep(0.8)
+        with connect(db) as con:
+            assert con.execute("SELECT count(*) FROM events").fetchall()[0][0] == 2
+    finally:
+        log.close()
