@@ -81,9 +81,9 @@ _SCORE_LINE = re.compile(
     r"(?:\s*(?:/|out\s+of)\s*(?P<scale>\d+))?[\s*_`.!]*$",
     re.IGNORECASE,
 )
+# The winner line may carry a lead-in ("Final answer: Winner: Judgment A") or markup.
 _WINNER_LINE = re.compile(
-    r"^[\s>*_#`]*winner[\s*_`]*[:=][\s*_`\"']*(?:judge?ment\s*)?(?P<who>[AB]|tie)\b"
-    r"[\s*_`\"'.!]*$",
+    r"winner[\s*_`]*[:=][\s*_`\"']*(?:judge?ment\s*)?(?P<who>[AB]|tie)\b[\s*_`\"'.!]*$",
     re.IGNORECASE,
 )
 
@@ -114,7 +114,7 @@ def parse_score(text: str, *, low: int = 0, high: int = 5) -> Parsed:
 
 def parse_winner(text: str) -> Parsed:
     """'A' or 'B' from the meta-judge's final ``Winner: Judgment X`` line, or why not."""
-    matches = [m for line in text.splitlines() if (m := _WINNER_LINE.match(line.strip()))]
+    matches = [m for line in text.splitlines() if (m := _WINNER_LINE.search(line.strip()))]
     if not matches:
         return Parsed(None, "no 'Winner: Judgment A|B' line")
     who = matches[-1].group("who").upper()
