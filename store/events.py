@@ -29,6 +29,12 @@ META_VERDICT_RECORDED = "MetaVerdictRecorded"
 # Something went wrong with one request; the unit stays open and is retried on resume.
 REQUEST_FAILED = "RequestFailed"
 
+# Training M_t on iteration t's pairs gives M_{t+1}.
+TRAINING_STARTED = "TrainingStarted"
+TRAINING_STEP_LOGGED = "TrainingStepLogged"
+TRAINING_FINISHED = "TrainingFinished"
+CHECKPOINT_CREATED = "CheckpointCreated"
+
 EVENT_TYPES: tuple[str, ...] = (
     RUN_CONFIGURED,
     PROMPT_ADDED,
@@ -41,6 +47,10 @@ EVENT_TYPES: tuple[str, ...] = (
     JUDGEMENT_RECORDED,
     META_VERDICT_RECORDED,
     REQUEST_FAILED,
+    TRAINING_STARTED,
+    TRAINING_STEP_LOGGED,
+    TRAINING_FINISHED,
+    CHECKPOINT_CREATED,
 )
 
 

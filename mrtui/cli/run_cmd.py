@@ -48,6 +48,9 @@ def run(
     run_id: Annotated[
         str | None, typer.Option("--run", help="Run id inside the log (default: main).")
     ] = None,
+    iterations: Annotated[
+        int | None, typer.Option(help="Iterations to run (each trains the next model).")
+    ] = None,
     k: Annotated[int | None, typer.Option("--k", help="Responses per prompt.")] = None,
     n: Annotated[int | None, typer.Option("--n", help="Judgements per response.")] = None,
     rho: Annotated[float | None, typer.Option(help="Length-control ρ in [0, 1).")] = None,
@@ -70,7 +73,8 @@ def run(
         ),
     ] = None,
 ) -> None:
-    """Generate, judge and meta-judge; rerun the same command to resume after a stop."""
+    """Generate, judge, meta-judge and train (DPO), iteration after iteration; rerun the
+    same command to resume after a stop."""
     from mrtui.loop.settings import load_config
 
     cli: dict[str, Any] = {
@@ -78,6 +82,7 @@ def run(
         "model": model,
         "backend": backend,
         "run_id": run_id,
+        "iterations": iterations,
         "k": k,
         "n": n,
         "rho": rho,
@@ -104,14 +109,6 @@ def execute(db: Path, settings: Any) -> None:
     from mrtui.store import EventLog
 
     from .progress import RichProgress
-
-    if settings.iterations > 1:
-        from mrtui.loop.settings import ConfigError
-
-        raise ConfigError(
-            "this version runs the data stages of iteration 1 only (DPO "
-            "training between iterations is not built yet); set iterations = 1"
-        )
 
     # Check what can be checked before the log file is created or the model loaded.
     if settings.prompts:
@@ -150,6 +147,7 @@ def execute(db: Path, settings: Any) -> None:
     for r in reports:
         for err in r.failures:
             typer.echo(f"  {r.stage} failure: {safe(err)}", err=True)
+    print_summary(db, settings.run_id)
     typer.echo(
         f"Explore: mrtui status --db {db}   ·   mrtui sql --db {db} "
         '"SELECT * FROM preference_pairs"   ·   '
@@ -157,6 +155,61 @@ def execute(db: Path, settings: Any) -> None:
     )
     if any(r.failed for r in reports):
         raise typer.Exit(1)
+
+
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def _histogram(counts: list[int] | None) -> str:
+    if not counts or not any(counts):
+        return "-"
+    top = max(counts)
+    bars = "".join(_BARS[min(7, round(7 * c / top))] if c else " " for c in counts)
+    return f"0{bars}5 " + "/".join(str(c) for c in counts)
+
+
+def _num(v: Any, fmt: str = "{:.2f}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def print_summary(db: Path, run_id: str) -> None:
+    """The per-iteration table: pairs, scores, parse failures, DPO loss and accuracy."""
+    from mrtui.loop.report import summary
+    from mrtui.store import connect
+
+    with connect(db) as con:
+        rows = summary(con, run_id)
+    columns = ["", *(f"iteration {r['iteration']}" for r in rows)]
+    lines = [
+        ("model", lambda r: r["model_id"]),
+        ("prompts", lambda r: r["prompts"]),
+        ("pairs actor / judge", lambda r: f"{r['actor_pairs'] or 0} / {r['judge_pairs'] or 0}"),
+        ("mean response score", lambda r: _num(r["mean_response_score"])),
+        ("mean response chars", lambda r: _num(r["mean_response_chars"], "{:.0f}")),
+        ("judge scores 0..5", lambda r: _histogram(r["histogram"])),
+        (
+            "judge / meta parse failures",
+            lambda r: (
+                f"{_num(r['judge_fail_rate'], '{:.0%}')} / {_num(r['meta_fail_rate'], '{:.0%}')}"
+            ),
+        ),
+        ("judge fallback used", lambda r: _num(r["judge_fallback_rate"], "{:.0%}")),
+        (
+            "trained on actor / judge",
+            lambda r: (
+                "-"
+                if r["steps"] is None
+                else f"{r['trained_actor_pairs']} / {r['trained_judge_pairs']} ({r['steps']} steps)"
+            ),
+        ),
+        ("DPO final loss", lambda r: _num(r["final_loss"], "{:.3f}")),
+        ("DPO reward accuracy", lambda r: _num(r["reward_accuracy"], "{:.0%}")),
+    ]
+    print_table(
+        columns,
+        [(label, *(get(r) for r in rows)) for label, get in lines],
+        title=f"run {run_id}: summary",
+    )
 
 
 @app.command()
@@ -186,3 +239,28 @@ def demo(
             settings = replace(settings, backend_options=options)
         typer.echo(f"mrtui demo: log at {db}", err=True)
         execute(db, settings)
+
+
+@app.command()
+def train(
+    db: DbOption,
+    iteration: Annotated[int, typer.Option(help="Train on this iteration's pairs.")],
+    run_id: Annotated[str, typer.Option("--run", help="Run id inside the log.")] = "main",
+) -> None:
+    """DPO on one iteration's pairs, making the next iteration's model (the training stage
+    alone; `run` does it after each iteration's data stages)."""
+    from mrtui.loop.runner import Runner, settings_from_log
+    from mrtui.store import EventLog
+
+    from .progress import RichProgress
+
+    with EventLog(db) as log, RichProgress() as progress:
+        runner = Runner(log, settings_from_log(log, run_id), progress=progress)
+        report = runner.train(iteration)
+    ckpt = report.checkpoint
+    state = "already trained" if report.skipped else f"{report.steps} steps"
+    typer.echo(
+        f"iteration {iteration}: {report.pairs['actor']} actor + "
+        f"{report.pairs['judge']} judge pairs, {state}; "
+        f"M_{iteration + 1} = {ckpt.gguf_path if ckpt else '-'}"
+    )

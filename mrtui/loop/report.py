@@ -77,3 +77,49 @@ def status(con: Any, run_id: str | None = None) -> dict[str, Any]:
     for run in runs:
         run["iterations"] = [i for i in iterations if i["run_id"] == run["run_id"]]
     return {"events": totals[0], "last_seq": totals[1], "last_event_at": totals[2], "runs": runs}
+
+
+_SUMMARY = """
+WITH h AS (
+    SELECT run_id, iteration, list(n ORDER BY score) AS histogram FROM (
+        SELECT run_id, iteration, s.score, count(j.score) AS n
+        FROM (SELECT DISTINCT run_id, iteration FROM judgements) it
+        CROSS JOIN (SELECT unnest(range(6))::DOUBLE AS score) s
+        LEFT JOIN judgements j USING (run_id, iteration, score)
+        GROUP BY ALL) GROUP BY ALL
+),
+sc AS (SELECT run_id, iteration, avg(mean_score) AS mean_response_score,
+              avg(response_chars) AS mean_response_chars
+       FROM response_scores GROUP BY ALL),
+pf AS (SELECT run_id, iteration, avg(CASE WHEN valid THEN 0 ELSE 1 END) AS judge_fail_rate,
+              avg(CASE WHEN fallback_used THEN 1 ELSE 0 END) AS judge_fallback_rate
+       FROM judgements GROUP BY ALL),
+mf AS (SELECT run_id, iteration, avg(CASE WHEN winner IS NULL THEN 1 ELSE 0 END)
+              AS meta_fail_rate FROM meta_verdicts GROUP BY ALL),
+tr AS (SELECT r.run_id, r.iteration, r.actor_pairs AS trained_actor_pairs,
+              r.judge_pairs AS trained_judge_pairs, r.steps,
+              arg_max(st.loss, st.step) AS final_loss,
+              avg(st.reward_accuracy) AS reward_accuracy
+       FROM training_runs r LEFT JOIN training_steps st USING (attempt)
+       WHERE r.finished GROUP BY ALL),
+pp AS (SELECT run_id, iteration, count(*) FILTER (WHERE kind = 'actor') AS actor_pairs,
+              count(*) FILTER (WHERE kind = 'judge') AS judge_pairs
+       FROM preference_pairs GROUP BY ALL),
+p AS (SELECT run_id, count(*) AS prompts FROM prompts GROUP BY ALL)
+SELECT s.run_id, s.iteration, s.model_id, p.prompts, pp.actor_pairs, pp.judge_pairs,
+       sc.mean_response_score, sc.mean_response_chars, h.histogram, pf.judge_fail_rate,
+       pf.judge_fallback_rate, mf.meta_fail_rate, tr.trained_actor_pairs,
+       tr.trained_judge_pairs, tr.steps, tr.final_loss, tr.reward_accuracy
+FROM iteration_settings s
+LEFT JOIN p USING (run_id) LEFT JOIN pp USING (run_id, iteration)
+LEFT JOIN sc USING (run_id, iteration) LEFT JOIN h USING (run_id, iteration)
+LEFT JOIN pf USING (run_id, iteration) LEFT JOIN mf USING (run_id, iteration)
+LEFT JOIN tr USING (run_id, iteration)
+WHERE s.run_id = ?
+ORDER BY s.iteration
+"""
+
+
+def summary(con: Any, run_id: str) -> list[dict[str, Any]]:
+    """Per-iteration summary of one run: what the demo prints at the end."""
+    return rows_as_dicts(con.execute(_SUMMARY, [run_id]))

@@ -5,8 +5,10 @@ This is the one headless place the CLI (and later the TUI) call to drive the loo
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from mrtui import __version__
@@ -19,22 +21,23 @@ from .progress import NullProgress, ProgressSink
 from .prompts import Template, load_template
 from .settings import ConfigError, IterationSettings, RunSettings
 from .stages import ModelIdentity, StageReport, Stages
+from .training import Checkpoint, TrainReport, TrainStage
 
-BackendFactory = Callable[[RunSettings], InferenceBackend]
+BackendFactory = Callable[[RunSettings, str], InferenceBackend]
 Resolver = Callable[[str], ModelIdentity]
 
 
-def default_backend(settings: RunSettings) -> InferenceBackend:
+def default_backend(settings: RunSettings, model: str) -> InferenceBackend:
     from mrtui.backends.registry import load_backend
 
-    return load_backend(settings.backend, settings.model, **settings.backend_options)
+    return load_backend(settings.backend, model, **settings.backend_options)
 
 
 def default_resolver(model: str) -> ModelIdentity:
     from mrtui.backends.models import resolve_model
 
     resolved = resolve_model(model)
-    return ModelIdentity(resolved.model_id, resolved.sha256)
+    return ModelIdentity(resolved.model_id, resolved.sha256, str(resolved.path))
 
 
 class Runner:
@@ -46,6 +49,7 @@ class Runner:
         backend_factory: BackendFactory = default_backend,
         resolver: Resolver = default_resolver,
         progress: ProgressSink | None = None,
+        train_stage: Callable[..., TrainStage] = TrainStage,
     ) -> None:
         self.log = log
         self.settings = settings
@@ -53,18 +57,30 @@ class Runner:
         self._backend_factory = backend_factory
         self._resolver = resolver
         self._backend: InferenceBackend | None = None
+        self._backend_model: str | None = None
         self._model: ModelIdentity | None = None
+        self._train_stage = train_stage
+        self.train_reports: list[TrainReport] = []
 
     # -- lifecycle ------------------------------------------------------------------------
-    def backend(self) -> InferenceBackend:
+    def _backend_on(self, checkpoint: Checkpoint) -> InferenceBackend:
+        """The backend serving ``checkpoint``, started (or swapped) on first use."""
+        ref = (
+            self.settings.model
+            if checkpoint.hf_dir is None and checkpoint.sha256 == self.model().sha256
+            else checkpoint.gguf_path
+        )
+        if self._backend is not None and self._backend_model != ref:
+            self.close()
         if self._backend is None:
-            self.progress.message(f"loading {self.settings.model} on {self.settings.backend}")
-            self._backend = self._backend_factory(self.settings)
+            self.progress.message(f"loading {checkpoint.model_id} on {self.settings.backend}")
+            self._backend = self._backend_factory(self.settings, ref)
+            self._backend_model = ref
             sha = self._backend.info().model_sha256
-            if self._model is not None and sha and sha != self._model.sha256:
+            if sha and sha != checkpoint.sha256:
                 raise ConfigError(
-                    f"the backend loaded a model with sha256 {sha[:12]}…, not the "
-                    f"resolved {self._model.sha256[:12]}…; check --model"
+                    f"the backend loaded a model with sha256 {sha[:12]}…, not "
+                    f"the expected {checkpoint.sha256[:12]}…; check --model"
                 )
         return self._backend
 
@@ -72,6 +88,32 @@ class Runner:
         if self._backend is not None:
             self._backend.close()
             self._backend = None
+            self._backend_model = None
+
+    def checkpoint_for(self, iteration: int) -> Checkpoint:
+        """M_iteration: the run's model for iteration 1, else the previous iteration's
+        ``CheckpointCreated``."""
+        if iteration == 1:
+            m = self.model()
+            return Checkpoint(m.model_id, m.sha256, m.path or self.settings.model)
+        rows = self.log.query(
+            "SELECT payload FROM events WHERE event_type = ? AND run_id = ? "
+            "AND (payload->>'$.for_iteration')::INTEGER = ? ORDER BY seq DESC LIMIT 1",
+            [ev.CHECKPOINT_CREATED, self.settings.run_id, iteration],
+        )
+        if not rows:
+            raise ConfigError(
+                f"iteration {iteration - 1} of run {self.settings.run_id!r} has "
+                f"no trained model yet; run iteration {iteration - 1} (with "
+                "training) first"
+            )
+        p = json.loads(rows[0][0])
+        return Checkpoint(p["model_id"], p["model_sha256"], p["gguf_path"], p["hf_dir"])
+
+    def workdir(self) -> Path:
+        """Where trained models of this run live: next to the log file."""
+        path = self.log.path
+        return path.parent / f"{path.stem}.checkpoints" / self.settings.run_id
 
     def model(self) -> ModelIdentity:
         if self._model is None:
@@ -180,9 +222,8 @@ class Runner:
         self.log.append(new)
         return templates
 
-    def _start_iteration(self, iteration: int, s: IterationSettings) -> None:
+    def _start_iteration(self, iteration: int, s: IterationSettings, model: ModelIdentity) -> None:
         run_id = self.settings.run_id
-        model = self.model()
         settings = s.to_dict()
         key = content_key("iteration", run_id, iteration, settings, model.sha256)
         if self.log.has(key):
@@ -193,8 +234,6 @@ class Runner:
             [ev.ITERATION_STARTED, run_id, iteration],
         )
         if rows:
-            import json
-
             before = json.loads(rows[0][0])
             changed = [
                 f
@@ -231,24 +270,32 @@ class Runner:
         )
 
     def run_iteration(self, iteration: int, prompts: list[tuple[str, str]]) -> list[StageReport]:
+        """Actor, judge and meta-judge on M_iteration, then (if set) DPO to M_iteration+1."""
         s = self.settings.for_iteration(iteration)
+        checkpoint = self.checkpoint_for(iteration)
+        model = ModelIdentity(checkpoint.model_id, checkpoint.sha256, checkpoint.gguf_path)
         templates = self._templates(s)
-        self._start_iteration(iteration, s)
+        self._start_iteration(iteration, s, model)
         stages = Stages(
             self.log,
             self.settings.run_id,
             iteration,
             s,
-            self.model(),
+            model,
             templates,
-            self.backend,
+            lambda: self._backend_on(checkpoint),
             self.progress,
         )
         reports = [stages.actor(prompts)]
         reports.append(stages.judge(self._responses(iteration)))
         reports.append(stages.meta(self._targets(iteration, s)))
+        complete = not any(r.failed for r in reports)
+        if s.train and complete:
+            self.close()  # free the inference model's memory for training
+            report = self.train(iteration, s, checkpoint)
+            self.train_reports.append(report)
         finished = content_key("iteration-finished", self.settings.run_id, iteration)
-        if not any(r.failed for r in reports) and not self.log.has(finished):
+        if complete and not self.log.has(finished):
             self.log.append(
                 [
                     NewEvent(
@@ -262,7 +309,8 @@ class Runner:
                                     "skipped": r.skipped,
                                 }
                                 for r in reports
-                            }
+                            },
+                            "trained": s.train,
                         },
                         iteration=iteration,
                         key=finished,
@@ -270,6 +318,28 @@ class Runner:
                 ]
             )
         return reports
+
+    def train(
+        self,
+        iteration: int,
+        s: IterationSettings | None = None,
+        checkpoint: Checkpoint | None = None,
+    ) -> TrainReport:
+        """DPO on ``iteration``'s pairs (skipped if its checkpoint is already logged)."""
+        s = s or self.settings.for_iteration(iteration)
+        checkpoint = checkpoint or self.checkpoint_for(iteration)
+        base = self.checkpoint_for(1)
+        stage = self._train_stage(
+            self.log,
+            self.settings.run_id,
+            iteration,
+            s,
+            checkpoint,
+            Path(base.gguf_path),
+            self.workdir(),
+            self.progress,
+        )
+        return stage.run()
 
     # -- planning queries -----------------------------------------------------------------
     def _responses(self, iteration: int) -> list[Any]:
@@ -306,3 +376,20 @@ class Runner:
         for response_key, key, text in rows:
             judgements[response_key].append((key, text))
         return [(rk, pk, prompt, response, judgements[rk]) for rk, pk, prompt, response in targets]
+
+
+def settings_from_log(log: EventLog, run_id: str) -> RunSettings:
+    """The settings a run was configured with, as logged by ``RunConfigured``."""
+    rows = log.query("SELECT payload FROM events WHERE key = ?", [content_key("run", run_id)])
+    if not rows:
+        raise ConfigError(f"no run {run_id!r} in {log.path}; start it with `mrtui run`")
+    p = json.loads(rows[0][0])
+    return RunSettings(
+        model=p["model"],
+        backend=p["backend"],
+        run_id=run_id,
+        iterations=p["iterations"],
+        backend_options=p.get("backend_options") or {},
+        defaults=IterationSettings(**p["defaults"]),
+        overrides={int(k): v for k, v in (p.get("overrides") or {}).items()},
+    )

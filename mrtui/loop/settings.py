@@ -52,6 +52,29 @@ class IterationSettings:
     )
     meta_fallback: bool = _help("the same for meta-verdicts without a winner line", False)
     seed: int = _help("base seed; each unit's seed derives from it and the unit's key", 0)
+    train: bool = _help("train M_t on this iteration's pairs with DPO to make M_{t+1}", True)
+    train_kinds: str = _help(
+        "pairs to train on: 'auto' (actor and judge pairs in iterations 1-2, actor pairs "
+        "after, as in the paper), 'both', 'actor' or 'judge'",
+        "auto",
+    )
+    max_judge_share: float = _help(
+        "largest share of judge pairs in the training set; 1.0: no cap (too many judge pairs "
+        "can collapse the judge to 'always 5'; one re-implementation keeps them <= 0.15)",
+        1.0,
+    )
+    dpo_beta: float = _help("DPO beta (Self-Rewarding line: 0.1)", 0.1)
+    dpo_learning_rate: float = _help("DPO learning rate", 5e-5)
+    dpo_epochs: int = _help("passes over the pairs", 1)
+    dpo_batch_size: int = _help("pairs per device batch", 2)
+    dpo_grad_accum: int = _help("gradient accumulation steps", 1)
+    dpo_max_length: int = _help("longest prompt+response in tokens; longer pairs are cut", 1024)
+    dpo_lora: bool = _help("LoRA (default on CPU) instead of full fine-tuning", True)
+    dpo_lora_r: int = _help("LoRA rank", 16)
+    dpo_bf16: bool = _help("train in bf16", False)
+    export_type: str = _help(
+        "GGUF type for the next iteration's model: f16, q8_0 or q4_k_m", "q8_0"
+    )
     judge_template: str = _help("judge template: built-in name or path", "judge")
     meta_template: str = _help("meta-judge template: built-in name or path", "meta_judge")
     actor_template: str = _help("actor template: built-in name or path", "actor")
@@ -71,6 +94,25 @@ class IterationSettings:
             raise ConfigError(
                 f"weights_scope must be 'response' or 'iteration', got {self.weights_scope!r}"
             )
+        if self.train_kinds not in ("auto", "both", "actor", "judge"):
+            raise ConfigError(
+                f"train_kinds must be 'auto', 'both', 'actor' or 'judge', got {self.train_kinds!r}"
+            )
+        if not 0.0 <= self.max_judge_share <= 1.0:
+            raise ConfigError(f"max_judge_share must be in [0, 1], got {self.max_judge_share}")
+        if self.export_type not in ("f16", "q8_0", "q4_k_m"):
+            raise ConfigError(f"export_type must be f16, q8_0 or q4_k_m, got {self.export_type!r}")
+        for name in (
+            "dpo_epochs",
+            "dpo_batch_size",
+            "dpo_grad_accum",
+            "dpo_max_length",
+            "dpo_lora_r",
+        ):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
+        if self.dpo_beta <= 0 or self.dpo_learning_rate <= 0:
+            raise ConfigError("dpo_beta and dpo_learning_rate must be > 0")
         if self.max_chosen_chars < 0 or self.judge_max_chars < 0:
             raise ConfigError("length caps must be >= 0 (0 means no cap)")
 
@@ -91,10 +133,29 @@ class IterationSettings:
         "judge_template",
         "meta_template",
         "actor_template",
+        "train",
+        "train_kinds",
+        "max_judge_share",
+        "dpo_beta",
+        "dpo_learning_rate",
+        "dpo_epochs",
+        "dpo_batch_size",
+        "dpo_grad_accum",
+        "dpo_max_length",
+        "dpo_lora",
+        "dpo_lora_r",
+        "dpo_bf16",
+        "export_type",
     )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def kinds_for(self, iteration: int) -> tuple[str, ...]:
+        """Which pair kinds train this iteration's model."""
+        if self.train_kinds == "auto":
+            return ("actor", "judge") if iteration <= 2 else ("actor",)
+        return ("actor", "judge") if self.train_kinds == "both" else (self.train_kinds,)
 
 
 ITERATION_FIELDS = {f.name: f for f in fields(IterationSettings)}

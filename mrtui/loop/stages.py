@@ -38,6 +38,7 @@ WINNER_CHOICES = ("A", "B")
 class ModelIdentity:
     model_id: str
     sha256: str
+    path: str | None = None
 
 
 @dataclass

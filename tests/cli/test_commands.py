@@ -30,8 +30,8 @@ def log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with EventLog(db) as ev:
         Runner(
             ev,
-            load_config(None, {"prompts": str(prompts), "k": 3, "n": 3}),
-            backend_factory=lambda s: FakeBackend(),
+            load_config(None, {"prompts": str(prompts), "k": 3, "n": 3, "train": False}),
+            backend_factory=lambda s, m: FakeBackend(),
             resolver=lambda m: ModelIdentity(m, "f" * 64),
         ).run()
     return db

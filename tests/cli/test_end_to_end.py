@@ -49,6 +49,8 @@ def test_one_iteration_on_the_packaged_qwen(qwen_gguf: Path, tmp_path: Path) -> 
         "judge_max_tokens=160",
         "--set",
         "meta_max_tokens=160",
+        "--set",
+        "train=false",
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "iter 1 judge" in out.stderr  # the progress bars were drawn
@@ -97,6 +99,8 @@ def test_one_iteration_on_the_packaged_qwen(qwen_gguf: Path, tmp_path: Path) -> 
         "judge_max_tokens=160",
         "--set",
         "meta_max_tokens=160",
+        "--set",
+        "train=false",
     )
     assert again.returncode == 0 and "loading" not in again.stderr  # nothing left to do
 
@@ -132,6 +136,8 @@ def test_kill_9_mid_run_then_resume(tiny_gguf: Path, tmp_path: Path) -> None:
         "judge_max_tokens=24",
         "--set",
         "meta_max_tokens=24",
+        "--set",
+        "train=false",
     ]
     proc = subprocess.Popen(
         [sys.executable, "-m", "mrtui", *args],
@@ -193,6 +199,8 @@ def test_readers_can_watch_a_run_while_it_writes(tiny_gguf: Path, tmp_path: Path
             "judge_max_tokens=32",
             "--set",
             "meta_max_tokens=32",
+            "--set",
+            "train=false",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -28,12 +28,12 @@ def _prompts(tmp_path: Path, n: int = 4) -> Path:
 
 
 def _run(db: Path, backend: FakeBackend, **cli: Any) -> list[Any]:
-    settings = load_config(None, cli)
+    settings = load_config(None, {"train": False} | cli)
     with EventLog(db) as log:
         runner = Runner(
             log,
             settings,
-            backend_factory=lambda s: backend,
+            backend_factory=lambda s, m: backend,
             resolver=lambda m: ModelIdentity(m, "f" * 64),
         )
         return runner.run()
@@ -152,12 +152,12 @@ def test_another_model_in_the_same_run_is_refused(tmp_path: Path) -> None:
     db = tmp_path / "log.duckdb"
     prompts = str(_prompts(tmp_path, 1))
     _run(db, FakeBackend(), prompts=prompts, k=1, n=1)
-    settings = load_config(None, {"prompts": prompts, "k": 1, "n": 1})
+    settings = load_config(None, {"prompts": prompts, "k": 1, "n": 1, "train": False})
     with EventLog(db) as log, pytest.raises(ConfigError, match="--run NEW_NAME"):
         Runner(
             log,
             settings,
-            backend_factory=lambda s: FakeBackend(),
+            backend_factory=lambda s, m: FakeBackend(),
             resolver=lambda m: ModelIdentity(m, "e" * 64),
         ).run()
 

@@ -1,0 +1,67 @@
+-- Training and checkpoints. A TrainingFinished event is the unit (its key covers M_t, the
+-- dataset and the settings); TrainingStarted and TrainingStepLogged carry an attempt id so a
+-- restarted training's steps are told apart from the crashed one's.
+
+CREATE OR REPLACE VIEW training_runs AS
+SELECT s.run_id, s.iteration, s.payload->>'$.attempt' AS attempt,
+       s.payload->>'$.training_key' AS training_key,
+       s.payload->>'$.dataset_sha256' AS dataset_sha256,
+       (s.payload->>'$.pairs.actor')::INTEGER AS actor_pairs,
+       (s.payload->>'$.pairs.judge')::INTEGER AS judge_pairs,
+       s.payload->>'$.base_model_sha256' AS base_model_sha256,
+       s.payload->'$.settings' AS settings,
+       f.key IS NOT NULL AS finished,
+       f.payload->>'$.model_dir' AS model_dir,
+       f.payload->>'$.weights_sha256' AS weights_sha256,
+       (f.payload->>'$.steps')::INTEGER AS steps,
+       (f.payload->>'$.wall_s')::DOUBLE AS wall_s,
+       s.created_at AS started_at, f.created_at AS finished_at
+FROM events s
+LEFT JOIN events f ON f.event_type = 'TrainingFinished'
+                  AND f.payload->>'$.attempt' = s.payload->>'$.attempt'
+WHERE s.event_type = 'TrainingStarted';
+
+CREATE OR REPLACE VIEW training_steps AS
+SELECT run_id, iteration, payload->>'$.attempt' AS attempt,
+       (payload->>'$.step')::INTEGER AS step, (payload->>'$.epoch')::DOUBLE AS epoch,
+       (payload->>'$.loss')::DOUBLE AS loss,
+       (payload->>'$.rewards_chosen')::DOUBLE AS rewards_chosen,
+       (payload->>'$.rewards_rejected')::DOUBLE AS rewards_rejected,
+       (payload->>'$.reward_accuracy')::DOUBLE AS reward_accuracy,
+       (payload->>'$.reward_margin')::DOUBLE AS reward_margin,
+       (payload->>'$.learning_rate')::DOUBLE AS learning_rate, seq, created_at
+FROM events
+WHERE event_type = 'TrainingStepLogged';
+
+-- The model each iteration runs on after the first: trained from the previous iteration.
+CREATE OR REPLACE VIEW checkpoints AS
+SELECT run_id, iteration AS trained_in_iteration,
+       (payload->>'$.for_iteration')::INTEGER AS for_iteration, key AS checkpoint_key,
+       payload->>'$.model_id' AS model_id, payload->>'$.model_sha256' AS model_sha256,
+       payload->>'$.gguf_path' AS gguf_path, payload->>'$.hf_dir' AS hf_dir,
+       payload->>'$.trained_from_sha256' AS trained_from_sha256,
+       payload->>'$.training_key' AS training_key, payload->>'$.reason' AS reason,
+       payload->>'$.export.outtype' AS outtype, created_at
+FROM events
+WHERE event_type = 'CheckpointCreated';
+
+-- From a checkpoint back to every pair that trained it, and the units each pair came from
+-- (for judge pairs also the response the judgements were about). Join on keys to reach the
+-- responses, judgements, meta-verdicts and prompts themselves.
+CREATE OR REPLACE VIEW checkpoint_lineage AS
+WITH used AS (
+    SELECT s.run_id, s.iteration, s.payload->>'$.training_key' AS training_key,
+           unnest(from_json(s.payload->'$.pair_keys', '["VARCHAR"]')) AS pair_key
+    FROM events s
+    JOIN events f ON f.event_type = 'TrainingFinished'
+                 AND f.payload->>'$.attempt' = s.payload->>'$.attempt'
+    WHERE s.event_type = 'TrainingStarted'
+)
+SELECT c.run_id, c.checkpoint_key, c.for_iteration, c.model_sha256, u.iteration,
+       u.pair_key, split_part(u.pair_key, ':', 1) AS kind,
+       string_split(u.pair_key, ':')[2] || ':' || string_split(u.pair_key, ':')[3]
+           AS chosen_key,
+       string_split(u.pair_key, ':')[4] || ':' || string_split(u.pair_key, ':')[5]
+           AS rejected_key
+FROM checkpoints c
+JOIN used u ON u.training_key = c.training_key AND u.run_id = c.run_id;
