@@ -95,8 +95,19 @@ _HF_TO_GGUF = {
 
 
 def hf_config_to_overrides(config: Mapping[str, Any], arch: str = "qwen2") -> dict[str, Any]:
-    """GGUF hyperparameter keys for an HF ``config.json`` (only the fields it has)."""
-    return {f"{arch}.{key}": config[field] for field, key in _HF_TO_GGUF.items() if field in config}
+    """GGUF hyperparameter keys for an HF ``config.json`` (only the fields it has).
+
+    transformers 5 writes ``rope_theta`` inside ``rope_parameters``; it is read from there when
+    the top level has none. Fields set to null are left out (they would delete the base key).
+    """
+    rope = config.get("rope_parameters")
+    if config.get("rope_theta") is None and isinstance(rope, Mapping) and "rope_theta" in rope:
+        config = {**config, "rope_theta": rope["rope_theta"]}
+    return {
+        f"{arch}.{key}": config[field]
+        for field, key in _HF_TO_GGUF.items()
+        if config.get(field) is not None
+    }
 
 
 def _full_key(key: str, arch: str) -> str:

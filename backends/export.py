@@ -1,0 +1,395 @@
+"""Trained Hugging Face model folder → GGUF that llama.cpp serves in the next iteration.
+
+The folder is what training writes (``config.json`` plus ``*.safetensors``). Its tensors are
+written under GGUF names by ``gguf_io.write_gguf``, with every metadata key (tokenizer, chat
+template) copied from the GGUF the iteration started from and the hyperparameters taken from
+``config.json``. ``f16``/``f32`` are written directly; quantized types are written as f16 first
+and then quantized by llama.cpp itself (``llama_cpp.llama_model_quantize``), so the result is
+exactly what llama.cpp's own quantizer makes. Files appear atomically (temporary file, rename).
+
+Only qwen2 is supported: gemma3 and llama-family checkpoints need tensor transforms that
+``gguf_io`` marks as not implemented. numpy, gguf, safetensors, torch and llama_cpp are imported
+inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from .base import BackendError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# outtype → name of the llama_ftype constant in llama_cpp (None: written directly, no quantizer).
+OUTTYPES: dict[str, str | None] = {
+    "f32": None,
+    "f16": None,
+    "q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0",
+    "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M",
+}
+# HF config.json model_type → GGUF architecture.
+_MODEL_TYPES = {"qwen2": "qwen2", "gemma3": "gemma3", "gemma3_text": "gemma3", "llama": "llama"}
+SUPPORTED_ARCHS = ("qwen2",)
+_F16_MAX = 65504.0
+_CHUNK = 8 * 1024 * 1024
+_EXPORT_HINT = "pip install 'mrtui[train]'"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    sha256: str
+    outtype: str
+    n_tensors: int
+    wall_s: float
+
+
+def export_gguf(
+    model_dir: str | Path,
+    base_gguf: str | Path,
+    out_path: str | Path,
+    outtype: str = "q8_0",
+    *,
+    name: str | None = None,
+    n_threads: int | None = None,
+    verbose: bool = False,
+) -> ExportResult:
+    """Write the HF model in ``model_dir`` as a GGUF of type ``outtype`` at ``out_path``.
+
+    ``base_gguf`` supplies the tokenizer and chat template and must be the same model family
+    (its vocabulary must match the embedding rows). ``name`` sets ``general.name``.
+    ``n_threads`` is for the quantizer (default: every core); ``verbose`` passes llama.cpp's
+    quantizer log through to stderr (otherwise it is captured and only its last line appears,
+    in the error, if quantizing fails). Raises ``BackendError`` with a one-line reason when the
+    folder, the base file or the architecture will not do.
+    """
+    started = perf_counter()
+    if outtype not in OUTTYPES:
+        raise BackendError(
+            f"unsupported GGUF type {outtype!r}; choose one of {', '.join(OUTTYPES)}"
+        )
+    model_dir, base, out = Path(model_dir), Path(base_gguf), Path(out_path)
+    config = read_hf_config(model_dir)
+    arch = hf_arch(config)
+    _check_base(base, arch)
+    from .gguf_io import hf_config_to_overrides
+
+    tensors = load_hf_weights(model_dir, tied=_tied(config))
+    overrides: dict[str, Any] = hf_config_to_overrides(config, arch)
+    if name is not None:
+        overrides["general.name"] = name
+    too_big = _exceeds_f16(tensors)
+    if too_big and outtype == "f16":
+        raise BackendError(
+            f"{model_dir}: tensor {too_big} has values beyond the f16 range; export f32 or a "
+            "quantized type instead"
+        )
+
+    ftype_name = OUTTYPES[outtype]
+    if ftype_name is None:
+        _write(out, tensors, base, arch, overrides, outtype)
+    else:
+        ftype = _ftype(ftype_name)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with _tmp_path(out, ".src.gguf") as src, _tmp_path(out, ".q.gguf") as dst:
+            _write(src, tensors, base, arch, overrides, "f32" if too_big else "f16")
+            del tensors
+            quantize_gguf(src, dst, ftype, n_threads=n_threads, verbose=verbose)
+            os.chmod(dst, 0o644)
+            os.replace(dst, out)
+
+    from .gguf_io import read_gguf_header
+
+    n_tensors = len(read_gguf_header(out).tensors)
+    return ExportResult(out, _sha256(out), outtype, n_tensors, perf_counter() - started)
+
+
+# --- the HF folder -------------------------------------------------------------------------
+
+
+def read_hf_config(model_dir: Path) -> dict[str, Any]:
+    """``config.json`` of a full HF model folder, or a one-line BackendError saying why not."""
+    if not model_dir.is_dir():
+        raise BackendError(f"model folder not found: {model_dir}")
+    config_path = model_dir / "config.json"
+    if not config_path.is_file():
+        if (model_dir / "adapter_config.json").is_file():
+            raise BackendError(
+                f"{model_dir} holds a LoRA adapter, not a full model: merge it "
+                "(peft merge_and_unload) and save the merged model first"
+            )
+        raise BackendError(f"{model_dir} has no config.json; is it a Hugging Face model folder?")
+    try:
+        config = json.loads(config_path.read_text())
+    except (OSError, ValueError) as e:
+        raise BackendError(f"cannot read {config_path}: {e}") from e
+    if not isinstance(config, dict):
+        raise BackendError(f"{config_path} is not a JSON object")
+    return config
+
+
+def hf_arch(config: Mapping[str, Any]) -> str:
+    """The GGUF architecture of an HF config, if this exporter supports it."""
+    model_type = config.get("model_type")
+    arch = _MODEL_TYPES.get(str(model_type))
+    if arch is None:
+        raise BackendError(
+            f"GGUF export does not support model_type {model_type!r}; supported: "
+            f"{', '.join(SUPPORTED_ARCHS)}"
+        )
+    if arch not in SUPPORTED_ARCHS:
+        why = {
+            "gemma3": "llama.cpp stores its RMSNorm weights as 1+w",
+            "llama": "its q/k projections need the rotary permutation",
+        }[arch]
+        raise BackendError(
+            f"GGUF export for {arch} is not implemented yet ({why}; gguf_io marks that "
+            f"transform NotImplemented); supported: {', '.join(SUPPORTED_ARCHS)}"
+        )
+    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
+    rope_type = rope.get("rope_type", rope.get("type")) if isinstance(rope, Mapping) else None
+    if rope_type not in (None, "default"):
+        raise BackendError(
+            f"GGUF export does not carry rope scaling ({rope_type!r}) over yet; only default "
+            "rotary embeddings are supported"
+        )
+    return arch
+
+
+def _tied(config: Mapping[str, Any]) -> bool:
+    tied = config.get("tie_word_embeddings")
+    if tied is None:
+        tied = (config.get("text_config") or {}).get("tie_word_embeddings", False)
+    return bool(tied)
+
+
+def load_hf_weights(model_dir: str | Path, tied: bool = False) -> dict[str, np.ndarray]:
+    """Every tensor of an HF folder's ``*.safetensors`` as numpy (bf16 becomes float32).
+
+    With ``tied`` the ``lm_head.weight`` is dropped (llama.cpp reuses the embeddings); without
+    it a missing ``lm_head.weight`` is an error.
+    """
+    model_dir = Path(model_dir)
+    files = _weight_files(model_dir)
+    try:
+        import numpy  # noqa: F401
+        from safetensors import safe_open
+    except ImportError as e:
+        raise BackendError(f"GGUF export needs numpy and safetensors: {_EXPORT_HINT}") from e
+    try:
+        import torch
+    except ImportError:
+        torch = None
+
+    tensors: dict[str, np.ndarray] = {}
+    for path in files:
+        try:
+            if torch is not None:
+                with safe_open(str(path), framework="pt") as f:
+                    for key in f.keys():  # noqa: SIM118 (safe_open is not a Mapping)
+                        t = f.get_tensor(key)
+                        if t.dtype not in (torch.float32, torch.float16):
+                            t = t.float()
+                        tensors[key] = t.numpy()
+            else:
+                with safe_open(str(path), framework="numpy") as f:
+                    for key in f.keys():  # noqa: SIM118
+                        tensors[key] = f.get_tensor(key)
+        except (TypeError, ValueError) as e:  # numpy cannot hold bf16
+            raise BackendError(f"cannot read {path} ({e}); bf16 weights need torch") from e
+        except OSError as e:
+            raise BackendError(f"cannot read {path}: {e}") from e
+    if tied:
+        tensors.pop("lm_head.weight", None)
+    elif "lm_head.weight" not in tensors:
+        raise BackendError(
+            f"{model_dir}: config.json says the embeddings are not tied but there is no "
+            "lm_head.weight"
+        )
+    return tensors
+
+
+def _weight_files(model_dir: Path) -> list[Path]:
+    index = model_dir / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (OSError, ValueError, KeyError) as e:
+            raise BackendError(f"cannot read {index}: {e}") from e
+        files = [model_dir / f for f in sorted(set(weight_map.values()))]
+        missing = [f.name for f in files if not f.is_file()]
+        if missing:
+            raise BackendError(f"{model_dir} lacks shards listed in {index.name}: {missing}")
+        return files
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        found = "pytorch_model.bin" if (model_dir / "pytorch_model.bin").exists() else "none"
+        raise BackendError(
+            f"{model_dir} has no *.safetensors weights (found: {found}); save the model with "
+            "save_pretrained(safe_serialization=True)"
+        )
+    return files
+
+
+def _exceeds_f16(tensors: Mapping[str, np.ndarray]) -> str | None:
+    """Name of a float32 matrix with values f16 cannot hold, if any (vectors stay float32)."""
+    import numpy as np
+
+    for key, arr in tensors.items():
+        # max/min allocate nothing; a NaN fails the comparison too
+        if (
+            arr.ndim >= 2
+            and arr.dtype == np.float32
+            and not -_F16_MAX <= arr.min() <= arr.max() <= _F16_MAX
+        ):
+            return key
+    return None
+
+
+# --- writing and quantizing ----------------------------------------------------------------
+
+
+def _check_base(base: Path, arch: str) -> None:
+    from .gguf_io import read_gguf_header
+
+    if not base.is_file():
+        raise BackendError(f"base GGUF not found: {base}")
+    try:
+        meta = read_gguf_header(base).metadata
+    except (OSError, ValueError) as e:
+        raise BackendError(f"cannot read base GGUF {base}: {e}") from e
+    base_arch = (
+        meta["general.architecture"].value.decode() if "general.architecture" in meta else "?"
+    )
+    if base_arch != arch:
+        raise BackendError(
+            f"base GGUF {base.name} is a {base_arch} model but the trained model is {arch}; the "
+            "base supplies the tokenizer and must be the model the training started from"
+        )
+
+
+def _write(
+    out: Path,
+    tensors: Mapping[str, np.ndarray],
+    base: Path,
+    arch: str,
+    overrides: Mapping[str, Any],
+    dtype: str,
+) -> None:
+    from .gguf_io import write_gguf
+
+    try:
+        write_gguf(out, tensors, base, arch, overrides, dtype)  # type: ignore[arg-type]
+    except NotImplementedError as e:
+        raise BackendError(str(e)) from e
+    except ValueError as e:
+        raise BackendError(f"cannot write {out.name}: {e}") from e
+
+
+def quantize_gguf(
+    src: str | Path,
+    dst: str | Path,
+    ftype: int,
+    n_threads: int | None = None,
+    verbose: bool = False,
+) -> None:
+    """Quantize an f16/f32 GGUF with llama.cpp's own quantizer (``llama_model_quantize``)."""
+    llama_cpp = _import_llama_cpp()
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.nthread = n_threads or 0  # 0: every core
+    log: list[str] = []
+    with _quiet_llama(verbose), _captured_stderr(log):
+        rc = llama_cpp.llama_model_quantize(
+            str(src).encode(), str(dst).encode(), llama_cpp.byref(params)
+        )
+    if verbose and log:
+        sys.stderr.write(log[0])
+    if rc != 0:
+        lines = [ln for ln in "".join(log).splitlines() if ln.strip()]
+        why = f": {lines[-1].strip()}" if lines else ""
+        raise BackendError(f"llama.cpp could not quantize {Path(src).name} (error {rc}){why}")
+
+
+def _import_llama_cpp() -> Any:
+    try:
+        import llama_cpp
+    except ImportError as e:
+        raise BackendError(
+            "quantized GGUF export needs llama-cpp-python: pip install 'mrtui[llama]' "
+            "(or export f16)"
+        ) from e
+    return llama_cpp
+
+
+def _ftype(const: str) -> int:
+    llama_cpp = _import_llama_cpp()
+    value = getattr(llama_cpp, const, None)
+    if value is None:
+        raise BackendError(f"this llama-cpp-python ({llama_cpp.__version__}) lacks {const}")
+    return int(value)
+
+
+@contextlib.contextmanager
+def _quiet_llama(verbose: bool) -> Iterator[None]:
+    """llama-cpp-python prints llama.cpp's log unless its logger's level says otherwise."""
+    import logging
+
+    logger = logging.getLogger("llama-cpp-python")
+    before = logger.level
+    logger.setLevel(logging.DEBUG if verbose else logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
+
+
+@contextlib.contextmanager
+def _captured_stderr(into: list[str]) -> Iterator[None]:
+    """Collect what C code writes to file descriptor 2 (llama.cpp's quantizer prints a warning
+    per tensor straight to stderr, which would garble a terminal UI) and append it to ``into``."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable stderr: nothing to protect
+        yield
+        return
+    with tempfile.TemporaryFile() as f:
+        os.dup2(f.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            f.seek(0)
+            into.append(f.read().decode("utf-8", errors="replace"))
+
+
+@contextlib.contextmanager
+def _tmp_path(out: Path, suffix: str) -> Iterator[Path]:
+    """A fresh path next to ``out``, removed afterwards unless it was renamed away."""
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,345 @@
+"""DPO with TRL's stable ``DPOTrainer`` (TRL 1.16): the ``TrainingBackend`` mrtui trains with.
+
+Pairs become TRL's conversational preference rows (prompt = the user turn, chosen/rejected =
+one assistant turn each), so the tokenizer's chat template renders them exactly as inference
+did. The reference model is M_t itself: with LoRA, TRL disables the adapter to get it; for a
+full fine-tune a second copy is loaded from the same folder and passed as ``ref_model``. The
+result is always a full float32 HF folder: a LoRA adapter is merged (into a float32 copy of the
+base, also after bf16 training) so the next iteration and the GGUF exporter need no peft.
+
+The run is written to a hidden sibling folder and renamed to ``out_dir`` when complete. No
+checkpoints, no report_to integrations, no progress bars or printed logs: metrics reach the
+caller through ``on_step`` only. torch, transformers, trl, peft and datasets are imported when
+``train`` runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .hf_models import check_hf_folder, share_readable, weights_sha256
+from .training import (
+    DPOSettings,
+    PreferencePair,
+    StepCallback,
+    StepMetrics,
+    TrainingError,
+    TrainResult,
+)
+
+TRAIN_INFO_FILE = "mrtui-train.json"  # provenance written next to the trained weights
+
+# TRL log key → StepMetrics field. Everything else numeric goes to StepMetrics.extra.
+_METRIC_FIELDS = {
+    "loss": "loss",
+    "rewards/chosen": "rewards_chosen",
+    "rewards/rejected": "rewards_rejected",
+    "rewards/accuracies": "reward_accuracy",
+    "rewards/margins": "reward_margin",
+    "learning_rate": "learning_rate",
+}
+_SUMMARY_KEYS = (
+    "train_runtime",
+    "train_loss",
+    "train_samples_per_second",
+    "train_steps_per_second",
+)
+_LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets")
+
+
+def _import_error(e: ImportError) -> TrainingError:
+    return TrainingError(
+        f"DPO training needs the training extra ({e.name or e} is missing): "
+        "pip install 'mrtui[train]' (on CPU machines install torch==2.13.0 first, "
+        "or pip pulls a multi-GB CUDA build)"
+    )
+
+
+def _number(value: Any) -> float | None:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def step_metrics(step: int, logs: Mapping[str, Any]) -> StepMetrics:
+    """Map one TRL/Trainer log dict (``on_log``) to ``StepMetrics``."""
+    mapped = {name: _number(logs.get(key)) for key, name in _METRIC_FIELDS.items()}
+    extra = {
+        k: n
+        for k, v in logs.items()
+        if k not in _METRIC_FIELDS and k not in ("epoch", "step") and (n := _number(v)) is not None
+    }
+    return StepMetrics(step=step, epoch=_number(logs.get("epoch")) or 0.0, extra=extra, **mapped)
+
+
+def preference_row(pair: PreferencePair) -> dict[str, list[dict[str, str]]]:
+    """A pair in TRL's conversational preference format."""
+    prompt = [{"role": "user", "content": pair.prompt}]
+    if pair.system is not None:
+        prompt.insert(0, {"role": "system", "content": pair.system})
+    return {
+        "prompt": prompt,
+        "chosen": [{"role": "assistant", "content": pair.chosen}],
+        "rejected": [{"role": "assistant", "content": pair.rejected}],
+    }
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """No datasets/transformers progress bars while training (the caller shows progress)."""
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    ds_on, hf_on = datasets.is_progress_bar_enabled(), hf_logging.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if ds_on:
+            datasets.enable_progress_bars()
+        if hf_on:
+            hf_logging.enable_progress_bar()
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    return {name: md.version(name) for name in _LIBRARIES}
+
+
+class TRLDPOBackend:
+    """``TrainingBackend`` on TRL's ``DPOTrainer``."""
+
+    name = "trl"
+
+    def train(
+        self,
+        base_model: Path,
+        pairs: Sequence[PreferencePair],
+        out_dir: Path,
+        settings: DPOSettings,
+        on_step: StepCallback | None = None,
+    ) -> TrainResult:
+        t0 = time.perf_counter()
+        base = check_hf_folder(base_model)
+        if not pairs:
+            raise TrainingError("no preference pairs to train on; generate and judge first")
+        out = Path(out_dir).expanduser().absolute()
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise TrainingError(f"{out} already exists and is not empty; pass a new output folder")
+        try:
+            import datasets  # noqa: F401
+            import peft  # noqa: F401
+            import torch  # noqa: F401
+            import trl  # noqa: F401
+        except ImportError as e:
+            raise _import_error(e) from e
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial"))
+        try:
+            with _quiet(), warnings.catch_warnings():
+                # TRL 1.16 reads names transformers 5.2x renamed; not the caller's concern
+                warnings.filterwarnings("ignore", "`.*` is deprecated and will be removed in v6")
+                steps, final = _train(base, pairs, stage, settings, on_step)
+            info = {
+                "base_model": str(base),
+                "base_weights_sha256": weights_sha256(base),
+                "settings": settings.to_dict(),
+                "steps": steps,
+                "final": final,
+            }
+            (stage / TRAIN_INFO_FILE).write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
+            share_readable(stage)
+            if out.is_dir():
+                out.rmdir()  # empty (checked above); rename needs the name free
+            os.replace(stage, out)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+        return TrainResult(
+            model_dir=out,
+            weights_sha256=weights_sha256(out),
+            steps=steps,
+            wall_s=time.perf_counter() - t0,
+            final=final,
+        )
+
+
+def _train(
+    base: Path,
+    pairs: Sequence[PreferencePair],
+    stage: Path,
+    s: DPOSettings,
+    on_step: StepCallback | None,
+) -> tuple[int, dict[str, Any]]:
+    import torch
+    from datasets import Dataset
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        PrinterCallback,
+        TrainerCallback,
+        set_seed,
+    )
+    from transformers.utils import is_torch_bf16_gpu_available
+    from trl import DPOConfig, DPOTrainer
+
+    set_seed(s.seed)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    if not tokenizer.chat_template:
+        raise TrainingError(
+            f"the tokenizer in {base} has no chat template, so pairs cannot be rendered as "
+            "chats; add one (tokenizer.chat_template = ...; save_pretrained) or use an "
+            "instruction-tuned model"
+        )
+    # LoRA in bf16 keeps the frozen base in bf16 (peft holds the adapter in fp32); a full
+    # fine-tune keeps fp32 master weights under bf16 autocast, since bf16 weights would round
+    # away updates of ~lr size.
+    dtype = torch.bfloat16 if s.bf16 and s.lora else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+    ref_model, peft_config = None, None
+    if s.lora:
+        from peft import LoraConfig
+
+        targets = s.lora_targets.strip()
+        peft_config = LoraConfig(
+            r=s.lora_r,
+            lora_alpha=s.lora_alpha,
+            lora_dropout=s.lora_dropout,
+            target_modules=targets
+            if targets == "all-linear"
+            else [t.strip() for t in targets.split(",")],
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
+    else:
+        # TRL would reload the reference by the policy's name; load it from M_t's folder here.
+        ref_model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+
+    config = DPOConfig(
+        output_dir=str(stage / "trainer"),
+        beta=s.beta,
+        learning_rate=s.learning_rate,
+        num_train_epochs=s.epochs,
+        max_steps=s.max_steps,
+        per_device_train_batch_size=s.batch_size,
+        gradient_accumulation_steps=s.grad_accum,
+        max_length=s.max_length,
+        loss_type=[s.loss_type],
+        bf16=s.bf16,
+        fp16=False,
+        use_cpu=s.bf16 and not is_torch_bf16_gpu_available(),  # bf16 on CPU needs it said
+        dataloader_pin_memory=torch.cuda.is_available(),
+        seed=s.seed,
+        data_seed=s.seed,
+        logging_strategy="steps",
+        logging_steps=1,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        # transformers 5.2x renamed gradient_checkpointing (TRL still sets the old name to True)
+        **{_checkpointing_field(DPOConfig): s.gradient_checkpointing},
+    )
+
+    summary: dict[str, float] = {}
+
+    class _OnLog(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+            if not logs:
+                return
+            if "train_runtime" in logs:
+                summary.update({k: float(logs[k]) for k in _SUMMARY_KEYS if k in logs})
+            elif "loss" in logs and on_step is not None:
+                on_step(step_metrics(state.global_step, logs))
+
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=ref_model,
+        args=config,
+        train_dataset=Dataset.from_list([preference_row(p) for p in pairs]),
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[_OnLog()],
+    )
+    trainer.remove_callback(PrinterCallback)  # disable_tqdm swaps the bars for printed logs
+    counts = _pair_counts(trainer.train_dataset, s.max_length, len(pairs))
+    if counts["pairs_trained"] == 0:
+        raise TrainingError(
+            f"every pair's prompt alone is at least max_length={s.max_length} tokens, so there "
+            "is nothing to train on; raise max_length"
+        )
+    trainer.train()
+    steps = int(trainer.state.global_step)
+    device = str(trainer.args.device)
+
+    trained = trainer.model
+    if s.lora:
+        trained = _merged(trained, base, stage, torch)
+    trained.save_pretrained(stage)
+    tokenizer.save_pretrained(stage)
+    shutil.rmtree(stage / "trainer", ignore_errors=True)
+    del trainer, model, ref_model
+
+    final: dict[str, Any] = {
+        **summary,
+        "seconds_per_step": summary.get("train_runtime", 0.0) / steps if steps else None,
+        **counts,
+        "device": device,
+        "dtype": "bfloat16" if s.bf16 else "float32",
+        "versions": _versions(),
+    }
+    return steps, final
+
+
+def _checkpointing_field(config_cls: Any) -> str:
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    return (
+        "activation_checkpointing"
+        if "activation_checkpointing" in names
+        else "gradient_checkpointing"
+    )
+
+
+def _merged(peft_model: Any, base: Path, stage: Path, torch: Any) -> Any:
+    """The LoRA adapter merged into a float32 copy of the base model."""
+    if all(p.dtype == torch.float32 for p in peft_model.get_base_model().parameters()):
+        return peft_model.merge_and_unload()
+    # Trained over a bf16 base: merge into the float32 original, not the rounded copy.
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    adapter_dir = stage / "adapter"
+    peft_model.save_pretrained(adapter_dir)
+    fresh = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(fresh, adapter_dir).merge_and_unload()
+    shutil.rmtree(adapter_dir)
+    return merged
+
+
+def _pair_counts(dataset: Any, max_length: int | None, n_pairs: int) -> dict[str, int]:
+    """How many pairs TRL kept (it drops prompts that fill max_length) and how many it cuts."""
+    kept = len(dataset)
+    truncated = 0
+    if max_length is not None:
+        for p, c, r in zip(
+            dataset["prompt_ids"], dataset["chosen_ids"], dataset["rejected_ids"], strict=True
+        ):
+            truncated += len(p) + max(len(c), len(r)) > max_length
+    return {"pairs": n_pairs, "pairs_trained": kept, "pairs_truncated": truncated}
