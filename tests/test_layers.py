@@ -21,10 +21,12 @@ def test_store_and_backends_load_without_front_end_libraries() -> None:
         "import mrtui.store, mrtui.store.log, mrtui.store.db, mrtui.store.elo\n"
         "import mrtui.backends, mrtui.backends.base, mrtui.backends.registry\n"
         "import mrtui.backends.models, mrtui.backends.llamacpp, mrtui.backends.gguf_io\n"
+        "import mrtui.backends.training, mrtui.backends.trl_dpo, mrtui.backends.hf_models\n"
+        "import mrtui.backends.export\n"
         "from mrtui.store import EventLog, connect"
     )
     assert not loaded & set(FRONT_END), loaded & set(FRONT_END)
-    assert not loaded & {"mrtui.cli", "mrtui.loop"}
+    assert not loaded & {"torch", "trl", "transformers", "peft", "vllm", "llama_cpp"}
 
 
 def test_store_and_backends_import_nothing_from_the_front_end() -> None:

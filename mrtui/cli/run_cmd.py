@@ -218,11 +218,11 @@ def demo(
         Path,
         typer.Option("--db", envvar="MRTUI_DB", help="Where the demo log goes.", dir_okay=False),
     ] = Path("runs/demo.duckdb"),
-    prompts: Annotated[int, typer.Option(help="How many of the shipped prompts to use.")] = 6,
+    prompts: Annotated[int, typer.Option(help="How many of the shipped prompts to use.")] = 4,
     threads: Annotated[int | None, typer.Option(help="CPU threads (llama.cpp).")] = None,
 ) -> None:
-    """The packaged demo: one Meta-Rewarding data iteration of Qwen2.5-Coder 0.5B on shipped
-    prompts (assets/presets/demo.toml). Resumable like `run`."""
+    """The packaged demo: two Meta-Rewarding iterations (with DPO between them) of
+    Qwen2.5-Coder 0.5B on shipped prompts (assets/presets/demo.toml). Resumable like `run`."""
     from dataclasses import replace
     from importlib import resources
 
