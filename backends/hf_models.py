@@ -104,22 +104,26 @@ def _convert_gguf(gguf_path: Path, target: Path) -> None:
     try:
         import torch
         import transformers
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GgufConfig
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     except ImportError as e:
         raise _training_import_error(e) from e
+    # dequantize=True: architectures transformers can keep packed (qwen3.5, lfm2 in 5.24) would
+    # otherwise stay in GGUF blocks, which cannot be trained. Older releases always dequantize.
+    unpack: dict[str, Any] = {}
+    try:
+        from transformers import GgufConfig
+
+        unpack["quantization_config"] = GgufConfig(dequantize=True)
+    except (ImportError, TypeError):  # pragma: no cover - transformers < 5.2x
+        pass
 
     folder, name = str(gguf_path.parent), gguf_path.name
     try:
         config = AutoConfig.from_pretrained(folder, gguf_file=name)
         # Given the config, the model load reads the file once more (for the tensors) instead
-        # of twice. dequantize=True: architectures that transformers can keep packed (qwen3.5,
-        # lfm2) would otherwise stay in GGUF blocks, which cannot be trained.
+        # of twice.
         model = AutoModelForCausalLM.from_pretrained(
-            folder,
-            gguf_file=name,
-            config=config,
-            dtype=torch.float32,
-            quantization_config=GgufConfig(dequantize=True),
+            folder, gguf_file=name, config=config, dtype=torch.float32, **unpack
         )
         try:  # tokenizer_type skips AutoTokenizer's own (slow) pass over the metadata
             tokenizer = AutoTokenizer.from_pretrained(

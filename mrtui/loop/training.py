@@ -237,7 +237,7 @@ class TrainStage:
                 )
             ]
         )
-        n_steps = _expected_steps(len(pairs), dpo)
+        n_steps = dpo.expected_steps(len(pairs))
         self.progress.stage_started(self.iteration, "train", n_steps, 0)
 
         def on_step(m: Any) -> None:
@@ -342,8 +342,3 @@ class TrainStage:
         return Checkpoint(
             payload["model_id"], payload["model_sha256"], payload["gguf_path"], payload["hf_dir"]
         )
-
-
-def _expected_steps(n_pairs: int, dpo: Any) -> int:
-    per_step = max(1, dpo.batch_size * dpo.grad_accum)
-    return max(1, -(-n_pairs // per_step)) * dpo.epochs
