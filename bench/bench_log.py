@@ -1,0 +1,1299 @@
+"""Event-log benchmarks: append rate, views over 1M judgements, resume planning.
+
+    .venv/bin/python bench/bench_log.py            # all three parts
+    .venv/bin/python bench/bench_log.py --only a   # a: append, b: views, c: resume planning
+    .venv/bin/python bench/bench_log.py --rebuild  # rebuild the cached 1M-judgement log
+
+(a) Batched appends through ``EventLog.append`` + ``flush`` versus DuckDB's Appender on the
+    same rows in the same run. (b) A synthetic log shaped like a real K=7, N=11 iteration over
+    13,000 prompts (1,001,000 judgements, one meta-judged response per prompt with every ordered
+    pair of its valid judgements) is built once and cached under /tmp; every view is then fully
+    computed through ``connect()``. (c) Resume planning of that complete iteration: opening the
+    writer, loading ``completed_keys()`` and planning each stage with mrtui's own ``Stages``
+    (every unit is found done, so no backend is ever started).
+
+Unit keys, seeds and payload shapes of the synthetic log come from mrtui's own code: keys and
+seeds from ``Stages._key``/``unit_seed``, payloads from the stage's finish functions plus
+``Stages._provenance`` (with sentinel values that SQL then fills per row), and run, prompt,
+template and iteration events are written by ``Runner`` itself. A check after the build
+compares sampled rows with canonical JSON and with the score/winner parsers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import gc
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import duckdb
+from _common import (
+    command,
+    load,
+    machine,
+    median,
+    rss_mib,
+    start_iteration,
+    table,
+    timed,
+    today,
+    update_section,
+    verdict,
+)
+
+from mrtui.backends.base import BackendInfo, Completion, Message, Request
+from mrtui.loop.prompts import load_template, parse_score, parse_winner
+from mrtui.loop.report import status
+from mrtui.loop.runner import Runner
+from mrtui.loop.settings import IterationSettings, RunSettings
+from mrtui.loop.stages import ModelIdentity, Stages, unit_seed
+from mrtui.store import (
+    SCHEMA_VERSION,
+    EventLog,
+    NewEvent,
+    canonical_json,
+    connect,
+    content_key,
+)
+from mrtui.store import events as ev
+
+try:  # the module was renamed connect.py -> db.py
+    from mrtui.store.db import migrations, open_duckdb, prepare
+except ImportError:  # pragma: no cover
+    from mrtui.store.connect import migrations, open_duckdb, prepare
+
+CACHE = Path(os.environ.get("MRTUI_BENCH_CACHE", "/tmp/mrtui-bench"))
+BUILD_VERSION = 3  # bump when the generator below changes
+RUN_ID = "bench"
+N_PROMPTS = int(os.environ.get("MRTUI_BENCH_PROMPTS", "13000"))  # smaller for a smoke test
+K, N = 7, 11
+MODEL = ModelIdentity(
+    "qwen2.5-coder-0.5b-instruct",
+    "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+)
+VIEWS = (
+    "responses",
+    "judgements",
+    "meta_verdicts",
+    "response_scores",
+    "meta_targets",
+    "actor_pairs",
+    "judge_battles",
+    "judgement_elo",
+    "judge_pairs",
+    "preference_pairs",
+)
+TARGET_APPEND = 100_000  # events/s
+TARGET_VIEW_S = 2.0
+TARGET_RESUME_S = 2.0
+
+
+def _backend_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("llama-cpp-python")
+    except Exception:
+        return "0.3.36"
+
+
+INFO = BackendInfo(
+    "llama.cpp",
+    _backend_version(),
+    MODEL.model_id,
+    "/root/.cache/mrtui/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+    MODEL.sha256,
+    None,
+)
+
+
+def _no_backend(*_: Any) -> Any:
+    raise RuntimeError(
+        "a backend was requested: resume planning found work that should have "
+        "been in the log (stale cache? rerun with --rebuild)"
+    )
+
+
+def iteration_settings() -> IterationSettings:
+    return IterationSettings(k=K, n=N)
+
+
+def make_stages(log: Any = None) -> Stages:
+    templates = {
+        "actor": load_template("actor"),
+        "judge": load_template("judge"),
+        "meta_judge": load_template("meta_judge"),
+    }
+    return Stages(log, RUN_ID, 1, iteration_settings(), MODEL, templates, _no_backend)
+
+
+# ---------------------------------------------------------------------------------------------
+# Payloads exactly as stages.py writes them. Sentinel values mark the per-row fields; the
+# canonical JSON is then cut at the sentinels into a SQL string expression.
+
+SENT = {
+    "judge_index": 900000001,
+    "score": 900000002,
+    "seed": 900000003,
+    "pt": 900000004,
+    "ct": 900000005,
+    "pte": 900000006,
+    "wall": 900000007.5,
+    "sample_index": 900000008,
+}
+
+
+def _completion(text: str) -> Completion:
+    return Completion(
+        "x", 0, text, "@@finish@@", SENT["pt"], SENT["ct"], SENT["pte"], SENT["seed"], SENT["wall"]
+    )
+
+
+def reference_payloads(stages: Stages) -> dict[str, dict[str, Any]]:
+    """One payload per unit event type, built by the stage code itself (sentinel values)."""
+    key = "x:" + "0" * 32
+    out: dict[str, dict[str, Any]] = {}
+    for stage, kind in (
+        ("actor", ev.RESPONSE_GENERATED),
+        ("judge", ev.JUDGEMENT_RECORDED),
+        ("meta", ev.META_VERDICT_RECORDED),
+    ):
+        params = dataclasses.replace(stages._params(stage, key), seed=SENT["seed"])
+        request = Request(key, (Message("user", "x"),), params)
+        if stage == "actor":
+            comp = _completion("an answer")
+            event = stages._finish_response(key, "@@prompt_key@@", SENT["sample_index"])(comp)
+        elif stage == "judge":
+            comp = _completion("ok\nScore: 3")
+            event = stages._finish_judgement(
+                key, request, "@@response_key@@", "@@prompt_key@@", SENT["judge_index"]
+            )(comp)
+            event.payload.update(score=SENT["score"], parse_error="@@parse_error@@")
+        else:
+            comp = _completion("ok\nWinner: Judgment A")
+            event = stages._finish_verdict(
+                key,
+                request,
+                "@@response_key@@",
+                "@@prompt_key@@",
+                "@@first_key@@",
+                "@@second_key@@",
+            )(comp)
+            event.payload.update(winner="@@winner@@", parse_error="@@parse_error@@")
+        assert isinstance(event, NewEvent), event
+        assert event.event_type == kind
+        event.payload.update(stages._provenance(INFO, stages._template_for(stage), request, comp))
+        out[kind] = event.payload
+    return out
+
+
+def _sql_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def payload_sql(payload: dict[str, Any], fills: dict[str, str]) -> str:
+    """SQL that writes ``canonical_json(payload)`` with each sentinel token replaced by a
+    SQL expression (``fills``: JSON token as it appears in the canonical text -> SQL)."""
+    text = canonical_json(payload)
+    pattern = re.compile("|".join(re.escape(k) for k in sorted(fills, key=len, reverse=True)))
+    parts, pos, seen = [], 0, set()
+    for m in pattern.finditer(text):
+        parts += [_sql_str(text[pos : m.start()]), f"({fills[m.group()]})"]
+        seen.add(m.group())
+        pos = m.end()
+    parts.append(_sql_str(text[pos:]))
+    missing = {k for k in set(fills) - seen if k not in COMMON_FILLS}
+    assert not missing, f"sentinels not filled: {missing}"
+    assert "@@" not in re.sub(pattern, "", text), f"unfilled sentinel in {text}"
+    return " || ".join(p for p in parts if p != "''")
+
+
+def _q(col: str) -> str:
+    return f"""'"' || {col} || '"'"""
+
+
+SCORE_ERROR = parse_score("no score here").error
+WINNER_ERROR = parse_winner("no winner here").error
+TIE_ERROR = parse_winner("Winner: tie").error
+COMMON_FILLS = {
+    str(SENT["seed"]): "seed::VARCHAR",
+    str(SENT["pt"]): "pt::VARCHAR",
+    str(SENT["ct"]): "ct::VARCHAR",
+    str(SENT["pte"]): "pte::VARCHAR",
+    repr(SENT["wall"]): "wall::VARCHAR",
+    '"@@finish@@"': _q("finish"),
+    '"@@prompt_key@@"': _q("prompt_key"),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Text: a corpus of pseudo-words with Zipf frequencies, sliced per row (unique, text-like).
+
+
+def make_corpus(n_chars: int = 4_000_000, seed: int = 7) -> str:
+    rng = random.Random(seed)
+    sy = [
+        "ka",
+        "lo",
+        "mi",
+        "ne",
+        "ru",
+        "ta",
+        "se",
+        "vo",
+        "di",
+        "pa",
+        "an",
+        "er",
+        "in",
+        "on",
+        "th",
+        "st",
+        "re",
+        "co",
+        "de",
+        "ma",
+    ]
+    vocab = ["".join(rng.choice(sy) for _ in range(rng.randint(1, 4))) for _ in range(4000)]
+    weights = [1 / (i + 1) for i in range(len(vocab))]
+    words: list[str] = []
+    total = 0
+    while total < n_chars:
+        chunk = rng.choices(vocab, weights, k=10_000)
+        for i in range(0, len(chunk), 17):
+            chunk[i] = chunk[i] + "."
+        words += chunk
+        total += sum(len(w) + 1 for w in chunk)
+    return " ".join(words)[:n_chars]
+
+
+def _h(key: str, salt: int = 0) -> int:
+    """A stable pseudo-random int from a unit key (its hex digest), salted."""
+    return int(key[-8:], 16) ^ (salt * 0x9E3779B1) & 0xFFFFFFFF
+
+
+# ---------------------------------------------------------------------------------------------
+# (a) append rate
+
+
+def _event_mix(n: int, corpus: str, refs: dict[str, dict[str, Any]]) -> list[NewEvent]:
+    """Per 100 events: 80 judgements, 12 meta-verdicts, 7 responses, 1 stage event."""
+    rng = random.Random(1)
+    sampling = refs[ev.JUDGEMENT_RECORDED]["sampling"]
+    out: list[NewEvent] = []
+    for i in range(n):
+        slot = i % 100
+        key_hex = hashlib.blake2b(i.to_bytes(8, "little"), digest_size=16).hexdigest()
+        seed = rng.randrange(2**31)
+        prov = {
+            "seed": seed,
+            "sampling": dict(sampling, seed=seed),
+            "wall_s": round(rng.uniform(0.5, 8), 4),
+            "prompt_tokens": rng.randint(300, 900),
+            "completion_tokens": rng.randint(60, 200),
+            "prompt_tokens_evaluated": rng.choice((1, 1, 1, 250)),
+            "finish_reason": "stop",
+        }
+        off = rng.randrange(len(corpus) - 3000)
+        pk, rk = "prompt:" + key_hex[::-1], "resp:" + key_hex[1:] + "0"
+        if slot < 80:
+            score = rng.randint(0, 5)
+            text = corpus[off : off + rng.randint(400, 700)] + f"\nScore: {score}"
+            payload = dict(
+                refs[ev.JUDGEMENT_RECORDED],
+                prompt_key=pk,
+                judge_index=slot % 11,
+                score=score,
+                parse_error=None,
+                **prov,
+            )
+            out.append(
+                NewEvent(
+                    ev.JUDGEMENT_RECORDED,
+                    RUN_ID,
+                    payload,
+                    iteration=1,
+                    key="judg:" + key_hex,
+                    parent_key=rk,
+                    text=text,
+                )
+            )
+        elif slot < 92:
+            text = corpus[off : off + rng.randint(300, 600)] + "\nWinner: Judgment A"
+            payload = dict(
+                refs[ev.META_VERDICT_RECORDED],
+                prompt_key=pk,
+                first_key="judg:1" + key_hex[1:],
+                second_key="judg:2" + key_hex[1:],
+                winner="A",
+                parse_error=None,
+                **prov,
+            )
+            out.append(
+                NewEvent(
+                    ev.META_VERDICT_RECORDED,
+                    RUN_ID,
+                    payload,
+                    iteration=1,
+                    key="meta:" + key_hex,
+                    parent_key=rk,
+                    text=text,
+                )
+            )
+        elif slot < 99:
+            text = corpus[off : off + rng.randint(200, 2000)]
+            payload = dict(refs[ev.RESPONSE_GENERATED], sample_index=slot % 7, **prov)
+            out.append(
+                NewEvent(
+                    ev.RESPONSE_GENERATED,
+                    RUN_ID,
+                    payload,
+                    iteration=1,
+                    key=rk,
+                    parent_key=pk,
+                    text=text,
+                )
+            )
+        else:
+            out.append(
+                NewEvent(
+                    ev.STAGE_STARTED,
+                    RUN_ID,
+                    {"stage": "judge", "planned": 1001000, "todo": 1001000},
+                    iteration=1,
+                )
+            )
+    return out
+
+
+def _fresh_raw(path: Path) -> Any:
+    con = duckdb.connect(str(path))
+    for _, _, sql in migrations():
+        con.execute(sql)
+    return con
+
+
+def part_a(total: int, batches: list[int], repeats: int) -> str:
+    import datetime as dt
+
+    corpus = make_corpus(1_000_000)
+    refs = reference_payloads(make_stages())
+    events = _event_mix(total, corpus, refs)
+    now = dt.datetime.now(dt.UTC)
+    rows = [
+        (
+            i + 1,
+            e.event_type,
+            e.event_version,
+            e.run_id,
+            e.iteration,
+            e.key,
+            e.parent_key,
+            now,
+            e.text,
+            e.payload_json(),
+        )
+        for i, e in enumerate(events)
+    ]
+    json_s = median([timed(lambda: [e.payload_json() for e in events])[0] for _ in range(3)])
+    mean_text = sum(len(e.text or "") for e in events) / len(events)
+    mean_payload = sum(len(r[9]) for r in rows) / len(rows)
+
+    def raw(batch: int, path: Path) -> float:
+        con = _fresh_raw(path)
+        t0 = time.perf_counter()
+        for start in range(0, total, batch):
+            con.execute("BEGIN TRANSACTION")
+            app = con.appender("events")
+            app.append_rows(rows[start : start + batch])
+            app.flush()
+            con.execute("COMMIT")
+        t = time.perf_counter() - t0
+        con.close()
+        return t
+
+    def raw_json(batch: int, path: Path) -> float:
+        con = _fresh_raw(path)
+        t0 = time.perf_counter()
+        seq = 0
+        for start in range(0, total, batch):
+            chunk = events[start : start + batch]
+            stamp = dt.datetime.now(dt.UTC)
+            batch_rows = [
+                (
+                    seq + i + 1,
+                    e.event_type,
+                    e.event_version,
+                    e.run_id,
+                    e.iteration,
+                    e.key,
+                    e.parent_key,
+                    stamp,
+                    e.text,
+                    e.payload_json(),
+                )
+                for i, e in enumerate(chunk)
+            ]
+            seq += len(chunk)
+            con.execute("BEGIN TRANSACTION")
+            app = con.appender("events")
+            app.append_rows(batch_rows)
+            app.flush()
+            con.execute("COMMIT")
+        t = time.perf_counter() - t0
+        con.close()
+        return t
+
+    def raw_json_reopen(batch: int, path: Path) -> float:
+        """As above, but opening and closing the file around every batch (as EventLog does,
+        so that readers can open the file between flushes)."""
+        _fresh_raw(path).close()
+        t0 = time.perf_counter()
+        seq = 0
+        for start in range(0, total, batch):
+            chunk = events[start : start + batch]
+            stamp = dt.datetime.now(dt.UTC)
+            batch_rows = [
+                (
+                    seq + i + 1,
+                    e.event_type,
+                    e.event_version,
+                    e.run_id,
+                    e.iteration,
+                    e.key,
+                    e.parent_key,
+                    stamp,
+                    e.text,
+                    e.payload_json(),
+                )
+                for i, e in enumerate(chunk)
+            ]
+            seq += len(chunk)
+            con = duckdb.connect(str(path))
+            con.execute("BEGIN TRANSACTION")
+            app = con.appender("events")
+            app.append_rows(batch_rows)
+            app.flush()
+            con.execute("COMMIT")
+            con.close()
+        return time.perf_counter() - t0
+
+    def eventlog(batch: int, path: Path) -> float:
+        log = EventLog(path)
+        t0 = time.perf_counter()
+        for start in range(0, total, batch):
+            log.append(events[start : start + batch])
+            log.flush()
+        t = time.perf_counter() - t0
+        log.close()
+        return t
+
+    def eventlog_single(_: int, path: Path) -> float:
+        """One event per append call (what Stages does per result), background flushes."""
+        log = EventLog(path)
+        t0 = time.perf_counter()
+        for e in events:
+            log.append([e])
+        log.flush()
+        t = time.perf_counter() - t0
+        log.close()
+        return t
+
+    variants: list[tuple[str, Callable[[int, Path], float], list[int]]] = [
+        ("raw Appender, rows prebuilt (baseline)", raw, batches),
+        ("raw Appender + canonical_json per batch", raw_json, batches),
+        ("... + open/close the file per batch", raw_json_reopen, batches),
+        ("EventLog.append + flush", eventlog, batches),
+        ("EventLog.append one event per call", eventlog_single, [0]),
+    ]
+    times: dict[tuple[str, int], list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="mrtui-bench-a-") as d:
+        for rep in range(repeats):
+            for name, fn, sizes in variants:
+                for b in sizes:
+                    path = Path(d) / f"{rep}-{b}-{len(times)}.duckdb"
+                    gc.collect()
+                    times.setdefault((name, b), []).append(fn(b, path))
+                    for p in Path(d).iterdir():
+                        p.unlink()
+    out_rows = []
+    results: dict[tuple[str, int], float] = {}
+    for name, _, sizes in variants:
+        for b in sizes:
+            t = median(times[(name, b)])
+            results[(name, b)] = total / t
+    for name, _, sizes in variants:
+        for b in sizes:
+            rate = results[(name, b)]
+            base = results[(variants[0][0], b or batches[0])]
+            tgt = verdict(rate >= TARGET_APPEND) if name.startswith("EventLog.append +") else "info"
+            out_rows.append(
+                [name, f"{b:,}" if b else "1", f"{rate:,.0f}", f"{base / rate:.2f}x", tgt]
+            )
+    tbl = table(
+        ["variant", "batch", "events/s (median)", "time vs raw", "target ≥100k/s"], out_rows
+    )
+    print(tbl)
+    el = {b: results[("EventLog.append + flush", b)] for b in batches}
+    ok = all(r >= TARGET_APPEND for r in el.values())
+    return f"""### (a) Batched append rate
+
+{total:,} events per repeat, {repeats} repeats (median), a fresh file each time. Mix per 100
+events: 80 JudgementRecorded, 12 MetaVerdictRecorded, 7 ResponseGenerated, 1 StageStarted; payloads
+carry the full provenance stages.py writes (mean text {mean_text:.0f} chars, mean payload
+{mean_payload:.0f} chars of JSON). Events are built before the clock starts. Baseline: DuckDB's
+Appender on the same rows already serialised (one transaction per batch, one open connection).
+`canonical_json` of all {total:,} payloads alone takes {json_s:.2f} s
+({total / json_s:,.0f} payloads/s).
+
+{tbl}
+
+**Target ≥ 100k events/s through EventLog: {verdict(ok)}** (batch {
+        ", ".join(f"{b:,}: {el[b]:,.0f}/s" for b in batches)
+    }).
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# (b) the synthetic log
+
+
+def _fingerprint() -> str:
+    stages = make_stages()
+    sample = stages._key(
+        "judg",
+        "resp:x",
+        0,
+        stages.templates["judge"].sha256,
+        stages._sampling_id("judge"),
+        stages.s.judge_fallback,
+    )
+    refs = reference_payloads(stages)
+    h = hashlib.sha256(
+        json.dumps(
+            [
+                BUILD_VERSION,
+                SCHEMA_VERSION,
+                sample,
+                N_PROMPTS,
+                K,
+                N,
+                canonical_json(refs),
+                iteration_settings().to_dict(),  # the IterationStarted key depends on it
+            ]
+        ).encode()
+    ).hexdigest()
+    return h[:12]
+
+
+def cached_log_path() -> Path:
+    return CACHE / f"log-1M-{_fingerprint()}.duckdb"
+
+
+def _prompts_file(d: Path) -> Path:
+    rng = random.Random(3)
+    corpus = make_corpus(600_000, seed=11)
+    path = d / "prompts.jsonl"
+    with path.open("w", encoding="utf-8") as fh:
+        for i in range(N_PROMPTS):
+            off = rng.randrange(len(corpus) - 500)
+            text = f"Q{i}: " + corpus[off : off + rng.randint(40, 400)] + "?"
+            fh.write(json.dumps({"id": f"p{i}", "prompt": text}) + "\n")
+    return path
+
+
+def _remove_db(path: Path) -> None:
+    for p in (path, Path(str(path) + ".wal"), Path(str(path) + ".lock")):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
+def build_log(path: Path) -> dict[str, float]:
+    """Write the synthetic complete iteration to ``path``; returns timings of its steps."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".building")
+    _remove_db(tmp)
+    info: dict[str, float] = {}
+    t_start = time.perf_counter()
+    settings = RunSettings(
+        prompts=str(_prompts_file(path.parent)), run_id=RUN_ID, defaults=iteration_settings()
+    )
+    s = settings.for_iteration(1)
+    with EventLog(tmp) as log:
+        runner = Runner(log, settings, backend_factory=_no_backend, resolver=lambda _: MODEL)
+        info["configure_13k_prompts_s"], prompts = timed(runner.configure)
+        templates = runner._templates(s)
+        start_iteration(runner, 1, s, MODEL)
+        for stage in ("actor", "judge", "meta"):
+            log.append(
+                [
+                    NewEvent(
+                        ev.STAGE_STARTED,
+                        RUN_ID,
+                        {"stage": stage, "planned": 0, "todo": 0},
+                        iteration=1,
+                    )
+                ]
+            )
+    stages = Stages(None, RUN_ID, 1, s, MODEL, templates, _no_backend)  # type: ignore[arg-type]
+    refs = reference_payloads(stages)
+    tpl = {r: templates[r].sha256 for r in templates}
+    import pyarrow as pa
+
+    corpus = make_corpus()
+    clen = len(corpus) - 3000
+    con = open_duckdb(tmp, read_only=False)
+    con.execute("SET enable_progress_bar = false")
+    con.execute("SET preserve_insertion_order = true")
+    con.execute("CREATE TEMP TABLE corpus AS SELECT ?::VARCHAR AS c", [corpus])
+    seq0 = con.execute("SELECT max(seq) FROM events").fetchall()[0][0]
+
+    # responses
+    sid = stages._sampling_id("actor")
+    cols: dict[str, list[Any]] = {
+        c: []
+        for c in (
+            "seq",
+            "key",
+            "prompt_key",
+            "k",
+            "seed",
+            "off",
+            "len",
+            "pt",
+            "ct",
+            "pte",
+            "wall",
+            "finish",
+        )
+    }
+    resp_rows = []
+    for pi, (pk, text) in enumerate(prompts):
+        for k in range(K):
+            key = stages._key("resp", pk, k, tpl["actor"], sid)
+            h = _h(key)
+            n_chars = 200 + h % 1800
+            ct = n_chars // 4
+            cols["seq"].append(seq0 + 1 + pi * K + k)
+            cols["key"].append(key)
+            cols["prompt_key"].append(pk)
+            cols["k"].append(k)
+            cols["seed"].append(unit_seed(s.seed, key))
+            cols["off"].append(1 + _h(key, 1) % clen)
+            cols["len"].append(n_chars)
+            cols["pt"].append(30 + len(text) // 4)
+            cols["ct"].append(ct)
+            cols["pte"].append(30 + len(text) // 4 if k == 0 else 1)
+            cols["wall"].append(round(0.2 + ct / 45, 4))
+            cols["finish"].append("length" if ct >= s.actor_max_tokens else "stop")
+            resp_rows.append((key, pk, len(text), n_chars))
+    con.register("rk", pa.table(cols))
+    fills = dict(COMMON_FILLS, **{str(SENT["sample_index"]): "k::VARCHAR"})
+    sql = payload_sql(refs[ev.RESPONSE_GENERATED], fills)
+    t0 = time.perf_counter()
+    con.execute(f"""
+        INSERT INTO events
+        SELECT seq, 'ResponseGenerated', 1, '{RUN_ID}', 1, key, prompt_key,
+               TIMESTAMPTZ '2025-06-01 00:00:00+00' + to_milliseconds(seq), substr(c, off, len),
+               {sql}
+        FROM rk, corpus ORDER BY seq""")
+    info["insert_responses_s"] = time.perf_counter() - t0
+    con.unregister("rk")
+
+    # judgements
+    sid = stages._sampling_id("judge")
+    cols = {
+        c: []
+        for c in (
+            "seq",
+            "key",
+            "response_key",
+            "prompt_key",
+            "j",
+            "seed",
+            "score",
+            "off",
+            "len",
+            "pt",
+            "ct",
+            "pte",
+            "wall",
+            "finish",
+        )
+    }
+    seq = seq0 + len(resp_rows)
+    for rkey, pk, plen, rlen in resp_rows:
+        quality = 1 + _h(rkey, 2) % 4
+        pt = 260 + (plen + rlen) // 4
+        for j in range(N):
+            key = stages._key("judg", rkey, j, tpl["judge"], sid, s.judge_fallback)
+            h = _h(key, 3)
+            seq += 1
+            valid = h % 33 != 0
+            n_chars = 400 + _h(key, 4) % 300
+            ct = n_chars // 4 + 4
+            cols["seq"].append(seq)
+            cols["key"].append(key)
+            cols["response_key"].append(rkey)
+            cols["prompt_key"].append(pk)
+            cols["j"].append(j)
+            cols["seed"].append(unit_seed(s.seed, key))
+            cols["score"].append(min(5, max(0, quality + (h >> 8) % 3 - 1)) if valid else None)
+            cols["off"].append(1 + _h(key, 5) % clen)
+            cols["len"].append(n_chars)
+            cols["pt"].append(pt)
+            cols["ct"].append(ct)
+            cols["pte"].append(pt - 230 if j == 0 else 1)
+            cols["wall"].append(round(0.1 + ct / 45 + (pt - 230 if j == 0 else 0) / 215, 4))
+            cols["finish"].append("stop")
+    del resp_rows
+    con.register(
+        "jk",
+        pa.table(
+            cols,
+            schema=pa.schema(
+                [
+                    ("seq", pa.int64()),
+                    ("key", pa.string()),
+                    ("response_key", pa.string()),
+                    ("prompt_key", pa.string()),
+                    ("j", pa.int32()),
+                    ("seed", pa.int64()),
+                    ("score", pa.int32()),
+                    ("off", pa.int64()),
+                    ("len", pa.int64()),
+                    ("pt", pa.int64()),
+                    ("ct", pa.int64()),
+                    ("pte", pa.int64()),
+                    ("wall", pa.float64()),
+                    ("finish", pa.string()),
+                ]
+            ),
+        ),
+    )
+    fills = dict(
+        COMMON_FILLS,
+        **{
+            str(SENT["judge_index"]): "j::VARCHAR",
+            str(SENT["score"]): "coalesce(score::VARCHAR, 'null')",
+            '"@@parse_error@@"': (
+                f"CASE WHEN score IS NULL THEN {_sql_str(json.dumps(SCORE_ERROR))} ELSE 'null' END"
+            ),
+        },
+    )
+    sql = payload_sql(refs[ev.JUDGEMENT_RECORDED], fills)
+    t0 = time.perf_counter()
+    con.execute(f"""
+        INSERT INTO events
+        SELECT seq, 'JudgementRecorded', 1, '{RUN_ID}', 1, key, response_key,
+               TIMESTAMPTZ '2025-06-01 00:00:00+00' + to_milliseconds(seq),
+               substr(c, off, len) || coalesce(chr(10) || 'Score: ' || score, ''),
+               {sql}
+        FROM jk, corpus ORDER BY seq""")
+    info["insert_judgements_s"] = time.perf_counter() - t0
+    con.unregister("jk")
+    del cols
+
+    # meta-verdicts: every ordered pair of the valid judgements of each meta target, exactly
+    # what Runner._targets + Stages.meta plan.
+    prepare(con, tmp)
+    rows = con.execute("""
+        SELECT j.response_key, j.prompt_key, j.judgement_key, j.judgement_chars
+        FROM judgements j JOIN meta_targets t ON t.response_key = j.response_key
+        WHERE j.valid ORDER BY j.response_key, j.judge_index, j.judgement_key""").fetchall()
+    groups: dict[str, list[tuple[str, str, int]]] = {}
+    for rkey, pk, jkey, jchars in rows:
+        groups.setdefault(rkey, []).append((pk, jkey, jchars))
+    sid = stages._sampling_id("meta")
+    cols = {
+        c: []
+        for c in (
+            "seq",
+            "key",
+            "response_key",
+            "prompt_key",
+            "first_key",
+            "second_key",
+            "winner",
+            "err",
+            "off",
+            "len",
+            "pt",
+            "ct",
+            "pte",
+            "wall",
+            "finish",
+            "seed",
+        )
+    }
+    seq = con.execute("SELECT max(seq) FROM events").fetchall()[0][0]
+    for rkey, js in groups.items():
+        for pk, first, c1 in js:
+            for _, second, c2 in js:
+                if first == second:
+                    continue
+                key = stages._key(
+                    "meta", rkey, first, second, tpl["meta_judge"], sid, s.meta_fallback
+                )
+                h = _h(key, 6) % 100
+                winner, err = (
+                    ("A", None)
+                    if h < 52
+                    else ("B", None)
+                    if h < 92
+                    else (None, TIE_ERROR)
+                    if h < 96
+                    else (None, WINNER_ERROR)
+                )
+                seq += 1
+                n_chars = 300 + _h(key, 7) % 300
+                ct = n_chars // 4 + 5
+                pt = 330 + (c1 + c2) // 4
+                cols["seq"].append(seq)
+                cols["key"].append(key)
+                cols["response_key"].append(rkey)
+                cols["prompt_key"].append(pk)
+                cols["first_key"].append(first)
+                cols["second_key"].append(second)
+                cols["winner"].append(winner)
+                cols["err"].append(err)
+                cols["off"].append(1 + _h(key, 8) % clen)
+                cols["len"].append(n_chars)
+                cols["pt"].append(pt)
+                cols["ct"].append(ct)
+                cols["pte"].append(pt - 300)
+                cols["wall"].append(round(0.1 + ct / 45 + (pt - 300) / 215, 4))
+                cols["finish"].append("stop")
+                cols["seed"].append(unit_seed(s.seed, key))
+    del rows, groups
+    con.register("mk", pa.table(cols))
+    fills = dict(
+        COMMON_FILLS,
+        **{
+            '"@@first_key@@"': _q("first_key"),
+            '"@@second_key@@"': _q("second_key"),
+            '"@@winner@@"': "coalesce('\"' || winner || '\"', 'null')",
+            '"@@parse_error@@"': "coalesce('\"' || err || '\"', 'null')",
+        },
+    )
+    sql = payload_sql(refs[ev.META_VERDICT_RECORDED], fills)
+    t0 = time.perf_counter()
+    con.execute(f"""
+        INSERT INTO events
+        SELECT seq, 'MetaVerdictRecorded', 1, '{RUN_ID}', 1, key, response_key,
+               TIMESTAMPTZ '2025-06-01 00:00:00+00' + to_milliseconds(seq),
+               substr(c, off, len) || chr(10) || CASE WHEN winner IS NOT NULL
+                   THEN 'Winner: Judgment ' || winner WHEN err = '{TIE_ERROR}'
+                   THEN 'Winner: tie' ELSE 'I cannot decide.' END,
+               {sql}
+        FROM mk, corpus ORDER BY seq""")
+    info["insert_verdicts_s"] = time.perf_counter() - t0
+    con.unregister("mk")
+    del cols
+    con.execute("CHECKPOINT")
+    con.close()
+    with EventLog(tmp) as log:
+        for stage in ("actor", "judge", "meta"):
+            log.append([NewEvent(ev.STAGE_FINISHED, RUN_ID, {"stage": stage}, iteration=1)])
+        log.append(
+            [
+                NewEvent(
+                    ev.ITERATION_FINISHED,
+                    RUN_ID,
+                    {"stages": {}},
+                    iteration=1,
+                    key=content_key("iteration-finished", RUN_ID, 1),
+                )
+            ]
+        )
+    _remove_db(path)
+    tmp.rename(path)
+    with contextlib.suppress(FileNotFoundError):
+        Path(str(tmp) + ".lock").unlink()
+    info["build_total_s"] = time.perf_counter() - t_start
+    return info
+
+
+def check_log(path: Path) -> dict[str, Any]:
+    """Counts per event type, plus sampled rows checked against canonical JSON, the reference
+    payload's keys and the parsers."""
+    refs = reference_payloads(make_stages())
+    with connect(path) as con:
+        con.execute("SET enable_progress_bar = false")
+        counts = dict(con.execute("SELECT event_type, count(*) FROM events GROUP BY 1").fetchall())
+        bad = []
+        for kind, ref in refs.items():
+            sample = con.execute(
+                "SELECT text, payload FROM events WHERE event_type = ? USING SAMPLE 500 ROWS",
+                [kind],
+            ).fetchall()
+            for text, payload in sample:
+                data = json.loads(payload)
+                if (
+                    canonical_json(data) != payload
+                    or set(data) != set(ref)
+                    or set(data["sampling"]) != set(ref["sampling"])
+                ):
+                    bad.append((kind, payload[:200]))
+                if kind == ev.JUDGEMENT_RECORDED:
+                    p = parse_score(text)
+                    if (p.value, p.error) != (data["score"], data["parse_error"]):
+                        bad.append((kind, "score/parse mismatch", text[-40:], data["score"]))
+                if kind == ev.META_VERDICT_RECORDED:
+                    p = parse_winner(text)
+                    if (p.value, p.error) != (data["winner"], data["parse_error"]):
+                        bad.append((kind, "winner/parse mismatch", text[-40:], data["winner"]))
+        derived = {
+            v: con.execute(f"SELECT count(*) FROM {v}").fetchall()[0][0]
+            for v in ("meta_targets", "judge_pairs", "actor_pairs")
+        }
+    if bad:
+        raise SystemExit(f"synthetic log check failed: {bad[:3]}")
+    return {"counts": counts, "derived": derived, "events": sum(counts.values())}
+
+
+def ensure_log(rebuild: bool) -> tuple[Path, dict[str, float] | None]:
+    path = cached_log_path()
+    if path.exists() and not rebuild:
+        return path, None
+    print(f"building the synthetic log at {path} (cached for later runs) ...", flush=True)
+    for old in CACHE.glob("log-1M-*.duckdb"):
+        _remove_db(old)
+    info = build_log(path)
+    print("  " + ", ".join(f"{k}={v:.1f}" for k, v in info.items()), flush=True)
+    return path, info
+
+
+def part_b(path: Path, repeats: int, shape: dict[str, Any]) -> str:
+    open_times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        with connect(path):
+            t1 = time.perf_counter()
+        open_times.append(t1 - t0)
+    status_times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        with connect(path) as con:
+            con.execute("SET enable_progress_bar = false")
+            status(con)
+        status_times.append(time.perf_counter() - t0)
+    rows = []
+    all_ok = True
+    results = {}
+    with connect(path) as con:
+        con.execute("SET enable_progress_bar = false")
+        for view in VIEWS:
+            sql = f"SELECT count(*), max(hash(COLUMNS(*))) FROM {view}"
+            ts = []
+            n = 0
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                out = con.execute(sql).fetchall()[0]
+                ts.append(time.perf_counter() - t0)
+                n = out[0]
+            t = median(ts)
+            ok = t <= TARGET_VIEW_S
+            all_ok &= ok
+            results[view] = t
+            rows.append([view, f"{n:,}", f"{ts[0]:.2f}", f"{t:.2f}", verdict(ok)])
+            print(f"  {view}: {t:.2f} s ({n:,} rows)", flush=True)
+    with connect(path) as con:
+        con.execute("SET enable_progress_bar = false")
+        for kind, view in (
+            (ev.JUDGEMENT_RECORDED, "judgements"),
+            (ev.META_VERDICT_RECORDED, "meta_verdicts"),
+        ):
+            sql = f"SELECT count(*), max(hash(COLUMNS(*))) FROM events WHERE event_type = '{kind}'"
+            ts = [timed(lambda sql=sql: con.execute(sql).fetchall())[0] for _ in range(repeats)]
+            t = median(ts)
+            rows.append(
+                [
+                    f"(baseline: raw `events` rows of {kind})",
+                    "",
+                    f"{ts[0]:.2f}",
+                    f"{t:.2f}",
+                    f"view / raw = {results[view] / t:.1f}x",
+                ]
+            )
+    tbl = table(["view", "rows", "first run s", "median s", "target ≤2 s"], rows)
+    print(tbl)
+    c = shape["counts"]
+    size = path.stat().st_size / 2**30
+    other = sum(
+        v
+        for k, v in c.items()
+        if k
+        not in (
+            ev.RESPONSE_GENERATED,
+            ev.JUDGEMENT_RECORDED,
+            ev.META_VERDICT_RECORDED,
+            ev.PROMPT_ADDED,
+        )
+    )
+    st_ok = median(status_times) <= 1.0
+    return f"""### (b) Views over 1M judgements
+
+Synthetic complete iteration (K={K}, N={N}), {shape["events"]:,} events, {size:.2f} GiB file:
+{c.get(ev.PROMPT_ADDED, 0):,} PromptAdded, {c.get(ev.RESPONSE_GENERATED, 0):,} ResponseGenerated,
+{c.get(ev.JUDGEMENT_RECORDED, 0):,} JudgementRecorded (~3% unparseable),
+{c.get(ev.META_VERDICT_RECORDED, 0):,} MetaVerdictRecorded ({shape["derived"]["meta_targets"]:,}
+meta targets × every ordered pair of their valid judgements), {other} run/template/iteration/stage
+events. Derived: {shape["derived"]["actor_pairs"]:,} actor pairs,
+{shape["derived"]["judge_pairs"]:,} judge pairs. Query per view:
+`SELECT count(*), max(hash(COLUMNS(*))) FROM <view>` (hashing every column forces every
+column to be computed), on one `connect()` connection, {repeats} repeats.
+
+{tbl}
+
+**Target ≤ 2 s per view: {verdict(all_ok)}** (slowest: {max(results, key=results.get)}
+{max(results.values()):.2f} s).
+
+Reader: `connect()` (open read-only + schema check + BT function + temporary views) takes
+{median(open_times) * 1000:.0f} ms (median of 5). `mrtui status`'s work (`connect()` +
+`mrtui.loop.report.status`) takes {median(status_times):.2f} s (median of {repeats};
+{verdict(st_ok)} against the 1 s first-screen budget of §4, for reference).
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# (c) resume planning
+
+
+def _fast_judge_plan(
+    stages: Stages, responses: list[Any], has: Callable[[str], bool]
+) -> tuple[int, int]:
+    """A prototype (not mrtui code) of judge planning that computes each key from a
+    pre-serialised prefix/suffix and checks it before building anything; its keys are
+    identical to ``Stages._key`` (checked on the first response)."""
+    s, tpl = stages.s, stages.templates["judge"].sha256
+    head = canonical_json([stages.run_id, stages.iteration])[:-1] + ","
+    tail = (
+        ","
+        + canonical_json(
+            [tpl, stages._sampling_id("judge"), s.judge_fallback, stages.model.sha256]
+        )[1:]
+    )
+    sha = hashlib.sha256
+    todo = done = 0
+    for i, (response_key, *_) in enumerate(responses):
+        pre = head + canonical_json(response_key) + ","
+        for j in range(s.n):
+            key = "judg:" + sha((pre + str(j) + tail).encode()).hexdigest()[:32]
+            if i == 0:
+                assert key == stages._key(
+                    "judg", response_key, j, tpl, stages._sampling_id("judge"), s.judge_fallback
+                )
+            if has(key):
+                done += 1
+            else:
+                todo += 1
+    return done, todo
+
+
+def part_c(path: Path, repeats: int, meta_share: float) -> str:
+    scratch = CACHE / "resume-scratch.duckdb"
+    _remove_db(scratch)
+    shutil.copyfile(path, scratch)
+    settings = RunSettings(run_id=RUN_ID, defaults=iteration_settings())
+    s = settings.for_iteration(1)
+    res: dict[str, list[float]] = {}
+
+    def add(name: str, t: float) -> None:
+        res.setdefault(name, []).append(t)
+
+    reports: dict[str, Any] = {}
+    try:
+        # Opening the writer and loading the keys: cheap, repeated.
+        for _ in range(repeats):
+            gc.collect()
+            t, log = timed(lambda: EventLog(scratch))
+            add("open EventLog (writer)", t)
+            t, keys = timed(log.completed_keys)
+            add("completed_keys()", t)
+            n_keys = len(keys)
+            log.close()
+            del log, keys
+        # Planning every stage of the complete iteration, once.
+        gc.collect()
+        log = EventLog(scratch)
+        keys = log.completed_keys()
+        runner = Runner(log, settings, backend_factory=_no_backend, resolver=lambda _: MODEL)
+        t, prompts = timed(runner.configure)
+        add("Runner.configure (prompts query)", t)
+        t, templates = timed(lambda: runner._templates(s))
+        t2, _ = timed(lambda: start_iteration(runner, 1, s, MODEL))
+        add("templates + iteration check", t + t2)
+        stages = Stages(log, RUN_ID, 1, s, MODEL, templates, _no_backend)
+        t, reports["actor"] = timed(lambda: stages.actor(prompts))
+        add("actor planning (Stages.actor)", t)
+        t, responses = timed(lambda: runner._responses(1))
+        add("responses query (Runner._responses)", t)
+        gc.collect()
+        t, reports["judge"] = timed(lambda: stages.judge(responses))
+        add("judge planning (Stages.judge)", t)
+        t, targets = timed(lambda: runner._targets(1, s))
+        add("targets query (Runner._targets)", t)
+        part = targets[: max(1, int(len(targets) * meta_share))]
+        gc.collect()
+        rss0 = rss_mib()
+        rss_at_check: list[float] = []
+        execute = stages._execute
+
+        def probe(stage: str, units: Any) -> Any:  # RSS while every planned unit is alive
+            rss_at_check.append(rss_mib())
+            return execute(stage, units)
+
+        stages._execute = probe  # type: ignore[method-assign]
+        t, reports["meta"] = timed(lambda: stages.meta(part))
+        stages._execute = execute  # type: ignore[method-assign]
+        rss1 = rss_at_check[0]
+        add("meta planning (Stages.meta)", t)
+        meta_units = reports["meta"].planned
+        # What-ifs on the same data (diagnostics, not mrtui code paths).
+        jkeys = [k for k in keys if k.startswith("judg:")]
+        t, todo = timed(lambda: [k for k in jkeys if not log.has(k)])
+        assert not todo
+        add("what-if: bare has() over the 1M judge keys, precomputed", t)
+        gc.collect()
+        gc.disable()
+        try:
+            t, _ = timed(lambda: stages.judge(responses))
+        finally:
+            gc.enable()
+        add("what-if: Stages.judge with the garbage collector off", t)
+        t, (done, todo_n) = timed(lambda: _fast_judge_plan(stages, responses, log.has))
+        assert todo_n == 0 and done == len(jkeys), (done, todo_n)
+        add("what-if: prefix-cached keys, checked before building units", t)
+        log.close()
+
+    finally:
+        _remove_db(scratch)
+    for stage, r in reports.items():
+        assert r.skipped == r.planned and r.done == 0, (stage, r)
+    med = {k: median(v) for k, v in res.items()}
+    st = make_stages()
+    t_key, _ = timed(
+        lambda: [
+            st._key("judg", "resp:" + "0" * 32, j, "a" * 64, st._sampling_id("judge"), False)
+            for j in range(100_000)
+        ]
+    )
+    base = med["open EventLog (writer)"] + med["completed_keys()"]
+    target_metric = base + med["judge planning (Stages.judge)"]
+    n_meta = len_meta(path)
+    meta_full = med["meta planning (Stages.meta)"] / max(meta_units, 1) * n_meta
+    rows = []
+    for k, v in med.items():
+        note = f"{len(res[k])} runs, median" if len(res[k]) > 1 else "1 run"
+        if k.startswith("meta planning"):
+            note += (
+                f"; {meta_units:,} units ({meta_share:.0%} of targets), full stage ≈ "
+                f"{meta_full:.0f} s for all {n_meta:,}"
+            )
+        rows.append([k, f"{v:.2f}", note])
+    tbl = table(["step", "s", "note"], rows)
+    print(tbl)
+    ok = target_metric <= TARGET_RESUME_S
+    units = {k: r.planned for k, r in reports.items()}
+    per_unit_kib = (rss1 - rss0) / max(meta_units, 1) * 1024
+    fast = base + med["what-if: prefix-cached keys, checked before building units"]
+    return f"""### (c) Resume planning over the same log
+
+A copy of the log above, every unit done. Each step runs mrtui's own code: `EventLog(path)`,
+`completed_keys()`, then what `Runner.run_iteration` does before generating anything, with a
+backend factory that raises (no stage asked for a backend: every planned unit was found in the
+log). Units planned: actor {units["actor"]:,}, judge {units["judge"]:,}, meta {meta_units:,}
+(the first {meta_share:.0%} of the meta targets, to keep the run short). `completed_keys()`
+holds {n_keys:,} keys: the log has ~2.5M events, more than the 1M events the target names.
+
+{tbl}
+
+- **Target: open + `completed_keys()` + planning the judge stage (1,001,000 units) ≤ 2 s:
+  {verdict(ok)} — {target_metric:.2f} s.** Opening and loading the keys alone: {base:.2f} s.
+- One `content_key` for a judge unit costs {t_key / 100_000 * 1e6:.1f} µs
+  (1M keys: ~{t_key * 10:.1f} s); `Stages.judge` also builds a Request, SamplingParams, Unit
+  and closure per unit before `_execute` checks the key, and the cyclic garbage collector
+  repeatedly walks those objects.
+- The prototype that caches the constant part of the key and checks each key before building
+  anything plans the same 1M judge units in
+  {med["what-if: prefix-cached keys, checked before building units"]:.2f} s with identical keys
+  (open + keys + that: {fast:.2f} s).
+- Meta planning renders the full meta-judge prompt (question, response, two judgements) of
+  every unit before checking its key: when `_execute` starts checking, the process holds
+  {rss1 - rss0:,.0f} MiB more than before planning for {meta_units:,} units (about
+  {per_unit_kib:.1f} KiB per unit, so ~{per_unit_kib * n_meta / 2**20:.1f} GiB for the whole
+  meta stage).
+"""
+
+
+def len_meta(path: Path) -> int:
+    with connect(path) as con:
+        con.execute("SET enable_progress_bar = false")
+        return con.execute(
+            "SELECT count(*) FROM events WHERE event_type = ?", [ev.META_VERDICT_RECORDED]
+        ).fetchall()[0][0]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", default="abc", help="parts to run: any of a, b, c")
+    ap.add_argument("--rebuild", action="store_true", help="rebuild the cached synthetic log")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--append-events", type=int, default=200_000)
+    ap.add_argument("--view-repeats", type=int, default=2)
+    ap.add_argument(
+        "--meta-share",
+        type=float,
+        default=0.2,
+        help="share of meta targets whose planning (c) times (1.0: all)",
+    )
+    args = ap.parse_args()
+    load_start = load()
+    sections = []
+    if "a" in args.only:
+        print("(a) append rate", flush=True)
+        sections.append(part_a(args.append_events, [10_000, 50_000], args.repeats))
+    build_info = None
+    if "b" in args.only or "c" in args.only:
+        path, build_info = ensure_log(args.rebuild)
+        shape = check_log(path)
+        if "b" in args.only:
+            print("(b) views", flush=True)
+            sections.append(part_b(path, args.view_repeats, shape))
+        if "c" in args.only:
+            print("(c) resume planning", flush=True)
+            sections.append(part_c(path, args.repeats, args.meta_share))
+    if build_info:
+        sections.append(
+            "Build of the synthetic log (one-off, cached): "
+            + ", ".join(f"{k} {v:.1f}" for k, v in build_info.items())
+            + "."
+        )
+    head = f"""## Event log — `bench/bench_log.py`
+
+- Date: {today()}
+- Machine: {machine()}; DuckDB {duckdb.__version__}
+- Other work on the machine: {load_start} at start, {load()} at end
+- Command: `{command()}`
+"""
+    name = "bench_log" if args.only == "abc" else f"bench_log-{args.only}"
+    update_section(name, head + "\n" + "\n\n".join(sections))
+
+
+if __name__ == "__main__":
+    main()
