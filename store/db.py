@@ -138,6 +138,20 @@ def prepare(con: Any, path: Path) -> None:
     apply_views(con, temporary=True)
 
 
+# Files this process writes through an EventLog, with the lock that serialises its DuckDB
+# connections. DuckDB refuses a read-only connection in a process that holds the same file
+# read-write, so readers in the writer's process (a TUI driving a run) share its mode and lock.
+_WRITING: dict[str, Any] = {}
+
+
+def register_writer(path: Path, lock: Any) -> None:
+    _WRITING[str(path.resolve())] = lock
+
+
+def unregister_writer(path: Path) -> None:
+    _WRITING.pop(str(path.resolve()), None)
+
+
 @contextmanager
 def connect(
     path: str | Path, *, timeout: float = BUSY_TIMEOUT_S, sandbox: bool = False
@@ -150,15 +164,22 @@ def connect(
     path = Path(path)
     if not path.exists():
         raise LogNotFound(f"no event log at {path}; create one with `mrtui run --db {path} ...`")
-    con = open_duckdb(path, read_only=True, timeout=timeout)
+    lock = _WRITING.get(str(path.resolve()))
+    if lock is not None:
+        lock.acquire()
     try:
-        prepare(con, path)
-        if sandbox:
-            con.execute("SET enable_external_access = false")
-            con.execute("SET lock_configuration = true")
-        yield con
+        con = open_duckdb(path, read_only=lock is None, timeout=timeout)
+        try:
+            prepare(con, path)
+            if sandbox:
+                con.execute("SET enable_external_access = false")
+                con.execute("SET lock_configuration = true")
+            yield con
+        finally:
+            con.close()
     finally:
-        con.close()
+        if lock is not None:
+            lock.release()
 
 
 def migrate(con: Any) -> list[str]:

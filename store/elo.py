@@ -6,7 +6,7 @@ also plays one virtual game (half won, half lost) against a fixed opponent of st
 Without the prior a judgement that wins every comparison has ε = +∞; with it the maximum is
 unique and finite and the ranking is the MLE's wherever the MLE is finite.
 
-Fitting uses Hunter's MM updates, vectorised over many responses at once, so the SQL view
+Fitting uses Newton's method vectorised over many responses at once, so the SQL view
 ``judgement_elo`` can fit every response of a large log in one pass.
 """
 
@@ -15,26 +15,34 @@ from __future__ import annotations
 from typing import Any
 
 PRIOR_GAMES = 1.0  # total weight of the virtual games per judgement
-MAX_ITERS = 500
+MAX_ITERS = 100
 TOL = 1e-10
+MAX_STEP = 10.0
 
 
 def fit_bt(w: Any) -> Any:
-    """Fit strengths for a batch: ``w`` has shape (B, n, n); returns ε with shape (B, n)."""
+    """Fit strengths for a batch: ``w`` has shape (B, n, n); returns ε with shape (B, n).
+
+    Newton's method on the penalised log-likelihood, which is strictly concave thanks to the
+    prior, so it converges in a handful of steps for every response at once."""
     import numpy as np
 
     w = np.asarray(w, dtype=np.float64)
     games = w + np.swapaxes(w, 1, 2)  # games played between each pair, any outcome
-    wins = w.sum(axis=2) + PRIOR_GAMES / 2
-    p = np.ones(w.shape[:2])
+    c = PRIOR_GAMES / 2
+    eps = np.zeros(w.shape[:2])
+    eye = np.eye(w.shape[1])[None]
     for _ in range(MAX_ITERS):
-        denom = (games / (p[:, :, None] + p[:, None, :])).sum(axis=2) + PRIOR_GAMES / (p + 1.0)
-        new = wins / denom
-        if np.max(np.abs(np.log(new) - np.log(p)), initial=0.0) < TOL:
-            p = new
+        p = 1.0 / (1.0 + np.exp(-(eps[:, :, None] - eps[:, None, :])))  # P(m beats n)
+        s = 1.0 / (1.0 + np.exp(-eps))
+        grad = (w * (1 - p) - np.swapaxes(w, 1, 2) * p).sum(axis=2) + c * (1 - 2 * s)
+        curv = games * p * (1 - p)
+        hess = curv - eye * (curv.sum(axis=2) + 2 * c * s * (1 - s))[:, :, None]
+        step = np.clip(np.linalg.solve(hess, grad[..., None])[..., 0], -MAX_STEP, MAX_STEP)
+        eps = eps - step
+        if np.max(np.abs(step), initial=0.0) < TOL:
             break
-        p = new
-    return np.log(p)
+    return eps
 
 
 def _bt_arrow(n: Any, w: Any) -> Any:

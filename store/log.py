@@ -26,7 +26,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .db import migrate, open_duckdb, prepare, store_views
+from .db import (
+    migrate,
+    open_duckdb,
+    prepare,
+    register_writer,
+    store_views,
+    unregister_writer,
+)
 from .errors import DuplicateUnit, StoreError, WriterLocked
 from .events import NewEvent
 
@@ -62,6 +69,7 @@ class EventLog:
         self._db_lock = threading.RLock()  # one DuckDB connection at a time in this process
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._flush_now = threading.Event()
         self._flush_error: BaseException | None = None
         self._lock_file = self._take_writer_lock()
         try:
@@ -75,6 +83,7 @@ class EventLog:
         except BaseException:
             self._release_writer_lock()
             raise
+        register_writer(self.path, self._db_lock)
         self._thread = threading.Thread(target=self._flusher, name="mrtui-log-flusher", daemon=True)
         self._thread.start()
 
@@ -117,6 +126,7 @@ class EventLog:
         return fh
 
     def _release_writer_lock(self) -> None:
+        unregister_writer(self.path)
         with contextlib.suppress(OSError):
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)
         self._lock_file.close()
@@ -190,11 +200,11 @@ class EventLog:
             self._buffer.extend(rows)
             due = time.monotonic() - self._last_flush >= self.flush_interval
         if due:
-            # Events arriving slower than one per interval are written at once, so a crash
-            # loses nothing that finished; faster streams are batched by the flusher thread.
-            self.flush()
-        else:
-            self._wake.set()
+            # Events arriving slower than one per interval are written at once (by the
+            # flusher thread, so generation goes on meanwhile): a crash loses nothing that
+            # finished; faster streams are batched every interval.
+            self._flush_now.set()
+        self._wake.set()
 
     def has(self, key: str) -> bool:
         return key in self.completed_keys()
@@ -236,8 +246,9 @@ class EventLog:
                 self._wake.wait()
                 self._wake.clear()
                 continue
-            if wait > 0 and self._stop.wait(wait):
+            if wait > 0 and not self._flush_now.is_set() and self._stop.wait(wait):
                 return
+            self._flush_now.clear()
             try:
                 self.flush()
             except Exception as exc:  # kept, raised to the caller on its next append/close

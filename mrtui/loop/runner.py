@@ -164,10 +164,11 @@ class Runner:
                 ]
             )
         if s.prompts:
-            new = []
+            new, seen = [], set()
             for row in load_prompts(s.prompts)[: s.prompt_limit]:
                 key = content_key("prompt", s.run_id, row.text)
-                if not self.log.has(key) and key not in {e.key for e in new}:
+                if not self.log.has(key) and key not in seen:
+                    seen.add(key)
                     new.append(
                         NewEvent(
                             ev.PROMPT_ADDED,

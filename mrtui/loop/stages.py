@@ -9,6 +9,7 @@ it arrives. Kill the process at any point and the next run picks up the remainin
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from mrtui.backends.base import (
     Request,
     SamplingParams,
 )
-from mrtui.store import EventLog, NewEvent, content_key
+from mrtui.store import EventLog, NewEvent, canonical_json
 from mrtui.store import events as ev
 
 from .progress import NullProgress, ProgressSink
@@ -41,14 +42,12 @@ class ModelIdentity:
     path: str | None = None
 
 
-@dataclass
-class Unit:
-    """A planned unit of work; ``finish`` turns the backend's answer into an event, or into a
-    follow-up request (a constrained fallback) whose answer completes the unit."""
-
-    key: str
-    request: Request
-    finish: Callable[[Completion], NewEvent | Followup]
+# A planned unit: its key and what is needed to build its request. Requests (and their
+# rendered prompts) are built only for units the log does not hold yet, so planning a stage
+# that is mostly done stays cheap.
+Planned = tuple[str, tuple[Any, ...]]
+Builder = Callable[[str, tuple[Any, ...]], "tuple[Request, Finish]"]
+Finish = Callable[[Completion], "NewEvent | Followup"]
 
 
 @dataclass
@@ -98,8 +97,19 @@ class Stages:
         self.progress = progress or NullProgress()
 
     # -- shared machinery -----------------------------------------------------------------
-    def _key(self, kind: str, *parts: Any) -> str:
-        return content_key(kind, self.run_id, self.iteration, *parts, self.model.sha256)
+    def _keyer(self, kind: str, *const: Any) -> Callable[..., str]:
+        """Key function for one stage: the constant inputs (run, iteration, model, template,
+        sampling) are hashed once; each unit adds only what varies."""
+        head = hashlib.sha256(
+            canonical_json([kind, self.run_id, self.iteration, self.model.sha256, *const]).encode()
+        )
+
+        def key(*parts: Any) -> str:
+            h = head.copy()
+            h.update(canonical_json(list(parts)).encode())
+            return f"{kind}:{h.hexdigest()[:32]}"
+
+        return key
 
     def _params(self, role: str, key: str) -> SamplingParams:
         return SamplingParams(
@@ -133,8 +143,10 @@ class Stages:
             )
         return prov
 
-    def _execute(self, stage: str, units: Sequence[Unit]) -> StageReport:
-        todo = [u for u in units if not self.log.has(u.key)]
+    def _execute(self, stage: str, planned: Sequence[Planned], build: Builder) -> StageReport:
+        units = planned
+        done = self.log.completed_keys()
+        todo = [build(key, args) for key, args in planned if key not in done]
         report = StageReport(
             self.iteration, stage, planned=len(units), skipped=len(units) - len(todo)
         )
@@ -174,15 +186,17 @@ class Stages:
         self.progress.stage_finished(self.iteration, stage, report.done, report.failed)
         return report
 
-    def _run_units(self, stage: str, todo: Sequence[Unit], report: StageReport) -> None:
+    def _run_units(
+        self, stage: str, todo: Sequence[tuple[Request, Finish]], report: StageReport
+    ) -> None:
         backend = self._backend_factory()
         info = backend.info()
         pending: dict[str, Callable[[Completion | None], NewEvent | Followup]] = {}
         requests: list[Request] = []
-        for u in todo:
-            pending[u.request.id] = u.finish  # type: ignore[assignment]
-            requests.append(u.request)
-        units = {u.request.id: u for u in todo}
+        for request, finish in todo:
+            pending[request.id] = finish  # type: ignore[assignment]
+            requests.append(request)
+        originals = {request.id: request for request, _ in todo}
         first_answer: dict[str, Completion] = {}  # the answer a fallback continues
         while requests:
             followups: list[Followup] = []
@@ -193,7 +207,7 @@ class Stages:
                     if "#" in result.request_id:  # a failed fallback still completes the unit
                         outcome = finish(None)
                     else:
-                        self._log_failure(stage, info, units[unit_key], result, report)
+                        self._log_failure(stage, info, originals[unit_key], result, report)
                         continue
                 else:
                     report.completion_tokens += result.completion_tokens
@@ -207,7 +221,7 @@ class Stages:
                     self._provenance(
                         info,
                         self._template_for(stage),
-                        units[unit_key].request,
+                        originals[unit_key],
                         first_answer.pop(unit_key, result),
                     )
                 )
@@ -220,10 +234,10 @@ class Stages:
                 requests.append(f.request)
 
     def _log_failure(
-        self, stage: str, info: BackendInfo, unit: Unit, failure: Failure, report: StageReport
+        self, stage: str, info: BackendInfo, request: Request, failure: Failure, report: StageReport
     ) -> None:
         payload = {"stage": stage, "error": failure.error}
-        payload.update(self._provenance(info, self._template_for(stage), unit.request, failure))
+        payload.update(self._provenance(info, self._template_for(stage), request, failure))
         self.log.append(
             [
                 NewEvent(
@@ -231,7 +245,7 @@ class Stages:
                     self.run_id,
                     payload,
                     iteration=self.iteration,
-                    parent_key=unit.key,
+                    parent_key=request.id,
                 )
             ]
         )
@@ -247,99 +261,62 @@ class Stages:
     def actor(self, prompts: Sequence[tuple[str, str]]) -> StageReport:
         """``prompts``: (prompt_key, text). K responses each."""
         tpl = self.templates["actor"]
-        units = []
-        for prompt_key, text in prompts:
-            messages = (Message("user", tpl.render(prompt=text)),)
-            for k in range(self.s.k):
-                key = self._key("resp", prompt_key, k, tpl.sha256, self._sampling_id("actor"))
-                request = Request(key, messages, self._params("actor", key))
-                units.append(Unit(key, request, self._finish_response(key, prompt_key, k)))
-        return self._execute("actor", units)
+        key = self._keyer("resp", tpl.sha256, self._sampling_id("actor"))
+        planned = [(key(pk, k), (pk, text, k)) for pk, text in prompts for k in range(self.s.k)]
+
+        def build(key: str, args: tuple[Any, ...]) -> tuple[Request, Finish]:
+            prompt_key, text, k = args
+            request = Request(
+                key, (Message("user", tpl.render(prompt=text)),), self._params("actor", key)
+            )
+
+            def finish(c: Completion) -> NewEvent:
+                return NewEvent(
+                    ev.RESPONSE_GENERATED,
+                    self.run_id,
+                    {"sample_index": k},
+                    iteration=self.iteration,
+                    key=key,
+                    parent_key=prompt_key,
+                    text=c.text,
+                )
+
+            return request, finish
+
+        return self._execute("actor", planned, build)
 
     def _sampling_id(self, role: str) -> list[Any]:
         return [getattr(self.s, f"{role}_{x}") for x in ("temperature", "top_p", "max_tokens")] + [
             self.s.seed
         ]
 
-    def _finish_response(self, key: str, prompt_key: str, k: int) -> Callable[..., NewEvent]:
-        def finish(c: Completion) -> NewEvent:
-            return NewEvent(
-                ev.RESPONSE_GENERATED,
-                self.run_id,
-                {"sample_index": k},
-                iteration=self.iteration,
-                key=key,
-                parent_key=prompt_key,
-                text=c.text,
-            )
-
-        return finish
-
     # -- judge ----------------------------------------------------------------------------
     def judge(self, responses: Sequence[tuple[str, str, str, str]]) -> StageReport:
         """``responses``: (response_key, prompt_key, prompt text, response text). N each,
         planned back to back so the backend can reuse the shared prompt."""
         tpl = self.templates["judge"]
-        units = []
-        for response_key, prompt_key, prompt, response in responses:
-            messages = (Message("user", tpl.render(question=prompt, response=response)),)
-            for j in range(self.s.n):
-                key = self._key(
-                    "judg",
-                    response_key,
-                    j,
-                    tpl.sha256,
-                    self._sampling_id("judge"),
-                    self.s.judge_fallback,
-                )
-                request = Request(key, messages, self._params("judge", key))
-                units.append(
-                    Unit(
-                        key,
-                        request,
-                        self._finish_judgement(key, request, response_key, prompt_key, j),
-                    )
-                )
-        return self._execute("judge", units)
+        key = self._keyer("judg", tpl.sha256, self._sampling_id("judge"), self.s.judge_fallback)
+        planned = [(key(r[0], j), (*r, j)) for r in responses for j in range(self.s.n)]
 
-    def _finish_judgement(
-        self, key: str, request: Request, response_key: str, prompt_key: str, j: int
-    ) -> Callable[[Completion], NewEvent | Followup]:
-        def event(
-            text: str,
-            parsed: Parsed,
-            first_error: str | None = None,
-            fallback: dict[str, Any] | None = None,
-        ) -> NewEvent:
-            payload: dict[str, Any] = {
-                "prompt_key": prompt_key,
-                "judge_index": j,
-                "score": parsed.value,
-                "parse_error": parsed.error,
-                "fallback_used": fallback is not None,
-            }
-            if fallback is not None:
-                payload["fallback"] = fallback | {"first_parse_error": first_error}
-            return NewEvent(
+        def build(key: str, args: tuple[Any, ...]) -> tuple[Request, Finish]:
+            response_key, prompt_key, prompt, response, j = args
+            text = tpl.render(question=prompt, response=response)
+            request = Request(key, (Message("user", text),), self._params("judge", key))
+            fields = {"prompt_key": prompt_key, "judge_index": j}
+            return request, self._finisher(
                 ev.JUDGEMENT_RECORDED,
-                self.run_id,
-                payload,
-                iteration=self.iteration,
-                key=key,
-                parent_key=response_key,
-                text=text,
+                request,
+                response_key,
+                fields,
+                "score",
+                parse_score,
+                self.s.judge_fallback,
+                "Score: ",
+                SCORE_CHOICES,
+                int,
             )
 
-        def finish(c: Completion) -> NewEvent | Followup:
-            parsed = parse_score(c.text)
-            if parsed.error is None or not self.s.judge_fallback:
-                return event(c.text, parsed)
-            return Followup(
-                _fallback_request(request, c.text, "Score: ", SCORE_CHOICES),
-                lambda f: event(c.text, *_fallback_parse(f, parsed, int)),
-            )
-
-        return finish
+        return self._execute("judge", planned, build)
 
     # -- meta-judge -----------------------------------------------------------------------
     def meta(
@@ -349,78 +326,84 @@ class Stages:
         Every ordered pair of the response's valid judgements, so each pair is seen in both
         orders."""
         tpl = self.templates["meta_judge"]
-        units = []
-        for response_key, prompt_key, prompt, response, judgements in targets:
-            for first_key, first in judgements:
-                for second_key, second in judgements:
-                    if first_key == second_key:
-                        continue
-                    key = self._key(
-                        "meta",
-                        response_key,
-                        first_key,
-                        second_key,
-                        tpl.sha256,
-                        self._sampling_id("meta"),
-                        self.s.meta_fallback,
-                    )
-                    text = tpl.render(
-                        question=prompt, response=response, judgement_a=first, judgement_b=second
-                    )
-                    request = Request(key, (Message("user", text),), self._params("meta", key))
-                    units.append(
-                        Unit(
-                            key,
-                            request,
-                            self._finish_verdict(
-                                key, request, response_key, prompt_key, first_key, second_key
-                            ),
-                        )
-                    )
-        return self._execute("meta", units)
+        key = self._keyer("meta", tpl.sha256, self._sampling_id("meta"), self.s.meta_fallback)
+        planned = [
+            (key(rk, a, b), (rk, pk, prompt, response, a, first, b, second))
+            for rk, pk, prompt, response, judgements in targets
+            for a, first in judgements
+            for b, second in judgements
+            if a != b
+        ]
 
-    def _finish_verdict(
+        def build(key: str, args: tuple[Any, ...]) -> tuple[Request, Finish]:
+            rk, pk, prompt, response, a, first, b, second = args
+            text = tpl.render(
+                question=prompt, response=response, judgement_a=first, judgement_b=second
+            )
+            request = Request(key, (Message("user", text),), self._params("meta", key))
+            fields = {"prompt_key": pk, "first_key": a, "second_key": b}
+            return request, self._finisher(
+                ev.META_VERDICT_RECORDED,
+                request,
+                rk,
+                fields,
+                "winner",
+                parse_winner,
+                self.s.meta_fallback,
+                "Winner: Judgment ",
+                WINNER_CHOICES,
+                str,
+            )
+
+        return self._execute("meta", planned, build)
+
+    def _finisher(
         self,
-        key: str,
+        event_type: str,
         request: Request,
-        response_key: str,
-        prompt_key: str,
-        first_key: str,
-        second_key: str,
-    ) -> Callable[[Completion], NewEvent | Followup]:
+        parent_key: str,
+        fields: dict[str, Any],
+        value_field: str,
+        parse: Callable[[str], Parsed],
+        fallback: bool,
+        lead: str,
+        choices: tuple[str, ...],
+        cast: Callable[[str], Any],
+    ) -> Finish:
+        """Parse the model's answer into the unit's event; with ``fallback`` on, an answer
+        without a valid final line first gets one constrained continuation."""
+
         def event(
             text: str,
             parsed: Parsed,
             first_error: str | None = None,
-            fallback: dict[str, Any] | None = None,
+            fallback_info: dict[str, Any] | None = None,
         ) -> NewEvent:
-            payload: dict[str, Any] = {
-                "prompt_key": prompt_key,
-                "first_key": first_key,
-                "second_key": second_key,
-                "winner": parsed.value,
+            payload = {
+                **fields,
+                value_field: parsed.value,
                 "parse_error": parsed.error,
-                "fallback_used": fallback is not None,
+                "fallback_used": fallback_info is not None,
             }
-            if fallback is not None:
-                payload["fallback"] = fallback | {"first_parse_error": first_error}
+            if fallback_info is not None:
+                payload["fallback"] = fallback_info | {"first_parse_error": first_error}
             return NewEvent(
-                ev.META_VERDICT_RECORDED,
+                event_type,
                 self.run_id,
                 payload,
                 iteration=self.iteration,
-                key=key,
-                parent_key=response_key,
+                key=request.id,
+                parent_key=parent_key,
                 text=text,
             )
 
         def finish(c: Completion) -> NewEvent | Followup:
-            parsed = parse_winner(c.text)
-            if parsed.error is None or parsed.error == "tie" or not self.s.meta_fallback:
+            parsed = parse(c.text)
+            if parsed.error is None or parsed.error == "tie" or not fallback:
                 return event(c.text, parsed)
             return Followup(
-                _fallback_request(request, c.text, "Winner: Judgment ", WINNER_CHOICES),
-                lambda f: event(c.text, *_fallback_parse(f, parsed, str)),
+                _fallback_request(request, c.text, lead, choices),
+                lambda f: event(c.text, *_fallback_parse(f, parsed, cast)),
             )
 
         return finish
