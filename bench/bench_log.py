@@ -574,14 +574,7 @@ Appender on the same rows already serialised (one transaction per batch, one ope
 
 def _fingerprint() -> str:
     stages = make_stages()
-    sample = stages._key(
-        "judg",
-        "resp:x",
-        0,
-        stages.templates["judge"].sha256,
-        stages._sampling_id("judge"),
-        stages.s.judge_fallback,
-    )
+    sample = stages.unit_keys("judge")("resp:x", 0)
     refs = reference_payloads(stages)
     h = hashlib.sha256(
         json.dumps(
@@ -651,7 +644,6 @@ def build_log(path: Path) -> dict[str, float]:
             )
     stages = Stages(None, RUN_ID, 1, s, MODEL, templates, _no_backend)  # type: ignore[arg-type]
     refs = reference_payloads(stages)
-    tpl = {r: templates[r].sha256 for r in templates}
     import pyarrow as pa
 
     corpus = make_corpus()
@@ -663,7 +655,7 @@ def build_log(path: Path) -> dict[str, float]:
     seq0 = con.execute("SELECT max(seq) FROM events").fetchall()[0][0]
 
     # responses
-    sid = stages._sampling_id("actor")
+    resp_key = stages.unit_keys("actor")
     cols: dict[str, list[Any]] = {
         c: []
         for c in (
@@ -684,7 +676,7 @@ def build_log(path: Path) -> dict[str, float]:
     resp_rows = []
     for pi, (pk, text) in enumerate(prompts):
         for k in range(K):
-            key = stages._key("resp", pk, k, tpl["actor"], sid)
+            key = resp_key(pk, k)
             h = _h(key)
             n_chars = 200 + h % 1800
             ct = n_chars // 4
@@ -715,7 +707,7 @@ def build_log(path: Path) -> dict[str, float]:
     con.unregister("rk")
 
     # judgements
-    sid = stages._sampling_id("judge")
+    judg_key = stages.unit_keys("judge")
     cols = {
         c: []
         for c in (
@@ -740,7 +732,7 @@ def build_log(path: Path) -> dict[str, float]:
         quality = 1 + _h(rkey, 2) % 4
         pt = 260 + (plen + rlen) // 4
         for j in range(N):
-            key = stages._key("judg", rkey, j, tpl["judge"], sid, s.judge_fallback)
+            key = judg_key(rkey, j)
             h = _h(key, 3)
             seq += 1
             valid = h % 33 != 0
@@ -818,7 +810,7 @@ def build_log(path: Path) -> dict[str, float]:
     groups: dict[str, list[tuple[str, str, int]]] = {}
     for rkey, pk, jkey, jchars in rows:
         groups.setdefault(rkey, []).append((pk, jkey, jchars))
-    sid = stages._sampling_id("meta")
+    meta_key = stages.unit_keys("meta")
     cols = {
         c: []
         for c in (
@@ -846,9 +838,7 @@ def build_log(path: Path) -> dict[str, float]:
             for _, second, c2 in js:
                 if first == second:
                     continue
-                key = stages._key(
-                    "meta", rkey, first, second, tpl["meta_judge"], sid, s.meta_fallback
-                )
+                key = meta_key(rkey, first, second)
                 h = _h(key, 6) % 100
                 winner, err = (
                     ("A", None)
@@ -1080,25 +1070,11 @@ def _fast_judge_plan(
     """A prototype (not mrtui code) of judge planning that computes each key from a
     pre-serialised prefix/suffix and checks it before building anything; its keys are
     identical to ``Stages._key`` (checked on the first response)."""
-    s, tpl = stages.s, stages.templates["judge"].sha256
-    head = canonical_json([stages.run_id, stages.iteration])[:-1] + ","
-    tail = (
-        ","
-        + canonical_json(
-            [tpl, stages._sampling_id("judge"), s.judge_fallback, stages.model.sha256]
-        )[1:]
-    )
-    sha = hashlib.sha256
+    key_of = stages.unit_keys("judge")
     todo = done = 0
-    for i, (response_key, *_) in enumerate(responses):
-        pre = head + canonical_json(response_key) + ","
-        for j in range(s.n):
-            key = "judg:" + sha((pre + str(j) + tail).encode()).hexdigest()[:32]
-            if i == 0:
-                assert key == stages._key(
-                    "judg", response_key, j, tpl, stages._sampling_id("judge"), s.judge_fallback
-                )
-            if has(key):
+    for response_key, *_ in responses:
+        for j in range(stages.s.n):
+            if has(key_of(response_key, j)):
                 done += 1
             else:
                 todo += 1
@@ -1187,12 +1163,8 @@ def part_c(path: Path, repeats: int, meta_share: float) -> str:
         assert r.skipped == r.planned and r.done == 0, (stage, r)
     med = {k: median(v) for k, v in res.items()}
     st = make_stages()
-    t_key, _ = timed(
-        lambda: [
-            st._key("judg", "resp:" + "0" * 32, j, "a" * 64, st._sampling_id("judge"), False)
-            for j in range(100_000)
-        ]
-    )
+    judge_key = st.unit_keys("judge")
+    t_key, _ = timed(lambda: [judge_key("resp:" + "0" * 32, j) for j in range(100_000)])
     base = med["open EventLog (writer)"] + med["completed_keys()"]
     target_metric = base + med["judge planning (Stages.judge)"]
     n_meta = len_meta(path)

@@ -111,6 +111,17 @@ class Stages:
 
         return key
 
+    def unit_keys(self, stage: str) -> Callable[..., str]:
+        """The key function of a stage: actor(prompt_key, k), judge(response_key, j),
+        meta(response_key, first_key, second_key)."""
+        kind, tpl, extra = {
+            "actor": ("resp", "actor", ()),
+            "judge": ("judg", "judge", (self.s.judge_fallback,)),
+            "meta": ("meta", "meta_judge", (self.s.meta_fallback,)),
+        }[stage]
+        role = "meta" if stage == "meta" else stage
+        return self._keyer(kind, self.templates[tpl].sha256, self._sampling_id(role), *extra)
+
     def _params(self, role: str, key: str) -> SamplingParams:
         return SamplingParams(
             n=1,
@@ -261,7 +272,7 @@ class Stages:
     def actor(self, prompts: Sequence[tuple[str, str]]) -> StageReport:
         """``prompts``: (prompt_key, text). K responses each."""
         tpl = self.templates["actor"]
-        key = self._keyer("resp", tpl.sha256, self._sampling_id("actor"))
+        key = self.unit_keys("actor")
         planned = [(key(pk, k), (pk, text, k)) for pk, text in prompts for k in range(self.s.k)]
 
         def build(key: str, args: tuple[Any, ...]) -> tuple[Request, Finish]:
@@ -295,7 +306,7 @@ class Stages:
         """``responses``: (response_key, prompt_key, prompt text, response text). N each,
         planned back to back so the backend can reuse the shared prompt."""
         tpl = self.templates["judge"]
-        key = self._keyer("judg", tpl.sha256, self._sampling_id("judge"), self.s.judge_fallback)
+        key = self.unit_keys("judge")
         planned = [(key(r[0], j), (*r, j)) for r in responses for j in range(self.s.n)]
 
         def build(key: str, args: tuple[Any, ...]) -> tuple[Request, Finish]:
@@ -326,7 +337,7 @@ class Stages:
         Every ordered pair of the response's valid judgements, so each pair is seen in both
         orders."""
         tpl = self.templates["meta_judge"]
-        key = self._keyer("meta", tpl.sha256, self._sampling_id("meta"), self.s.meta_fallback)
+        key = self.unit_keys("meta")
         planned = [
             (key(rk, a, b), (rk, pk, prompt, response, a, first, b, second))
             for rk, pk, prompt, response, judgements in targets
