@@ -24,27 +24,33 @@ counts AS (
            count(*) FILTER (WHERE r = -1) AS win_2nd
     FROM scoped GROUP BY ALL
 ),
-pairs AS (
-    SELECT DISTINCT run_id, iteration, response_key, prompt_key, scope_key,
-           first_key AS judgement_m, second_key AS judgement_n FROM scoped
-    UNION
-    SELECT DISTINCT run_id, iteration, response_key, prompt_key, scope_key,
-           second_key, first_key FROM scoped
+pairs AS (  -- each unordered pair once, with the verdict of each order
+    SELECT run_id, iteration, response_key, prompt_key, scope_key,
+           least(first_key, second_key) AS j1, greatest(first_key, second_key) AS j2,
+           any_value(r) FILTER (WHERE first_key < second_key) AS r12,
+           any_value(r) FILTER (WHERE first_key > second_key) AS r21,
+           any_value(verdict_key) FILTER (WHERE first_key < second_key) AS v12,
+           any_value(verdict_key) FILTER (WHERE first_key > second_key) AS v21
+    FROM scoped GROUP BY ALL
+),
+ordered AS (
+    SELECT run_id, iteration, response_key, prompt_key, scope_key, j1 AS judgement_m,
+           j2 AS judgement_n, v12 AS verdict_mn_key, v21 AS verdict_nm_key, r12 AS r_mn,
+           r21 AS r_nm
+    FROM pairs
+    UNION ALL
+    SELECT run_id, iteration, response_key, prompt_key, scope_key, j2, j1, v21, v12, r21, r12
+    FROM pairs
 )
 SELECT p.run_id, p.iteration, p.prompt_key, p.response_key, p.judgement_m, p.judgement_n,
-       mn.verdict_key AS verdict_mn_key, nm.verdict_key AS verdict_nm_key,
-       mn.r AS r_mn, nm.r AS r_nm, c.win_1st, c.win_2nd,
+       p.verdict_mn_key, p.verdict_nm_key, p.r_mn, p.r_nm, c.win_1st, c.win_2nd,
        CASE WHEN c.win_1st + c.win_2nd > 0 THEN c.win_2nd / (c.win_1st + c.win_2nd) END AS omega1,
        CASE WHEN c.win_1st + c.win_2nd > 0 THEN c.win_1st / (c.win_1st + c.win_2nd) END AS omega2,
-       coalesce(CASE WHEN mn.r = 1 THEN c.win_2nd / (c.win_1st + c.win_2nd) ELSE 0 END, 0)
-     + coalesce(CASE WHEN nm.r = -1 THEN c.win_1st / (c.win_1st + c.win_2nd) ELSE 0 END, 0)
+       coalesce(CASE WHEN p.r_mn = 1 THEN c.win_2nd / (c.win_1st + c.win_2nd) ELSE 0 END, 0)
+     + coalesce(CASE WHEN p.r_nm = -1 THEN c.win_1st / (c.win_1st + c.win_2nd) ELSE 0 END, 0)
            AS b_mn
-FROM pairs p
-JOIN counts c USING (run_id, iteration, scope_key)
-LEFT JOIN scoped mn ON mn.response_key = p.response_key
-                   AND mn.first_key = p.judgement_m AND mn.second_key = p.judgement_n
-LEFT JOIN scoped nm ON nm.response_key = p.response_key
-                   AND nm.first_key = p.judgement_n AND nm.second_key = p.judgement_m;
+FROM ordered p
+JOIN counts c USING (run_id, iteration, scope_key);
 
 CREATE OR REPLACE VIEW judge_battles AS
 SELECT * FROM judge_battles_with();

@@ -18,28 +18,26 @@ g AS (
            count(*) AS n_judgements,
            count(*) FILTER (WHERE e6 = top) AS n_top,
            count(*) FILTER (WHERE e6 = bottom) AS n_bottom,
-           arg_max(judgement_key, e6) AS chosen_key,
-           arg_min(judgement_key, e6) AS rejected_key,
+           arg_max({'key': judgement_key, 'score': score, 'chars': judgement_chars}, e6) AS c,
+           arg_min({'key': judgement_key, 'score': score, 'chars': judgement_chars}, e6) AS r,
            max(epsilon) AS chosen_epsilon, min(epsilon) AS rejected_epsilon
     FROM e GROUP BY ALL
 )
 SELECT g.run_id, g.iteration, g.prompt_key, g.response_key, g.n_judgements,
-       g.chosen_key, g.rejected_key, g.chosen_epsilon, g.rejected_epsilon,
-       c.score AS chosen_score, r.score AS rejected_score,
-       c.judgement_chars AS chosen_chars, r.judgement_chars AS rejected_chars,
+       g.c.key AS chosen_key, g.r.key AS rejected_key, g.chosen_epsilon, g.rejected_epsilon,
+       g.c.score AS chosen_score, g.r.score AS rejected_score,
+       g.c.chars AS chosen_chars, g.r.chars AS rejected_chars,
        coalesce(judge_max_chars, st.judge_max_chars, 0) AS judge_max_chars,
        coalesce(drop_same_score, st.drop_same_score, false) AS drop_same_score,
        CASE
            WHEN g.n_top > 1 OR g.n_bottom > 1 OR g.n_top = g.n_judgements THEN 'elo_tie'
            WHEN coalesce(judge_max_chars, st.judge_max_chars, 0) > 0
-                AND c.judgement_chars > coalesce(judge_max_chars, st.judge_max_chars, 0)
+                AND g.c.chars > coalesce(judge_max_chars, st.judge_max_chars, 0)
                THEN 'chosen_too_long'
-           WHEN coalesce(drop_same_score, st.drop_same_score, false) AND c.score = r.score
+           WHEN coalesce(drop_same_score, st.drop_same_score, false) AND g.c.score = g.r.score
                THEN 'same_score'
        END AS drop_reason
 FROM g
-JOIN judgements c ON c.judgement_key = g.chosen_key
-JOIN judgements r ON r.judgement_key = g.rejected_key
 LEFT JOIN iteration_settings st ON st.run_id = g.run_id AND st.iteration = g.iteration;
 
 CREATE OR REPLACE VIEW judge_pair_candidates AS
