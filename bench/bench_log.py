@@ -174,24 +174,48 @@ def reference_payloads(stages: Stages) -> dict[str, dict[str, Any]]:
     ):
         params = dataclasses.replace(stages._params(stage, key), seed=SENT["seed"])
         request = Request(key, (Message("user", "x"),), params)
-        if stage == "actor":
+        if stage == "actor":  # the actor's payload is just its sample index
             comp = _completion("an answer")
-            event = stages._finish_response(key, "@@prompt_key@@", SENT["sample_index"])(comp)
+            event = NewEvent(
+                kind,
+                stages.run_id,
+                {"sample_index": SENT["sample_index"]},
+                iteration=stages.iteration,
+                key=key,
+                text=comp.text,
+            )
         elif stage == "judge":
             comp = _completion("ok\nScore: 3")
-            event = stages._finish_judgement(
-                key, request, "@@response_key@@", "@@prompt_key@@", SENT["judge_index"]
+            event = stages._finisher(
+                kind,
+                request,
+                "@@response_key@@",
+                {"prompt_key": "@@prompt_key@@", "judge_index": SENT["judge_index"]},
+                "score",
+                parse_score,
+                False,
+                "Score: ",
+                (),
+                int,
             )(comp)
             event.payload.update(score=SENT["score"], parse_error="@@parse_error@@")
         else:
             comp = _completion("ok\nWinner: Judgment A")
-            event = stages._finish_verdict(
-                key,
+            event = stages._finisher(
+                kind,
                 request,
                 "@@response_key@@",
-                "@@prompt_key@@",
-                "@@first_key@@",
-                "@@second_key@@",
+                {
+                    "prompt_key": "@@prompt_key@@",
+                    "first_key": "@@first_key@@",
+                    "second_key": "@@second_key@@",
+                },
+                "winner",
+                parse_winner,
+                False,
+                "Winner: Judgment ",
+                (),
+                str,
             )(comp)
             event.payload.update(winner="@@winner@@", parse_error="@@parse_error@@")
         assert isinstance(event, NewEvent), event
@@ -1130,9 +1154,9 @@ def part_c(path: Path, repeats: int, meta_share: float) -> str:
         rss_at_check: list[float] = []
         execute = stages._execute
 
-        def probe(stage: str, units: Any) -> Any:  # RSS while every planned unit is alive
+        def probe(stage: str, planned: Any, build: Any) -> Any:  # RSS with every unit planned
             rss_at_check.append(rss_mib())
-            return execute(stage, units)
+            return execute(stage, planned, build)
 
         stages._execute = probe  # type: ignore[method-assign]
         t, reports["meta"] = timed(lambda: stages.meta(part))
