@@ -108,3 +108,6 @@ def test_two_iterations_train_and_chain_models(tiny_gguf: Path, tmp_path: Path) 
     again = mrtui(*args, timeout=600)  # everything is logged: nothing is redone
     assert again.returncode == 0 and "loading" not in again.stderr
     assert len(_q(db, "SELECT * FROM training_runs")) == 2
+    train = mrtui("train", "--db", db, "--iteration", "1", timeout=600)  # the stage alone
+    assert train.returncode == 0, train.stderr[-2000:]
+    assert "already trained" in train.stdout and ck[0][2] in train.stdout
