@@ -72,7 +72,7 @@ class NewEvent:
 
 
 def canonical_json(value: Any) -> str:
-    """JSON with sorted keys and no NaN, so equal content always hashes equally.
+    """JSON with sorted keys, so equal content always hashes equally (NaN is written as null).
 
     orjson writes this ~10x faster than the standard library, which matters on the append
     path (every event's payload is serialised once, when it is appended)."""
@@ -81,8 +81,9 @@ def canonical_json(value: Any) -> str:
     try:
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode()
     except TypeError:  # something orjson cannot encode: let json name it precisely
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False)
+        return json.dumps(
+            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
 
 
 def content_key(prefix: str, *parts: Any) -> str:

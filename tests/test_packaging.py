@@ -30,14 +30,38 @@ def test_wheel_install_loads_assets_from_the_installed_package(tmp_path: Path) -
     import json
 
     wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels),
-                    str(ROOT)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (wheel,) = wheels.glob("mrtui-*.whl")
     site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
-                    str(site), str(wheel)], check=True, capture_output=True, timeout=300)
-    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
-                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)}, check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "-q",
+            "--target",
+            str(site),
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(site)},
+        check=True,
+    )
     info = json.loads(out.stdout)
     assert info["mrtui"].startswith(str(site))
     assert len(info["judge"]) == 64 and info["demo"] and info["prompts"]
@@ -61,7 +85,11 @@ def test_readme_has_exactly_the_two_setup_commands() -> None:
 def test_demo_command_runs(qwen_gguf: Path, tmp_path: Path) -> None:
     """The README's main job, cut to one prompt so the test stays short."""
     db = tmp_path / "demo.duckdb"
-    out = subprocess.run([sys.executable, "-m", "mrtui", "demo", "--db", str(db),
-                          "--prompts", "1"], capture_output=True, text=True, timeout=900)
+    out = subprocess.run(
+        [sys.executable, "-m", "mrtui", "demo", "--db", str(db), "--prompts", "1"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert f"log at {db}" in out.stderr and "Explore:" in out.stdout

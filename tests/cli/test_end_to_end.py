@@ -31,7 +31,7 @@ def test_one_iteration_on_the_packaged_qwen(qwen_gguf: Path, tmp_path: Path) -> 
         tmp_path / "p.jsonl",
         ["What is the capital of France?", "Write a Python one-liner to reverse a string."],
     )
-    out = mrtui(
+    args = [
         "run",
         "--db",
         db,
@@ -51,7 +51,8 @@ def test_one_iteration_on_the_packaged_qwen(qwen_gguf: Path, tmp_path: Path) -> 
         "meta_max_tokens=160",
         "--set",
         "train=false",
-    )
+    ]
+    out = mrtui(*args)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "iter 1 judge" in out.stderr  # the progress bars were drawn
     with connect(db) as con:
@@ -81,27 +82,7 @@ def test_one_iteration_on_the_packaged_qwen(qwen_gguf: Path, tmp_path: Path) -> 
     assert sql.returncode == 0, sql.stderr
     export = mrtui("export", "pairs", "--db", db, "--out", tmp_path / "pairs.jsonl")
     assert export.returncode == 0, export.stderr
-    again = mrtui(
-        "run",
-        "--db",
-        db,
-        "--model",
-        "qwen2.5-coder-0.5b-instruct",
-        "--prompts",
-        prompts,
-        "--k",
-        "2",
-        "--n",
-        "2",
-        "--set",
-        "actor_max_tokens=96",
-        "--set",
-        "judge_max_tokens=160",
-        "--set",
-        "meta_max_tokens=160",
-        "--set",
-        "train=false",
-    )
+    again = mrtui(*args)
     assert again.returncode == 0 and "loading" not in again.stderr  # nothing left to do
 
 

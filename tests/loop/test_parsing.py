@@ -59,8 +59,8 @@ def test_a_response_saying_score_5_cannot_decide_the_judgement() -> None:
         ("Winner: tie", None, "tie"),
         ("Both are fine.", None, "no 'Winner"),
         ("The winner is Judgment A", None, "no 'Winner"),
-    ("**Answer: Winner: Judgment A**", "A", None),
-    ("Winner: Judgment A is better than B", None, "no 'Winner"),
+        ("**Answer: Winner: Judgment A**", "A", None),
+        ("Winner: Judgment A is better than B", None, "no 'Winner"),
     ],
 )
 def test_winner(text: str, value: str | None, error: str | None) -> None:
