@@ -142,22 +142,31 @@ class EventLog:
                 con.close()
 
     @contextlib.contextmanager
-    def reader(self) -> Iterator[Any]:
-        """A connection with views for the writer's own queries (flushes first)."""
+    def reader(self, *, views: bool = True) -> Iterator[Any]:
+        """A connection for the writer's own queries (flushes first). ``views=False`` skips
+        creating the views, for lookups that read only the ``events`` table."""
         self.flush()
         with self._connection() as con:
-            prepare(con, self.path)
+            if views:
+                prepare(con, self.path)
             yield con
 
-    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
-        with self.reader() as con:
+    def query(
+        self, sql: str, params: Sequence[Any] | None = None, *, views: bool = True
+    ) -> list[tuple[Any, ...]]:
+        with self.reader(views=views) as con:
             return con.execute(sql, params or []).fetchall()
+
+    def payload(self, key: str) -> dict[str, Any] | None:
+        """The payload of the completed unit ``key``, or None if the log does not hold it."""
+        rows = self.query("SELECT payload FROM events WHERE key = ?", [key], views=False)
+        return json.loads(rows[0][0]) if rows else None
 
     # -- appending -----------------------------------------------------------------------------
     def completed_keys(self) -> set[str]:
         """Every unit key already in the log (loaded once, then kept up to date)."""
         if self._keys is None:
-            rows = self.query("SELECT key FROM events WHERE key IS NOT NULL")
+            rows = self.query("SELECT key FROM events WHERE key IS NOT NULL", views=False)
             with self._buf_lock:
                 if self._keys is None:
                     keys = {r[0] for r in rows}

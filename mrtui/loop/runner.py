@@ -100,6 +100,7 @@ class Runner:
             "SELECT payload FROM events WHERE event_type = ? AND run_id = ? "
             "AND (payload->>'$.for_iteration')::INTEGER = ? ORDER BY seq DESC LIMIT 1",
             [ev.CHECKPOINT_CREATED, self.settings.run_id, iteration],
+            views=False,
         )
         if not rows:
             raise ConfigError(
@@ -134,13 +135,10 @@ class Runner:
         model = self.model()
         run_key = content_key("run", s.run_id)
         if self.log.has(run_key):
-            rows = self.log.query(
-                "SELECT payload->>'$.model_sha256', payload->>'$.model' FROM events WHERE key = ?",
-                [run_key],
-            )
-            if rows and rows[0][0] != model.sha256:
+            configured = self.log.payload(run_key) or {}
+            if configured.get("model_sha256") != model.sha256:
                 raise ConfigError(
-                    f"run {s.run_id!r} uses model {rows[0][1]}; pass the same "
+                    f"run {s.run_id!r} uses model {configured.get('model')}; pass the same "
                     "--model, or --run NEW_NAME to start another run"
                 )
         else:
@@ -233,6 +231,7 @@ class Runner:
             "SELECT payload->'$.settings', payload->>'$.model.model_sha256' FROM events "
             "WHERE event_type = ? AND run_id = ? AND iteration = ? ORDER BY seq DESC LIMIT 1",
             [ev.ITERATION_STARTED, run_id, iteration],
+            views=False,
         )
         if rows:
             before = json.loads(rows[0][0])
@@ -381,10 +380,9 @@ class Runner:
 
 def settings_from_log(log: EventLog, run_id: str) -> RunSettings:
     """The settings a run was configured with, as logged by ``RunConfigured``."""
-    rows = log.query("SELECT payload FROM events WHERE key = ?", [content_key("run", run_id)])
-    if not rows:
+    p = log.payload(content_key("run", run_id))
+    if p is None:
         raise ConfigError(f"no run {run_id!r} in {log.path}; start it with `mrtui run`")
-    p = json.loads(rows[0][0])
     return RunSettings(
         model=p["model"],
         backend=p["backend"],

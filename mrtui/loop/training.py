@@ -174,7 +174,7 @@ class TrainStage:
             self._log_checkpoint(ckpt_key, self.model, train_key=None, reason="no training pairs")
             return report
 
-        finished = self._finished(train_key)
+        finished = self.log.payload(train_key)
         if finished is None:
             finished = self._train(pairs, counts, dataset_sha, settings, dpo, train_key, report)
         model_dir = Path(finished["model_dir"])
@@ -296,12 +296,6 @@ class TrainStage:
         report.steps, report.wall_s = result.steps, wall
         return finished
 
-    def _finished(self, train_key: str) -> dict[str, Any] | None:
-        import json
-
-        rows = self.log.query("SELECT payload FROM events WHERE key = ?", [train_key])
-        return json.loads(rows[0][0]) if rows else None
-
     def _log_checkpoint(
         self,
         key: str,
@@ -334,11 +328,8 @@ class TrainStage:
         )
 
     def _checkpoint_from_log(self, key: str) -> Checkpoint:
-        import json
-
-        payload = json.loads(
-            self.log.query("SELECT payload FROM events WHERE key = ?", [key])[0][0]
-        )
+        payload = self.log.payload(key)
+        assert payload is not None  # callers check log.has(key) first
         return Checkpoint(
             payload["model_id"], payload["model_sha256"], payload["gguf_path"], payload["hf_dir"]
         )
