@@ -69,10 +69,16 @@ def register(con: Any) -> None:
     """Make ``mrtui_bt(n, w)`` available on a DuckDB connection."""
     import duckdb
 
-    con.create_function(
-        "mrtui_bt",
-        _bt_arrow,
-        [duckdb.sqltype("INTEGER"), duckdb.sqltype("DOUBLE[]")],
-        duckdb.sqltype("DOUBLE[]"),
-        type="arrow",
-    )
+    try:
+        con.create_function(
+            "mrtui_bt",
+            _bt_arrow,
+            [duckdb.sqltype("INTEGER"), duckdb.sqltype("DOUBLE[]")],
+            duckdb.sqltype("DOUBLE[]"),
+            type="arrow",
+        )
+    except duckdb.CatalogException as exc:
+        # Connections of one process to one file share a database instance; a connection
+        # open in another thread may have registered it already.
+        if "already exists" not in str(exc):
+            raise

@@ -31,7 +31,7 @@ RunOption = Annotated[str | None, typer.Option("--run", help="Only this run id."
 def _register() -> None:
     import importlib
 
-    for name in ("run_cmd", "inspect_cmd", "export_cmd"):  # commands register on import
+    for name in ("run_cmd", "inspect_cmd", "export_cmd", "tui_cmd"):  # commands register on import
         importlib.import_module(f"{__package__}.{name}")
 
 

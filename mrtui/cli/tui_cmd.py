@@ -1,0 +1,57 @@
+"""``mrtui tui``: browse a log, watch a run another process writes, or drive one from here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .app import DbOption, app
+
+
+@app.command()
+def tui(
+    db: DbOption,
+    run_id: Annotated[
+        str | None, typer.Option("--run", help="Run id to show (default: the latest).")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="TOML run config, for starting a run with `s`.")
+    ] = None,
+    prompts: Annotated[
+        Path | None, typer.Option(help="JSONL prompts, for starting a run with `s`.")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model for a run started with `s` (see `mrtui models`).")
+    ] = None,
+    export_dir: Annotated[
+        Path, typer.Option(help="Where `e` writes the current item as JSON.")
+    ] = Path("mrtui-export"),
+) -> None:
+    """Browse the log in a terminal UI: iterations and health plots, prompts, responses,
+    judgements and judge battles. `s` starts or resumes the run, `q` quits."""
+    from mrtui.store import LogNotFound, connect
+
+    settings: Any = None
+    if config or prompts or model:
+        from mrtui.loop.settings import load_config
+
+        cli = {"prompts": str(prompts) if prompts else None, "model": model, "run_id": run_id}
+        settings = load_config(config, cli)
+        if settings.prompts:
+            from mrtui.loop.data import load_prompts
+
+            load_prompts(settings.prompts)
+        run_id = run_id or settings.run_id
+    if db.exists():
+        with connect(db) as con:  # fails early, in one line, on a file that is not a log
+            con.execute("SELECT 1").fetchall()
+    elif settings is None:
+        raise LogNotFound(
+            f"no event log at {db}; create one with `mrtui run --db {db} ...`, or pass "
+            "--prompts to start a run from the TUI"
+        )
+    from mrtui.tui.app import MrtuiApp
+
+    MrtuiApp(db, run_id=run_id, settings=settings, export_dir=export_dir).run()

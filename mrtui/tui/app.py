@@ -1,0 +1,413 @@
+"""``mrtui tui``: the Textual app that ties the screens to the log and to a live run."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.command import Hit, Hits, Provider
+from textual.screen import Screen
+
+from .live import RunEvent, RunStopped, drive
+from .modal import TextModal
+from .model import Health, JudgementInfo, Overview, PromptFocus, PromptStats
+from .overview import OverviewScreen, StatusBar
+from .source import LogSource
+from .text import lit
+
+POLL_S = 1.0
+STALE_AFTER_S = 5.0
+
+
+class PromptSearch(Provider):
+    """Command-palette search over the run's prompts (opens the prompt)."""
+
+    async def search(self, query: str) -> Hits:
+        app: MrtuiApp = self.app  # type: ignore[assignment]
+        if len(query) < 2:
+            return
+        try:
+            rows = await asyncio.to_thread(app.source.prompts, None, query, None, False, 0, 20)
+        except Exception:
+            return
+        for r in rows:
+            preview = r.preview.replace("\n", " ")[:70]
+            yield Hit(
+                1.0,
+                lit(f"prompt #{r.index}: {preview}"),
+                lambda key=r.prompt_key: app.open_prompt(key),
+                help=r.prompt_key,
+            )
+
+
+class MrtuiApp(App[None]):
+    TITLE = "mrtui"
+    CSS = """
+    Screen { layout: vertical; }
+    """
+    COMMANDS = App.COMMANDS | {PromptSearch}
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("o", "overview", "Overview"),
+        Binding("p", "prompts", "Prompts"),
+        Binding("r", "refresh", "Refresh"),
+        Binding("s", "start_run", "Run/resume"),
+        Binding("x", "stop_run", "Stop run"),
+        Binding("c", "copy", "Copy"),
+        Binding("e", "export", "Export"),
+    ]
+
+    def __init__(
+        self,
+        db: str | Path,
+        *,
+        run_id: str | None = None,
+        settings: Any = None,
+        export_dir: str | Path = "mrtui-export",
+        poll: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__()
+        self.db = Path(db)
+        self.source = LogSource(self.db, run_id)
+        self.run_settings = settings
+        self.export_dir = Path(export_dir)
+        self.poll_enabled = poll
+        self.clock = clock  # wall clock for the status line (tests pin it)
+        self.overview: Overview | None = None
+        self.health: dict[int, Health] | None = None
+        self.losses: dict[int, list[tuple[int, float]]] = {}
+        self.index: dict[tuple[str, int], PromptStats] | None = None
+        self.index_all: dict[str, PromptStats] = {}
+        self._index_seq = -1
+        self.last_ok: float | None = None
+        self.last_error: str | None = None
+        self._focus_cache: dict[str, tuple[int, PromptFocus]] = {}
+        self._stop = threading.Event()
+        self.running = False
+        self.run_state = ""
+        self.first_screen_s: float | None = None
+        self._t0 = time.perf_counter()
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def on_mount(self) -> None:
+        self.push_screen(OverviewScreen())
+        self.refresh_data(full=True)
+        if self.poll_enabled:
+            self.set_interval(POLL_S, self._poll)
+        self.set_interval(1.0, self.update_status)
+
+    def _poll(self) -> None:
+        self.refresh_data(full=False)
+
+    @work(thread=True, exclusive=True, group="refresh")
+    def refresh_data(self, full: bool = True) -> None:
+        """Read what changed since the last read; never raises into the UI."""
+        try:
+            if not full and self.overview is not None:
+                top = self.source.sql("SELECT coalesce(max(seq), 0) FROM events")[0][0]
+                if top == self.overview.max_seq:
+                    self.call_from_thread(self._mark_ok)
+                    return
+            ov = self.source.overview()
+            self.call_from_thread(self._got_overview, ov)
+            health = self.source.health()
+            losses = self.source.losses()
+            self.call_from_thread(self._got_health, health, losses)
+        except Exception as exc:
+            self.call_from_thread(self.read_failed, exc)
+
+    def _mark_ok(self) -> None:
+        self.last_ok = self.clock()
+        self.last_error = None
+        self.update_status()
+
+    def _got_overview(self, ov: Overview) -> None:
+        self.overview = ov
+        self._mark_ok()
+        screen = self._overview_screen()
+        if screen is not None:
+            screen.show(ov, self.health)
+        if self.first_screen_s is None:
+            self.first_screen_s = time.perf_counter() - self._t0
+        if ov.max_seq != self._index_seq:
+            self.compute_index(ov.max_seq)
+
+    def _got_health(self, health: dict[int, Health], losses: dict[int, Any]) -> None:
+        self.health, self.losses = health, losses
+        screen = self._overview_screen()
+        if screen is not None and self.overview is not None:
+            screen.show(self.overview, health)
+            screen.show_plots(health, losses)
+
+    @work(thread=True, exclusive=True, group="index")
+    def compute_index(self, seq: int) -> None:
+        """Score ranges and pairs of every prompt, for the list's columns and pair filter."""
+        try:
+            index = self.source.prompt_index()
+        except Exception as exc:
+            self.call_from_thread(self.read_failed, exc)
+            return
+        self.call_from_thread(self._got_index, seq, index)
+
+    def _got_index(self, seq: int, index: dict[tuple[str, int], PromptStats]) -> None:
+        self.index, self._index_seq = index, seq
+        merged: dict[str, PromptStats] = {}
+        for (key, _), s in index.items():
+            m = merged.setdefault(key, PromptStats())
+            m.best = s.best if m.best is None else max(m.best, s.best or m.best)
+            m.worst = s.worst if m.worst is None else min(m.worst, s.worst or m.worst)
+            m.actor_pair |= s.actor_pair
+            m.judge_pair |= s.judge_pair
+        self.index_all = merged
+        from .prompts import PromptListScreen
+
+        for screen in self.screen_stack:
+            if isinstance(screen, PromptListScreen):
+                screen.index_ready()
+
+    def read_failed(self, exc: BaseException) -> None:
+        self.last_error = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        self.update_status()
+
+    def _overview_screen(self) -> OverviewScreen | None:
+        for screen in self.screen_stack:
+            if isinstance(screen, OverviewScreen):
+                return screen
+        return None
+
+    def iterations(self) -> list[int]:
+        return [r.iteration for r in self.overview.iterations] if self.overview else []
+
+    # -- status line ------------------------------------------------------------------------
+    def status_text(self) -> tuple[str, bool]:
+        ov = self.overview
+        parts = [str(self.db)]
+        if ov is not None:
+            parts.append(f"run {ov.run_id or '-'}")
+            parts.append(f"{ov.max_seq} events")
+            if ov.writer is not None:
+                parts.append(f"writer: {ov.writer.describe()}")
+        if self.run_state:
+            parts.append(self.run_state)
+        age = None if self.last_ok is None else self.clock() - self.last_ok
+        stale = self.last_error is not None or (age is not None and age > STALE_AFTER_S)
+        if self.last_ok is None:
+            parts.append("reading…" if self.last_error is None else "NOT READ")
+        elif stale:
+            parts.append(f"STALE: data from {age:.0f} s ago")
+        else:
+            parts.append(f"read {dt.datetime.fromtimestamp(self.last_ok, dt.UTC):%H:%M:%S} UTC")
+        if self.last_error:
+            parts.append(f"({self.last_error})")
+        return " · ".join(parts), stale
+
+    def update_status(self) -> None:
+        text, stale = self.status_text()
+        for bar in self.screen.query(StatusBar):
+            bar.update(lit(text))
+            bar.set_class(stale, "-stale")
+
+    # -- navigation -------------------------------------------------------------------------
+    def action_overview(self) -> None:
+        while len(self.screen_stack) > 2:
+            self.pop_screen()
+
+    def action_prompts(self) -> None:
+        self.open_prompts(None)
+
+    def open_prompts(self, iteration: int | None = None) -> None:
+        from .prompts import PromptListScreen
+
+        self.action_overview()
+        self.push_screen(PromptListScreen(iteration))
+
+    def prefetch(self, prompt_key: str) -> None:
+        """Read the highlighted prompt in the background so opening it is instant."""
+        cached = self._focus_cache.get(prompt_key)
+        if cached is None or cached[0] != self._seq():
+            self._load_focus(prompt_key, None, False)
+
+    def open_prompt(self, prompt_key: str, iteration: int | None = None) -> None:
+        cached = self._focus_cache.get(prompt_key)
+        if cached is not None and cached[0] == self._seq():
+            self._show_prompt(cached[1], iteration)
+        else:
+            self._load_focus(prompt_key, iteration, True)
+
+    def _seq(self) -> int:
+        return self.overview.max_seq if self.overview else 0
+
+    @work(thread=True, exclusive=True, group="focus")
+    def _load_focus(self, prompt_key: str, iteration: int | None, show: bool) -> None:
+        seq = self._seq()
+        try:
+            focus = self.source.focus(prompt_key)
+        except Exception as exc:
+            self.call_from_thread(self.read_failed, exc)
+            return
+        self.call_from_thread(self._focus_loaded, seq, focus, iteration, show)
+
+    def _focus_loaded(
+        self, seq: int, focus: PromptFocus, iteration: int | None, show: bool
+    ) -> None:
+        if len(self._focus_cache) > 64:
+            self._focus_cache.clear()
+        self._focus_cache[focus.prompt_key] = (seq, focus)
+        if show:
+            self._show_prompt(focus, iteration)
+
+    def _show_prompt(self, focus: PromptFocus, iteration: int | None) -> None:
+        from .detail import PromptDetailScreen
+
+        self.push_screen(PromptDetailScreen(focus, iteration))
+
+    def show_text(self, title: str, text: str, meta: str = "", item: Any = None) -> None:
+        self.push_screen(TextModal(title, text, meta, item))
+
+    def show_judgement(self, j: JudgementInfo) -> None:
+        from .detail import judgement_item
+
+        score = "unparsed" if j.score is None else f"score {j.score:.0f}"
+        meta = f"{j.key} · {score}" + (f" · {j.parse_error}" if j.parse_error else "")
+        self.show_text(f"judgement {j.judge_index}", j.text, meta, judgement_item(j))
+
+    def action_refresh(self) -> None:
+        self._focus_cache.clear()
+        self.refresh_data(full=True)
+
+    # -- copy / export ----------------------------------------------------------------------
+    def _current_item(self) -> dict[str, Any] | None:
+        fn = getattr(self.screen, "export_current", None)
+        return fn() if fn else None
+
+    def action_copy(self) -> None:
+        item = self._current_item()
+        if item is None:
+            self.notify("nothing selected to copy", severity="warning")
+            return
+        text = item.get("text") if isinstance(item.get("text"), str) else None
+        self.copy_to_clipboard(text if text is not None else json.dumps(item, indent=2))
+        self.notify(f"copied {item.get('kind', 'item')} {item.get('key', '')}", markup=False)
+
+    def action_export(self) -> None:
+        item = self._current_item()
+        if item is None:
+            self.notify("nothing selected to export", severity="warning")
+            return
+        self.export_item(item)
+
+    def export_item(self, item: dict[str, Any]) -> Path | None:
+        """Write ``item`` as JSON under the export folder; returns the file."""
+        key = str(item.get("key") or item.get("prompt_key") or "item")
+        name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in key)
+        try:
+            self.export_dir.mkdir(parents=True, exist_ok=True)
+            path = self.export_dir / f"{item.get('kind', 'item')}-{name}.json"
+            path.write_text(json.dumps(item, indent=2, ensure_ascii=False, default=str) + "\n")
+        except OSError as exc:
+            self.notify(f"export failed: {exc}; pass --export-dir", severity="error", markup=False)
+            return None
+        self.notify(f"exported to {path}", markup=False)
+        return path
+
+    # -- running ----------------------------------------------------------------------------
+    def action_start_run(self) -> None:
+        if self.running:
+            self.notify("a run is already going; x stops it", severity="warning")
+            return
+        run_id = self.source.run_id
+        if self.run_settings is None and run_id is None:
+            self.notify(
+                "nothing to run: start `mrtui tui` with --prompts (and --model) to begin a run",
+                severity="warning",
+            )
+            return
+        if (
+            self.overview is not None
+            and self.overview.writer
+            and not self.overview.writer.in_process
+        ):
+            self.notify(
+                f"another process writes this log ({self.overview.writer.describe()}); "
+                "wait for it to finish",
+                severity="warning",
+                markup=False,
+            )
+            return
+        self._stop.clear()
+        self.running = True
+        self.run_state = "run starting"
+        self._run_worker(run_id)
+
+    def action_stop_run(self) -> None:
+        if self.running:
+            self._stop.set()
+            self.run_state = "stopping after the current unit…"
+            self.update_status()
+
+    @work(thread=True, exclusive=True, group="run")
+    def _run_worker(self, run_id: str | None) -> None:
+        emit = lambda e: self.call_from_thread(self._run_event, e)  # noqa: E731
+        try:
+            drive(self.db, self.run_settings, run_id, emit, self._stop)
+        except RunStopped as exc:
+            emit(RunEvent("stopped", text=str(exc)))
+        except Exception as exc:
+            emit(RunEvent("failed", text=f"{type(exc).__name__}: {exc}"))
+        else:
+            emit(RunEvent("done", text="run finished"))
+
+    def _run_event(self, e: RunEvent) -> None:
+        screen = self._overview_screen()
+        line = None
+        if e.kind == "stage":
+            self.run_state = f"iteration {e.iteration} {e.stage}: {e.done}/{e.total}"
+            self._stage_total = e.total
+            line = f"iteration {e.iteration} · {e.stage}: {e.total} units ({e.done} already logged)"
+        elif e.kind == "advanced":
+            stage = self.run_state.split(":")[0]
+            self.run_state = f"{stage}: {e.done}/{getattr(self, '_stage_total', 0)}" + (
+                f" ({e.failed} failed)" if e.failed else ""
+            )
+        elif e.kind == "finished":
+            line = f"iteration {e.iteration} · {e.stage} finished: {e.done} done, {e.failed} failed"
+        elif e.kind in ("done", "failed", "stopped"):
+            self.running = False
+            self.run_state = {
+                "done": "run finished",
+                "failed": "run FAILED",
+                "stopped": "run stopped",
+            }[e.kind]
+            line = e.text
+            self.notify(
+                e.text, severity="error" if e.kind == "failed" else "information", markup=False
+            )
+            self.refresh_data(full=True)
+        else:
+            line = e.text
+        if line and screen is not None:
+            screen.run_log(line)
+        self.update_status()
+
+    # -- command palette --------------------------------------------------------------------
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Overview", "Iterations and run-health plots", self.action_overview)
+        yield SystemCommand("Prompts", "Browse, filter and search prompts", self.action_prompts)
+        yield SystemCommand("Refresh", "Read the log again now", self.action_refresh)
+        yield SystemCommand(
+            "Start or resume run", "Drive the loop from here", self.action_start_run
+        )
+        yield SystemCommand("Stop run", "Stop after the current unit", self.action_stop_run)
+        yield SystemCommand("Export current item", "Write it as JSON", self.action_export)
+        yield SystemCommand("Copy current item", "Copy its text", self.action_copy)

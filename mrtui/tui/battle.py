@@ -1,0 +1,179 @@
+"""The battle view: the meta-judged response's AB/BA verdict matrix, ω, Elo and judge pair."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from .detail import judgement_item
+from .model import Battle, IterationFocus, PromptFocus, Verdict
+from .overview import StatusBar
+from .text import lit, num
+
+
+def cell(v: Verdict | None) -> str:
+    """The verdict with the row's judgement shown first: A = row wins, B = column wins."""
+    if v is None:
+        return "·"
+    if v.winner == "A":
+        return "A ◀"
+    if v.winner == "B":
+        return "B ▲"
+    return "tie" if v.parse_error == "tie" else "?"
+
+
+def verdict_item(b: Battle, v: Verdict) -> dict[str, Any]:
+    return {
+        "kind": "meta_verdict",
+        "key": v.key,
+        "response_key": b.response_key,
+        "first_key": v.first_key,
+        "second_key": v.second_key,
+        "winner": v.winner,
+        "parse_error": v.parse_error,
+        "text": v.text,
+    }
+
+
+class BattleScreen(Screen[None]):
+    DEFAULT_CSS = """
+    BattleScreen #summary { height: auto; padding: 0 1; border-bottom: solid $panel; }
+    BattleScreen #top { height: 1fr; }
+    BattleScreen #matrix { width: 3fr; }
+    BattleScreen #ranking { width: 2fr; }
+    BattleScreen #verdict { height: 1fr; padding: 0 1; border-top: solid $panel; }
+    """
+    BINDINGS = [
+        Binding("enter,v", "view_verdict", "Verdict text"),
+        Binding("j", "view_judgement", "Judgement text"),
+        Binding("escape", "app.pop_screen", "Back"),
+    ]
+
+    def __init__(self, focus: PromptFocus, it: IterationFocus) -> None:
+        super().__init__()
+        assert it.battle is not None
+        self.focus_data = focus
+        self.it = it
+        self.battle: Battle = it.battle
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(id="status")
+        yield Static(id="summary")
+        with Horizontal(id="top"):
+            yield DataTable(id="matrix", cursor_type="cell")
+            yield DataTable(id="ranking", cursor_type="row", zebra_stripes=True)
+        with Vertical(id="verdict"):
+            yield Static(id="verdict-text")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        b = self.battle
+        js = b.judgements
+        label = {j.key: f"J{j.judge_index}" for j in js}
+        pair = (
+            f"judge pair: chosen {label.get(b.chosen_key or '', '?')} / rejected "
+            f"{label.get(b.rejected_key or '', '?')}"
+            if b.chosen_key and not b.drop_reason
+            else f"no judge pair ({b.drop_reason or 'no valid judgements'})"
+        )
+        summary = (
+            f"prompt #{self.focus_data.index} · iteration {self.it.iteration} · response "
+            f"{b.response_key}\nposition wins ({b.scope} scope): first {b.win_1st}, second "
+            f"{b.win_2nd} · ω1 = {num(b.omega1, '{:.3f}')} (weight of a first-shown win), "
+            f"ω2 = {num(b.omega2, '{:.3f}')} · {pair}\n"
+            "cell = verdict with the row's judgement shown first (A ◀ row wins, B ▲ column "
+            "wins); its mirror cell is the same pair in the other order"
+        )
+        self.query_one("#summary", Static).update(lit(summary))
+        m = self.query_one("#matrix", DataTable)
+        m.add_column("first \\ second", key="row")
+        for j in js:
+            m.add_column(label[j.key], key=j.key)
+        for a in js:
+            cells = ["—" if a.key == c.key else cell(b.verdicts.get((a.key, c.key))) for c in js]
+            score = "✗" if a.score is None else f"{a.score:.0f}"
+            m.add_row(f"{label[a.key]} ({score})", *cells, key=a.key)
+        r = self.query_one("#ranking", DataTable)
+        for c in ("judge", "score", "elo", "wins", "pair"):
+            r.add_column(c, key=c)
+        ranked = sorted(js, key=lambda j: -(j.elo if j.elo is not None else -1e9))
+        for j in ranked:
+            role = (
+                "chosen" if j.key == b.chosen_key else "rejected" if j.key == b.rejected_key else ""
+            )
+            if b.drop_reason and role:
+                role += " (dropped)"
+            r.add_row(
+                label[j.key],
+                "✗" if j.score is None else f"{j.score:.0f}",
+                num(j.elo, "{:.0f}"),
+                "-" if j.wins is None else str(j.wins),
+                role,
+                key=j.key,
+            )
+        if len(js) > 1:
+            m.move_cursor(row=0, column=2)
+        m.focus()
+        self._show_cell()
+
+    def current_verdict(self) -> Verdict | None:
+        m = self.query_one("#matrix", DataTable)
+        row, col = m.cursor_coordinate.row, m.cursor_coordinate.column
+        js = self.battle.judgements
+        if not (0 <= row < len(js)) or not (1 <= col <= len(js)):
+            return None
+        return self.battle.verdicts.get((js[row].key, js[col - 1].key))
+
+    @on(DataTable.CellHighlighted, "#matrix")
+    def _cell(self, _: DataTable.CellHighlighted) -> None:
+        self._show_cell()
+
+    @on(DataTable.CellSelected, "#matrix")
+    def _cell_selected(self, _: DataTable.CellSelected) -> None:
+        self.action_view_verdict()
+
+    def _show_cell(self) -> None:
+        v = self.current_verdict()
+        out = self.query_one("#verdict-text", Static)
+        if v is None:
+            out.update(lit("move onto a cell to see its verdict"))
+            return
+        tail = v.text.strip().splitlines()[-3:]
+        out.update(
+            lit(
+                f"verdict {v.key}: winner {v.winner or '-'}"
+                + (f" ({v.parse_error})" if v.parse_error else "")
+                + "\n…\n"
+                + "\n".join(tail)
+            )
+        )
+
+    def action_view_verdict(self) -> None:
+        v = self.current_verdict()
+        if v is None:
+            return
+        self.app.show_text(  # type: ignore[attr-defined]
+            "meta-judge verdict",
+            v.text,
+            f"{v.key} · first {v.first_key} · second {v.second_key} · winner {v.winner or '-'}",
+            verdict_item(self.battle, v),
+        )
+
+    def action_view_judgement(self) -> None:
+        m = self.query_one("#matrix", DataTable)
+        js = self.battle.judgements
+        if 0 <= m.cursor_coordinate.row < len(js):
+            self.app.show_judgement(js[m.cursor_coordinate.row])  # type: ignore[attr-defined]
+
+    def export_current(self) -> dict[str, Any] | None:
+        v = self.current_verdict()
+        if v is not None:
+            return verdict_item(self.battle, v)
+        js = self.battle.judgements
+        return judgement_item(js[0]) if js else None

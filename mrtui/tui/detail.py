@@ -1,0 +1,292 @@
+"""One prompt (its K responses per iteration) and one response (its N judgements)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from .model import IterationFocus, JudgementInfo, PromptFocus, ResponseInfo
+from .overview import StatusBar
+from .text import lit, num, one_line
+
+ROLE = {"chosen": "✓ chosen", "rejected": "✗ rejected", None: ""}
+
+
+def response_item(r: ResponseInfo) -> dict[str, Any]:
+    return {
+        "kind": "response",
+        "key": r.key,
+        "iteration": r.iteration,
+        "sample_index": r.sample_index,
+        "mean_score": r.mean,
+        "score_variance": r.variance,
+        "role": r.role,
+        "text": r.text,
+        "judgements": [judgement_item(j) for j in r.judgements],
+    }
+
+
+def judgement_item(j: JudgementInfo) -> dict[str, Any]:
+    return {
+        "kind": "judgement",
+        "key": j.key,
+        "response_key": j.response_key,
+        "judge_index": j.judge_index,
+        "score": j.score,
+        "elo": j.elo,
+        "parse_error": j.parse_error,
+        "fallback_used": j.fallback_used,
+        "text": j.text,
+    }
+
+
+def _last_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+class PromptDetailScreen(Screen[None]):
+    DEFAULT_CSS = """
+    PromptDetailScreen #prompt {
+        height: auto; max-height: 8; padding: 0 1; border-bottom: solid $panel;
+    }
+    PromptDetailScreen #it-info { height: 1; padding: 0 1; color: $text-muted; }
+    PromptDetailScreen #responses { height: auto; max-height: 14; }
+    PromptDetailScreen #body { height: 1fr; }
+    PromptDetailScreen #response-text { width: 3fr; padding: 0 1; border-right: solid $panel; }
+    PromptDetailScreen #judgements { width: 2fr; }
+    """
+    BINDINGS = [
+        Binding("enter", "open_response", "Judgements"),
+        Binding("b", "battle", "Battle"),
+        Binding("left_square_bracket", "iteration(-1)", "Prev iter"),
+        Binding("right_square_bracket", "iteration(1)", "Next iter"),
+        Binding("v", "view_text", "Full text"),
+        Binding("escape", "app.pop_screen", "Back"),
+    ]
+
+    def __init__(self, focus: PromptFocus, iteration: int | None = None) -> None:
+        super().__init__()
+        self.focus_data = focus
+        its = sorted(focus.iterations)
+        self.iteration = iteration if iteration in focus.iterations else (its[-1] if its else None)
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(id="status")
+        with VerticalScroll(id="prompt"):
+            yield Static(id="prompt-text")
+        yield Static(id="it-info")
+        yield DataTable(id="responses", cursor_type="row", zebra_stripes=True)
+        with Horizontal(id="body"):
+            with VerticalScroll(id="response-text"):
+                yield Static(id="response-body")
+            yield DataTable(id="judgements", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        f = self.focus_data
+        head = f"prompt #{f.index} {f.source_id} · {f.prompt_key}\n"
+        self.query_one("#prompt-text", Static).update(lit(head + f.text))
+        t = self.query_one("#responses", DataTable)
+        for c in ("#", "mean", "var", "valid/N", "chars", "tokens", "finish", "pair", "meta"):
+            t.add_column(c, key=c)
+        j = self.query_one("#judgements", DataTable)
+        for c in ("j", "score", "elo", "chars", "judgement"):
+            j.add_column(c, key=c)
+        self.show_iteration()
+        t.focus()
+
+    @property
+    def it(self) -> IterationFocus | None:
+        return self.focus_data.iterations.get(self.iteration) if self.iteration else None
+
+    def show_iteration(self) -> None:
+        t = self.query_one("#responses", DataTable)
+        t.clear()
+        it = self.it
+        its = sorted(self.focus_data.iterations)
+        if it is None:
+            self.query_one("#it-info", Static).update(lit("no responses in the log yet"))
+            self._show_response()
+            return
+        pair = "no actor pair" if it.actor_pair is None else "actor pair ✓/✗ marked"
+        battle = "meta-judged: ⚔ (b)" if it.battle else "no meta-judged response"
+        info = (
+            f"iteration {it.iteration} of {its} · {len(it.responses)} responses · {pair} · {battle}"
+        )
+        self.query_one("#it-info", Static).update(lit(info))
+        for r in it.responses:
+            t.add_row(
+                str(r.sample_index),
+                num(r.mean),
+                num(r.variance),
+                f"{r.valid}/{r.judged}",
+                str(r.chars),
+                "-" if r.completion_tokens is None else str(r.completion_tokens),
+                lit(r.finish_reason or "-"),
+                ROLE[r.role],
+                "⚔" if r.meta_target else "",
+                key=r.key,
+            )
+        self._show_response()
+
+    def current(self) -> ResponseInfo | None:
+        it = self.it
+        t = self.query_one("#responses", DataTable)
+        if it is None or not it.responses or not 0 <= t.cursor_row < len(it.responses):
+            return None
+        return it.responses[t.cursor_row]
+
+    def _show_response(self) -> None:
+        r = self.current()
+        body = self.query_one("#response-body", Static)
+        j = self.query_one("#judgements", DataTable)
+        j.clear()
+        if r is None:
+            body.update("")
+            return
+        body.update(lit(r.text))
+        for x in r.judgements:
+            j.add_row(
+                str(x.judge_index),
+                num(x.score, "{:.0f}") if x.score is not None else "✗",
+                num(x.elo, "{:.0f}"),
+                str(x.chars),
+                one_line(x.parse_error or _last_line(x.text), 60),
+                key=x.key,
+            )
+
+    @on(DataTable.RowHighlighted, "#responses")
+    def _highlighted(self, _: DataTable.RowHighlighted) -> None:
+        self._show_response()
+
+    @on(DataTable.RowSelected, "#responses")
+    def _selected(self, _: DataTable.RowSelected) -> None:
+        self.action_open_response()
+
+    @on(DataTable.RowSelected, "#judgements")
+    def _judgement_selected(self, event: DataTable.RowSelected) -> None:
+        r = self.current()
+        if r is not None and 0 <= event.cursor_row < len(r.judgements):
+            self.app.show_judgement(r.judgements[event.cursor_row])  # type: ignore[attr-defined]
+
+    def action_iteration(self, step: int) -> None:
+        its = sorted(self.focus_data.iterations)
+        if self.iteration in its:
+            i = its.index(self.iteration) + step
+            if 0 <= i < len(its):
+                self.iteration = its[i]
+                self.show_iteration()
+
+    def action_open_response(self) -> None:
+        r = self.current()
+        if r is not None:
+            self.app.push_screen(ResponseDetailScreen(self.focus_data, r))
+
+    def action_battle(self) -> None:
+        it = self.it
+        if it is None or it.battle is None:
+            self.notify("this prompt has no meta-judged response in this iteration")
+            return
+        from .battle import BattleScreen
+
+        self.app.push_screen(BattleScreen(self.focus_data, it))
+
+    def action_view_text(self) -> None:
+        r = self.current()
+        if r is not None:
+            self.app.show_text(  # type: ignore[attr-defined]
+                f"response {r.sample_index} · iteration {r.iteration}",
+                r.text,
+                f"{r.key} · mean {num(r.mean)} · {r.chars} chars · {ROLE[r.role]}",
+                response_item(r),
+            )
+
+    def export_current(self) -> dict[str, Any] | None:
+        r = self.current()
+        return None if r is None else response_item(r)
+
+
+class ResponseDetailScreen(Screen[None]):
+    """A response and its N judgements side by side."""
+
+    DEFAULT_CSS = """
+    ResponseDetailScreen #response { height: 1fr; padding: 0 1; border-bottom: solid $panel; }
+    ResponseDetailScreen #columns { height: 2fr; }
+    ResponseDetailScreen .judgement { width: 1fr; border: round $panel; padding: 0 1; }
+    ResponseDetailScreen .judgement:focus-within { border: round $accent; }
+    ResponseDetailScreen .judgement.-invalid { border: round $error; }
+    ResponseDetailScreen .jhead { text-style: bold; }
+    """
+    BINDINGS = [
+        Binding("left", "move(-1)", "Prev judgement"),
+        Binding("right", "move(1)", "Next judgement"),
+        Binding("v,enter", "view_text", "Full text"),
+        Binding("escape", "app.pop_screen", "Back"),
+    ]
+
+    def __init__(self, focus: PromptFocus, response: ResponseInfo) -> None:
+        super().__init__()
+        self.focus_data = focus
+        self.response = response
+        self.selected = 0
+
+    def compose(self) -> ComposeResult:
+        r = self.response
+        yield StatusBar(id="status")
+        with VerticalScroll(id="response"):
+            yield Static(
+                lit(
+                    f"response {r.sample_index} · iteration {r.iteration} · mean {num(r.mean)} "
+                    f"· var {num(r.variance)} · {r.chars} chars {ROLE[r.role]}"
+                ),
+                classes="jhead",
+            )
+            yield Static(lit(r.text))
+        with Horizontal(id="columns"):
+            for i, j in enumerate(r.judgements):
+                with VerticalScroll(classes="judgement", id=f"j{i}") as col:
+                    col.can_focus = True
+                    if j.score is None:
+                        col.add_class("-invalid")
+                    yield Static(
+                        lit(
+                            f"judge {j.judge_index}: "
+                            + ("unparsed" if j.score is None else f"score {j.score:.0f}")
+                            + (f" · elo {j.elo:.0f}" if j.elo is not None else "")
+                            + (" · fallback" if j.fallback_used else "")
+                        ),
+                        classes="jhead",
+                    )
+                    yield Static(lit(j.text))
+            if not r.judgements:
+                yield Static(lit("no judgements yet"))
+        yield Footer()
+
+    def on_mount(self) -> None:
+        if self.response.judgements:
+            self.query_one("#j0").focus()
+
+    def action_move(self, step: int) -> None:
+        n = len(self.response.judgements)
+        if n:
+            self.selected = (self.selected + step) % n
+            self.query_one(f"#j{self.selected}").focus()
+
+    def on_descendant_focus(self, event: Any) -> None:
+        wid = getattr(event.widget, "id", "") or ""
+        if wid.startswith("j") and wid[1:].isdigit():
+            self.selected = int(wid[1:])
+
+    def action_view_text(self) -> None:
+        if self.response.judgements:
+            self.app.show_judgement(self.response.judgements[self.selected])  # type: ignore[attr-defined]
+
+    def export_current(self) -> dict[str, Any] | None:
+        return response_item(self.response)

@@ -1,0 +1,201 @@
+"""Plain records the TUI shows; filled by :mod:`mrtui.tui.source`, drawn by the screens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class WriterInfo:
+    """Who holds the log's writer lock, as its lock file tells (pid, host, command)."""
+
+    pid: int | None
+    host: str
+    command: str
+    started: str
+    in_process: bool = False
+
+    def describe(self) -> str:
+        if self.in_process:
+            return "this TUI is writing"
+        return f"pid {self.pid} on {self.host}: {self.command}"
+
+
+@dataclass
+class IterationRow:
+    run_id: str
+    iteration: int
+    model_id: str = ""
+    k: int = 0
+    n: int = 0
+    weights_scope: str = "response"
+    responses: int = 0
+    judgements: int = 0
+    verdicts: int = 0
+    failures: int = 0
+    training: str = "-"
+    steps: int = 0
+
+
+@dataclass
+class Health:
+    """Additive per-iteration counters, so a live log only needs its new events scanned."""
+
+    scores: list[int] = field(default_factory=lambda: [0] * 6)  # score 0..5 (rounded)
+    judgements: int = 0
+    unparsed: int = 0
+    fallback: int = 0
+    responses: int = 0
+    response_chars: int = 0
+    meta_a: int = 0
+    meta_b: int = 0
+    meta_tie: int = 0
+    meta_unparsed: int = 0
+
+    def add(self, other: Health) -> None:
+        self.scores = [a + b for a, b in zip(self.scores, other.scores, strict=True)]
+        for name in (
+            "judgements",
+            "unparsed",
+            "fallback",
+            "responses",
+            "response_chars",
+            "meta_a",
+            "meta_b",
+            "meta_tie",
+            "meta_unparsed",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    @property
+    def mean_chars(self) -> float | None:
+        return self.response_chars / self.responses if self.responses else None
+
+    @property
+    def parse_fail_rate(self) -> float | None:
+        return self.unparsed / self.judgements if self.judgements else None
+
+    @property
+    def meta_fail_rate(self) -> float | None:
+        total = self.meta_a + self.meta_b + self.meta_tie + self.meta_unparsed
+        return self.meta_unparsed / total if total else None
+
+    @property
+    def first_win_rate(self) -> float | None:
+        """Share of decided meta verdicts won by the judgement shown first (A)."""
+        decided = self.meta_a + self.meta_b
+        return self.meta_a / decided if decided else None
+
+    @property
+    def share_fives(self) -> float | None:
+        valid = sum(self.scores)
+        return self.scores[5] / valid if valid else None
+
+
+@dataclass
+class Overview:
+    runs: list[str]
+    run_id: str | None
+    iterations: list[IterationRow]
+    prompts: int
+    max_seq: int
+    last_event_at: Any
+    read_at: float  # time.time() of the read
+    writer: WriterInfo | None
+
+
+@dataclass
+class PromptRow:
+    prompt_key: str
+    index: int
+    source_id: str
+    preview: str
+    responses: int
+
+
+@dataclass
+class PromptStats:
+    """What the background index knows about one prompt in one iteration."""
+
+    best: float | None = None
+    worst: float | None = None
+    actor_pair: bool = False
+    judge_pair: bool = False
+
+
+@dataclass
+class JudgementInfo:
+    key: str
+    response_key: str
+    judge_index: int
+    score: float | None
+    text: str
+    parse_error: str | None
+    fallback_used: bool
+    chars: int
+    elo: float | None = None
+    wins: int | None = None
+
+
+@dataclass
+class ResponseInfo:
+    key: str
+    iteration: int
+    sample_index: int
+    text: str
+    chars: int
+    finish_reason: str | None
+    completion_tokens: int | None
+    mean: float | None
+    variance: float | None
+    valid: int
+    judged: int
+    role: str | None = None  # 'chosen' / 'rejected' in the actor pair
+    meta_target: bool = False
+    judgements: list[JudgementInfo] = field(default_factory=list)
+
+
+@dataclass
+class Verdict:
+    key: str
+    first_key: str
+    second_key: str
+    winner: str | None
+    text: str
+    parse_error: str | None
+
+
+@dataclass
+class Battle:
+    """The meta-judged response of one prompt and iteration: who beat whom, in which order."""
+
+    response_key: str
+    scope: str
+    judgements: list[JudgementInfo]  # in judge_index order
+    verdicts: dict[tuple[str, str], Verdict]  # (first shown, second shown) -> verdict
+    omega1: float | None
+    omega2: float | None
+    win_1st: int
+    win_2nd: int
+    chosen_key: str | None
+    rejected_key: str | None
+    drop_reason: str | None
+
+
+@dataclass
+class IterationFocus:
+    iteration: int
+    responses: list[ResponseInfo]
+    actor_pair: tuple[str, str] | None
+    battle: Battle | None
+
+
+@dataclass
+class PromptFocus:
+    prompt_key: str
+    index: int
+    source_id: str
+    text: str
+    iterations: dict[int, IterationFocus]
+    read_s: float = 0.0

@@ -1,0 +1,112 @@
+"""The first screen: iterations with their progress, run-health plots, and the live run."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Log, Static
+
+from .model import Health, Overview
+from .plots import HealthPlots
+from .text import lit, num, pct
+
+COLUMNS = (
+    "iteration",
+    "model",
+    "K×N",
+    "responses",
+    "judgements",
+    "meta verdicts",
+    "failed",
+    "judge fail",
+    "1st wins",
+    "5s",
+    "training",
+)
+
+
+class StatusBar(Static):
+    DEFAULT_CSS = """
+    StatusBar { height: 1; background: $boost; color: $text; padding: 0 1; }
+    StatusBar.-stale { background: $warning 40%; }
+    """
+
+    def on_mount(self) -> None:
+        self.app.update_status()  # type: ignore[attr-defined]
+
+
+class OverviewScreen(Screen[None]):
+    DEFAULT_CSS = """
+    OverviewScreen #iterations { height: auto; max-height: 12; }
+    OverviewScreen #run-log { height: 6; border-top: solid $panel; display: none; }
+    OverviewScreen #run-log.-visible { display: block; }
+    OverviewScreen #hint { color: $text-muted; padding: 0 1; }
+    """
+    BINDINGS = [
+        Binding("enter", "open_iteration", "Prompts of iteration"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(id="status")
+        with Vertical():
+            yield DataTable(id="iterations", cursor_type="row", zebra_stripes=True)
+            yield Static(id="hint")
+            yield HealthPlots(id="plots")
+            yield Log(id="run-log", max_lines=500)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#iterations", DataTable)
+        for c in COLUMNS:
+            table.add_column(c, key=c)
+        self.query_one("#hint", Static).update(lit("reading the log…"))
+
+    def show(self, ov: Overview, health: dict[int, Health] | None) -> None:
+        table = self.query_one("#iterations", DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        for row in ov.iterations:
+            h = (health or {}).get(row.iteration)
+            expected_r = ov.prompts * row.k if row.k else 0
+            expected_j = row.responses * row.n if row.n else 0
+            table.add_row(
+                str(row.iteration),
+                lit(row.model_id),
+                f"{row.k}×{row.n}",
+                f"{row.responses}/{expected_r}" if expected_r else str(row.responses),
+                f"{row.judgements}/{expected_j}" if expected_j else str(row.judgements),
+                str(row.verdicts),
+                str(row.failures),
+                pct(h.parse_fail_rate) if h else "…",
+                pct(h.first_win_rate) if h else "…",
+                pct(h.share_fives) if h else "…",
+                lit(row.training + (f" ({row.steps} steps)" if row.steps else "")),
+                key=str(row.iteration),
+            )
+        if ov.iterations:
+            table.move_cursor(row=min(max(cursor, 0), len(ov.iterations) - 1))
+        hint = (
+            f"run {ov.run_id} · {ov.prompts} prompts · {len(ov.runs)} run(s) in the log"
+            if ov.run_id
+            else "this log holds no run yet: press s to start one (needs --prompts)"
+        )
+        if health:
+            last = health[max(health)]
+            hint += f" · mean length {num(last.mean_chars, '{:.0f}')} chars in the last iteration"
+        self.query_one("#hint", Static).update(lit(hint))
+
+    def show_plots(self, health: dict[int, Health], losses: dict[int, list[tuple[int, float]]]):
+        self.query_one(HealthPlots).update(health, losses)
+
+    def run_log(self, line: str) -> None:
+        log = self.query_one("#run-log", Log)
+        log.add_class("-visible")
+        log.write_line(line)
+
+    def action_open_iteration(self) -> None:
+        table = self.query_one("#iterations", DataTable)
+        if table.row_count:
+            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+            self.app.open_prompts(iteration=int(key or 1))  # type: ignore[attr-defined]

@@ -1,0 +1,205 @@
+"""The prompt list: paged from the log, filtered by iteration, pairs and full-text search."""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static
+
+from .model import PromptRow, PromptStats
+from .overview import StatusBar
+from .text import lit, num, one_line
+
+PAGE = 100
+PAIR_FILTERS = ("all", "has pair", "no pair", "actor pair", "judge pair")
+
+
+class PromptListScreen(Screen[None]):
+    DEFAULT_CSS = """
+    PromptListScreen #filters { height: 3; }
+    PromptListScreen #search { width: 1fr; }
+    PromptListScreen #filter-info { width: auto; padding: 1 1; color: $text-muted; }
+    PromptListScreen #prompts { height: 2fr; }
+    PromptListScreen #preview { height: 1fr; border-top: solid $panel; padding: 0 1; }
+    """
+    BINDINGS = [
+        Binding("slash", "search", "Search"),
+        Binding("i", "cycle_iteration", "Iteration"),
+        Binding("f", "cycle_pairs", "Pair filter"),
+        Binding("enter", "open", "Open", show=False),
+        Binding("escape", "leave", "Back"),
+    ]
+
+    def __init__(self, iteration: int | None = None) -> None:
+        super().__init__()
+        self.iteration = iteration
+        self.pair_filter = "all"
+        self.search = ""
+        self.rows: list[PromptRow] = []
+        self.total = 0
+        self._loading = False
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(id="status")
+        with Horizontal(id="filters"):
+            yield Input(placeholder="/ search prompt text or id", id="search")
+            yield Static(id="filter-info")
+        yield DataTable(id="prompts", cursor_type="row", zebra_stripes=True)
+        with VerticalScroll(id="preview"):
+            yield Static(id="preview-text")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#prompts", DataTable)
+        for c in ("#", "id", "prompt", "responses", "best", "worst", "pairs"):
+            table.add_column(c, key=c)
+        self.reload()
+        table.focus()
+
+    # -- loading -------------------------------------------------------------------------
+    def _filter_keys(self) -> tuple[list[str] | None, bool]:
+        if self.pair_filter == "all":
+            return None, False
+        index: dict[tuple[str, int], PromptStats] | None = self.app.index  # type: ignore[attr-defined]
+        if index is None:
+            return None, False
+        want = {
+            "has pair": lambda s: s.actor_pair or s.judge_pair,
+            "no pair": lambda s: s.actor_pair or s.judge_pair,
+            "actor pair": lambda s: s.actor_pair,
+            "judge pair": lambda s: s.judge_pair,
+        }[self.pair_filter]
+        keys = sorted(
+            {k for (k, it), s in index.items() if (self.iteration in (None, it)) and want(s)}
+        )
+        return keys, self.pair_filter == "no pair"
+
+    def reload(self) -> None:
+        self.rows = []
+        self.query_one("#prompts", DataTable).clear()
+        self._update_info()
+        self.load_page(0, fresh=True)
+
+    @work(thread=True, exclusive=True, group="prompt-page")
+    def load_page(self, offset: int, fresh: bool = False) -> None:
+        src = self.app.source  # type: ignore[attr-defined]
+        keys, exclude = self._filter_keys()
+        try:
+            total = src.prompt_count(self.iteration, self.search, keys, exclude) if fresh else None
+            rows = src.prompts(self.iteration, self.search, keys, exclude, offset, PAGE)
+        except Exception as exc:
+            self.app.call_from_thread(self.app.read_failed, exc)  # type: ignore[attr-defined]
+            return
+        self.app.call_from_thread(self._add_rows, offset, rows, total)
+
+    def _add_rows(self, offset: int, rows: list[PromptRow], total: int | None) -> None:
+        if offset != len(self.rows):
+            return  # a stale page from before a filter change
+        if total is not None:
+            self.total = total
+        index = self.app.index or {}  # type: ignore[attr-defined]
+        table = self.query_one("#prompts", DataTable)
+        for r in rows:
+            stats = self._stats(index, r.prompt_key)
+            table.add_row(
+                str(r.index),
+                one_line(r.source_id, 16),
+                one_line(r.preview, 100),
+                str(r.responses),
+                num(stats.best) if stats else "…",
+                num(stats.worst) if stats else "…",
+                (("A" if stats.actor_pair else "·") + ("J" if stats.judge_pair else "·"))
+                if stats
+                else "…",
+                key=r.prompt_key,
+            )
+        self.rows.extend(rows)
+        self._loading = False
+        self._update_info()
+        if offset == 0:
+            self._preview()
+
+    def _stats(self, index: dict, key: str) -> PromptStats | None:
+        if not index:
+            return None
+        if self.iteration is not None:
+            return index.get((key, self.iteration), PromptStats())
+        return self.app.index_all.get(key, PromptStats())  # type: ignore[attr-defined]
+
+    def _update_info(self) -> None:
+        it = "all" if self.iteration is None else str(self.iteration)
+        pairs = self.pair_filter
+        if pairs != "all" and self.app.index is None:  # type: ignore[attr-defined]
+            pairs += " (pairs still computing: showing all)"
+        info = f"iteration {it} · {pairs} · {len(self.rows)}/{self.total} shown"
+        self.query_one("#filter-info", Static).update(lit(info))
+
+    # -- events --------------------------------------------------------------------------
+    @on(DataTable.RowHighlighted, "#prompts")
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._preview()
+        near_end = event.cursor_row >= len(self.rows) - 10
+        if near_end and len(self.rows) < self.total and not self._loading:
+            self._loading = True
+            self.load_page(len(self.rows))
+
+    def _preview(self) -> None:
+        row = self.current()
+        text = self.query_one("#preview-text", Static)
+        if row is None:
+            text.update(lit("no prompts match" if self.total == 0 else ""))
+            return
+        text.update(lit(row.preview + ("…" if len(row.preview) >= 400 else "")))
+        self.app.prefetch(row.prompt_key)  # type: ignore[attr-defined]
+
+    def current(self) -> PromptRow | None:
+        table = self.query_one("#prompts", DataTable)
+        if not self.rows or table.cursor_row < 0 or table.cursor_row >= len(self.rows):
+            return None
+        return self.rows[table.cursor_row]
+
+    @on(DataTable.RowSelected, "#prompts")
+    def _selected(self, _: DataTable.RowSelected) -> None:
+        self.action_open()
+
+    @on(Input.Submitted, "#search")
+    def _search(self, event: Input.Submitted) -> None:
+        self.search = event.value.strip()
+        self.reload()
+        self.query_one("#prompts", DataTable).focus()
+
+    def action_search(self) -> None:
+        self.query_one("#search", Input).focus()
+
+    def action_open(self) -> None:
+        row = self.current()
+        if row is not None:
+            self.app.open_prompt(row.prompt_key, self.iteration)  # type: ignore[attr-defined]
+
+    def action_cycle_iteration(self) -> None:
+        its = [None, *self.app.iterations()]  # type: ignore[attr-defined]
+        i = its.index(self.iteration) if self.iteration in its else 0
+        self.iteration = its[(i + 1) % len(its)]
+        self.reload()
+
+    def action_cycle_pairs(self) -> None:
+        i = PAIR_FILTERS.index(self.pair_filter)
+        self.pair_filter = PAIR_FILTERS[(i + 1) % len(PAIR_FILTERS)]
+        self.reload()
+
+    def action_leave(self) -> None:
+        if self.focused is self.query_one("#search", Input):
+            self.query_one("#prompts", DataTable).focus()
+        else:
+            self.app.pop_screen()
+
+    def index_ready(self) -> None:
+        """The app computed the pair index: fill the score and pair columns."""
+        self.reload()
+
+    def export_current(self) -> dict | None:
+        row = self.current()
+        return None if row is None else {"prompt_key": row.prompt_key, "index": row.index}

@@ -1,0 +1,517 @@
+"""What the TUI reads from the log: short, paged and scoped queries. No Textual imports.
+
+Every read opens the DuckDB file for one burst of queries and closes it again (about 15 ms when
+the file stores current views), so a separate ``mrtui run`` writing the same file is never kept
+out for longer than one burst; a busy file is retried by :func:`mrtui.store.connect`.
+
+Details of one prompt are read from a *scoped* copy of the log: its own events (prompt,
+responses, judgements, verdicts) plus the small run-level events are copied into a temporary
+``events`` table that shadows the real one on that connection, and the ordinary views then run
+over a few hundred rows instead of millions. The views are the same SQL as everywhere else, so
+the TUI shows exactly what ``mrtui sql`` would. The one exception is an iteration that counts
+position wins per iteration (``weights_scope = 'iteration'``): its battle needs every verdict of
+the iteration, so it is read from the full log (seconds, not milliseconds, on a large log).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .model import (
+    Battle,
+    Health,
+    IterationFocus,
+    IterationRow,
+    JudgementInfo,
+    Overview,
+    PromptFocus,
+    PromptRow,
+    PromptStats,
+    ResponseInfo,
+    Verdict,
+    WriterInfo,
+)
+
+BULK = ("PromptAdded", "ResponseGenerated", "JudgementRecorded", "MetaVerdictRecorded")
+READ_TIMEOUT_S = 5.0
+
+
+def writer_info(path: Path) -> WriterInfo | None:
+    """The live writer of ``path``, if any: this process, or a process holding its lock."""
+    from mrtui.store import db
+
+    if str(path.resolve()) in db._WRITING:
+        return WriterInfo(os.getpid(), socket.gethostname(), "", "", in_process=True)
+    lock = path.with_name(path.name + ".lock")
+    try:
+        info = json.loads(lock.read_text() or "{}")
+        ino = lock.stat().st_ino
+    except (OSError, ValueError):
+        return None
+    if not _lock_held(ino, info):
+        return None
+    return WriterInfo(
+        info.get("pid"),
+        str(info.get("host", "?")),
+        str(info.get("command", "?")),
+        str(info.get("started", "?")),
+    )
+
+
+def _lock_held(ino: int, info: dict[str, Any]) -> bool:
+    """Whether some process holds a flock on the lock file (Linux: /proc/locks; elsewhere,
+    whether the recorded pid is alive on this host)."""
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        lines = None
+    if lines is not None:
+        for line in lines:
+            parts = line.split()
+            if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5].rsplit(":", 1)[-1] == str(ino):
+                return True
+        return False
+    if info.get("host") != socket.gethostname():
+        return True  # another machine: assume it is alive
+    try:
+        os.kill(int(info.get("pid", -1)), 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+class LogSource:
+    """Reads for the TUI. Thread-safe: every call opens its own short connection."""
+
+    def __init__(self, path: str | Path, run_id: str | None = None) -> None:
+        self.path = Path(path)
+        self.run_id = run_id
+        self._health: dict[tuple[str, int], Health] = {}
+        self._health_seq = 0
+
+    # -- connections -----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _con(self) -> Iterator[Any]:
+        from mrtui.store import connect
+
+        with connect(self.path, timeout=READ_TIMEOUT_S) as con:
+            yield con
+
+    def sql(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        with self._con() as con:
+            return con.execute(sql, params or []).fetchall()
+
+    # -- overview -------------------------------------------------------------------------
+    def overview(self) -> Overview:
+        writer = writer_info(self.path)
+        with self._con() as con:
+            runs = [
+                r[0]
+                for r in con.execute(
+                    "SELECT run_id FROM events GROUP BY run_id ORDER BY max(seq) DESC"
+                ).fetchall()
+            ]
+            run = self.run_id if self.run_id in runs else (runs[0] if runs else None)
+            if self.run_id is None:
+                self.run_id = run
+            max_seq, last_at = con.execute(
+                "SELECT coalesce(max(seq), 0), max(created_at) FROM events"
+            ).fetchall()[0]
+            prompts = con.execute(
+                "SELECT count(*) FROM events WHERE event_type = 'PromptAdded' AND run_id = ?",
+                [run],
+            ).fetchall()[0][0]
+            rows = self._iterations(con, run)
+        return Overview(runs, run, rows, prompts, max_seq, last_at, time.time(), writer)
+
+    def _iterations(self, con: Any, run: str | None) -> list[IterationRow]:
+        by_it: dict[int, IterationRow] = {}
+        for (
+            it,
+            model_id,
+            settings,
+        ) in con.execute(
+            "SELECT iteration, model_id, settings FROM iteration_settings WHERE run_id = ? "
+            "ORDER BY iteration",
+            [run],
+        ).fetchall():
+            s = json.loads(settings) if settings else {}
+            by_it[it] = IterationRow(
+                run or "",
+                it,
+                model_id or "",
+                int(s.get("k", 0)),
+                int(s.get("n", 0)),
+                str(s.get("weights_scope", "response")),
+            )
+        counts = con.execute(
+            "SELECT iteration, event_type, count(*) FROM events WHERE run_id = ? "
+            "AND iteration IS NOT NULL GROUP BY ALL",
+            [run],
+        ).fetchall()
+        field = {
+            "ResponseGenerated": "responses",
+            "JudgementRecorded": "judgements",
+            "MetaVerdictRecorded": "verdicts",
+            "RequestFailed": "failures",
+            "TrainingStepLogged": "steps",
+        }
+        for it, etype, n in counts:
+            row = by_it.setdefault(it, IterationRow(run or "", it))
+            if etype in field:
+                setattr(row, field[etype], n)
+        for it, finished, started in con.execute(
+            "SELECT iteration, bool_or(finished), count(*) FROM training_runs WHERE run_id = ? "
+            "GROUP BY ALL",
+            [run],
+        ).fetchall():
+            if it in by_it:
+                by_it[it].training = "done" if finished else f"started ({started}×)"
+        for it in {
+            r[0]
+            for r in con.execute(
+                "SELECT trained_in_iteration FROM checkpoints WHERE run_id = ?", [run]
+            ).fetchall()
+        }:
+            if it in by_it and by_it[it].training == "-":
+                by_it[it].training = "checkpoint"
+        return [by_it[i] for i in sorted(by_it)]
+
+    # -- health (incremental) -----------------------------------------------------------------
+    def health(self) -> dict[int, Health]:
+        """Per-iteration health counters of the current run; only events newer than the last
+        call are scanned, so refreshing a live log is cheap."""
+        with self._con() as con:
+            top = con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchall()[0][0]
+            if top < self._health_seq:  # a different file now sits at this path
+                self._health, self._health_seq = {}, 0
+            rows = con.execute(_HEALTH_SQL, {"lo": self._health_seq, "hi": top}).fetchall()
+        for run, it, etype, a, b, n, chars in rows:
+            h = self._health.setdefault((run, it), Health())
+            if etype == "ResponseGenerated":
+                h.responses += n
+                h.response_chars += int(chars or 0)
+            elif etype == "JudgementRecorded":
+                h.judgements += n
+                if a is None:
+                    h.unparsed += n
+                else:
+                    h.scores[min(5, max(0, round(float(a))))] += n
+                if b == "true":
+                    h.fallback += n
+            elif a == "A":
+                h.meta_a += n
+            elif a == "B":
+                h.meta_b += n
+            elif b == "tie":
+                h.meta_tie += n
+            else:
+                h.meta_unparsed += n
+        self._health_seq = top
+        return {it: h for (run, it), h in self._health.items() if run == self.run_id}
+
+    def losses(self) -> dict[int, list[tuple[int, float]]]:
+        """DPO loss per step of each iteration's latest training attempt."""
+        rows = self.sql(
+            "SELECT iteration, attempt, step, loss FROM training_steps WHERE run_id = ? "
+            "AND loss IS NOT NULL ORDER BY iteration, seq",
+            [self.run_id],
+        )
+        out: dict[int, list[tuple[int, float]]] = {}
+        last: dict[int, str] = {}
+        for it, attempt, step, loss in rows:
+            if last.get(it) != attempt:
+                out[it], last[it] = [], attempt
+            out[it].append((step, loss))
+        return out
+
+    # -- prompt list ------------------------------------------------------------------------
+    def _prompt_where(
+        self, iteration: int | None, search: str, keys: list[str] | None, exclude: bool
+    ) -> tuple[str, dict[str, Any]]:
+        where = ["p.event_type = 'PromptAdded'", "p.run_id = $run"]
+        params: dict[str, Any] = {"run": self.run_id, "it": iteration}
+        if search:
+            where.append("(p.text ILIKE $q OR p.payload->>'$.source_id' ILIKE $q)")
+            params["q"] = "%" + search.replace("\\", "\\\\").replace("%", "\\%") + "%"
+            where[-1] = where[-1].replace("ILIKE $q", "ILIKE $q ESCAPE '\\'")
+        if keys is not None:
+            where.append(("NOT " if exclude else "") + "list_contains($keys, p.key)")
+            params["keys"] = keys
+        return " AND ".join(where), params
+
+    def prompt_count(
+        self,
+        iteration: int | None = None,
+        search: str = "",
+        keys: list[str] | None = None,
+        exclude: bool = False,
+    ) -> int:
+        where, params = self._prompt_where(iteration, search, keys, exclude)
+        params.pop("it")
+        return self.sql(f"SELECT count(*) FROM events p WHERE {where}", params)[0][0]
+
+    def prompts(
+        self,
+        iteration: int | None = None,
+        search: str = "",
+        keys: list[str] | None = None,
+        exclude: bool = False,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> list[PromptRow]:
+        """One page of the run's prompts in their file order, with responses per prompt."""
+        where, params = self._prompt_where(iteration, search, keys, exclude)
+        params.update(offset=offset, limit=limit)
+        rows = self.sql(
+            f"""
+            WITH page AS (
+                SELECT p.key, p.seq, (p.payload->>'$.index')::INTEGER AS idx,
+                       coalesce(p.payload->>'$.source_id', '') AS source_id,
+                       left(p.text, 400) AS preview
+                FROM events p WHERE {where}
+                ORDER BY idx, p.seq LIMIT $limit OFFSET $offset
+            )
+            SELECT page.key, page.idx, page.source_id, page.preview,
+                   (SELECT count(*) FROM events r WHERE r.event_type = 'ResponseGenerated'
+                     AND r.parent_key = page.key AND r.run_id = $run
+                     AND ($it IS NULL OR r.iteration = $it)) AS n
+            FROM page ORDER BY page.idx, page.seq
+            """,
+            params,
+        )
+        return [PromptRow(k, i if i is not None else -1, s, p or "", n) for k, i, s, p, n in rows]
+
+    def prompt_index(self, judge_pairs: bool = True) -> dict[tuple[str, int], PromptStats]:
+        """Score range and pairs of every prompt per iteration (a whole-log pass: seconds on a
+        million judgements, so the TUI computes it in the background)."""
+        out: dict[tuple[str, int], PromptStats] = {}
+        with self._con() as con:
+            for key, it, best, worst in con.execute(
+                "SELECT prompt_key, iteration, max(mean_score), min(mean_score) "
+                "FROM response_scores WHERE run_id = ? GROUP BY ALL",
+                [self.run_id],
+            ).fetchall():
+                out[(key, it)] = PromptStats(best, worst)
+            for key, it in con.execute(
+                "SELECT prompt_key, iteration FROM actor_pairs WHERE run_id = ?", [self.run_id]
+            ).fetchall():
+                out.setdefault((key, it), PromptStats()).actor_pair = True
+        if judge_pairs:
+            with self._con() as con:
+                for key, it in con.execute(
+                    "SELECT prompt_key, iteration FROM judge_pairs WHERE run_id = ?",
+                    [self.run_id],
+                ).fetchall():
+                    out.setdefault((key, it), PromptStats()).judge_pair = True
+        return out
+
+    # -- one prompt -------------------------------------------------------------------------
+    def text(self, key: str) -> str:
+        """The full text of any event (response, judgement, verdict, prompt)."""
+        rows = self.sql("SELECT text FROM events WHERE key = ? ORDER BY seq DESC LIMIT 1", [key])
+        return rows[0][0] or "" if rows else ""
+
+    def focus(self, prompt_key: str) -> PromptFocus:
+        """Everything about one prompt in every iteration, read from a scoped copy."""
+        t0 = time.perf_counter()
+        with self._con() as con:
+            _scope(con, self.run_id, prompt_key)
+            focus = _read_focus(con, self.run_id, prompt_key)
+        for it in focus.iterations.values():
+            b = it.battle
+            if b is not None and b.scope == "iteration":
+                with self._con() as con:
+                    _full_battle(con, self.run_id, b)
+        focus.read_s = time.perf_counter() - t0
+        return focus
+
+
+_HEALTH_SQL = """
+WITH new AS (SELECT * FROM events WHERE seq > $lo AND seq <= $hi AND iteration IS NOT NULL)
+SELECT run_id, iteration, event_type, NULL, NULL, count(*), sum(length(text))
+FROM new WHERE event_type = 'ResponseGenerated' GROUP BY ALL
+UNION ALL
+SELECT run_id, iteration, event_type, v[1], v[2], count(*), NULL
+FROM (SELECT *, json_extract_string(payload, ['score', 'fallback_used']) AS v
+      FROM new WHERE event_type = 'JudgementRecorded')
+GROUP BY ALL
+UNION ALL
+SELECT run_id, iteration, event_type, v[1], v[2], count(*), NULL
+FROM (SELECT *, json_extract_string(payload, ['winner', 'parse_error']) AS v
+      FROM new WHERE event_type = 'MetaVerdictRecorded')
+GROUP BY ALL
+"""
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _scope(con: Any, run_id: str | None, prompt_key: str) -> None:
+    """Shadow ``events`` on ``con`` with the events of one prompt plus the run-level ones."""
+    db = _ident(con.execute("SELECT current_database()").fetchall()[0][0])
+    src = f"{db}.main.events"
+    # Two steps: find the rows' seq numbers on narrow columns, then copy whole rows by seq
+    # (zone maps on seq make that a few ms; filtering wide rows by key directly is ~20× slower).
+    seqs: list[int] = []
+    responses: list[str] = []
+    for key, seq, etype in con.execute(
+        f"SELECT key, seq, event_type FROM {src} WHERE (event_type = 'PromptAdded' AND key = $p)"
+        " OR (event_type = 'ResponseGenerated' AND parent_key = $p)",
+        {"p": prompt_key},
+    ).fetchall():
+        seqs.append(seq)
+        if etype == "ResponseGenerated":
+            responses.append(key)
+    if responses:
+        listed = ", ".join("'" + k.replace("'", "''") + "'" for k in responses)
+        seqs += [
+            r[0]
+            for r in con.execute(
+                f"SELECT seq FROM {src} WHERE event_type IN ('JudgementRecorded', "
+                f"'MetaVerdictRecorded') AND parent_key IN ({listed})"
+            ).fetchall()
+        ]
+    bulk = ", ".join(f"'{t}'" for t in BULK)
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE events AS
+        SELECT * FROM {src} WHERE event_type NOT IN ({bulk}) AND run_id = $run
+        UNION ALL SELECT * FROM {src} WHERE seq = ANY($s)
+        """,
+        {"run": run_id, "s": seqs},
+    )
+
+
+def _read_focus(con: Any, run_id: str | None, prompt_key: str) -> PromptFocus:
+    q = lambda sql: con.execute(sql, [run_id]).fetchall()  # noqa: E731
+    prow = con.execute(
+        "SELECT text, payload->>'$.source_id', (payload->>'$.index')::INTEGER FROM events "
+        "WHERE event_type = 'PromptAdded' AND key = ?",
+        [prompt_key],
+    ).fetchall()
+    text, source_id, index = prow[0] if prow else ("", "", -1)
+    focus = PromptFocus(
+        prompt_key, index if index is not None else -1, source_id or "", text or "", {}
+    )
+    scopes = dict(q("SELECT iteration, weights_scope FROM iteration_settings WHERE run_id = ?"))
+    for key, it, idx, body, chars, finish, ctoks, mean, var, valid, judged in q(
+        "SELECT r.response_key, r.iteration, r.sample_index, r.response, r.response_chars, "
+        "r.finish_reason, r.completion_tokens, s.mean_score, s.score_variance, s.valid_count, "
+        "s.judgement_count FROM responses r LEFT JOIN response_scores s USING (response_key) "
+        "WHERE r.run_id = ? ORDER BY r.iteration, r.sample_index, r.response_key"
+    ):
+        itf = focus.iterations.setdefault(it, IterationFocus(it, [], None, None))
+        itf.responses.append(
+            ResponseInfo(
+                key,
+                it,
+                idx,
+                body or "",
+                chars or 0,
+                finish,
+                ctoks,
+                mean,
+                var,
+                valid or 0,
+                judged or 0,
+            )
+        )
+    by_key = {r.key: r for itf in focus.iterations.values() for r in itf.responses}
+    judgements: dict[str, JudgementInfo] = {}
+    for key, rkey, jidx, score, body, perr, fb, chars in q(
+        "SELECT judgement_key, response_key, judge_index, score, judgement, parse_error, "
+        "fallback_used, judgement_chars FROM judgements WHERE run_id = ? "
+        "ORDER BY judge_index, judgement_key"
+    ):
+        j = JudgementInfo(key, rkey, jidx, score, body or "", perr, bool(fb), chars or 0)
+        judgements[key] = j
+        if rkey in by_key:
+            by_key[rkey].judgements.append(j)
+    for it, chosen, rejected in q(
+        "SELECT iteration, chosen_key, rejected_key FROM actor_pairs WHERE run_id = ?"
+    ):
+        if it in focus.iterations:
+            focus.iterations[it].actor_pair = (chosen, rejected)
+            for k, role in ((chosen, "chosen"), (rejected, "rejected")):
+                if k in by_key:
+                    by_key[k].role = role
+    for it, rkey in q("SELECT iteration, response_key FROM meta_targets WHERE run_id = ?"):
+        if rkey not in by_key:
+            continue
+        by_key[rkey].meta_target = True
+        focus.iterations[it].battle = Battle(
+            rkey,
+            scopes.get(it) or "response",
+            by_key[rkey].judgements,
+            {},
+            None,
+            None,
+            0,
+            0,
+            None,
+            None,
+            None,
+        )
+    _read_battles(con, run_id, focus, judgements)
+    return focus
+
+
+def _read_battles(
+    con: Any, run_id: str | None, focus: PromptFocus, judgements: dict[str, JudgementInfo]
+) -> None:
+    battles = {
+        itf.battle.response_key: itf.battle for itf in focus.iterations.values() if itf.battle
+    }
+    if not battles:
+        return
+    keys = list(battles)
+    for vkey, rkey, first, second, winner, body, perr in con.execute(
+        "SELECT verdict_key, response_key, first_key, second_key, winner, verdict, parse_error "
+        "FROM meta_verdicts WHERE run_id = ? AND list_contains(?, response_key) ORDER BY seq",
+        [run_id, keys],
+    ).fetchall():
+        battles[rkey].verdicts[(first, second)] = Verdict(
+            vkey, first, second, winner, body or "", perr
+        )
+    for rkey, w1, w2, o1, o2 in con.execute(
+        "SELECT response_key, any_value(win_1st), any_value(win_2nd), any_value(omega1), "
+        "any_value(omega2) FROM judge_battles WHERE run_id = ? AND list_contains(?, response_key) "
+        "GROUP BY ALL",
+        [run_id, keys],
+    ).fetchall():
+        b = battles[rkey]
+        b.win_1st, b.win_2nd, b.omega1, b.omega2 = w1 or 0, w2 or 0, o1, o2
+    for jkey, elo, wins in con.execute(
+        "SELECT judgement_key, elo, wins FROM judgement_elo WHERE run_id = ? "
+        "AND list_contains(?, response_key)",
+        [run_id, keys],
+    ).fetchall():
+        if jkey in judgements:
+            judgements[jkey].elo, judgements[jkey].wins = elo, wins
+    for rkey, chosen, rejected, reason in con.execute(
+        "SELECT response_key, chosen_key, rejected_key, drop_reason FROM judge_pair_candidates "
+        "WHERE run_id = ? AND list_contains(?, response_key)",
+        [run_id, keys],
+    ).fetchall():
+        b = battles[rkey]
+        b.chosen_key, b.rejected_key, b.drop_reason = chosen, rejected, reason
+
+
+def _full_battle(con: Any, run_id: str | None, battle: Battle) -> None:
+    """Re-read ω, Elo and the judge pair of ``battle`` from the whole log (iteration scope)."""
+    judgements = {j.key: j for j in battle.judgements}
+    for j in judgements.values():
+        j.elo = j.wins = None
+    focus = PromptFocus("", -1, "", "", {0: IterationFocus(0, [], None, battle)})
+    verdicts = dict(battle.verdicts)
+    _read_battles(con, run_id, focus, judgements)
+    battle.verdicts.update(verdicts)
