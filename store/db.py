@@ -23,7 +23,14 @@ from . import elo
 from .errors import LogBusy, LogNotFound, SchemaMismatch, StoreError
 
 BUSY_TIMEOUT_S = 15.0
-_LOCK_HINTS = ("Could not set lock", "Conflicting lock", "database is locked")
+_LOCK_HINTS = (
+    "Could not set lock",
+    "Conflicting lock",
+    "database is locked",
+    # the same file open in this process in the other mode (read-only vs read-write), e.g. a
+    # TUI reader while its own run's writer starts: as transient as a lock held elsewhere
+    "different configuration than existing connections",
+)
 
 
 def _sql_files(folder: str) -> list[tuple[str, str]]:

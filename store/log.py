@@ -72,6 +72,8 @@ class EventLog:
         self._flush_now = threading.Event()
         self._flush_error: BaseException | None = None
         self._lock_file = self._take_writer_lock()
+        # From now on readers in this process share our mode and lock (see db.connect).
+        register_writer(self.path, self._db_lock)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._connection() as con:
@@ -83,7 +85,6 @@ class EventLog:
         except BaseException:
             self._release_writer_lock()
             raise
-        register_writer(self.path, self._db_lock)
         self._thread = threading.Thread(target=self._flusher, name="mrtui-log-flusher", daemon=True)
         self._thread.start()
 

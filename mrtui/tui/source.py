@@ -16,6 +16,7 @@ the iteration, so it is read from the full log (seconds, not milliseconds, on a 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import socket
@@ -215,7 +216,11 @@ class LogSource:
             else:
                 h.meta_unparsed += n
         self._health_seq = top
-        return {it: h for (run, it), h in self._health.items() if run == self.run_id}
+        return {
+            it: dataclasses.replace(h, scores=list(h.scores))
+            for (run, it), h in self._health.items()
+            if run == self.run_id
+        }
 
     def losses(self) -> dict[int, list[tuple[int, float]]]:
         """DPO loss per step of each iteration's latest training attempt."""
@@ -240,7 +245,7 @@ class LogSource:
         params: dict[str, Any] = {"run": self.run_id, "it": iteration}
         if search:
             where.append("(p.text ILIKE $q OR p.payload->>'$.source_id' ILIKE $q)")
-            params["q"] = "%" + search.replace("\\", "\\\\").replace("%", "\\%") + "%"
+            params["q"] = "%" + _like_escape(search) + "%"
             where[-1] = where[-1].replace("ILIKE $q", "ILIKE $q ESCAPE '\\'")
         if keys is not None:
             where.append(("NOT " if exclude else "") + "list_contains($keys, p.key)")
@@ -349,6 +354,11 @@ FROM (SELECT *, json_extract_string(payload, ['winner', 'parse_error']) AS v
       FROM new WHERE event_type = 'MetaVerdictRecorded')
 GROUP BY ALL
 """
+
+
+def _like_escape(text: str) -> str:
+    """``text`` matched literally by ILIKE ... ESCAPE '\\' (no % or _ wildcards)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _ident(name: str) -> str:
