@@ -62,14 +62,15 @@ async def test_start_stop_and_resume_a_run_from_the_tui(tiny_gguf: Path, tmp_pat
         await until(pilot, lambda: not app.running, 120)
         assert app.run_state == "run stopped", app.run_state
         partial = _counts(db)
-        assert 0 < partial.get("ResponseGenerated", 0)
+        assert partial.get("ResponseGenerated", 0) > 0
         assert partial.get("MetaVerdictRecorded", 0) == 0 or partial.get("JudgementRecorded")
 
         await pilot.press("s")  # resume: only what is missing runs
         await until(pilot, lambda: app.run_state != "run stopped", 30)
         await until(pilot, lambda: not app.running, 300)
         assert app.run_state == "run finished", (app.run_state, _log(app))
-        await until(pilot, lambda: app.overview and app.overview.max_seq == sum(_counts(db).values()))
+        total = sum(_counts(db).values())
+        await until(pilot, lambda: app.overview and app.overview.max_seq == total)
         rows = app.overview.iterations
         assert len(rows) == 1 and rows[0].responses == 3 * 2 and rows[0].judgements == 3 * 2 * 2
         log_lines = "\n".join(app.screen.query_one("#run-log").lines)
@@ -117,7 +118,7 @@ async def test_watching_a_log_another_process_writes(tmp_path: Path) -> None:
                 if app.overview is not None:
                     seen.append(app.overview.max_seq)
                     writer_seen |= app.overview.writer is not None
-            out, err = proc.communicate()
+            _, err = proc.communicate()
             assert proc.returncode == 0, err[-2000:]
             final = sum(_counts(db).values())
             await until(pilot, lambda: app.overview and app.overview.max_seq == final, 20)
