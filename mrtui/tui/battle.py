@@ -12,7 +12,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from .detail import judgement_item
-from .model import Battle, IterationFocus, PromptFocus, Verdict
+from .model import Battle, IterationFocus, JudgementInfo, PromptFocus, Verdict
 from .overview import StatusBar
 from .text import lit, num
 
@@ -74,8 +74,8 @@ class BattleScreen(Screen[None]):
 
     def on_mount(self) -> None:
         b = self.battle
-        js = b.judgements
-        label = {j.key: f"J{j.judge_index}" for j in js}
+        js = self.compared
+        label = {j.key: f"J{j.judge_index}" for j in b.judgements}
         pair = (
             f"judge pair: chosen {label.get(b.chosen_key or '', '?')} / rejected "
             f"{label.get(b.rejected_key or '', '?')}"
@@ -102,13 +102,15 @@ class BattleScreen(Screen[None]):
         r = self.query_one("#ranking", DataTable)
         for c in ("judge", "score", "elo", "wins", "pair"):
             r.add_column(c, key=c)
-        ranked = sorted(js, key=lambda j: -(j.elo if j.elo is not None else -1e9))
+        ranked = sorted(b.judgements, key=lambda j: -(j.elo if j.elo is not None else -1e9))
         for j in ranked:
             role = (
                 "chosen" if j.key == b.chosen_key else "rejected" if j.key == b.rejected_key else ""
             )
             if b.drop_reason and role:
                 role += " (dropped)"
+            if j.score is None:
+                role = "unparsed: not compared"
             r.add_row(
                 label[j.key],
                 "✗" if j.score is None else f"{j.score:.0f}",
@@ -122,10 +124,15 @@ class BattleScreen(Screen[None]):
         m.focus()
         self._show_cell()
 
+    @property
+    def compared(self) -> list[JudgementInfo]:
+        """The judgements the meta-judge compared: those with a valid score."""
+        return [j for j in self.battle.judgements if j.score is not None]
+
     def current_verdict(self) -> Verdict | None:
         m = self.query_one("#matrix", DataTable)
         row, col = m.cursor_coordinate.row, m.cursor_coordinate.column
-        js = self.battle.judgements
+        js = self.compared
         if not (0 <= row < len(js)) or not (1 <= col <= len(js)):
             return None
         return self.battle.verdicts.get((js[row].key, js[col - 1].key))
@@ -167,7 +174,7 @@ class BattleScreen(Screen[None]):
 
     def action_view_judgement(self) -> None:
         m = self.query_one("#matrix", DataTable)
-        js = self.battle.judgements
+        js = self.compared
         if 0 <= m.cursor_coordinate.row < len(js):
             self.app.show_judgement(js[m.cursor_coordinate.row])  # type: ignore[attr-defined]
 
@@ -175,5 +182,5 @@ class BattleScreen(Screen[None]):
         v = self.current_verdict()
         if v is not None:
             return verdict_item(self.battle, v)
-        js = self.battle.judgements
+        js = self.compared
         return judgement_item(js[0]) if js else None

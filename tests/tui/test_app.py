@@ -130,7 +130,7 @@ async def test_navigate_prompt_list_detail_response_battle(tui_log: Path) -> Non
         )[0][0]
         assert battle.battle.response_key == target
         matrix = battle.query_one("#matrix", DataTable)
-        valid = len(battle.battle.judgements)
+        valid = len([j for j in battle.battle.judgements if j.score is not None])
         assert matrix.row_count == valid and len(matrix.columns) == valid + 1
         v = battle.current_verdict()
         assert v is not None
