@@ -149,7 +149,7 @@ def execute(db: Path, settings: Any) -> None:
             typer.echo(f"  {r.stage} failure: {safe(err)}", err=True)
     print_summary(db, settings.run_id)
     typer.echo(
-        f"Explore: mrtui status --db {db}   ·   mrtui sql --db {db} "
+        f"Explore: mrtui tui --db {db}   ·   mrtui status --db {db}   ·   mrtui sql --db {db} "
         '"SELECT * FROM preference_pairs"   ·   '
         f"mrtui export pairs --db {db} --out pairs.jsonl"
     )

@@ -26,6 +26,7 @@ from .text import lit
 
 POLL_S = 1.0
 STALE_AFTER_S = 5.0
+INDEX_EVERY_S = 30.0
 
 
 class PromptSearch(Provider):
@@ -89,6 +90,7 @@ class MrtuiApp(App[None]):
         self.index: dict[tuple[str, int], PromptStats] | None = None
         self.index_all: dict[str, PromptStats] = {}
         self._index_seq = -1
+        self._index_started = 0.0
         self.last_ok: float | None = None
         self.last_error: str | None = None
         self._focus_cache: dict[str, tuple[int, PromptFocus]] = {}
@@ -139,7 +141,8 @@ class MrtuiApp(App[None]):
             screen.show(ov, self.health)
         if self.first_screen_s is None:
             self.first_screen_s = time.perf_counter() - self._t0
-        if ov.max_seq != self._index_seq:
+        if ov.max_seq != self._index_seq and self._index_due(ov):
+            self._index_started = time.monotonic()
             self.compute_index(ov.max_seq)
 
     def _got_health(self, health: dict[int, Health], losses: dict[int, Any]) -> None:
@@ -148,6 +151,14 @@ class MrtuiApp(App[None]):
         if screen is not None and self.overview is not None:
             screen.show(self.overview, health)
             screen.show_plots(health, losses)
+
+    def _index_due(self, ov: Overview) -> bool:
+        """The pair index reads the whole log (seconds at a million judgements), holding the
+        file that long; while another process writes, refresh it at most every
+        ``INDEX_EVERY_S`` so that writer's flushes are rarely delayed."""
+        if self.index is None or ov.writer is None or ov.writer.in_process:
+            return True
+        return time.monotonic() - self._index_started >= INDEX_EVERY_S
 
     @work(thread=True, exclusive=True, group="index")
     def compute_index(self, seq: int) -> None:
