@@ -1,16 +1,9 @@
-"""What the TUI reads from the log: short, paged and scoped queries. No Textual imports.
+"""What the TUI reads from the log: short, paged queries. No Textual imports.
 
 Every read opens the DuckDB file for one burst of queries and closes it again (about 15 ms when
 the file stores current views), so a separate ``mrtui run`` writing the same file is never kept
-out for longer than one burst; a busy file is retried by :func:`mrtui.store.connect`.
-
-Details of one prompt are read from a *scoped* copy of the log: its own events (prompt,
-responses, judgements, verdicts) plus the small run-level events are copied into a temporary
-``events`` table that shadows the real one on that connection, and the ordinary views then run
-over a few hundred rows instead of millions. The views are the same SQL as everywhere else, so
-the TUI shows exactly what ``mrtui sql`` would. The one exception is an iteration that counts
-position wins per iteration (``weights_scope = 'iteration'``): its battle needs every verdict of
-the iteration, so it is read from the full log (seconds, not milliseconds, on a large log).
+out for longer than one burst; a busy file is retried by :func:`mrtui.store.connect`. One
+prompt's details are read by :mod:`mrtui.tui.focus`.
 """
 
 from __future__ import annotations
@@ -25,22 +18,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .focus import full_battle, read_focus, scope
 from .model import (
-    Battle,
     Health,
-    IterationFocus,
     IterationRow,
-    JudgementInfo,
     Overview,
     PromptFocus,
     PromptRow,
     PromptStats,
-    ResponseInfo,
-    Verdict,
     WriterInfo,
 )
 
-BULK = ("PromptAdded", "ResponseGenerated", "JudgementRecorded", "MetaVerdictRecorded")
 READ_TIMEOUT_S = 5.0
 
 
@@ -328,13 +316,13 @@ class LogSource:
         """Everything about one prompt in every iteration, read from a scoped copy."""
         t0 = time.perf_counter()
         with self._con() as con:
-            _scope(con, self.run_id, prompt_key)
-            focus = _read_focus(con, self.run_id, prompt_key)
+            scope(con, self.run_id, prompt_key)
+            focus = read_focus(con, self.run_id, prompt_key)
         for it in focus.iterations.values():
             b = it.battle
             if b is not None and b.scope == "iteration":
                 with self._con() as con:
-                    _full_battle(con, self.run_id, b)
+                    full_battle(con, self.run_id, b)
         focus.read_s = time.perf_counter() - t0
         return focus
 
@@ -359,169 +347,3 @@ GROUP BY ALL
 def _like_escape(text: str) -> str:
     """``text`` matched literally by ILIKE ... ESCAPE '\\' (no % or _ wildcards)."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _scope(con: Any, run_id: str | None, prompt_key: str) -> None:
-    """Shadow ``events`` on ``con`` with the events of one prompt plus the run-level ones."""
-    db = _ident(con.execute("SELECT current_database()").fetchall()[0][0])
-    src = f"{db}.main.events"
-    # Two steps: find the rows' seq numbers on narrow columns, then copy whole rows by seq
-    # (zone maps on seq make that a few ms; filtering wide rows by key directly is ~20× slower).
-    seqs: list[int] = []
-    responses: list[str] = []
-    for key, seq, etype in con.execute(
-        f"SELECT key, seq, event_type FROM {src} WHERE (event_type = 'PromptAdded' AND key = $p)"
-        " OR (event_type = 'ResponseGenerated' AND parent_key = $p)",
-        {"p": prompt_key},
-    ).fetchall():
-        seqs.append(seq)
-        if etype == "ResponseGenerated":
-            responses.append(key)
-    if responses:
-        listed = ", ".join("'" + k.replace("'", "''") + "'" for k in responses)
-        seqs += [
-            r[0]
-            for r in con.execute(
-                f"SELECT seq FROM {src} WHERE event_type IN ('JudgementRecorded', "
-                f"'MetaVerdictRecorded') AND parent_key IN ({listed})"
-            ).fetchall()
-        ]
-    bulk = ", ".join(f"'{t}'" for t in BULK)
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE events AS
-        SELECT * FROM {src} WHERE event_type NOT IN ({bulk}) AND run_id = $run
-        UNION ALL SELECT * FROM {src} WHERE seq = ANY($s)
-        """,
-        {"run": run_id, "s": seqs},
-    )
-
-
-def _read_focus(con: Any, run_id: str | None, prompt_key: str) -> PromptFocus:
-    q = lambda sql: con.execute(sql, [run_id]).fetchall()  # noqa: E731
-    prow = con.execute(
-        "SELECT text, payload->>'$.source_id', (payload->>'$.index')::INTEGER FROM events "
-        "WHERE event_type = 'PromptAdded' AND key = ?",
-        [prompt_key],
-    ).fetchall()
-    text, source_id, index = prow[0] if prow else ("", "", -1)
-    focus = PromptFocus(
-        prompt_key, index if index is not None else -1, source_id or "", text or "", {}
-    )
-    scopes = dict(q("SELECT iteration, weights_scope FROM iteration_settings WHERE run_id = ?"))
-    for key, it, idx, body, chars, finish, ctoks, mean, var, valid, judged in q(
-        "SELECT r.response_key, r.iteration, r.sample_index, r.response, r.response_chars, "
-        "r.finish_reason, r.completion_tokens, s.mean_score, s.score_variance, s.valid_count, "
-        "s.judgement_count FROM responses r LEFT JOIN response_scores s USING (response_key) "
-        "WHERE r.run_id = ? ORDER BY r.iteration, r.sample_index, r.response_key"
-    ):
-        itf = focus.iterations.setdefault(it, IterationFocus(it, [], None, None))
-        itf.responses.append(
-            ResponseInfo(
-                key,
-                it,
-                idx,
-                body or "",
-                chars or 0,
-                finish,
-                ctoks,
-                mean,
-                var,
-                valid or 0,
-                judged or 0,
-            )
-        )
-    by_key = {r.key: r for itf in focus.iterations.values() for r in itf.responses}
-    judgements: dict[str, JudgementInfo] = {}
-    for key, rkey, jidx, score, body, perr, fb, chars in q(
-        "SELECT judgement_key, response_key, judge_index, score, judgement, parse_error, "
-        "fallback_used, judgement_chars FROM judgements WHERE run_id = ? "
-        "ORDER BY judge_index, judgement_key"
-    ):
-        j = JudgementInfo(key, rkey, jidx, score, body or "", perr, bool(fb), chars or 0)
-        judgements[key] = j
-        if rkey in by_key:
-            by_key[rkey].judgements.append(j)
-    for it, chosen, rejected in q(
-        "SELECT iteration, chosen_key, rejected_key FROM actor_pairs WHERE run_id = ?"
-    ):
-        if it in focus.iterations:
-            focus.iterations[it].actor_pair = (chosen, rejected)
-            for k, role in ((chosen, "chosen"), (rejected, "rejected")):
-                if k in by_key:
-                    by_key[k].role = role
-    for it, rkey in q("SELECT iteration, response_key FROM meta_targets WHERE run_id = ?"):
-        if rkey not in by_key:
-            continue
-        by_key[rkey].meta_target = True
-        focus.iterations[it].battle = Battle(
-            rkey,
-            scopes.get(it) or "response",
-            by_key[rkey].judgements,
-            {},
-            None,
-            None,
-            0,
-            0,
-            None,
-            None,
-            None,
-        )
-    _read_battles(con, run_id, focus, judgements)
-    return focus
-
-
-def _read_battles(
-    con: Any, run_id: str | None, focus: PromptFocus, judgements: dict[str, JudgementInfo]
-) -> None:
-    battles = {
-        itf.battle.response_key: itf.battle for itf in focus.iterations.values() if itf.battle
-    }
-    if not battles:
-        return
-    keys = list(battles)
-    for vkey, rkey, first, second, winner, body, perr in con.execute(
-        "SELECT verdict_key, response_key, first_key, second_key, winner, verdict, parse_error "
-        "FROM meta_verdicts WHERE run_id = ? AND list_contains(?, response_key) ORDER BY seq",
-        [run_id, keys],
-    ).fetchall():
-        battles[rkey].verdicts[(first, second)] = Verdict(
-            vkey, first, second, winner, body or "", perr
-        )
-    for rkey, w1, w2, o1, o2 in con.execute(
-        "SELECT response_key, any_value(win_1st), any_value(win_2nd), any_value(omega1), "
-        "any_value(omega2) FROM judge_battles WHERE run_id = ? AND list_contains(?, response_key) "
-        "GROUP BY ALL",
-        [run_id, keys],
-    ).fetchall():
-        b = battles[rkey]
-        b.win_1st, b.win_2nd, b.omega1, b.omega2 = w1 or 0, w2 or 0, o1, o2
-    for jkey, elo, wins in con.execute(
-        "SELECT judgement_key, elo, wins FROM judgement_elo WHERE run_id = ? "
-        "AND list_contains(?, response_key)",
-        [run_id, keys],
-    ).fetchall():
-        if jkey in judgements:
-            judgements[jkey].elo, judgements[jkey].wins = elo, wins
-    for rkey, chosen, rejected, reason in con.execute(
-        "SELECT response_key, chosen_key, rejected_key, drop_reason FROM judge_pair_candidates "
-        "WHERE run_id = ? AND list_contains(?, response_key)",
-        [run_id, keys],
-    ).fetchall():
-        b = battles[rkey]
-        b.chosen_key, b.rejected_key, b.drop_reason = chosen, rejected, reason
-
-
-def _full_battle(con: Any, run_id: str | None, battle: Battle) -> None:
-    """Re-read ω, Elo and the judge pair of ``battle`` from the whole log (iteration scope)."""
-    judgements = {j.key: j for j in battle.judgements}
-    for j in judgements.values():
-        j.elo = j.wins = None
-    focus = PromptFocus("", -1, "", "", {0: IterationFocus(0, [], None, battle)})
-    verdicts = dict(battle.verdicts)
-    _read_battles(con, run_id, focus, judgements)
-    battle.verdicts.update(verdicts)
