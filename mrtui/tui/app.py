@@ -422,3 +422,17 @@ class MrtuiApp(App[None]):
         yield SystemCommand("Stop run", "Stop after the current unit", self.action_stop_run)
         yield SystemCommand("Export current item", "Write it as JSON", self.action_export)
         yield SystemCommand("Copy current item", "Copy its text", self.action_copy)
+        for run in self.overview.runs if self.overview else []:
+            if run != self.source.run_id:
+                yield SystemCommand(
+                    f"Show run {run}",
+                    "Switch the screens to another run in this log",
+                    lambda r=run: self.switch_run(r),
+                )
+
+    def switch_run(self, run_id: str) -> None:
+        self.source.run_id = run_id
+        self.index, self.index_all, self._index_seq = None, {}, -1
+        self.health, self._focus_cache = None, {}
+        self.action_overview()
+        self.refresh_data(full=True)

@@ -260,3 +260,25 @@ async def test_bad_log_reads_are_shown_as_stale_not_raised(tui_log_copy: Path) -
         assert stale and "not a DuckDB event log" in status
         assert isinstance(app.screen, OverviewScreen)  # still up, still showing the old data
         assert app.screen.query_one("#iterations", DataTable).row_count == 2
+
+
+@pytest.mark.asyncio
+async def test_palette_switches_between_runs(tui_log_iteration: Path) -> None:
+    app = MrtuiApp(tui_log_iteration, poll=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        assert app.overview.run_id == "wide"  # the latest run by default
+        assert app.overview.iterations[0].weights_scope == "iteration"
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.2)
+        await pilot.press(*"Show run other")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await until(pilot, lambda: app.overview.run_id == "other" and app.health is not None)
+        assert "run other" in app.status_text()[0]
+        assert app.overview.iterations[0].weights_scope == "response"
+        expected = q(
+            tui_log_iteration,
+            "SELECT count(*) FROM judgements WHERE run_id = 'other' AND iteration = 1",
+        )[0][0]
+        assert app.health[1].judgements == expected
