@@ -27,6 +27,13 @@ from .text import lit
 POLL_S = 1.0
 STALE_AFTER_S = 5.0
 INDEX_EVERY_S = 30.0
+PREFETCH_DELAY_S = 0.12
+
+
+def _pick(fn: Callable[..., float], a: float | None, b: float | None) -> float | None:
+    """``fn(a, b)`` over the values that are there (a score of 0.0 is there)."""
+    vals = [v for v in (a, b) if v is not None]
+    return fn(vals) if vals else None
 
 
 class PromptSearch(Provider):
@@ -94,6 +101,9 @@ class MrtuiApp(App[None]):
         self.last_ok: float | None = None
         self.last_error: str | None = None
         self._focus_cache: dict[str, tuple[int, PromptFocus]] = {}
+        self._inflight: set[str] = set()
+        self._open_pending: tuple[str, int | None] | None = None
+        self._prefetch_timer: Any = None
         self._stop = threading.Event()
         self.running = False
         self.run_state = ""
@@ -175,8 +185,8 @@ class MrtuiApp(App[None]):
         merged: dict[str, PromptStats] = {}
         for (key, _), s in index.items():
             m = merged.setdefault(key, PromptStats())
-            m.best = s.best if m.best is None else max(m.best, s.best or m.best)
-            m.worst = s.worst if m.worst is None else min(m.worst, s.worst or m.worst)
+            m.best = _pick(max, m.best, s.best)
+            m.worst = _pick(min, m.worst, s.worst)
             m.actor_pair |= s.actor_pair
             m.judge_pair |= s.judge_pair
         self.index_all = merged
@@ -243,39 +253,73 @@ class MrtuiApp(App[None]):
         self.push_screen(PromptListScreen(iteration))
 
     def prefetch(self, prompt_key: str) -> None:
-        """Read the highlighted prompt in the background so opening it is instant."""
-        cached = self._focus_cache.get(prompt_key)
-        if cached is None or cached[0] != self._seq():
-            self._load_focus(prompt_key, None, False)
+        """Read the highlighted prompt in the background so opening it is instant; a short
+        delay lets held-down arrow keys pass without starting a read per row."""
+        if self._prefetch_timer is not None:
+            self._prefetch_timer.stop()
+        if self._cached(prompt_key) is None:
+            self._prefetch_timer = self.set_timer(
+                PREFETCH_DELAY_S, lambda: self._start_focus(prompt_key)
+            )
 
     def open_prompt(self, prompt_key: str, iteration: int | None = None) -> None:
-        cached = self._focus_cache.get(prompt_key)
-        if cached is not None and cached[0] == self._seq():
-            self._show_prompt(cached[1], iteration)
-        else:
-            self._load_focus(prompt_key, iteration, True)
+        cached = self._cached(prompt_key)
+        if cached is not None:
+            self._show_prompt(cached, iteration)
+            return
+        self._open_pending = (prompt_key, iteration)
+        self._start_focus(prompt_key)  # joins a read already in flight for this prompt
+
+    def _cached(self, prompt_key: str) -> PromptFocus | None:
+        hit = self._focus_cache.get(prompt_key)
+        return hit[1] if hit is not None and hit[0] == self._seq() else None
 
     def _seq(self) -> int:
         return self.overview.max_seq if self.overview else 0
 
-    @work(thread=True, exclusive=True, group="focus")
-    def _load_focus(self, prompt_key: str, iteration: int | None, show: bool) -> None:
-        seq = self._seq()
-        try:
-            focus = self.source.focus(prompt_key)
-        except Exception as exc:
-            self.call_from_thread(self.read_failed, exc)
-            return
-        self.call_from_thread(self._focus_loaded, seq, focus, iteration, show)
+    def _start_focus(self, prompt_key: str) -> None:
+        if prompt_key not in self._inflight:
+            self._inflight.add(prompt_key)
+            self._load_focus(prompt_key, self._seq())
 
-    def _focus_loaded(
-        self, seq: int, focus: PromptFocus, iteration: int | None, show: bool
-    ) -> None:
+    @work(thread=True, group="focus")
+    def _load_focus(self, prompt_key: str, seq: int) -> None:
+        def partial(focus: PromptFocus) -> None:
+            self.call_from_thread(self._focus_loaded, seq, focus)
+
+        try:
+            focus = self.source.focus(prompt_key, on_partial=partial)
+        except Exception as exc:
+            self.call_from_thread(self._focus_failed, prompt_key, exc)
+            return
+        self.call_from_thread(self._battles_loaded, focus)
+
+    def _focus_loaded(self, seq: int, focus: PromptFocus) -> None:
+        """The responses are in (battles follow): cache, and show if the user asked."""
         if len(self._focus_cache) > 64:
             self._focus_cache.clear()
         self._focus_cache[focus.prompt_key] = (seq, focus)
-        if show:
-            self._show_prompt(focus, iteration)
+        pending = self._open_pending
+        if pending is not None and pending[0] == focus.prompt_key:
+            self._open_pending = None
+            self._show_prompt(focus, pending[1])
+
+    def _battles_loaded(self, focus: PromptFocus) -> None:
+        from .focus import apply_battles
+
+        self._inflight.discard(focus.prompt_key)
+        if focus.pending is not None:
+            apply_battles(focus, focus.pending)
+            focus.pending = None
+        for screen in self.screen_stack:
+            if getattr(screen, "focus_data", None) is focus and hasattr(screen, "battles_ready"):
+                screen.battles_ready()
+
+    def _focus_failed(self, prompt_key: str, exc: BaseException) -> None:
+        self._inflight.discard(prompt_key)
+        if self._open_pending and self._open_pending[0] == prompt_key:
+            self._open_pending = None
+        self.read_failed(exc)
 
     def _show_prompt(self, focus: PromptFocus, iteration: int | None) -> None:
         from .detail import PromptDetailScreen

@@ -74,6 +74,7 @@ class PromptDetailScreen(Screen[None]):
     def __init__(self, focus: PromptFocus, iteration: int | None = None) -> None:
         super().__init__()
         self.focus_data = focus
+        self._battle_wanted = False
         its = sorted(focus.iterations)
         self.iteration = iteration if iteration in focus.iterations else (its[-1] if its else None)
 
@@ -194,9 +195,20 @@ class PromptDetailScreen(Screen[None]):
         if it is None or it.battle is None:
             self.notify("this prompt has no meta-judged response in this iteration")
             return
+        if not it.battle.ready:
+            self._battle_wanted = True  # opens as soon as the battles are read
+            self.notify("reading the battle…")
+            return
         from .battle import BattleScreen
 
         self.app.push_screen(BattleScreen(self.focus_data, it))
+
+    def battles_ready(self) -> None:
+        """ω, Elo and judge pairs arrived after the responses: refresh, open if asked."""
+        self._show_response()
+        if self._battle_wanted and self.app.screen is self:
+            self._battle_wanted = False
+            self.action_battle()
 
     def action_view_text(self) -> None:
         r = self.current()
@@ -214,14 +226,17 @@ class PromptDetailScreen(Screen[None]):
 
 
 class ResponseDetailScreen(Screen[None]):
-    """A response and its N judgements side by side."""
+    """A response and its N judgements side by side, ``WINDOW`` at a time (←/→ scroll)."""
 
+    WINDOW = 4
     DEFAULT_CSS = """
     ResponseDetailScreen #response { height: 1fr; padding: 0 1; border-bottom: solid $panel; }
+    ResponseDetailScreen #window { height: 1; padding: 0 1; color: $text-muted; }
     ResponseDetailScreen #columns { height: 2fr; }
     ResponseDetailScreen .judgement { width: 1fr; border: round $panel; padding: 0 1; }
-    ResponseDetailScreen .judgement:focus-within { border: round $accent; }
+    ResponseDetailScreen .judgement.-selected { border: round $accent; }
     ResponseDetailScreen .judgement.-invalid { border: round $error; }
+    ResponseDetailScreen .judgement.-empty { display: none; }
     ResponseDetailScreen .jhead { text-style: bold; }
     """
     BINDINGS = [
@@ -249,44 +264,56 @@ class ResponseDetailScreen(Screen[None]):
                 classes="jhead",
             )
             yield Static(lit(r.text))
+        yield Static(id="window")
         with Horizontal(id="columns"):
-            for i, j in enumerate(r.judgements):
-                with VerticalScroll(classes="judgement", id=f"j{i}") as col:
-                    col.can_focus = True
-                    if j.score is None:
-                        col.add_class("-invalid")
-                    yield Static(
-                        lit(
-                            f"judge {j.judge_index}: "
-                            + ("unparsed" if j.score is None else f"score {j.score:.0f}")
-                            + (f" · elo {j.elo:.0f}" if j.elo is not None else "")
-                            + (" · fallback" if j.fallback_used else "")
-                        ),
-                        classes="jhead",
-                    )
-                    yield Static(lit(j.text))
-            if not r.judgements:
-                yield Static(lit("no judgements yet"))
+            for i in range(min(self.WINDOW, max(1, len(r.judgements)))):
+                with VerticalScroll(classes="judgement", id=f"slot{i}"):
+                    yield Static(classes="jhead", id=f"head{i}")
+                    yield Static(id=f"body{i}")
         yield Footer()
 
     def on_mount(self) -> None:
-        if self.response.judgements:
-            self.query_one("#j0").focus()
+        self._draw()
+
+    def _draw(self) -> None:
+        js = self.response.judgements
+        n = len(js)
+        start = min(max(0, self.selected - self.WINDOW // 2), max(0, n - self.WINDOW))
+        window = (
+            f"judgements {start + 1}–{min(n, start + self.WINDOW)} of {n} · ←/→ move · v full text"
+            if n
+            else "no judgements yet"
+        )
+        self.query_one("#window", Static).update(lit(window))
+        for i, slot in enumerate(self.query(".judgement")):
+            k = start + i
+            slot.set_class(k >= n, "-empty")
+            if k >= n:
+                continue
+            j = js[k]
+            slot.set_class(k == self.selected, "-selected")
+            slot.set_class(j.score is None, "-invalid")
+            head = (
+                f"judge {j.judge_index}: "
+                + ("unparsed" if j.score is None else f"score {j.score:.0f}")
+                + (f" · elo {j.elo:.0f}" if j.elo is not None else "")
+                + (" · fallback" if j.fallback_used else "")
+            )
+            self.query_one(f"#head{i}", Static).update(lit(head))
+            self.query_one(f"#body{i}", Static).update(lit(j.text))
 
     def action_move(self, step: int) -> None:
         n = len(self.response.judgements)
         if n:
             self.selected = (self.selected + step) % n
-            self.query_one(f"#j{self.selected}").focus()
-
-    def on_descendant_focus(self, event: Any) -> None:
-        wid = getattr(event.widget, "id", "") or ""
-        if wid.startswith("j") and wid[1:].isdigit():
-            self.selected = int(wid[1:])
+            self._draw()
 
     def action_view_text(self) -> None:
         if self.response.judgements:
             self.app.show_judgement(self.response.judgements[self.selected])  # type: ignore[attr-defined]
+
+    def battles_ready(self) -> None:
+        self._draw()
 
     def export_current(self) -> dict[str, Any] | None:
         return response_item(self.response)

@@ -5,12 +5,13 @@ are copied into a temporary ``events`` table that shadows the real one on that c
 the ordinary views then run over a few hundred rows instead of millions. The views are the same
 SQL as everywhere else, so the TUI shows exactly what ``mrtui sql`` would. The one exception is
 an iteration that counts position wins per iteration (``weights_scope = 'iteration'``): its
-battle needs every verdict of the iteration, so :func:`full_battle` reads it from the whole log
+battle needs every verdict of the iteration, so ``LogSource.focus`` reads it from the whole log
 (seconds, not milliseconds, on a large log).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from .model import (
@@ -66,6 +67,8 @@ def scope(con: Any, run_id: str | None, prompt_key: str) -> None:
 
 
 def read_focus(con: Any, run_id: str | None, prompt_key: str) -> PromptFocus:
+    """The prompt, its responses with scores and judgements, actor pairs and which response
+    each iteration meta-judged; the battles themselves come from :func:`read_battles`."""
     q = lambda sql: con.execute(sql, [run_id]).fetchall()  # noqa: E731
     prow = con.execute(
         "SELECT text, payload->>'$.source_id', (payload->>'$.index')::INTEGER FROM events "
@@ -100,14 +103,12 @@ def read_focus(con: Any, run_id: str | None, prompt_key: str) -> PromptFocus:
             )
         )
     by_key = {r.key: r for itf in focus.iterations.values() for r in itf.responses}
-    judgements: dict[str, JudgementInfo] = {}
     for key, rkey, jidx, score, body, perr, fb, chars in q(
         "SELECT judgement_key, response_key, judge_index, score, judgement, parse_error, "
         "fallback_used, judgement_chars FROM judgements WHERE run_id = ? "
         "ORDER BY judge_index, judgement_key"
     ):
         j = JudgementInfo(key, rkey, jidx, score, body or "", perr, bool(fb), chars or 0)
-        judgements[key] = j
         if rkey in by_key:
             by_key[rkey].judgements.append(j)
     for it, chosen, rejected in q(
@@ -135,57 +136,79 @@ def read_focus(con: Any, run_id: str | None, prompt_key: str) -> PromptFocus:
             None,
             None,
         )
-    _read_battles(con, run_id, focus, judgements)
     return focus
 
 
-def _read_battles(
-    con: Any, run_id: str | None, focus: PromptFocus, judgements: dict[str, JudgementInfo]
-) -> None:
-    battles = {
-        itf.battle.response_key: itf.battle for itf in focus.iterations.values() if itf.battle
-    }
-    if not battles:
-        return
-    keys = list(battles)
-    for vkey, rkey, first, second, winner, body, perr in con.execute(
+@dataclass
+class BattleData:
+    """Raw battle rows for some meta-judged responses, applied on the UI thread."""
+
+    verdicts: list[tuple[Any, ...]] = field(default_factory=list)
+    battles: list[tuple[Any, ...]] = field(default_factory=list)
+    elo: list[tuple[Any, ...]] = field(default_factory=list)
+    pairs: list[tuple[Any, ...]] = field(default_factory=list)
+
+
+def battle_keys(focus: PromptFocus, scope: str | None = None) -> list[str]:
+    """The meta-judged responses of ``focus`` (whose weights scope is ``scope``, if given)."""
+    return [
+        itf.battle.response_key
+        for itf in focus.iterations.values()
+        if itf.battle and (scope is None or itf.battle.scope == scope)
+    ]
+
+
+def read_battles(con: Any, run_id: str | None, keys: list[str]) -> BattleData:
+    """Verdicts, ω, Elo and judge-pair rows of the responses ``keys`` on ``con``."""
+    data = BattleData()
+    if not keys:
+        return data
+    args = [run_id, keys]
+    data.verdicts = con.execute(
         "SELECT verdict_key, response_key, first_key, second_key, winner, verdict, parse_error "
         "FROM meta_verdicts WHERE run_id = ? AND list_contains(?, response_key) ORDER BY seq",
-        [run_id, keys],
-    ).fetchall():
-        battles[rkey].verdicts[(first, second)] = Verdict(
-            vkey, first, second, winner, body or "", perr
-        )
-    for rkey, w1, w2, o1, o2 in con.execute(
+        args,
+    ).fetchall()
+    data.battles = con.execute(
         "SELECT response_key, any_value(win_1st), any_value(win_2nd), any_value(omega1), "
         "any_value(omega2) FROM judge_battles WHERE run_id = ? AND list_contains(?, response_key) "
         "GROUP BY ALL",
-        [run_id, keys],
-    ).fetchall():
-        b = battles[rkey]
-        b.win_1st, b.win_2nd, b.omega1, b.omega2 = w1 or 0, w2 or 0, o1, o2
-    for jkey, elo, wins in con.execute(
-        "SELECT judgement_key, elo, wins FROM judgement_elo WHERE run_id = ? "
+        args,
+    ).fetchall()
+    data.elo = con.execute(
+        "SELECT response_key, judgement_key, elo, wins FROM judgement_elo WHERE run_id = ? "
         "AND list_contains(?, response_key)",
-        [run_id, keys],
-    ).fetchall():
-        if jkey in judgements:
-            judgements[jkey].elo, judgements[jkey].wins = elo, wins
-    for rkey, chosen, rejected, reason in con.execute(
+        args,
+    ).fetchall()
+    data.pairs = con.execute(
         "SELECT response_key, chosen_key, rejected_key, drop_reason FROM judge_pair_candidates "
         "WHERE run_id = ? AND list_contains(?, response_key)",
-        [run_id, keys],
-    ).fetchall():
-        b = battles[rkey]
-        b.chosen_key, b.rejected_key, b.drop_reason = chosen, rejected, reason
+        args,
+    ).fetchall()
+    return data
 
 
-def full_battle(con: Any, run_id: str | None, battle: Battle) -> None:
-    """Re-read ω, Elo and the judge pair of ``battle`` from the whole log (iteration scope)."""
-    judgements = {j.key: j for j in battle.judgements}
-    for j in judgements.values():
-        j.elo = j.wins = None
-    focus = PromptFocus("", -1, "", "", {0: IterationFocus(0, [], None, battle)})
-    verdicts = dict(battle.verdicts)
-    _read_battles(con, run_id, focus, judgements)
-    battle.verdicts.update(verdicts)
+def apply_battles(focus: PromptFocus, data: BattleData) -> None:
+    """Fill the battles of ``focus`` from ``data`` (rows of responses ``focus`` has)."""
+    battles = {
+        itf.battle.response_key: itf.battle for itf in focus.iterations.values() if itf.battle
+    }
+    for vkey, rkey, first, second, winner, body, perr in data.verdicts:
+        if rkey in battles:
+            battles[rkey].verdicts[(first, second)] = Verdict(
+                vkey, first, second, winner, body or "", perr
+            )
+    for rkey, w1, w2, o1, o2 in data.battles:
+        if rkey in battles:
+            b = battles[rkey]
+            b.win_1st, b.win_2nd, b.omega1, b.omega2 = w1 or 0, w2 or 0, o1, o2
+    for rkey, jkey, elo, wins in data.elo:
+        for j in battles[rkey].judgements if rkey in battles else []:
+            if j.key == jkey:
+                j.elo, j.wins = elo, wins
+    for rkey, chosen, rejected, reason in data.pairs:
+        if rkey in battles:
+            b = battles[rkey]
+            b.chosen_key, b.rejected_key, b.drop_reason = chosen, rejected, reason
+    for b in battles.values():
+        b.ready = True

@@ -181,6 +181,7 @@ class Battle:
     chosen_key: str | None
     rejected_key: str | None
     drop_reason: str | None
+    ready: bool = False  # verdicts, ω, Elo and the judge pair are filled in
 
 
 @dataclass
@@ -199,3 +200,4 @@ class PromptFocus:
     text: str
     iterations: dict[int, IterationFocus]
     read_s: float = 0.0
+    pending: Any = None  # battle rows read but not yet applied (see LogSource.focus)

@@ -41,6 +41,7 @@ class PromptListScreen(Screen[None]):
         self.rows: list[PromptRow] = []
         self.total = 0
         self._loading = False
+        self._filtered_without_index = False
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status")
@@ -87,6 +88,7 @@ class PromptListScreen(Screen[None]):
     def load_page(self, offset: int, fresh: bool = False) -> None:
         src = self.app.source  # type: ignore[attr-defined]
         keys, exclude = self._filter_keys()
+        self._filtered_without_index = self.pair_filter != "all" and keys is None
         try:
             total = src.prompt_count(self.iteration, self.search, keys, exclude) if fresh else None
             rows = src.prompts(self.iteration, self.search, keys, exclude, offset, PAGE)
@@ -103,17 +105,15 @@ class PromptListScreen(Screen[None]):
         index = self.app.index or {}  # type: ignore[attr-defined]
         table = self.query_one("#prompts", DataTable)
         for r in rows:
-            stats = self._stats(index, r.prompt_key)
+            best, worst, pairs = self._stat_cells(index, r.prompt_key)
             table.add_row(
                 str(r.index),
                 one_line(r.source_id, 16),
                 one_line(r.preview, 100),
                 str(r.responses),
-                num(stats.best) if stats else "…",
-                num(stats.worst) if stats else "…",
-                (("A" if stats.actor_pair else "·") + ("J" if stats.judge_pair else "·"))
-                if stats
-                else "…",
+                best,
+                worst,
+                pairs,
                 key=r.prompt_key,
             )
         self.rows.extend(rows)
@@ -121,6 +121,13 @@ class PromptListScreen(Screen[None]):
         self._update_info()
         if offset == 0:
             self._preview()
+
+    def _stat_cells(self, index: dict, key: str) -> tuple[str, str, str]:
+        stats = self._stats(index, key)
+        if stats is None:
+            return "…", "…", "…"
+        pairs = ("A" if stats.actor_pair else "·") + ("J" if stats.judge_pair else "·")
+        return num(stats.best), num(stats.worst), pairs
 
     def _stats(self, index: dict, key: str) -> PromptStats | None:
         if not index:
@@ -197,8 +204,20 @@ class PromptListScreen(Screen[None]):
             self.app.pop_screen()
 
     def index_ready(self) -> None:
-        """The app computed the pair index: fill the score and pair columns."""
-        self.reload()
+        """The app computed (or refreshed) the pair index: fill the score and pair columns in
+        place, keeping the cursor and the loaded pages; only a pair filter that was waiting
+        for the index reloads the list."""
+        if self.pair_filter != "all" and self._filtered_without_index:
+            self.reload()
+            return
+        index = self.app.index or {}  # type: ignore[attr-defined]
+        table = self.query_one("#prompts", DataTable)
+        for r in self.rows:
+            for col, value in zip(
+                ("best", "worst", "pairs"), self._stat_cells(index, r.prompt_key), strict=True
+            ):
+                table.update_cell(r.prompt_key, col, value)
+        self._update_info()
 
     def export_current(self) -> dict | None:
         row = self.current()

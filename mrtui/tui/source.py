@@ -14,11 +14,11 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .focus import full_battle, read_focus, scope
+from .focus import apply_battles, battle_keys, read_battles, read_focus, scope
 from .model import (
     Health,
     IterationRow,
@@ -312,18 +312,32 @@ class LogSource:
         rows = self.sql("SELECT text FROM events WHERE key = ? ORDER BY seq DESC LIMIT 1", [key])
         return rows[0][0] or "" if rows else ""
 
-    def focus(self, prompt_key: str) -> PromptFocus:
-        """Everything about one prompt in every iteration, read from a scoped copy."""
+    def focus(
+        self, prompt_key: str, on_partial: Callable[[PromptFocus], None] | None = None
+    ) -> PromptFocus:
+        """Everything about one prompt in every iteration, read from a scoped copy.
+
+        With ``on_partial``, the battles are returned as :class:`BattleData` to apply later
+        (``focus.pending``) and ``on_partial`` gets the rest first, so a screen can show the
+        responses before ω and Elo are in."""
         t0 = time.perf_counter()
         with self._con() as con:
             scope(con, self.run_id, prompt_key)
             focus = read_focus(con, self.run_id, prompt_key)
-        for it in focus.iterations.values():
-            b = it.battle
-            if b is not None and b.scope == "iteration":
-                with self._con() as con:
-                    full_battle(con, self.run_id, b)
+            if on_partial is not None:
+                on_partial(focus)
+            data = read_battles(con, self.run_id, battle_keys(focus, "response"))
+        wide = battle_keys(focus, "iteration")
+        if wide:  # position wins counted over the whole iteration: read the full log
+            with self._con() as con:
+                more = read_battles(con, self.run_id, wide)
+            for name in ("verdicts", "battles", "elo", "pairs"):
+                getattr(data, name).extend(getattr(more, name))
         focus.read_s = time.perf_counter() - t0
+        if on_partial is None:
+            apply_battles(focus, data)
+        else:
+            focus.pending = data
         return focus
 
 

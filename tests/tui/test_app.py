@@ -282,3 +282,28 @@ async def test_palette_switches_between_runs(tui_log_iteration: Path) -> None:
             "SELECT count(*) FROM judgements WHERE run_id = 'other' AND iteration = 1",
         )[0][0]
         assert app.health[1].judgements == expected
+
+
+@pytest.mark.asyncio
+async def test_list_score_columns_match_the_views(tui_log: Path) -> None:
+    app = MrtuiApp(tui_log, poll=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await pilot.press("p")
+        await until(pilot, lambda: isinstance(app.screen, PromptListScreen) and app.screen.rows)
+        table = app.screen.query_one("#prompts", DataTable)
+        for it in (None, 1, 2):
+            where = "" if it is None else f"AND iteration = {it}"
+            expected = {
+                k: (f"{best:.2f}", f"{worst:.2f}")
+                for k, best, worst in q(
+                    tui_log,
+                    "SELECT prompt_key, max(mean_score), min(mean_score) FROM response_scores "
+                    f"WHERE run_id = 'main' {where} GROUP BY 1",
+                )
+            }
+            for r in app.screen.rows:
+                row = table.get_row(r.prompt_key)
+                assert (row[4], row[5]) == expected[r.prompt_key], (it, r.index)
+            await pilot.press("i")
+            await until(pilot, lambda: len(app.screen.rows) == 6)

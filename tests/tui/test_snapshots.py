@@ -61,7 +61,8 @@ def test_prompt_list(snap_compare: Any, app: MrtuiApp) -> None:
         await pilot.press("p")
         await until(pilot, lambda: isinstance(app.screen, PromptListScreen) and app.screen.rows)
         await pilot.press("down", "down")  # the hostile prompt, in the preview pane too
-        await pilot.pause(0.1)
+        await until(pilot, lambda: app.screen.current().index == HOSTILE_INDEX)
+        await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=before)
 
