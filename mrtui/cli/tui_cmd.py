@@ -46,7 +46,15 @@ def tui(
         run_id = run_id or settings.run_id
     if db.exists():
         with connect(db) as con:  # fails early, in one line, on a file that is not a log
-            con.execute("SELECT 1").fetchall()
+            runs = [r[0] for r in con.execute("SELECT DISTINCT run_id FROM events").fetchall()]
+        if run_id is not None and run_id not in runs and settings is None:
+            from mrtui.loop.settings import ConfigError
+
+            raise ConfigError(
+                f"no run {run_id!r} in {db}; it holds "
+                + (", ".join(sorted(runs)) or "no runs")
+                + " (leave out --run for the latest)"
+            )
     elif settings is None:
         raise LogNotFound(
             f"no event log at {db}; create one with `mrtui run --db {db} ...`, or pass "
