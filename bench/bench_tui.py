@@ -112,12 +112,12 @@ class Inflight:
         self.now = self.peak = self.calls = 0
         orig = source.focus
 
-        def focus(key: str) -> Any:
+        def focus(key: str, **kw: Any) -> Any:
             self.now += 1
             self.calls += 1
             self.peak = max(self.peak, self.now)
             try:
-                return orig(key)
+                return orig(key, **kw)
             finally:
                 self.now -= 1
 

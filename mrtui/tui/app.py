@@ -27,7 +27,7 @@ from .text import lit
 POLL_S = 1.0
 STALE_AFTER_S = 5.0
 INDEX_EVERY_S = 30.0
-PREFETCH_DELAY_S = 0.12
+PREFETCH_DELAY_S = 0.06
 
 
 def _pick(fn: Callable[..., float], a: float | None, b: float | None) -> float | None:
