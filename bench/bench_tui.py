@@ -780,20 +780,18 @@ def part_b(db: Path, keys: int, opens: int) -> tuple[str, dict[str, Any]]:
             "Holding ↓ then Enter: `focus()` reads still running when Enter was pressed / "
             "started during the 10 keys: "
             + ", ".join(f"{q} / {c}" for q, c in res["hold_enter"])
-            + ". Each ↓ starts a prefetch; `exclusive=True` cancels the worker but not its "
-            "thread, so the reads of rows already left behind keep running (and share the "
-            "default executor's threads and the 2 cores with the read Enter needs)."
+            + ". The app starts a prefetch only after the cursor rests on a row for 60 ms, "
+            "and Enter joins a read of the same prompt already in flight, so held keys leave "
+            "few reads behind to compete with the one Enter needs."
         )
     for label, counts in res.get("enter_reads", {}).items():
         twice = sum(c >= 2 for c in counts)
         res["notes"].append(
             f"{label}: `focus()` reads of that prompt per try: {', '.join(map(str, counts))}"
             + (
-                f". In {twice} of {len(counts)} tries the prompt was read twice: `open_prompt` "
-                "looks only in the cache of finished reads, so it cancels the prefetch worker "
-                "already reading that prompt (its thread runs on) and starts a second read."
+                f". In {twice} of {len(counts)} tries the prompt was read twice."
                 if twice
-                else " (the prefetch worker was cancelled before its thread started)."
+                else " (one read per open: Enter joined the prefetch or started the only read)."
             )
         )
     pool = min(32, (os.cpu_count() or 1) + 4)  # asyncio's default executor
@@ -818,8 +816,10 @@ to then (median). "painted" is the conservative figure the verdict uses: Textual
 most 60 frames/s and one key often takes several (e.g. list ↓: the cursor row in the first frame,
 the preview's new text a frame or two later, scrollbar updates after that). The list is opened
 right after the first screen (health and pair index still reading), then used again once the
-index is in. Each Enter/Esc pair opens a different prompt. Every ↓ in the list also starts a
-background `focus()` prefetch of the highlighted prompt (one `focus()` read, see (c)). The
+index is in. Each Enter/Esc pair opens a different prompt. A row the cursor rests on for 60 ms
+is prefetched in the background (one `focus()` read, see (c)); opening a prompt shows its
+responses as soon as they are read and fills in ω, Elo and the judge pair ~50 ms later (that
+second fill is part of "painted"). The
 response view (Enter in a prompt) and moving between its judgements read nothing from the log
 (the prompt is in memory already): their time is Textual's compose, layout and compositing.
 
