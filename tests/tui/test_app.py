@@ -307,3 +307,20 @@ async def test_list_score_columns_match_the_views(tui_log: Path) -> None:
                 assert (row[4], row[5]) == expected[r.prompt_key], (it, r.index)
             await pilot.press("i")
             await until(pilot, lambda: len(app.screen.rows) == 6)
+
+
+@pytest.mark.asyncio
+async def test_mouse_selects_and_opens(tui_log: Path) -> None:
+    app = MrtuiApp(tui_log, poll=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await pilot.click("#iterations", offset=(5, 2))  # header row, then iteration 1, 2
+        assert app.screen.query_one("#iterations", DataTable).cursor_row == 1
+        await pilot.press("p")
+        await until(pilot, lambda: isinstance(app.screen, PromptListScreen) and app.screen.rows)
+        lst = app.screen
+        await pilot.click("#prompts", offset=(10, 1 + HOSTILE_INDEX))
+        assert lst.current().index == HOSTILE_INDEX
+        await pilot.click("#prompts", offset=(10, 1 + HOSTILE_INDEX))  # a second click opens
+        await until(pilot, lambda: isinstance(app.screen, PromptDetailScreen))
+        assert app.screen.focus_data.index == HOSTILE_INDEX
