@@ -204,6 +204,7 @@ async def _first_screen_once(db: Path) -> dict[str, float]:
         out["app_first"] = app.first_screen_s
         out["health"] = await until(lambda: app.health is not None, 120, "health") - t0
         out["index"] = await until(lambda: app.index is not None, 300, "pair index") - t0
+        out["index_judge"] = await until(lambda: app.index_judge, 300, "judge pairs") - t0
         await asyncio.sleep(0.1)
     return out
 
@@ -354,9 +355,16 @@ def part_a(db: Path, repeats: int, cold_repeats: int) -> tuple[str, dict[str, An
             "info",
         ],
         [
-            "  … pair index in (`app.index`: list scores/pairs)",
+            "  … list scores and actor pairs in (`app.index`)",
             secs(runs[0]["index"]),
             secs(median(col("index", runs))),
+            "",
+            "info",
+        ],
+        [
+            "  … judge pairs in (`app.index_judge`)",
+            secs(runs[0]["index_judge"]),
+            secs(median(col("index_judge", runs))),
             "",
             "info",
         ],
@@ -493,12 +501,12 @@ async def _navigate(db: Path, keys: int, opens: int) -> dict[str, Any]:
         rec("open list (p), reads in flight", await act(app, paints, "p", list_ok(0), "list"))
         early = min(10, keys)
         for i in range(early):
-            busy = app.index is None
+            busy = not app.index_judge
             v = await act(app, paints, "down", list_ok(i + 1), f"list row {i + 1}")
             rec("list ↓, health/index reading in background" if busy else "list ↓", v)
         before = lst().query_one("#prompts", DataTable).cursor_row
         t_wait = time.perf_counter()
-        await until(lambda: app.index is not None, 300, "pair index")
+        await until(lambda: app.index_judge, 300, "pair index")
         await until(
             lambda: lst() is not None and len(lst().rows) > 0 and lst()._loading is False,
             60,

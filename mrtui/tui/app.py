@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import threading
@@ -96,6 +97,7 @@ class MrtuiApp(App[None]):
         self.losses: dict[int, list[tuple[int, float]]] = {}
         self.index: dict[tuple[str, int], PromptStats] | None = None
         self.index_all: dict[str, PromptStats] = {}
+        self.index_judge = False  # the index holds judge pairs too (they come last)
         self._index_seq = -1
         self._index_started = 0.0
         self.last_ok: float | None = None
@@ -172,16 +174,24 @@ class MrtuiApp(App[None]):
 
     @work(thread=True, exclusive=True, group="index")
     def compute_index(self, seq: int) -> None:
-        """Score ranges and pairs of every prompt, for the list's columns and pair filter."""
+        """Score ranges and pairs of every prompt, for the list's columns and pair filter:
+        scores and actor pairs first (about a second at 1M judgements), judge pairs after."""
         try:
-            index = self.source.prompt_index()
+            index = self.source.prompt_index(judge_pairs=False)
+            self.call_from_thread(self._got_index, seq, index, False)
+            judged = self.source.judge_pair_prompts()
         except Exception as exc:
             self.call_from_thread(self.read_failed, exc)
             return
-        self.call_from_thread(self._got_index, seq, index)
+        index = {k: dataclasses.replace(v) for k, v in index.items()}  # the UI holds the first
+        for k in judged:
+            index.setdefault(k, PromptStats()).judge_pair = True
+        self.call_from_thread(self._got_index, seq, index, True)
 
-    def _got_index(self, seq: int, index: dict[tuple[str, int], PromptStats]) -> None:
-        self.index, self._index_seq = index, seq
+    def _got_index(
+        self, seq: int, index: dict[tuple[str, int], PromptStats], judge_pairs: bool
+    ) -> None:
+        self.index, self._index_seq, self.index_judge = dict(index), seq, judge_pairs
         merged: dict[str, PromptStats] = {}
         for (key, _), s in index.items():
             m = merged.setdefault(key, PromptStats())
@@ -477,6 +487,7 @@ class MrtuiApp(App[None]):
     def switch_run(self, run_id: str) -> None:
         self.source.run_id = run_id
         self.index, self.index_all, self._index_seq = None, {}, -1
+        self.index_judge = False
         self.health, self._focus_cache = None, {}
         self.action_overview()
         self.refresh_data(full=True)

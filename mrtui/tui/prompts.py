@@ -65,7 +65,7 @@ class PromptListScreen(Screen[None]):
         if self.pair_filter == "all":
             return None, False
         index: dict[tuple[str, int], PromptStats] | None = self.app.index  # type: ignore[attr-defined]
-        if index is None:
+        if index is None or (self.pair_filter != "actor pair" and not self.app.index_judge):  # type: ignore[attr-defined]
             return None, False
         want = {
             "has pair": lambda s: s.actor_pair or s.judge_pair,
@@ -126,7 +126,10 @@ class PromptListScreen(Screen[None]):
         stats = self._stats(index, key)
         if stats is None:
             return "…", "…", "…"
-        pairs = ("A" if stats.actor_pair else "·") + ("J" if stats.judge_pair else "·")
+        judged = self.app.index_judge  # type: ignore[attr-defined]
+        pairs = ("A" if stats.actor_pair else "·") + (
+            ("J" if stats.judge_pair else "·") if judged else "…"
+        )
         return num(stats.best), num(stats.worst), pairs
 
     def _stats(self, index: dict, key: str) -> PromptStats | None:
@@ -139,7 +142,7 @@ class PromptListScreen(Screen[None]):
     def _update_info(self) -> None:
         it = "all" if self.iteration is None else str(self.iteration)
         pairs = self.pair_filter
-        if pairs != "all" and self.app.index is None:  # type: ignore[attr-defined]
+        if pairs != "all" and self._filter_keys()[0] is None:
             pairs += " (pairs still computing: showing all)"
         info = f"iteration {it} · {pairs} · {len(self.rows)}/{self.total} shown"
         self.query_one("#filter-info", Static).update(lit(info))

@@ -298,13 +298,16 @@ class LogSource:
             ).fetchall():
                 out.setdefault((key, it), PromptStats()).actor_pair = True
         if judge_pairs:
-            with self._con() as con:
-                for key, it in con.execute(
-                    "SELECT prompt_key, iteration FROM judge_pairs WHERE run_id = ?",
-                    [self.run_id],
-                ).fetchall():
-                    out.setdefault((key, it), PromptStats()).judge_pair = True
+            for key, it in self.judge_pair_prompts():
+                out.setdefault((key, it), PromptStats()).judge_pair = True
         return out
+
+    def judge_pair_prompts(self) -> list[tuple[str, int]]:
+        """(prompt, iteration) of every judge pair: the slow part of the index (the Elo fit of
+        every meta-judged response), so the TUI asks for it after the rest."""
+        return self.sql(
+            "SELECT prompt_key, iteration FROM judge_pairs WHERE run_id = ?", [self.run_id]
+        )
 
     # -- one prompt -------------------------------------------------------------------------
     def text(self, key: str) -> str:

@@ -43,7 +43,7 @@ def _statics(app: MrtuiApp) -> str:
 
 
 async def ready(pilot: Any, app: MrtuiApp) -> None:
-    await until(pilot, lambda: app.health is not None and app.index is not None)
+    await until(pilot, lambda: app.health is not None and app.index_judge)
 
 
 def q(db: Path, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:

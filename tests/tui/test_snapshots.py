@@ -35,7 +35,7 @@ def app(tui_log: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Mrtui
 
 async def _ready(pilot: Any) -> None:
     app = pilot.app
-    await until(pilot, lambda: app.health is not None and app.index is not None)
+    await until(pilot, lambda: app.health is not None and app.index_judge)
     await pilot.pause(0.2)
 
 
