@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from mrtui.backends.base import BackendInfo, Completion, Failure, Request, Result
 
@@ -66,3 +69,25 @@ class FakeBackend:
 
     def close(self) -> None:
         self.closed = True
+
+
+@dataclass
+class TrainResultStub:
+    """What a trainer returns (``mrtui.backends.training.TrainResult``'s fields), for fake
+    trainers in loop tests."""
+
+    model_dir: Path
+    weights_sha256: str
+    steps: int
+    wall_s: float
+    final: dict[str, Any]
+
+
+@dataclass
+class ExportStub:
+    """What ``export_gguf`` returns, for fake exporters in loop tests."""
+
+    path: Path
+    sha256: str
+    outtype: str
+    wall_s: float = 0.01

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import FakeBackend
+from fakes import ExportStub, FakeBackend, TrainResultStub
 
 from mrtui.loop.runner import Runner
 from mrtui.loop.settings import load_config
@@ -21,23 +20,6 @@ from mrtui.store import EventLog, connect
 pytest.importorskip("mrtui.backends.training")
 
 
-@dataclass
-class _Result:
-    model_dir: Path
-    weights_sha256: str
-    steps: int
-    wall_s: float
-    final: dict[str, Any]
-
-
-@dataclass
-class _Exported:
-    path: Path
-    sha256: str
-    outtype: str
-    wall_s: float = 0.01
-
-
 class FakeTrainer:
     def __init__(self, crash: bool = False) -> None:
         self.crash = crash
@@ -45,7 +27,7 @@ class FakeTrainer:
 
     def train(
         self, base: Path, pairs: list[Any], out_dir: Path, settings: Any, on_step: Any = None
-    ) -> _Result:
+    ) -> TrainResultStub:
         from mrtui.backends.training import StepMetrics
 
         self.calls.append((base, len(pairs)))
@@ -55,15 +37,15 @@ class FakeTrainer:
             if self.crash:
                 raise KeyboardInterrupt("killed during training")
         (out_dir / "weights").write_text(f"{base}|{len(pairs)}")
-        return _Result(
+        return TrainResultStub(
             out_dir, hashlib.sha256(str(out_dir).encode()).hexdigest(), 2, 0.1, {"loss": 0.49}
         )
 
 
-def fake_export(model_dir: Path, base_gguf: Path, out: Path, outtype: str) -> _Exported:
+def fake_export(model_dir: Path, base_gguf: Path, out: Path, outtype: str) -> ExportStub:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(f"gguf of {model_dir}")
-    return _Exported(out, hashlib.sha256(out.read_bytes()).hexdigest(), outtype)
+    return ExportStub(out, hashlib.sha256(out.read_bytes()).hexdigest(), outtype)
 
 
 def _runner(log: EventLog, prompts: Path, trainer: FakeTrainer, **cli: Any) -> Runner:

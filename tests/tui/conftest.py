@@ -17,12 +17,11 @@ import json
 import shutil
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import FakeBackend
+from fakes import ExportStub, FakeBackend, TrainResultStub
 
 from mrtui.backends.base import Request, Result
 from mrtui.loop.runner import Runner
@@ -90,29 +89,12 @@ class HostileFakeBackend(FakeBackend):
         return f"{answer}\n{HOSTILE}"  # actor
 
 
-@dataclass
-class _Result:
-    model_dir: Path
-    weights_sha256: str
-    steps: int
-    wall_s: float
-    final: dict[str, Any]
-
-
-@dataclass
-class _Exported:
-    path: Path
-    sha256: str
-    outtype: str
-    wall_s: float = 0.01
-
-
 class FakeTrainer:
     """Logs ``TRAIN_STEPS`` steps with a falling loss and writes a stand-in model folder."""
 
     def train(
         self, base: Path, pairs: list[Any], out_dir: Path, settings: Any, on_step: Any = None
-    ) -> _Result:
+    ) -> TrainResultStub:
         from mrtui.backends.training import StepMetrics
 
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -123,7 +105,7 @@ class FakeTrainer:
                 )
             )
         (out_dir / "weights").write_text(f"{base}|{len(pairs)}")
-        return _Result(
+        return TrainResultStub(
             out_dir,
             hashlib.sha256(str(out_dir).encode()).hexdigest(),
             TRAIN_STEPS,
@@ -132,11 +114,11 @@ class FakeTrainer:
         )
 
 
-def fake_export(model_dir: Path, base_gguf: Path, out: Path, outtype: str) -> _Exported:
+def fake_export(model_dir: Path, base_gguf: Path, out: Path, outtype: str) -> ExportStub:
     out.parent.mkdir(parents=True, exist_ok=True)
     # from the weights, not the (random) folder name, so every build logs the same model
     out.write_text(f"gguf of {(model_dir / 'weights').read_text()}")
-    return _Exported(out, hashlib.sha256(out.read_bytes()).hexdigest(), outtype)
+    return ExportStub(out, hashlib.sha256(out.read_bytes()).hexdigest(), outtype)
 
 
 def _sha(ref: str) -> str:

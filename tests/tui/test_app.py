@@ -46,6 +46,14 @@ async def ready(pilot: Any, app: MrtuiApp) -> None:
     await until(pilot, lambda: app.health is not None and app.index_judge)
 
 
+async def open_list(pilot: Any, app: MrtuiApp) -> PromptListScreen:
+    """The prompt list (``p``) once the first page and the pair index are in."""
+    await ready(pilot, app)
+    await pilot.press("p")
+    await until(pilot, lambda: isinstance(app.screen, PromptListScreen) and app.screen.rows)
+    return app.screen  # type: ignore[return-value]
+
+
 def q(db: Path, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
     with connect(db) as con:
         return con.execute(sql, params or []).fetchall()
@@ -77,10 +85,7 @@ async def test_overview_shows_iterations_and_health(tui_log: Path) -> None:
 async def test_navigate_prompt_list_detail_response_battle(tui_log: Path) -> None:
     app = MrtuiApp(tui_log, poll=False)
     async with app.run_test(size=SIZE) as pilot:
-        await ready(pilot, app)
-        await pilot.press("p")
-        await until(pilot, lambda: isinstance(app.screen, PromptListScreen) and app.screen.rows)
-        lst = app.screen
+        lst = await open_list(pilot, app)
         assert isinstance(lst, PromptListScreen)
         assert lst.total == 6 and [r.index for r in lst.rows] == list(range(6))
         await pilot.press("down")
@@ -157,10 +162,7 @@ async def test_navigate_prompt_list_detail_response_battle(tui_log: Path) -> Non
 async def test_filters_and_search(tui_log: Path) -> None:
     app = MrtuiApp(tui_log, poll=False)
     async with app.run_test(size=SIZE) as pilot:
-        await ready(pilot, app)
-        await pilot.press("p")
-        await until(pilot, lambda: isinstance(app.screen, PromptListScreen) and app.screen.rows)
-        lst = app.screen
+        lst = await open_list(pilot, app)
         await pilot.press("slash")
         await pilot.press(*"BOOM", "enter")
         await until(pilot, lambda: lst.search == "BOOM" and lst.total == 1 and lst.rows)
@@ -194,9 +196,7 @@ async def test_filters_and_search(tui_log: Path) -> None:
 async def test_hostile_text_is_shown_literally(tui_log: Path) -> None:
     app = MrtuiApp(tui_log, poll=False)
     async with app.run_test(size=SIZE) as pilot:
-        await ready(pilot, app)
-        await pilot.press("p")
-        await until(pilot, lambda: isinstance(app.screen, PromptListScreen) and app.screen.rows)
+        await open_list(pilot, app)
         app.screen.query_one("#prompts", DataTable).move_cursor(row=HOSTILE_INDEX)
         await pilot.pause(0.1)
         shown = _statics(app)
@@ -288,9 +288,7 @@ async def test_palette_switches_between_runs(tui_log_iteration: Path) -> None:
 async def test_list_score_columns_match_the_views(tui_log: Path) -> None:
     app = MrtuiApp(tui_log, poll=False)
     async with app.run_test(size=SIZE) as pilot:
-        await ready(pilot, app)
-        await pilot.press("p")
-        await until(pilot, lambda: isinstance(app.screen, PromptListScreen) and app.screen.rows)
+        await open_list(pilot, app)
         table = app.screen.query_one("#prompts", DataTable)
         for it in (None, 1, 2):
             where = "" if it is None else f"AND iteration = {it}"
