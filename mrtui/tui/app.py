@@ -20,7 +20,7 @@ from textual.screen import Screen
 
 from .live import RunEvent, RunStopped, drive
 from .modal import TextModal
-from .model import Health, JudgementInfo, Overview, PromptFocus, PromptStats
+from .model import EventRow, Health, JudgementInfo, Overview, PromptFocus, PromptStats
 from .overview import OverviewScreen, StatusBar
 from .source import LogSource
 from .text import lit
@@ -134,6 +134,8 @@ class MrtuiApp(App[None]):
                     return
             ov = self.source.overview()
             self.call_from_thread(self._got_overview, ov)
+            recent = self.source.recent()
+            self.call_from_thread(self._got_recent, recent)
             health = self.source.health()
             losses = self.source.losses()
             self.call_from_thread(self._got_health, health, losses)
@@ -156,6 +158,11 @@ class MrtuiApp(App[None]):
         if ov.max_seq != self._index_seq and self._index_due(ov):
             self._index_started = time.monotonic()
             self.compute_index(ov.max_seq)
+
+    def _got_recent(self, recent: list[EventRow]) -> None:
+        screen = self._overview_screen()
+        if screen is not None:
+            screen.show_recent(recent)
 
     def _got_health(self, health: dict[int, Health], losses: dict[int, Any]) -> None:
         self.health, self.losses = health, losses

@@ -106,6 +106,16 @@ class Overview:
 
 
 @dataclass
+class EventRow:
+    seq: int
+    created_at: Any
+    event_type: str
+    iteration: int | None
+    key: str
+    preview: str
+
+
+@dataclass
 class PromptRow:
     prompt_key: str
     index: int

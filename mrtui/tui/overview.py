@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Log, Static
 
-from .model import Health, Overview
+from .model import EventRow, Health, Overview
 from .plots import HealthPlots
-from .text import lit, num, pct
+from .text import lit, num, one_line, pct
 
 COLUMNS = (
     "iteration",
@@ -25,6 +27,9 @@ COLUMNS = (
     "5s",
     "training",
 )
+
+
+PERCENT = ("judge fail", "1st wins", "5s")
 
 
 class StatusBar(Static):
@@ -43,6 +48,7 @@ class OverviewScreen(Screen[None]):
     OverviewScreen #run-log { height: 6; border-top: solid $panel; display: none; }
     OverviewScreen #run-log.-visible { display: block; }
     OverviewScreen #hint { color: $text-muted; padding: 0 1; }
+    OverviewScreen #recent { height: 7; border-top: solid $panel; }
     """
     BINDINGS = [
         Binding("enter", "open_iteration", "Prompts of iteration"),
@@ -54,14 +60,18 @@ class OverviewScreen(Screen[None]):
             yield DataTable(id="iterations", cursor_type="row", zebra_stripes=True)
             yield Static(id="hint")
             yield HealthPlots(id="plots")
+            yield DataTable(id="recent", cursor_type="none", zebra_stripes=True)
             yield Log(id="run-log", max_lines=500)
         yield Footer()
 
     def on_mount(self) -> None:
         table = self.query_one("#iterations", DataTable)
-        for c in COLUMNS:
-            table.add_column(c, key=c)
+        for c in COLUMNS:  # percentages arrive after the counts: reserve their width
+            table.add_column(c, key=c, width=max(len(c), 5) if c in PERCENT else None)
         self.query_one("#hint", Static).update(lit("reading the log…"))
+        recent = self.query_one("#recent", DataTable)
+        for c in ("latest events", "at (UTC)", "type", "iter", "key", "text"):
+            recent.add_column(c, key=c)
 
     def show(self, ov: Overview, health: dict[int, Health] | None) -> None:
         table = self.query_one("#iterations", DataTable)
@@ -96,6 +106,25 @@ class OverviewScreen(Screen[None]):
             last = health[max(health)]
             hint += f" · mean length {num(last.mean_chars, '{:.0f}')} chars in the last iteration"
         self.query_one("#hint", Static).update(lit(hint))
+
+    def show_recent(self, rows: list[EventRow]) -> None:
+        """The newest events, newest first: in a live log, what just arrived."""
+        table = self.query_one("#recent", DataTable)
+        table.clear()
+        for r in rows:
+            at = (
+                r.created_at.astimezone(dt.UTC).strftime("%H:%M:%S")
+                if isinstance(r.created_at, dt.datetime)
+                else ""
+            )
+            table.add_row(
+                str(r.seq),
+                at,
+                lit(r.event_type),
+                "" if r.iteration is None else str(r.iteration),
+                one_line(r.key, 40),
+                one_line(r.preview, 80),
+            )
 
     def show_plots(self, health: dict[int, Health], losses: dict[int, list[tuple[int, float]]]):
         self.query_one(HealthPlots).update(health, losses)

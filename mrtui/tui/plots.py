@@ -9,11 +9,11 @@ from textual_plotext import PlotextPlot
 from .model import Health
 
 PLOTS = (
-    ("scores", "judge scores 0-5 per iteration"),
+    ("scores", "judge scores 0-5"),
     ("length", "mean response chars"),
-    ("parse", "parse failures: judge / meta (%)"),
-    ("first", "meta: first-position wins (%)"),
-    ("fives", "share of 5s (%) - collapse alarm"),
+    ("parse", "parse fail % judge/meta"),
+    ("first", "1st-position wins %"),
+    ("fives", "share of 5s % (collapse)"),
     ("loss", "DPO loss per step"),
 )
 
@@ -44,11 +44,11 @@ class HealthPlots(Grid):
         titles = dict(PLOTS)
         if its:
             last = health[its[-1]]
-            titles["parse"] += f" · it{its[-1]}: {_pct(last.parse_fail_rate)} / " + _pct(
+            titles["parse"] += f" · it{its[-1]} {_pct(last.parse_fail_rate)}/" + _pct(
                 last.meta_fail_rate
             )
-            titles["first"] += f" · it{its[-1]}: {_pct(last.first_win_rate)}"
-            titles["fives"] += f" · it{its[-1]}: {_pct(last.share_fives)}"
+            titles["first"] += f" · it{its[-1]} {_pct(last.first_win_rate)}"
+            titles["fives"] += f" · it{its[-1]} {_pct(last.share_fives)}"
         for name in titles:
             w = self._plot(name)
             w.plt.clear_figure()

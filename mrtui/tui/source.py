@@ -20,6 +20,7 @@ from typing import Any
 
 from .focus import apply_battles, battle_keys, read_battles, read_focus, scope
 from .model import (
+    EventRow,
     Health,
     IterationRow,
     Overview,
@@ -209,6 +210,16 @@ class LogSource:
             for (run, it), h in self._health.items()
             if run == self.run_id
         }
+
+    def recent(self, limit: int = 8) -> list[EventRow]:
+        """The newest events of the current run (what just arrived in a live log)."""
+        rows = self.sql(
+            "SELECT seq, created_at, event_type, iteration, coalesce(key, parent_key, ''), "
+            "left(coalesce(text, ''), 200) FROM events WHERE run_id = ? "
+            "ORDER BY seq DESC LIMIT ?",
+            [self.run_id, limit],
+        )
+        return [EventRow(*r) for r in rows]
 
     def losses(self) -> dict[int, list[tuple[int, float]]]:
         """DPO loss per step of each iteration's latest training attempt."""

@@ -127,6 +127,8 @@ async def test_watching_a_log_another_process_writes(tmp_path: Path) -> None:
             assert writer_seen  # and said who was writing
             await until(pilot, lambda: app.overview.writer is None, 10)
             assert isinstance(app.screen, OverviewScreen)
+            recent = app.screen.query_one("#recent")  # the newest event is listed first
+            await until(pilot, lambda: recent.row_count and recent.get_row_at(0)[0] == str(final))
             status, stale = app.status_text()
             assert not stale, status
             assert app.health and sum(app.health[1].scores) + app.health[1].unparsed == (

@@ -6,6 +6,7 @@ Update after a deliberate change with ``.venv/bin/pytest tests/tui/test_snapshot
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from mrtui.tui.battle import BattleScreen
 from mrtui.tui.detail import PromptDetailScreen, ResponseDetailScreen
 from mrtui.tui.modal import TextModal
 from mrtui.tui.prompts import PromptListScreen
+from mrtui.tui.source import LogSource
 
 from .conftest import HOSTILE_INDEX
 from .test_app import until
@@ -30,6 +32,15 @@ NOON = 1_800_000_000.0  # a pinned clock: the status line says "read 08:00:00 UT
 def app(tui_log: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MrtuiApp:
     shutil.copyfile(tui_log, tmp_path / "log.duckdb")
     monkeypatch.chdir(tmp_path)  # the status line shows the relative path
+    # event times differ between builds of the log: draw the "latest events" without them
+    recent = LogSource.recent
+    monkeypatch.setattr(
+        LogSource,
+        "recent",
+        lambda self, limit=8: [
+            dataclasses.replace(r, created_at=None) for r in recent(self, limit)
+        ],
+    )
     return MrtuiApp("log.duckdb", poll=False, clock=lambda: NOON)
 
 
