@@ -17,6 +17,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.command import Hit, Hits, Provider
 from textual.screen import Screen
+from textual.worker import get_current_worker
 
 from .live import RunEvent, RunStopped, drive
 from .modal import TextModal
@@ -269,15 +270,32 @@ class MrtuiApp(App[None]):
         self.action_overview()
         self.push_screen(PromptListScreen(iteration))
 
-    def prefetch(self, prompt_key: str) -> None:
-        """Read the highlighted prompt in the background so opening it is instant; a short
-        delay lets held-down arrow keys pass without starting a read per row."""
+    def prefetch(self, *prompt_keys: str) -> None:
+        """Read the highlighted prompt (then the next one) in the background so opening it is
+        instant; a short delay lets held-down arrow keys pass without starting reads."""
         if self._prefetch_timer is not None:
             self._prefetch_timer.stop()
-        if self._cached(prompt_key) is None:
+        keys = [k for k in prompt_keys if self._cached(k) is None]
+        if keys:
             self._prefetch_timer = self.set_timer(
-                PREFETCH_DELAY_S, lambda: self._start_focus(prompt_key)
+                PREFETCH_DELAY_S, lambda: self._prefetch_worker(keys, self._seq())
             )
+
+    @work(thread=True, exclusive=True, group="prefetch")
+    def _prefetch_worker(self, keys: list[str], seq: int) -> None:
+        worker = get_current_worker()
+        for key in keys:  # one at a time; a newer highlight cancels the rest
+            if worker.is_cancelled:
+                return
+            if self.call_from_thread(self._claim, key):
+                self._read_focus(key, seq)
+
+    def _claim(self, prompt_key: str) -> bool:
+        """Mark a read of ``prompt_key`` as started; False if one is running or done."""
+        if prompt_key in self._inflight or self._cached(prompt_key) is not None:
+            return False
+        self._inflight.add(prompt_key)
+        return True
 
     def open_prompt(self, prompt_key: str, iteration: int | None = None) -> None:
         cached = self._cached(prompt_key)
@@ -295,12 +313,16 @@ class MrtuiApp(App[None]):
         return self.overview.max_seq if self.overview else 0
 
     def _start_focus(self, prompt_key: str) -> None:
-        if prompt_key not in self._inflight:
-            self._inflight.add(prompt_key)
+        if self._claim(prompt_key):
             self._load_focus(prompt_key, self._seq())
 
     @work(thread=True, group="focus")
     def _load_focus(self, prompt_key: str, seq: int) -> None:
+        self._read_focus(prompt_key, seq)
+
+    def _read_focus(self, prompt_key: str, seq: int) -> None:
+        """Read one prompt (in a worker thread): responses first, battles after."""
+
         def partial(focus: PromptFocus) -> None:
             self.call_from_thread(self._focus_loaded, seq, focus)
 

@@ -163,7 +163,9 @@ class PromptListScreen(Screen[None]):
             text.update(lit("no prompts match" if self.total == 0 else ""))
             return
         text.update(lit(row.preview + ("…" if len(row.preview) >= 400 else "")))
-        self.app.prefetch(row.prompt_key)  # type: ignore[attr-defined]
+        i = self.query_one("#prompts", DataTable).cursor_row
+        after = [self.rows[i + 1].prompt_key] if 0 <= i < len(self.rows) - 1 else []
+        self.app.prefetch(row.prompt_key, *after)  # type: ignore[attr-defined]
 
     def current(self) -> PromptRow | None:
         table = self.query_one("#prompts", DataTable)
