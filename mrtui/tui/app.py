@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ POLL_S = 1.0
 STALE_AFTER_S = 5.0
 INDEX_EVERY_S = 30.0
 PREFETCH_DELAY_S = 0.06
+FOCUS_CACHE = 64  # prompts kept in memory (a prompt with K=7, N=11 is ~0.3 MB)
 
 
 def _pick(fn: Callable[..., float], a: float | None, b: float | None) -> float | None:
@@ -103,7 +105,7 @@ class MrtuiApp(App[None]):
         self._index_started = 0.0
         self.last_ok: float | None = None
         self.last_error: str | None = None
-        self._focus_cache: dict[str, tuple[int, PromptFocus]] = {}
+        self._focus_cache: OrderedDict[str, tuple[int, PromptFocus]] = OrderedDict()  # LRU
         self._inflight: set[str] = set()
         self._open_pending: tuple[str, int | None] | None = None
         self._prefetch_timer: Any = None
@@ -307,6 +309,8 @@ class MrtuiApp(App[None]):
 
     def _cached(self, prompt_key: str) -> PromptFocus | None:
         hit = self._focus_cache.get(prompt_key)
+        if hit is not None:
+            self._focus_cache.move_to_end(prompt_key)
         return hit[1] if hit is not None and hit[0] == self._seq() else None
 
     def _seq(self) -> int:
@@ -335,9 +339,10 @@ class MrtuiApp(App[None]):
 
     def _focus_loaded(self, seq: int, focus: PromptFocus) -> None:
         """The responses are in (battles follow): cache, and show if the user asked."""
-        if len(self._focus_cache) > 64:
-            self._focus_cache.clear()
         self._focus_cache[focus.prompt_key] = (seq, focus)
+        self._focus_cache.move_to_end(focus.prompt_key)
+        while len(self._focus_cache) > FOCUS_CACHE:
+            self._focus_cache.popitem(last=False)
         pending = self._open_pending
         if pending is not None and pending[0] == focus.prompt_key:
             self._open_pending = None
@@ -517,6 +522,7 @@ class MrtuiApp(App[None]):
         self.source.run_id = run_id
         self.index, self.index_all, self._index_seq = None, {}, -1
         self.index_judge = False
-        self.health, self._focus_cache = None, {}
+        self.health = None
+        self._focus_cache.clear()
         self.action_overview()
         self.refresh_data(full=True)
