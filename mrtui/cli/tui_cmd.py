@@ -62,4 +62,15 @@ def tui(
         )
     from mrtui.tui.app import MrtuiApp
 
-    MrtuiApp(db, run_id=run_id, settings=settings, export_dir=export_dir).run()
+    tui_app = MrtuiApp(db, run_id=run_id, settings=settings, export_dir=export_dir)
+    tui_app.run()
+    if tui_app.running:  # quit twice during a run: do not wait for the loop's thread
+        import os
+        import sys
+
+        sys.stderr.write(
+            "quit during a run: units finished and flushed are in the log; run `mrtui tui` "
+            "and press s (or `mrtui run`) to resume\n"
+        )
+        sys.stderr.flush()
+        os._exit(130)

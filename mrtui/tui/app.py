@@ -111,6 +111,7 @@ class MrtuiApp(App[None]):
         self._prefetch_timer: Any = None
         self._stop = threading.Event()
         self.running = False
+        self._quitting = False
         self.run_state = ""
         self.first_screen_s: float | None = None
         self._t0 = time.perf_counter()
@@ -448,6 +449,16 @@ class MrtuiApp(App[None]):
         self.run_state = "run starting"
         self._run_worker(run_id)
 
+    async def action_quit(self) -> None:
+        """Quit; with a run going, stop it after the current unit first (a second ``q`` quits
+        at once: `mrtui tui` then ends the process, and the run resumes from the log)."""
+        if self.running and not self._quitting:
+            self._quitting = True
+            self.action_stop_run()
+            self.notify("stopping the run after the current unit, then quitting; q again quits now")
+            return
+        self.exit(return_code=130 if self.running else 0)
+
     def action_stop_run(self) -> None:
         if self.running:
             self._stop.set()
@@ -487,6 +498,9 @@ class MrtuiApp(App[None]):
                 "failed": "run FAILED",
                 "stopped": "run stopped",
             }[e.kind]
+            if self._quitting:
+                self.exit()
+                return
             line = e.text
             self.notify(
                 e.text, severity="error" if e.kind == "failed" else "information", markup=False

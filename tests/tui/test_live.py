@@ -137,3 +137,19 @@ async def test_watching_a_log_another_process_writes(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.mark.asyncio
+async def test_quit_during_a_run_stops_it_first(tiny_gguf: Path, tmp_path: Path) -> None:
+    db = tmp_path / "quit.duckdb"
+    app = MrtuiApp(db, settings=_settings(tmp_path, tiny_gguf), run_id="live")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("s")
+        await until(pilot, lambda: "/" in app.run_state and "0/" not in app.run_state, 120)
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running, 120)  # exits once the run stopped
+    assert not app.running and app.run_state == "run stopped"
+    counts = _counts(db)
+    done = counts.get("ResponseGenerated", 0) + counts.get("JudgementRecorded", 0)
+    assert 0 < done < 6 + 12  # stopped part-way
+    assert "IterationFinished" not in counts
