@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -20,12 +21,14 @@ from textual.command import Hit, Hits, Provider
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
+from mrtui.cli.output import safe
+
 from .live import RunEvent, RunStopped, drive
 from .modal import TextModal
 from .model import EventRow, Health, JudgementInfo, Overview, PromptFocus, PromptStats
 from .overview import OverviewScreen, StatusBar
-from .source import LogSource
-from .text import lit
+from .source import LogSource, writer_info
+from .text import as_markup, lit
 
 POLL_S = 1.0
 STALE_AFTER_S = 5.0
@@ -57,7 +60,7 @@ class PromptSearch(Provider):
                 1.0,
                 lit(f"prompt #{r.index}: {preview}"),
                 lambda key=r.prompt_key: app.open_prompt(key),
-                help=r.prompt_key,
+                help=as_markup(r.prompt_key),
             )
 
 
@@ -103,11 +106,15 @@ class MrtuiApp(App[None]):
         self.index_judge = False  # the index holds judge pairs too (they come last)
         self._index_seq = -1
         self._index_started = 0.0
+        self._indexing = False
+        self._refreshing = False
+        self._refresh_again = False
+        self._complete_seq: int | None = None  # max seq of the last read that went through
         self.last_ok: float | None = None
         self.last_error: str | None = None
         self._focus_cache: OrderedDict[str, tuple[int, PromptFocus]] = OrderedDict()  # LRU
         self._inflight: set[str] = set()
-        self._open_pending: tuple[str, int | None] | None = None
+        self._open_pending: tuple[str, int | None, Any] | None = None
         self._prefetch_timer: Any = None
         self._stop = threading.Event()
         self.running = False
@@ -127,14 +134,23 @@ class MrtuiApp(App[None]):
     def _poll(self) -> None:
         self.refresh_data(full=False)
 
-    @work(thread=True, exclusive=True, group="refresh")
     def refresh_data(self, full: bool = True) -> None:
-        """Read what changed since the last read; never raises into the UI."""
+        """Read what changed since the last complete read (one read at a time)."""
+        if self._refreshing:
+            self._refresh_again = self._refresh_again or full
+            return
+        self._refreshing = True
+        self._refresh_worker(full)
+
+    @work(thread=True, group="refresh")
+    def _refresh_worker(self, full: bool) -> None:
+        """Never raises into the UI: a failure is shown as stale data."""
         try:
-            if not full and self.overview is not None:
+            if not full and self._complete_seq is not None:
                 top = self.source.sql("SELECT coalesce(max(seq), 0) FROM events")[0][0]
-                if top == self.overview.max_seq:
-                    self.call_from_thread(self._mark_ok)
+                writer = writer_info(self.db)
+                if top == self._complete_seq:
+                    self.call_from_thread(self._unchanged, writer)
                     return
             ov = self.source.overview()
             self.call_from_thread(self._got_overview, ov)
@@ -143,8 +159,27 @@ class MrtuiApp(App[None]):
             health = self.source.health()
             losses = self.source.losses()
             self.call_from_thread(self._got_health, health, losses)
-        except Exception as exc:
+            self.call_from_thread(self._complete, ov.max_seq)
+        except Exception as exc:  # shown as stale data, never a crash
             self.call_from_thread(self.read_failed, exc)
+        finally:
+            self.call_from_thread(self._refresh_done)
+
+    def _unchanged(self, writer: Any) -> None:
+        if self.overview is not None and self.overview.writer != writer:
+            self.overview.writer = writer
+        self._mark_ok()
+        if self.overview is not None and self._index_seq != self.overview.max_seq:
+            self._maybe_index(self.overview)
+
+    def _complete(self, seq: int) -> None:
+        self._complete_seq = seq
+
+    def _refresh_done(self) -> None:
+        self._refreshing = False
+        if self._refresh_again:
+            again, self._refresh_again = self._refresh_again, False
+            self.refresh_data(full=again)
 
     def _mark_ok(self) -> None:
         self.last_ok = self.clock()
@@ -159,9 +194,7 @@ class MrtuiApp(App[None]):
             screen.show(ov, self.health)
         if self.first_screen_s is None:
             self.first_screen_s = time.perf_counter() - self._t0
-        if ov.max_seq != self._index_seq and self._index_due(ov):
-            self._index_started = time.monotonic()
-            self.compute_index(ov.max_seq)
+        self._maybe_index(ov)
 
     def _got_recent(self, recent: list[EventRow]) -> None:
         screen = self._overview_screen()
@@ -175,33 +208,48 @@ class MrtuiApp(App[None]):
             screen.show(self.overview, health)
             screen.show_plots(health, losses)
 
-    def _index_due(self, ov: Overview) -> bool:
-        """The pair index reads the whole log (seconds at a million judgements), holding the
-        file that long; while another process writes, refresh it at most every
-        ``INDEX_EVERY_S`` so that writer's flushes are rarely delayed."""
-        if self.index is None or ov.writer is None or ov.writer.in_process:
-            return True
-        return time.monotonic() - self._index_started >= INDEX_EVERY_S
+    def _maybe_index(self, ov: Overview) -> None:
+        """Start the pair index if the log changed since it was computed. It reads the whole
+        log (seconds at a million judgements) and holds the file that long, so while a run
+        writes (here or elsewhere) it is refreshed at most every ``INDEX_EVERY_S``."""
+        if self._indexing or ov.max_seq == self._index_seq:
+            return
+        recent = time.monotonic() - self._index_started < INDEX_EVERY_S
+        if self.index is not None and ov.writer is not None and recent:
+            return
+        self._indexing = True
+        self._index_started = time.monotonic()
+        self.compute_index(ov.max_seq, ov.run_id)
 
-    @work(thread=True, exclusive=True, group="index")
-    def compute_index(self, seq: int) -> None:
+    @work(thread=True, group="index")
+    def compute_index(self, seq: int, run_id: str | None) -> None:
         """Score ranges and pairs of every prompt, for the list's columns and pair filter:
         scores and actor pairs first (about a second at 1M judgements), judge pairs after."""
         try:
-            index = self.source.prompt_index(judge_pairs=False)
-            self.call_from_thread(self._got_index, seq, index, False)
-            judged = self.source.judge_pair_prompts()
+            index = self.source.prompt_index(judge_pairs=False, run_id=run_id)
+            self.call_from_thread(self._got_index, seq, run_id, index, False)
+            judged = self.source.judge_pair_prompts(run_id)
+            index = {k: dataclasses.replace(v) for k, v in index.items()}  # the UI has the first
+            for k in judged:
+                index.setdefault(k, PromptStats()).judge_pair = True
+            self.call_from_thread(self._got_index, seq, run_id, index, True)
         except Exception as exc:
             self.call_from_thread(self.read_failed, exc)
-            return
-        index = {k: dataclasses.replace(v) for k, v in index.items()}  # the UI holds the first
-        for k in judged:
-            index.setdefault(k, PromptStats()).judge_pair = True
-        self.call_from_thread(self._got_index, seq, index, True)
+        finally:
+            self.call_from_thread(self._index_done)
+
+    def _index_done(self) -> None:
+        self._indexing = False
 
     def _got_index(
-        self, seq: int, index: dict[tuple[str, int], PromptStats], judge_pairs: bool
+        self,
+        seq: int,
+        run_id: str | None,
+        index: dict[tuple[str, int], PromptStats],
+        judge_pairs: bool,
     ) -> None:
+        if run_id != self.source.run_id:
+            return  # computed for a run the user switched away from
         self.index, self._index_seq, self.index_judge = dict(index), seq, judge_pairs
         merged: dict[str, PromptStats] = {}
         for (key, _), s in index.items():
@@ -303,9 +351,10 @@ class MrtuiApp(App[None]):
     def open_prompt(self, prompt_key: str, iteration: int | None = None) -> None:
         cached = self._cached(prompt_key)
         if cached is not None:
+            self._open_pending = None
             self._show_prompt(cached, iteration)
             return
-        self._open_pending = (prompt_key, iteration)
+        self._open_pending = (prompt_key, iteration, self.screen)
         self._start_focus(prompt_key)  # joins a read already in flight for this prompt
 
     def _cached(self, prompt_key: str) -> PromptFocus | None:
@@ -331,10 +380,11 @@ class MrtuiApp(App[None]):
         def partial(focus: PromptFocus) -> None:
             self.call_from_thread(self._focus_loaded, seq, focus)
 
+        got: list[PromptFocus] = []
         try:
-            focus = self.source.focus(prompt_key, on_partial=partial)
+            focus = self.source.focus(prompt_key, on_partial=lambda f: (got.append(f), partial(f)))
         except Exception as exc:
-            self.call_from_thread(self._focus_failed, prompt_key, exc)
+            self.call_from_thread(self._focus_failed, prompt_key, exc, got[0] if got else None)
             return
         self.call_from_thread(self._battles_loaded, focus)
 
@@ -347,7 +397,10 @@ class MrtuiApp(App[None]):
         pending = self._open_pending
         if pending is not None and pending[0] == focus.prompt_key:
             self._open_pending = None
-            self._show_prompt(focus, pending[1])
+            from .prompts import PromptListScreen
+
+            if isinstance(self.screen, PromptListScreen) or self.screen is pending[2]:
+                self._show_prompt(focus, pending[1])  # only where the user still is
 
     def _battles_loaded(self, focus: PromptFocus) -> None:
         from .focus import apply_battles
@@ -360,8 +413,16 @@ class MrtuiApp(App[None]):
             if getattr(screen, "focus_data", None) is focus and hasattr(screen, "battles_ready"):
                 screen.battles_ready()
 
-    def _focus_failed(self, prompt_key: str, exc: BaseException) -> None:
+    def _focus_failed(
+        self, prompt_key: str, exc: BaseException, partial: PromptFocus | None = None
+    ) -> None:
         self._inflight.discard(prompt_key)
+        if partial is not None:  # responses shown, battles not: forget it, say why
+            self._focus_cache.pop(prompt_key, None)
+            for itf in partial.iterations.values():
+                if itf.battle is not None:
+                    itf.battle.ready = True
+                    itf.battle.drop_reason = itf.battle.drop_reason or "battle not read (r retries)"
         if self._open_pending and self._open_pending[0] == prompt_key:
             self._open_pending = None
         self.read_failed(exc)
@@ -397,7 +458,7 @@ class MrtuiApp(App[None]):
             return
         text = item.get("text") if isinstance(item.get("text"), str) else None
         self.copy_to_clipboard(text if text is not None else json.dumps(item, indent=2))
-        self.notify(f"copied {item.get('kind', 'item')} {item.get('key', '')}", markup=False)
+        self.notify(safe(f"copied {item.get('kind', 'item')} {item.get('key', '')}"), markup=False)
 
     def action_export(self) -> None:
         item = self._current_item()
@@ -415,9 +476,11 @@ class MrtuiApp(App[None]):
             path = self.export_dir / f"{item.get('kind', 'item')}-{name}.json"
             path.write_text(json.dumps(item, indent=2, ensure_ascii=False, default=str) + "\n")
         except OSError as exc:
-            self.notify(f"export failed: {exc}; pass --export-dir", severity="error", markup=False)
+            self.notify(
+                safe(f"export failed: {exc}; pass --export-dir"), severity="error", markup=False
+            )
             return None
-        self.notify(f"exported to {path}", markup=False)
+        self.notify(safe(f"exported to {path}"), markup=False)
         return path
 
     # -- running ----------------------------------------------------------------------------
@@ -438,7 +501,7 @@ class MrtuiApp(App[None]):
             and not self.overview.writer.in_process
         ):
             self.notify(
-                f"another process writes this log ({self.overview.writer.describe()}); "
+                f"another process writes this log ({safe(self.overview.writer.describe())}); "
                 "wait for it to finish",
                 severity="warning",
                 markup=False,
@@ -465,17 +528,25 @@ class MrtuiApp(App[None]):
             self.run_state = "stopping after the current unit…"
             self.update_status()
 
-    @work(thread=True, exclusive=True, group="run")
     def _run_worker(self, run_id: str | None) -> None:
-        emit = lambda e: self.call_from_thread(self._run_event, e)  # noqa: E731
-        try:
-            drive(self.db, self.run_settings, run_id, emit, self._stop)
-        except RunStopped as exc:
-            emit(RunEvent("stopped", text=str(exc)))
-        except Exception as exc:
-            emit(RunEvent("failed", text=f"{type(exc).__name__}: {exc}"))
-        else:
-            emit(RunEvent("done", text="run finished"))
+        """The loop runs in a daemon thread (not a Textual worker, whose executor thread the
+        interpreter would wait for at exit), so that quitting twice really quits."""
+
+        def emit(e: RunEvent) -> None:
+            with contextlib.suppress(Exception):  # the app may be gone when the loop ends
+                self.call_from_thread(self._run_event, e)
+
+        def target() -> None:
+            try:
+                drive(self.db, self.run_settings, run_id, emit, self._stop)
+            except RunStopped as exc:
+                emit(RunEvent("stopped", text=str(exc)))
+            except Exception as exc:  # shown in the run log; the log stays whole
+                emit(RunEvent("failed", text=f"{type(exc).__name__}: {exc}"))
+            else:
+                emit(RunEvent("done", text="run finished"))
+
+        threading.Thread(target=target, name="mrtui-tui-run", daemon=True).start()
 
     def _run_event(self, e: RunEvent) -> None:
         screen = self._overview_screen()
@@ -503,7 +574,9 @@ class MrtuiApp(App[None]):
                 return
             line = e.text
             self.notify(
-                e.text, severity="error" if e.kind == "failed" else "information", markup=False
+                safe(e.text),
+                severity="error" if e.kind == "failed" else "information",
+                markup=False,
             )
             self.refresh_data(full=True)
         else:
@@ -527,7 +600,7 @@ class MrtuiApp(App[None]):
         for run in self.overview.runs if self.overview else []:
             if run != self.source.run_id:
                 yield SystemCommand(
-                    f"Show run {run}",
+                    f"Show run {as_markup(run)}",
                     "Switch the screens to another run in this log",
                     lambda r=run: self.switch_run(r),
                 )

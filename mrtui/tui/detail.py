@@ -105,7 +105,7 @@ class PromptDetailScreen(Screen[None]):
 
     @property
     def it(self) -> IterationFocus | None:
-        return self.focus_data.iterations.get(self.iteration) if self.iteration else None
+        return None if self.iteration is None else self.focus_data.iterations.get(self.iteration)
 
     def show_iteration(self) -> None:
         t = self.query_one("#responses", DataTable)

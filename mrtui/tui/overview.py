@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -133,6 +134,10 @@ class OverviewScreen(Screen[None]):
         log = self.query_one("#run-log", Log)
         log.add_class("-visible")
         log.write_line(line)
+
+    @on(DataTable.RowSelected, "#iterations")
+    def _iteration_selected(self, _: DataTable.RowSelected) -> None:
+        self.action_open_iteration()
 
     def action_open_iteration(self) -> None:
         table = self.query_one("#iterations", DataTable)

@@ -42,6 +42,7 @@ class PromptListScreen(Screen[None]):
         self.total = 0
         self._loading = False
         self._filtered_without_index = False
+        self.generation = 0
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status")
@@ -79,27 +80,42 @@ class PromptListScreen(Screen[None]):
         return keys, self.pair_filter == "no pair"
 
     def reload(self) -> None:
+        self.generation += 1
         self.rows = []
         self.query_one("#prompts", DataTable).clear()
         self._update_info()
-        self.load_page(0, fresh=True)
+        self._load(0, fresh=True)
 
-    @work(thread=True, exclusive=True, group="prompt-page")
-    def load_page(self, offset: int, fresh: bool = False) -> None:
-        src = self.app.source  # type: ignore[attr-defined]
+    def _load(self, offset: int, fresh: bool = False) -> None:
+        """Fetch a page in a worker; filters are captured here, on the UI thread, and a page
+        that arrives for an older generation (a filter changed since) is dropped."""
         keys, exclude = self._filter_keys()
         self._filtered_without_index = self.pair_filter != "all" and keys is None
-        try:
-            total = src.prompt_count(self.iteration, self.search, keys, exclude) if fresh else None
-            rows = src.prompts(self.iteration, self.search, keys, exclude, offset, PAGE)
-        except Exception as exc:
-            self.app.call_from_thread(self.app.read_failed, exc)  # type: ignore[attr-defined]
-            return
-        self.app.call_from_thread(self._add_rows, offset, rows, total)
+        self._loading = True
+        query = (self.iteration, self.search, keys, exclude)
+        self.load_page(self.generation, query, offset, fresh)
 
-    def _add_rows(self, offset: int, rows: list[PromptRow], total: int | None) -> None:
-        if offset != len(self.rows):
-            return  # a stale page from before a filter change
+    @work(thread=True, group="prompt-page")
+    def load_page(self, generation: int, query: tuple, offset: int, fresh: bool) -> None:
+        src = self.app.source  # type: ignore[attr-defined]
+        try:
+            total = src.prompt_count(*query) if fresh else None
+            rows = src.prompts(*query, offset, PAGE)
+        except Exception as exc:  # shown, never raised into the UI
+            self.app.call_from_thread(self._page_failed, generation, exc)
+            return
+        self.app.call_from_thread(self._add_rows, generation, offset, rows, total)
+
+    def _page_failed(self, generation: int, exc: BaseException) -> None:
+        if generation == self.generation:
+            self._loading = False
+        self.app.read_failed(exc)  # type: ignore[attr-defined]
+
+    def _add_rows(
+        self, generation: int, offset: int, rows: list[PromptRow], total: int | None
+    ) -> None:
+        if generation != self.generation or offset != len(self.rows):
+            return  # a page from before a filter change, or one already added
         if total is not None:
             self.total = total
         index = self.app.index or {}  # type: ignore[attr-defined]
@@ -153,8 +169,7 @@ class PromptListScreen(Screen[None]):
         self._preview()
         near_end = event.cursor_row >= len(self.rows) - 10
         if near_end and len(self.rows) < self.total and not self._loading:
-            self._loading = True
-            self.load_page(len(self.rows))
+            self._load(len(self.rows))
 
     def _preview(self) -> None:
         row = self.current()

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -85,6 +86,7 @@ class LogSource:
         self.run_id = run_id
         self._health: dict[tuple[str, int], Health] = {}
         self._health_seq = 0
+        self._health_lock = threading.Lock()
 
     # -- connections -----------------------------------------------------------------------
     @contextlib.contextmanager
@@ -132,14 +134,18 @@ class LogSource:
             "ORDER BY iteration",
             [run],
         ).fetchall():
-            s = json.loads(settings) if settings else {}
+            try:
+                s = json.loads(settings) if settings else {}
+            except ValueError:
+                s = {}
+            s = s if isinstance(s, dict) else {}
             by_it[it] = IterationRow(
                 run or "",
                 it,
                 model_id or "",
-                int(s.get("k", 0)),
-                int(s.get("n", 0)),
-                str(s.get("weights_scope", "response")),
+                _int(s.get("k")),
+                _int(s.get("n")),
+                str(s.get("weights_scope") or "response"),
             )
         counts = con.execute(
             "SELECT iteration, event_type, count(*) FROM events WHERE run_id = ? "
@@ -178,38 +184,23 @@ class LogSource:
     def health(self) -> dict[int, Health]:
         """Per-iteration health counters of the current run; only events newer than the last
         call are scanned, so refreshing a live log is cheap."""
-        with self._con() as con:
-            top = con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchall()[0][0]
-            if top < self._health_seq:  # a different file now sits at this path
-                self._health, self._health_seq = {}, 0
-            rows = con.execute(_HEALTH_SQL, {"lo": self._health_seq, "hi": top}).fetchall()
-        for run, it, etype, a, b, n, chars in rows:
-            h = self._health.setdefault((run, it), Health())
-            if etype == "ResponseGenerated":
-                h.responses += n
-                h.response_chars += int(chars or 0)
-            elif etype == "JudgementRecorded":
-                h.judgements += n
-                if a is None:
-                    h.unparsed += n
-                else:
-                    h.scores[min(5, max(0, round(float(a))))] += n
-                if b == "true":
-                    h.fallback += n
-            elif a == "A":
-                h.meta_a += n
-            elif a == "B":
-                h.meta_b += n
-            elif b == "tie":
-                h.meta_tie += n
-            else:
-                h.meta_unparsed += n
-        self._health_seq = top
-        return {
-            it: dataclasses.replace(h, scores=list(h.scores))
-            for (run, it), h in self._health.items()
-            if run == self.run_id
-        }
+        with self._health_lock:  # one scan at a time, each event counted once
+            with self._con() as con:
+                top = con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchall()[0][0]
+                if top < self._health_seq:  # a different file now sits at this path
+                    self._health, self._health_seq = {}, 0
+                rows = con.execute(_HEALTH_SQL, {"lo": self._health_seq, "hi": top}).fetchall()
+            new: dict[tuple[str, int], Health] = {}
+            for run, it, etype, a, b, n, chars in rows:
+                _count(new.setdefault((run, it), Health()), etype, a, b, n, chars)
+            for k, h in new.items():  # applied only once the whole scan went through
+                self._health.setdefault(k, Health()).add(h)
+            self._health_seq = top
+            return {
+                it: dataclasses.replace(h, scores=list(h.scores))
+                for (run, it), h in self._health.items()
+                if run == self.run_id
+            }
 
     def recent(self, limit: int = 8) -> list[EventRow]:
         """The newest events of the current run (what just arrived in a live log)."""
@@ -293,31 +284,35 @@ class LogSource:
         )
         return [PromptRow(k, i if i is not None else -1, s, p or "", n) for k, i, s, p, n in rows]
 
-    def prompt_index(self, judge_pairs: bool = True) -> dict[tuple[str, int], PromptStats]:
+    def prompt_index(
+        self, judge_pairs: bool = True, run_id: str | None = None
+    ) -> dict[tuple[str, int], PromptStats]:
         """Score range and pairs of every prompt per iteration (a whole-log pass: seconds on a
         million judgements, so the TUI computes it in the background)."""
+        run = run_id or self.run_id
         out: dict[tuple[str, int], PromptStats] = {}
         with self._con() as con:
             for key, it, best, worst in con.execute(
                 "SELECT prompt_key, iteration, max(mean_score), min(mean_score) "
                 "FROM response_scores WHERE run_id = ? GROUP BY ALL",
-                [self.run_id],
+                [run],
             ).fetchall():
                 out[(key, it)] = PromptStats(best, worst)
             for key, it in con.execute(
-                "SELECT prompt_key, iteration FROM actor_pairs WHERE run_id = ?", [self.run_id]
+                "SELECT prompt_key, iteration FROM actor_pairs WHERE run_id = ?", [run]
             ).fetchall():
                 out.setdefault((key, it), PromptStats()).actor_pair = True
         if judge_pairs:
-            for key, it in self.judge_pair_prompts():
+            for key, it in self.judge_pair_prompts(run):
                 out.setdefault((key, it), PromptStats()).judge_pair = True
         return out
 
-    def judge_pair_prompts(self) -> list[tuple[str, int]]:
+    def judge_pair_prompts(self, run_id: str | None = None) -> list[tuple[str, int]]:
         """(prompt, iteration) of every judge pair: the slow part of the index (the Elo fit of
         every meta-judged response), so the TUI asks for it after the rest."""
         return self.sql(
-            "SELECT prompt_key, iteration FROM judge_pairs WHERE run_id = ?", [self.run_id]
+            "SELECT prompt_key, iteration FROM judge_pairs WHERE run_id = ?",
+            [run_id or self.run_id],
         )
 
     # -- one prompt -------------------------------------------------------------------------
@@ -370,6 +365,37 @@ FROM (SELECT *, json_extract_string(payload, ['winner', 'parse_error']) AS v
       FROM new WHERE event_type = 'MetaVerdictRecorded')
 GROUP BY ALL
 """
+
+
+def _int(v: Any) -> int:
+    """A logged count, or 0 where a hand-edited log holds something else."""
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _count(h: Health, etype: str, a: Any, b: Any, n: int, chars: Any) -> None:
+    """Add one row of ``_HEALTH_SQL`` to ``h``."""
+    if etype == "ResponseGenerated":
+        h.responses += n
+        h.response_chars += int(chars or 0)
+    elif etype == "JudgementRecorded":
+        h.judgements += n
+        try:
+            h.scores[min(5, max(0, round(float(a))))] += n
+        except (TypeError, ValueError):  # no score, or not a number: unparsed
+            h.unparsed += n
+        if b == "true":
+            h.fallback += n
+    elif a == "A":
+        h.meta_a += n
+    elif a == "B":
+        h.meta_b += n
+    elif b == "tie":
+        h.meta_tie += n
+    else:
+        h.meta_unparsed += n
 
 
 def _like_escape(text: str) -> str:

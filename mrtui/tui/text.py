@@ -26,6 +26,14 @@ def one_line(value: Any, width: int = 80, style: str = "") -> Text:
     return Text(s, style=style, no_wrap=True, overflow="ellipsis")
 
 
+def as_markup(value: Any) -> str:
+    """For the few Textual APIs that take only a markup string (command-palette titles and
+    help): ``value`` escaped so that it shows literally."""
+    from textual.markup import escape
+
+    return escape(safe(value))
+
+
 def num(value: float | None, fmt: str = "{:.2f}") -> str:
     return "-" if value is None else fmt.format(value)
 
