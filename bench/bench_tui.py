@@ -325,98 +325,40 @@ def part_a(db: Path, repeats: int, cold_repeats: int) -> tuple[str, dict[str, An
     cold_first = median(col("launch_first", cold))
     cold_paint = median(col("launch_paint", cold))
     fl, cfl = median(floor), median(cold_floor)
+
+    def line(label: str, vals: list[float], target: bool = False) -> list[str]:
+        """A table row: first run, median, and the ≤ 1 s verdict where ``target``."""
+        med = median(vals)
+        return [
+            label,
+            secs(vals[0]),
+            secs(med),
+            "≤ 1 s" if target else "",
+            verdict(med <= TARGET_FIRST_S) if target else "info",
+        ]
+
     rows = [
-        [
+        line(
             "in process: constructor → `first_screen_s` set (overview table shown)",
-            secs(runs[0]["first"]),
-            secs(first),
-            "≤ 1 s",
-            verdict(first <= TARGET_FIRST_S),
-        ],
-        [
-            "  … the app's own `first_screen_s`",
-            secs(runs[0]["app_first"]),
-            secs(median(col("app_first", runs))),
-            "",
-            "info",
-        ],
-        [
-            "  … that frame composited",
-            secs(runs[0]["painted"]),
-            secs(painted),
-            "≤ 1 s",
-            verdict(painted <= TARGET_FIRST_S),
-        ],
-        [
-            "  … health plots in (`app.health`)",
-            secs(runs[0]["health"]),
-            secs(median(col("health", runs))),
-            "",
-            "info",
-        ],
-        [
-            "  … list scores and actor pairs in (`app.index`)",
-            secs(runs[0]["index"]),
-            secs(median(col("index", runs))),
-            "",
-            "info",
-        ],
-        [
-            "  … judge pairs in (`app.index_judge`)",
-            secs(runs[0]["index_judge"]),
-            secs(median(col("index_judge", runs))),
-            "",
-            "info",
-        ],
-        [
+            col("first", runs),
+            True,
+        ),
+        line("  … the app's own `first_screen_s`", col("app_first", runs)),
+        line("  … that frame composited", col("painted", runs), True),
+        line("  … health plots in (`app.health`)", col("health", runs)),
+        line("  … list scores and actor pairs in (`app.index`)", col("index", runs)),
+        line("  … judge pairs in (`app.index_judge`)", col("index_judge", runs)),
+        line(
             "cold: launch `python -c` → first screen (interpreter + imports + app)",
-            secs(cold[0]["launch_first"]),
-            secs(cold_first),
-            "≤ 1 s",
-            verdict(cold_first <= TARGET_FIRST_S),
-        ],
-        [
-            "  … that frame composited (cold)",
-            secs(cold[0]["launch_paint"]),
-            secs(cold_paint),
-            "≤ 1 s",
-            verdict(cold_paint <= TARGET_FIRST_S),
-        ],
-        [
-            "  … of which interpreter start",
-            secs(cold[0]["startup"]),
-            secs(median(col("startup", cold))),
-            "",
-            "info",
-        ],
-        [
-            "  … of which `import mrtui.tui.app`",
-            secs(cold[0]["imp"]),
-            secs(median(col("imp", cold))),
-            "",
-            "info",
-        ],
-        [
-            "  … the app's own `first_screen_s` (cold)",
-            secs(cold[0]["app_first"]),
-            secs(median(col("app_first", cold))),
-            "",
-            "info",
-        ],
-        [
-            "cold: launch → health plots in",
-            secs(cold[0]["launch_health"]),
-            secs(median(col("launch_health", cold))),
-            "",
-            "info",
-        ],
-        [
-            "`import mrtui.cli.app` (what `mrtui tui` imports first) in a fresh interpreter",
-            secs(imp[0]),
-            secs(median(imp)),
-            "",
-            "info",
-        ],
+            col("launch_first", cold),
+            True,
+        ),
+        line("  … that frame composited (cold)", col("launch_paint", cold), True),
+        line("  … of which interpreter start", col("startup", cold)),
+        line("  … of which `import mrtui.tui.app`", col("imp", cold)),
+        line("  … the app's own `first_screen_s` (cold)", col("app_first", cold)),
+        line("cold: launch → health plots in", col("launch_health", cold)),
+        line("`import mrtui.cli.app` (what `mrtui tui` imports first) in a fresh interpreter", imp),
         [
             "floor: `duckdb.connect` + `SELECT count(*) FROM events` (in process)",
             secs(floor[0]),
@@ -424,13 +366,7 @@ def part_a(db: Path, repeats: int, cold_repeats: int) -> tuple[str, dict[str, An
             "",
             f"`first_screen_s` / floor = {first / fl:.1f}x",
         ],
-        [
-            "floor: `mrtui.store.connect` + the same count (in process)",
-            secs(mrtui_floor[0]),
-            secs(median(mrtui_floor)),
-            "",
-            "info",
-        ],
+        line("floor: `mrtui.store.connect` + the same count (in process)", mrtui_floor),
         [
             "floor, cold: launch `python -c` with `import duckdb` + connect + count",
             secs(cold_floor[0]),
