@@ -7,7 +7,17 @@ import subprocess
 import sys
 
 FRONT_END = ("textual", "typer", "rich", "click")
-HEAVY = ("torch", "trl", "transformers", "vllm", "llama_cpp", "numpy", "pyarrow", "duckdb")
+HEAVY = (
+    "torch",
+    "trl",
+    "transformers",
+    "vllm",
+    "llama_cpp",
+    "numpy",
+    "pyarrow",
+    "duckdb",
+    "textual",
+)
 
 
 def _loaded_after(code: str) -> set[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).parents[1]
 
 PROBE = """
-import json, mrtui, mrtui.store.db as c
+import importlib.util, json, mrtui, mrtui.store.db as c
 from mrtui.loop.prompts import load_template
 from importlib import resources
 print(json.dumps({
@@ -22,6 +22,7 @@ print(json.dumps({
     "migrations": [n for _, n, _ in c.migrations()],
     "demo": resources.files("mrtui.assets").joinpath("presets", "demo.toml").is_file(),
     "prompts": resources.files("mrtui.assets").joinpath("prompts", "demo.jsonl").is_file(),
+    "tui": importlib.util.find_spec("mrtui.tui.app").origin,
 }))
 """
 
@@ -67,6 +68,7 @@ def test_wheel_install_loads_assets_from_the_installed_package(tmp_path: Path) -
     assert len(info["judge"]) == 64 and info["demo"] and info["prompts"]
     assert info["views"] == sorted(p.name for p in (ROOT / "store" / "views").glob("*.sql"))
     assert info["migrations"] == ["0001_events.sql"]
+    assert info["tui"].startswith(str(site))  # the TUI package is in the wheel
 
 
 def _readme_commands() -> list[str]:
