@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -55,18 +55,9 @@ class Health:
 
     def add(self, other: Health) -> None:
         self.scores = [a + b for a, b in zip(self.scores, other.scores, strict=True)]
-        for name in (
-            "judgements",
-            "unparsed",
-            "fallback",
-            "responses",
-            "response_chars",
-            "meta_a",
-            "meta_b",
-            "meta_tie",
-            "meta_unparsed",
-        ):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for f in fields(self):
+            if f.name != "scores":
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
     @property
     def mean_chars(self) -> float | None:

@@ -83,8 +83,8 @@ class PromptListScreen(Screen[None]):
         self.generation += 1
         self.rows = []
         self.query_one("#prompts", DataTable).clear()
-        self._update_info()
         self._load(0, fresh=True)
+        self._update_info()
 
     def _load(self, offset: int, fresh: bool = False) -> None:
         """Fetch a page in a worker; filters are captured here, on the UI thread, and a page
@@ -158,7 +158,7 @@ class PromptListScreen(Screen[None]):
     def _update_info(self) -> None:
         it = "all" if self.iteration is None else str(self.iteration)
         pairs = self.pair_filter
-        if pairs != "all" and self._filter_keys()[0] is None:
+        if self._filtered_without_index:
             pairs += " (pairs still computing: showing all)"
         info = f"iteration {it} · {pairs} · {len(self.rows)}/{self.total} shown"
         self.query_one("#filter-info", Static).update(lit(info))

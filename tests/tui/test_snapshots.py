@@ -95,26 +95,24 @@ def test_response_detail(snap_compare: Any, app: MrtuiApp) -> None:
     assert snap_compare(app, terminal_size=SIZE, run_before=before)
 
 
-def test_battle(snap_compare: Any, app: MrtuiApp) -> None:
-    async def before(pilot: Any) -> None:
-        await _prompt(pilot, HOSTILE_INDEX)
-        screen = app.screen
-        while screen.it is None or screen.it.battle is None:  # an iteration with a battle
-            await pilot.press("left_square_bracket")
-        await pilot.press("b")
-        await until(pilot, lambda: isinstance(app.screen, BattleScreen))
-        await pilot.pause(0.1)
+async def _battle(pilot: Any) -> None:
+    """The battle view of the hostile prompt, in an iteration that has one."""
+    app = pilot.app
+    await _prompt(pilot, HOSTILE_INDEX)
+    while app.screen.it is None or app.screen.it.battle is None:
+        await pilot.press("left_square_bracket")
+    await pilot.press("b")
+    await until(pilot, lambda: isinstance(app.screen, BattleScreen))
+    await pilot.pause(0.1)
 
-    assert snap_compare(app, terminal_size=SIZE, run_before=before)
+
+def test_battle(snap_compare: Any, app: MrtuiApp) -> None:
+    assert snap_compare(app, terminal_size=SIZE, run_before=_battle)
 
 
 def test_verdict_modal(snap_compare: Any, app: MrtuiApp) -> None:
     async def before(pilot: Any) -> None:
-        await _prompt(pilot, HOSTILE_INDEX)
-        while app.screen.it is None or app.screen.it.battle is None:
-            await pilot.press("left_square_bracket")
-        await pilot.press("b")
-        await until(pilot, lambda: isinstance(app.screen, BattleScreen))
+        await _battle(pilot)
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, TextModal))
         await pilot.pause(0.1)
