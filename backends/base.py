@@ -84,11 +84,15 @@ class Completion:
 
 @dataclass(frozen=True)
 class Failure:
-    """A request the backend could not complete. The batch goes on."""
+    """A request the backend could not complete. The batch goes on.
+
+    ``permanent`` marks a request that can never succeed as sent (e.g. its prompt is longer
+    than the context window): the loop logs it as skipped instead of retrying it on resume."""
 
     request_id: str
     error: str
     wall_s: float
+    permanent: bool = False
 
 
 Result = Completion | Failure

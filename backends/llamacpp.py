@@ -359,6 +359,7 @@ class LlamaCppBackend:
                 f"prompt is {n_prompt} tokens but the context window is {self._n_ctx} "
                 "(n_ctx); shorten the prompt or start the backend with a larger n_ctx",
                 _since(started),
+                permanent=True,
             )
         grammar, max_tokens = None, params.max_tokens
         if req.choices is not None:  # the grammar decides the length; max_tokens is not needed

@@ -9,8 +9,10 @@ this module; the writer stores them in the file, and a connection whose file hol
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -50,7 +52,10 @@ def migrations() -> list[tuple[int, str, str]]:
 
 
 def view_sql() -> list[tuple[str, str]]:
-    return _sql_files("views")
+    """Every view file, plus the health views generated from :mod:`.health`."""
+    from . import health
+
+    return sorted([*_sql_files("views"), ("70_health.sql", health.view_sql())])
 
 
 @functools.cache
@@ -92,30 +97,73 @@ def _holder(exc: Exception) -> str:
     return f"{m.group(1)} (PID {m.group(2)})" if m else "another process"
 
 
+def wait_marker(path: Path) -> Path:
+    """A file a reader holds a shared ``flock`` on while it waits for the DuckDB file, so the
+    writer knows to let it in at its next batch boundary (see ``EventLog._connection``)."""
+    return path.with_name(path.name + ".readers")
+
+
+def readers_waiting(path: Path) -> bool:
+    """Whether some process holds a shared lock on ``wait_marker(path)``."""
+    try:
+        fd = os.open(wait_marker(path), os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
 def open_duckdb(path: Path, *, read_only: bool, timeout: float = BUSY_TIMEOUT_S) -> Any:
-    """Connect, retrying while another process holds the file."""
+    """Connect, retrying while another process holds the file. A reader that has to wait
+    says so through :func:`wait_marker`."""
     import duckdb
 
     deadline = time.monotonic() + timeout
     delay = 0.005
-    while True:
-        try:
-            return duckdb.connect(str(path), read_only=read_only)
-        except duckdb.Error as exc:
-            if not _is_lock_error(exc):
-                if "not a valid DuckDB database" in str(exc) or "Unknown file type" in str(exc):
-                    raise StoreError(
-                        f"{path} is not a DuckDB event log; pass the .duckdb file "
-                        "that `mrtui run` wrote"
-                    ) from exc
-                raise StoreError(f"could not open {path}: {exc}") from exc
-            if time.monotonic() >= deadline:
-                raise LogBusy(
-                    f"{path} is held by {_holder(exc)}; wait for it to finish "
-                    "or stop it, then try again"
-                ) from exc
+    waiting: int | None = None
+    try:
+        while True:
+            try:
+                return duckdb.connect(str(path), read_only=read_only)
+            except duckdb.Error as exc:
+                if read_only and waiting is None and _is_lock_error(exc):
+                    waiting = _signal_waiting(path)
+                _retry_or_raise(path, exc, deadline)
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
+    finally:
+        if waiting is not None:
+            os.close(waiting)  # drops the shared lock
+
+
+def _signal_waiting(path: Path) -> int | None:
+    try:
+        fd = os.open(wait_marker(path), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return None  # e.g. a read-only folder: the reader just waits its turn
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    return fd
+
+
+def _retry_or_raise(path: Path, exc: Exception, deadline: float) -> None:
+    """Return if ``exc`` is a lock held elsewhere and there is time left; else raise."""
+    if not _is_lock_error(exc):
+        if "not a valid DuckDB database" in str(exc) or "Unknown file type" in str(exc):
+            raise StoreError(
+                f"{path} is not a DuckDB event log; pass the .duckdb file that `mrtui run` wrote"
+            ) from exc
+        raise StoreError(f"could not open {path}: {exc}") from exc
+    if time.monotonic() >= deadline:
+        raise LogBusy(
+            f"{path} is held by {_holder(exc)}; wait for it to finish or stop it, then try again"
+        ) from exc
 
 
 def schema_version(con: Any) -> int:
@@ -171,6 +219,11 @@ def unregister_writer(path: Path) -> None:
     _WRITING.pop(str(path.resolve()), None)
 
 
+def written_here(path: Path) -> bool:
+    """Whether this process writes ``path`` through an :class:`~mrtui.store.EventLog`."""
+    return str(path.resolve()) in _WRITING
+
+
 @contextmanager
 def connect(
     path: str | Path, *, timeout: float = BUSY_TIMEOUT_S, sandbox: bool = False
@@ -191,6 +244,8 @@ def connect(
         try:
             prepare(con, path)
             if sandbox:
+                con.execute("SET autoinstall_known_extensions = false")
+                con.execute("SET autoload_known_extensions = false")
                 con.execute("SET enable_external_access = false")
                 con.execute("SET lock_configuration = true")
             yield con

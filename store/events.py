@@ -1,4 +1,9 @@
-"""Event types and the envelope every event shares.
+"""Every event type, defined once: its name, payload fields with their types, version, and the
+payload fields copied into typed columns of ``events`` at append time.
+
+Writers build events from these records (``record.event(run_id, ...)``); the views read the
+typed columns; ``tests/store/test_events_schema.py`` checks that every payload field a view
+reads is a field of a record and that the table's typed columns are the ones declared here.
 
 Event types are named in the past tense. A unit of work (one response, one judgement, one
 meta-verdict, ...) is complete when an event with its ``key`` is in the log; events that are
@@ -7,56 +12,365 @@ not units of work (a failure, a stage boundary) have ``key = None``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-# Run and iteration lifecycle.
-RUN_CONFIGURED = "RunConfigured"
-PROMPT_ADDED = "PromptAdded"
-TEMPLATE_REGISTERED = "TemplateRegistered"
-ITERATION_STARTED = "IterationStarted"
-STAGE_STARTED = "StageStarted"
-STAGE_FINISHED = "StageFinished"
-ITERATION_FINISHED = "IterationFinished"
+# -- typed columns of ``events`` (migration 0002), filled from payload fields at append time --
+TYPED_COLUMNS: dict[str, str] = {
+    "prompt_key": "VARCHAR",
+    "item_index": "INTEGER",
+    "score": "DOUBLE",
+    "winner": "VARCHAR",
+    "first_key": "VARCHAR",
+    "second_key": "VARCHAR",
+    "parse_error": "VARCHAR",
+    "fallback_used": "BOOLEAN",
+    "prompt_tokens": "INTEGER",
+    "completion_tokens": "INTEGER",
+    "prompt_tokens_evaluated": "INTEGER",
+    "finish_reason": "VARCHAR",
+    "model_sha256": "VARCHAR",
+    "template_sha256": "VARCHAR",
+}
 
-# Units of work produced by the model.
-RESPONSE_GENERATED = "ResponseGenerated"
-JUDGEMENT_RECORDED = "JudgementRecorded"
-META_VERDICT_RECORDED = "MetaVerdictRecorded"
+# The meta-judge parser's error for a verdict that names no single winner (a tie): not a
+# parse failure, a decided draw (r = 0).
+TIE = "tie"
 
-# Something went wrong with one request; the unit stays open and is retried on resume.
-REQUEST_FAILED = "RequestFailed"
 
-# Training M_t on iteration t's pairs gives M_{t+1}.
-TRAINING_STARTED = "TrainingStarted"
-TRAINING_STEP_LOGGED = "TrainingStepLogged"
-TRAINING_FINISHED = "TrainingFinished"
-CHECKPOINT_CREATED = "CheckpointCreated"
+class EventRecord:
+    """Base of every event record: a frozen dataclass whose fields are the payload."""
 
-EVENT_TYPES: tuple[str, ...] = (
-    RUN_CONFIGURED,
-    PROMPT_ADDED,
-    TEMPLATE_REGISTERED,
-    ITERATION_STARTED,
-    STAGE_STARTED,
-    STAGE_FINISHED,
-    ITERATION_FINISHED,
-    RESPONSE_GENERATED,
-    JUDGEMENT_RECORDED,
-    META_VERDICT_RECORDED,
-    REQUEST_FAILED,
-    TRAINING_STARTED,
-    TRAINING_STEP_LOGGED,
-    TRAINING_FINISHED,
-    CHECKPOINT_CREATED,
-)
+    TYPE: ClassVar[str]
+    VERSION: ClassVar[int] = 1
+    # payload field -> typed column; "parent_key" as a source copies the envelope's parent_key
+    COLUMNS: ClassVar[dict[str, str]] = {}
+
+    def payload(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+    def event(
+        self,
+        run_id: str,
+        *,
+        iteration: int | None = None,
+        key: str | None = None,
+        parent_key: str | None = None,
+        text: str | None = None,
+    ) -> NewEvent:
+        return NewEvent(
+            self.TYPE,
+            run_id,
+            self.payload(),
+            iteration=iteration,
+            key=key,
+            parent_key=parent_key,
+            text=text,
+            event_version=self.VERSION,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Provenance:
+    """What every generation event carries about how it was made."""
+
+    model_id: str
+    model_sha256: str | None
+    backend: str
+    backend_version: str
+    template: str
+    template_sha256: str
+    sampling: dict[str, Any]
+    seed: int | None
+    wall_s: float
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    prompt_tokens_evaluated: int | None = None
+    finish_reason: str | None = None
+
+
+_PROVENANCE_COLUMNS = {
+    "prompt_tokens": "prompt_tokens",
+    "completion_tokens": "completion_tokens",
+    "prompt_tokens_evaluated": "prompt_tokens_evaluated",
+    "finish_reason": "finish_reason",
+    "model_sha256": "model_sha256",
+    "template_sha256": "template_sha256",
+}
+
+# -- run and iteration lifecycle ------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfigured(EventRecord):
+    TYPE = "RunConfigured"
+    model: str
+    model_sha256: str
+    backend: str
+    backend_options: dict[str, Any]
+    iterations: int
+    defaults: dict[str, Any]
+    overrides: dict[str, dict[str, Any]]
+    mrtui_version: str
+    prompts_per_iteration: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PromptAdded(EventRecord):
+    TYPE = "PromptAdded"
+    index: int
+    source_id: str | None
+    source: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class TemplateRegistered(EventRecord):
+    TYPE = "TemplateRegistered"
+    name: str
+    role: str
+    sha256: str
+    segments: list[str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class IterationStarted(EventRecord):
+    TYPE = "IterationStarted"
+    settings: dict[str, Any]
+    model: dict[str, Any]  # model_id, model_sha256, backend
+
+
+@dataclass(frozen=True, kw_only=True)
+class StageStarted(EventRecord):
+    TYPE = "StageStarted"
+    stage: str
+    planned: int
+    todo: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class StageFinished(EventRecord):
+    TYPE = "StageFinished"
+    stage: str
+    planned: int
+    skipped: int
+    done: int
+    failed: int
+    wall_s: float
+    completion_tokens: int
+    stopped: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class IterationFinished(EventRecord):
+    TYPE = "IterationFinished"
+    stages: dict[str, dict[str, int]]
+    trained: bool
+
+
+# -- units of work produced by the model -------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResponseGenerated(Provenance, EventRecord):
+    TYPE = "ResponseGenerated"
+    COLUMNS: ClassVar[dict[str, str]] = {
+        "parent_key": "prompt_key",
+        "sample_index": "item_index",
+        **_PROVENANCE_COLUMNS,
+    }
+    sample_index: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class JudgementRecorded(Provenance, EventRecord):
+    TYPE = "JudgementRecorded"
+    COLUMNS: ClassVar[dict[str, str]] = {
+        "prompt_key": "prompt_key",
+        "judge_index": "item_index",
+        "score": "score",
+        "parse_error": "parse_error",
+        "fallback_used": "fallback_used",
+        **_PROVENANCE_COLUMNS,
+    }
+    prompt_key: str
+    judge_index: int
+    score: float | None
+    parse_error: str | None
+    fallback_used: bool
+    fallback: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetaVerdictRecorded(Provenance, EventRecord):
+    TYPE = "MetaVerdictRecorded"
+    COLUMNS: ClassVar[dict[str, str]] = {
+        "prompt_key": "prompt_key",
+        "first_key": "first_key",
+        "second_key": "second_key",
+        "winner": "winner",
+        "parse_error": "parse_error",
+        "fallback_used": "fallback_used",
+        **_PROVENANCE_COLUMNS,
+    }
+    prompt_key: str
+    first_key: str
+    second_key: str
+    winner: str | None  # "A" (first shown wins), "B", or None (tie or unparsed)
+    parse_error: str | None
+    fallback_used: bool
+    fallback: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RequestFailed(Provenance, EventRecord):
+    """A request failed; the unit stays open and is retried on resume (token counts and the
+    finish reason stay None)."""
+
+    TYPE = "RequestFailed"
+    stage: str
+    error: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class UnitSkipped(EventRecord):
+    """A unit that can never succeed as configured (e.g. its prompt does not fit the context
+    window). It completes the unit, so resume does not retry it; status shows it apart."""
+
+    TYPE = "UnitSkipped"
+    COLUMNS: ClassVar[dict[str, str]] = {"prompt_key": "prompt_key", "model_sha256": "model_sha256"}
+    stage: str
+    reason: str
+    prompt_key: str | None
+    model_id: str
+    model_sha256: str | None
+    backend: str
+    template_sha256: str
+
+
+# -- training: M_t on iteration t's pairs gives M_{t+1} ---------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingStarted(EventRecord):
+    TYPE = "TrainingStarted"
+    VERSION = 2  # v2: ``pairs_used`` holds each pair's kind and unit keys (v1: only pair_keys)
+    attempt: str
+    settings: dict[str, Any]
+    dataset_sha256: str
+    pairs: dict[str, int]
+    pair_keys: list[str]
+    pairs_used: list[dict[str, str]]  # {pair_key, kind, chosen_key, rejected_key}
+    base_model_sha256: str
+    base_model_dir: str
+    training_key: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingStepLogged(EventRecord):
+    TYPE = "TrainingStepLogged"
+    attempt: str
+    step: int
+    epoch: float | None
+    loss: float | None
+    rewards_chosen: float | None
+    rewards_rejected: float | None
+    reward_accuracy: float | None
+    reward_margin: float | None
+    learning_rate: float | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingFinished(EventRecord):
+    TYPE = "TrainingFinished"
+    attempt: str
+    model_dir: str
+    weights_sha256: str
+    steps: int
+    wall_s: float
+    final: dict[str, Any] | None
+    base_model_sha256: str
+    dataset_sha256: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckpointCreated(EventRecord):
+    TYPE = "CheckpointCreated"
+    for_iteration: int
+    model_id: str
+    model_sha256: str
+    gguf_path: str
+    hf_dir: str | None
+    trained_from_sha256: str
+    training_key: str | None
+    reason: str | None
+    export: dict[str, Any] | None = None
+
+
+RECORDS: dict[str, type[EventRecord]] = {
+    cls.TYPE: cls
+    for cls in (
+        RunConfigured,
+        PromptAdded,
+        TemplateRegistered,
+        IterationStarted,
+        StageStarted,
+        StageFinished,
+        IterationFinished,
+        ResponseGenerated,
+        JudgementRecorded,
+        MetaVerdictRecorded,
+        RequestFailed,
+        UnitSkipped,
+        TrainingStarted,
+        TrainingStepLogged,
+        TrainingFinished,
+        CheckpointCreated,
+    )
+}
+EVENT_TYPES: tuple[str, ...] = tuple(RECORDS)
+
+# Names kept for code that refers to event types by constant.
+RUN_CONFIGURED = RunConfigured.TYPE
+PROMPT_ADDED = PromptAdded.TYPE
+TEMPLATE_REGISTERED = TemplateRegistered.TYPE
+ITERATION_STARTED = IterationStarted.TYPE
+STAGE_STARTED = StageStarted.TYPE
+STAGE_FINISHED = StageFinished.TYPE
+ITERATION_FINISHED = IterationFinished.TYPE
+RESPONSE_GENERATED = ResponseGenerated.TYPE
+JUDGEMENT_RECORDED = JudgementRecorded.TYPE
+META_VERDICT_RECORDED = MetaVerdictRecorded.TYPE
+REQUEST_FAILED = RequestFailed.TYPE
+UNIT_SKIPPED = UnitSkipped.TYPE
+TRAINING_STARTED = TrainingStarted.TYPE
+TRAINING_STEP_LOGGED = TrainingStepLogged.TYPE
+TRAINING_FINISHED = TrainingFinished.TYPE
+CHECKPOINT_CREATED = CheckpointCreated.TYPE
+
+
+def record_fields(event_type: str) -> dict[str, Any]:
+    """Payload field name -> annotation of ``event_type``'s record."""
+    return {f.name: f.type for f in dataclasses.fields(RECORDS[event_type])}  # type: ignore[arg-type]
+
+
+def parse(event_type: str, payload: str | dict[str, Any]) -> EventRecord:
+    """The record of a logged event (fields a newer writer added are ignored)."""
+    data = json.loads(payload) if isinstance(payload, str) else payload
+    cls = RECORDS[event_type]
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in data.items() if k in names})
 
 
 @dataclass(frozen=True)
 class NewEvent:
-    """An event not yet in the log; the writer stamps ``seq`` and ``created_at``."""
+    """An event not yet in the log; the writer stamps ``seq`` and ``created_at``.
+
+    Writers make these from records (``record.event(...)``); a plain payload dict is accepted
+    for hand-built logs (tests, imports)."""
 
     event_type: str
     run_id: str
@@ -69,6 +383,27 @@ class NewEvent:
 
     def payload_json(self) -> str:
         return canonical_json(self.payload)
+
+    def typed_values(self) -> tuple[Any, ...]:
+        """The typed columns' values, in ``TYPED_COLUMNS`` order (None where not declared)."""
+        plan = _TYPED_PLAN.get(self.event_type)
+        if plan is None:
+            return _NO_TYPED
+        out = [None] * len(TYPED_COLUMNS)
+        p = self.payload
+        for i, src in plan:
+            out[i] = self.parent_key if src == "parent_key" else p.get(src)
+        return tuple(out)
+
+
+_NO_TYPED: tuple[Any, ...] = (None,) * len(TYPED_COLUMNS)
+_POSITION = {c: i for i, c in enumerate(TYPED_COLUMNS)}
+# event type -> (column position, payload field) for each declared typed column
+_TYPED_PLAN: dict[str, tuple[tuple[int, str], ...]] = {
+    t: tuple((_POSITION[col], src) for src, col in cls.COLUMNS.items())
+    for t, cls in RECORDS.items()
+    if cls.COLUMNS
+}
 
 
 def canonical_json(value: Any) -> str:
@@ -90,3 +425,8 @@ def content_key(prefix: str, *parts: Any) -> str:
     """A deterministic unit key: ``prefix:`` + the first 32 hex chars of sha256 over parts."""
     digest = hashlib.sha256(canonical_json(list(parts)).encode()).hexdigest()
     return f"{prefix}:{digest[:32]}"
+
+
+def key_digest(key: str) -> int:
+    """A 32-bit number drawn from a unit key's hash part (keys are ``prefix:hex``)."""
+    return int(key.split(":", 1)[1][:8], 16)

@@ -3,7 +3,8 @@
 One process writes a log at a time: ``EventLog.open`` takes an exclusive ``flock`` on
 ``<db>.lock`` (released by the kernel if the process dies, so ``kill -9`` leaves no stale lock)
 and refuses a second writer with a message naming the holder. The DuckDB file itself is held
-only while a batch is flushed, so readers can look at the log while a run writes it.
+only while batches are flushed (kept ``linger`` s for the next one, and never more than
+``max_hold`` s at a stretch), so readers can look at the log while a run writes it.
 
 Appends are buffered and flushed through DuckDB's Appender by a background thread at most
 ``flush_interval`` seconds after they arrive, and on ``flush()``/``close()``. A crash loses at
@@ -30,12 +31,17 @@ from .db import (
     migrate,
     open_duckdb,
     prepare,
+    readers_waiting,
     register_writer,
     store_views,
     unregister_writer,
 )
 from .errors import DuplicateUnit, StoreError, WriterLocked
-from .events import NewEvent
+from .events import TYPED_COLUMNS, NewEvent
+
+# A writer that lets readers in leaves the file free for at least a tenth of this and at most
+# ten times it (longer than a reader's longest wait between retries, see db.open_duckdb).
+READER_GAP_S = 0.12
 
 COLUMNS = (
     "seq",
@@ -48,6 +54,7 @@ COLUMNS = (
     "created_at",
     "text",
     "payload",
+    *TYPED_COLUMNS,
 )
 
 
@@ -55,11 +62,22 @@ class EventLog:
     """Append-only writer. Use as a context manager or call ``close()``."""
 
     def __init__(
-        self, path: str | Path, *, flush_interval: float = 0.5, busy_timeout: float = 600.0
+        self,
+        path: str | Path,
+        *,
+        flush_interval: float = 0.5,
+        busy_timeout: float = 600.0,
+        linger: float = 0.05,
+        max_hold: float = 2.0,
     ) -> None:
         self.path = Path(path)
         self.flush_interval = flush_interval
         self.busy_timeout = busy_timeout
+        self.linger = linger  # keep the file this long after a flush for the next one
+        self.max_hold = max_hold  # then let readers in, however fast events arrive
+        self._con: Any = None  # the file, held across back-to-back flushes
+        self._con_opened = 0.0
+        self._con_used = 0.0
         self._buffer: list[tuple[Any, ...]] = []  # rows without seq and created_at
         self._buffer_since = 0.0
         self._last_flush = 0.0
@@ -135,12 +153,51 @@ class EventLog:
     # -- connections ---------------------------------------------------------------------------
     @contextlib.contextmanager
     def _connection(self) -> Iterator[Any]:
+        """The writer's connection. Back-to-back flushes share one (opening and closing the
+        file costs about as much as appending a 10k-event batch); it is closed ``linger`` s
+        after its last use, at once when a reader in another process is waiting for the file
+        (readers say so, see ``db.wait_marker``), and after ``max_hold`` s in any case."""
         with self._db_lock:
-            con = open_duckdb(self.path, read_only=False, timeout=self.busy_timeout)
+            if self._con is not None and (
+                time.monotonic() - self._con_opened > self.max_hold or readers_waiting(self.path)
+            ):
+                self._release()
+                self._let_readers_in()
+            if self._con is None:
+                self._con = open_duckdb(self.path, read_only=False, timeout=self.busy_timeout)
+                self._con_opened = time.monotonic()
             try:
-                yield con
+                yield self._con
+            except BaseException:
+                self._release()
+                raise
             finally:
+                self._con_used = time.monotonic()
+        self._wake.set()  # the flusher closes the file once it has lingered
+
+    def _let_readers_in(self) -> None:
+        """Wait (briefly) until the readers that were waiting have had their turn."""
+        deadline = time.monotonic() + READER_GAP_S * 10
+        time.sleep(READER_GAP_S / 10)
+        while readers_waiting(self.path) and time.monotonic() < deadline:
+            time.sleep(READER_GAP_S / 10)
+
+    def _release(self) -> None:
+        with self._db_lock:
+            if self._con is not None:
+                con, self._con = self._con, None
                 con.close()
+
+    def _release_if_idle(self) -> float | None:
+        """Close the lingering connection if it is idle; else seconds until it will be."""
+        with self._db_lock:
+            if self._con is None:
+                return None
+            idle = time.monotonic() - self._con_used
+            if idle >= self.linger:
+                self._release()
+                return None
+            return self.linger - idle
 
     @contextlib.contextmanager
     def reader(self, *, views: bool = True) -> Iterator[Any]:
@@ -201,6 +258,7 @@ class EventLog:
                     e.parent_key,
                     e.text,
                     e.payload_json(),
+                    *e.typed_values(),
                 )
                 for e in batch
             ]
@@ -226,34 +284,32 @@ class EventLog:
                 batch = list(self._buffer)
             if not batch:
                 return 0
-            now = dt.datetime.now(dt.UTC)
-            rows = [
-                (self._seq + i + 1, et, ver, run, it, key, parent, now, text, payload)
-                for i, (et, ver, run, it, key, parent, text, payload) in enumerate(batch)
-            ]
+            table = _arrow_batch(batch, self._seq + 1, dt.datetime.now(dt.UTC))
             with self._connection() as con:
                 con.execute("BEGIN TRANSACTION")
                 try:
-                    app = con.appender("events")
-                    app.append_rows(rows)
-                    app.flush()
+                    con.register("_mrtui_batch", table)
+                    con.execute("INSERT INTO events SELECT * FROM _mrtui_batch")
                     con.execute("COMMIT")
                 except Exception as exc:
                     con.execute("ROLLBACK")
                     raise StoreError(f"could not append to {self.path}: {exc}") from exc
+                finally:
+                    con.unregister("_mrtui_batch")
             with self._buf_lock:
-                self._seq += len(rows)
+                self._seq += len(batch)
                 del self._buffer[: len(batch)]
                 self._buffer_since = self._last_flush = time.monotonic()
-            return len(rows)
+            return len(batch)
 
     def _flusher(self) -> None:
         while not self._stop.is_set():
+            linger = self._release_if_idle()
             with self._buf_lock:
                 pending = bool(self._buffer)
                 wait = self._buffer_since + self.flush_interval - time.monotonic()
             if not pending:
-                self._wake.wait()
+                self._wake.wait(linger)
                 self._wake.clear()
                 continue
             if wait > 0 and not self._flush_now.is_set() and self._stop.wait(wait):
@@ -280,6 +336,7 @@ class EventLog:
             self.flush()
             self._raise_flush_error()
         finally:
+            self._release()
             self._release_writer_lock()
 
     def __enter__(self) -> EventLog:
@@ -287,3 +344,47 @@ class EventLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _arrow_types() -> list[Any]:
+    import pyarrow as pa
+
+    sql = {
+        "VARCHAR": pa.string(),
+        "INTEGER": pa.int32(),
+        "DOUBLE": pa.float64(),
+        "BOOLEAN": pa.bool_(),
+    }
+    envelope = [
+        pa.int64(),  # seq
+        pa.string(),  # event_type
+        pa.int16(),  # event_version
+        pa.string(),  # run_id
+        pa.int32(),  # iteration
+        pa.string(),  # key
+        pa.string(),  # parent_key
+        pa.timestamp("us", tz="UTC"),  # created_at
+        pa.string(),  # text
+        pa.string(),  # payload (JSON text)
+    ]
+    return envelope + [sql[t] for t in TYPED_COLUMNS.values()]
+
+
+def _arrow_batch(batch: Sequence[tuple[Any, ...]], first_seq: int, now: dt.datetime) -> Any:
+    """Buffered rows (envelope without seq and created_at, then typed columns) as an Arrow
+    table in the column order of ``events``; inserting it is ~5-10% faster than the
+    Appender's row-by-row conversion."""
+    import pyarrow as pa
+
+    cols = list(zip(*batch, strict=True))
+    n = len(batch)
+    columns = [
+        list(range(first_seq, first_seq + n)),
+        *cols[:6],
+        [now] * n,
+        *cols[6:],
+    ]
+    types = _arrow_types()
+    return pa.Table.from_arrays(
+        [pa.array(c, type=t) for c, t in zip(columns, types, strict=True)], names=list(COLUMNS)
+    )

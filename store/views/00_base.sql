@@ -1,4 +1,6 @@
--- One row per logged unit, with its key. Columns pulled out of the JSON payload once.
+-- One row per logged unit, with its key. Hot fields come from the typed columns of `events`
+-- (written at append time, migration 0002); the rest from the JSON payload, each as its own
+-- expression so a query that does not select it never parses it.
 
 CREATE OR REPLACE VIEW iteration_settings AS
 SELECT run_id, iteration, seq, created_at,
@@ -29,59 +31,51 @@ WHERE event_type = 'PromptAdded';
 
 CREATE OR REPLACE VIEW responses AS
 SELECT run_id, iteration, key AS response_key, parent_key AS prompt_key,
-       p.sample_index, text AS response, length(text) AS response_chars,
-       p.prompt_tokens, p.completion_tokens, p.prompt_tokens_evaluated, p.finish_reason,
-       p.seed, p.wall_s, p.model_id, p.model_sha256, p.backend, p.backend_version,
-       p.template, p.template_sha256, seq, created_at, payload
-FROM (
-    SELECT *, from_json(payload, '{"sample_index":"INTEGER","prompt_tokens":"INTEGER",
-        "completion_tokens":"INTEGER","prompt_tokens_evaluated":"INTEGER",
-        "finish_reason":"VARCHAR","seed":"BIGINT","wall_s":"DOUBLE","model_id":"VARCHAR",
-        "model_sha256":"VARCHAR","backend":"VARCHAR","backend_version":"VARCHAR",
-        "template":"VARCHAR","template_sha256":"VARCHAR"}') AS p
-    FROM events WHERE event_type = 'ResponseGenerated'
-);
+       item_index AS sample_index, text AS response, length(text) AS response_chars,
+       prompt_tokens, completion_tokens, prompt_tokens_evaluated, finish_reason,
+       (payload->>'$.seed')::BIGINT AS seed, (payload->>'$.wall_s')::DOUBLE AS wall_s,
+       payload->>'$.model_id' AS model_id, model_sha256, payload->>'$.backend' AS backend,
+       payload->>'$.backend_version' AS backend_version, payload->>'$.template' AS template,
+       template_sha256, seq, created_at, payload
+FROM events WHERE event_type = 'ResponseGenerated';
 
 CREATE OR REPLACE VIEW judgements AS
-SELECT run_id, iteration, key AS judgement_key, parent_key AS response_key, p.prompt_key,
-       p.judge_index, text AS judgement, length(text) AS judgement_chars,
-       p.score, p.parse_error, p.score IS NOT NULL AS valid, p.fallback_used,
-       p.prompt_tokens, p.completion_tokens, p.prompt_tokens_evaluated, p.finish_reason,
-       p.seed, p.wall_s, p.model_id, p.model_sha256, p.backend, p.backend_version,
-       p.template, p.template_sha256, seq, created_at, payload
-FROM (
-    SELECT *, from_json(payload, '{"prompt_key":"VARCHAR","judge_index":"INTEGER",
-        "score":"DOUBLE","parse_error":"VARCHAR","fallback_used":"BOOLEAN",
-        "prompt_tokens":"INTEGER","completion_tokens":"INTEGER",
-        "prompt_tokens_evaluated":"INTEGER","finish_reason":"VARCHAR","seed":"BIGINT",
-        "wall_s":"DOUBLE","model_id":"VARCHAR","model_sha256":"VARCHAR",
-        "backend":"VARCHAR","backend_version":"VARCHAR","template":"VARCHAR",
-        "template_sha256":"VARCHAR"}') AS p
-    FROM events WHERE event_type = 'JudgementRecorded'
-);
+SELECT run_id, iteration, key AS judgement_key, parent_key AS response_key, prompt_key,
+       item_index AS judge_index, text AS judgement, length(text) AS judgement_chars,
+       score, parse_error, score IS NOT NULL AS valid, fallback_used,
+       prompt_tokens, completion_tokens, prompt_tokens_evaluated, finish_reason,
+       (payload->>'$.seed')::BIGINT AS seed, (payload->>'$.wall_s')::DOUBLE AS wall_s,
+       payload->>'$.model_id' AS model_id, model_sha256, payload->>'$.backend' AS backend,
+       payload->>'$.backend_version' AS backend_version, payload->>'$.template' AS template,
+       template_sha256, seq, created_at, payload
+FROM events WHERE event_type = 'JudgementRecorded';
 
 CREATE OR REPLACE VIEW meta_verdicts AS
-SELECT run_id, iteration, key AS verdict_key, parent_key AS response_key, p.prompt_key,
-       p.first_key, p.second_key, p.winner,
-       CASE p.winner WHEN 'A' THEN p.first_key WHEN 'B' THEN p.second_key END AS winner_key,
-       CASE p.winner WHEN 'A' THEN 1 WHEN 'B' THEN -1 ELSE 0 END AS r,
-       p.parse_error, p.fallback_used, text AS verdict, p.prompt_tokens,
-       p.completion_tokens, p.prompt_tokens_evaluated, p.finish_reason, p.seed, p.wall_s,
-       p.model_id, p.model_sha256, p.backend, p.backend_version, p.template,
-       p.template_sha256, seq, created_at, payload
-FROM (
-    SELECT *, from_json(payload, '{"prompt_key":"VARCHAR","first_key":"VARCHAR",
-        "second_key":"VARCHAR","winner":"VARCHAR","parse_error":"VARCHAR",
-        "fallback_used":"BOOLEAN","prompt_tokens":"INTEGER","completion_tokens":"INTEGER",
-        "prompt_tokens_evaluated":"INTEGER","finish_reason":"VARCHAR","seed":"BIGINT",
-        "wall_s":"DOUBLE","model_id":"VARCHAR","model_sha256":"VARCHAR",
-        "backend":"VARCHAR","backend_version":"VARCHAR","template":"VARCHAR",
-        "template_sha256":"VARCHAR"}') AS p
-    FROM events WHERE event_type = 'MetaVerdictRecorded'
-);
+SELECT run_id, iteration, key AS verdict_key, parent_key AS response_key, prompt_key,
+       first_key, second_key, winner,
+       CASE winner WHEN 'A' THEN first_key WHEN 'B' THEN second_key END AS winner_key,
+       CASE winner WHEN 'A' THEN 1 WHEN 'B' THEN -1 ELSE 0 END AS r,
+       parse_error, fallback_used, text AS verdict, prompt_tokens,
+       completion_tokens, prompt_tokens_evaluated, finish_reason,
+       (payload->>'$.seed')::BIGINT AS seed, (payload->>'$.wall_s')::DOUBLE AS wall_s,
+       payload->>'$.model_id' AS model_id, model_sha256, payload->>'$.backend' AS backend,
+       payload->>'$.backend_version' AS backend_version, payload->>'$.template' AS template,
+       template_sha256, seq, created_at, payload
+FROM events WHERE event_type = 'MetaVerdictRecorded';
 
+-- Failed requests. A failed unit stays open and is retried on resume; `redone` says whether
+-- a later attempt completed it.
 CREATE OR REPLACE VIEW failures AS
-SELECT run_id, iteration, parent_key AS unit_key, payload->>'$.stage' AS stage,
-       payload->>'$.error' AS error, seq, created_at, payload
+SELECT f.run_id, f.iteration, f.parent_key AS unit_key, f.payload->>'$.stage' AS stage,
+       f.payload->>'$.error' AS error, f.seq, f.created_at, f.payload,
+       EXISTS (SELECT 1 FROM events u WHERE u.key = f.parent_key) AS redone
+FROM events f
+WHERE f.event_type = 'RequestFailed';
+
+-- Units that can never succeed as configured (e.g. a prompt longer than the context window):
+-- logged once with the reason, never retried.
+CREATE OR REPLACE VIEW skipped_units AS
+SELECT run_id, iteration, key AS unit_key, parent_key, prompt_key,
+       payload->>'$.stage' AS stage, payload->>'$.reason' AS reason, seq, created_at
 FROM events
-WHERE event_type = 'RequestFailed';
+WHERE event_type = 'UnitSkipped';

@@ -47,21 +47,31 @@ WHERE event_type = 'CheckpointCreated';
 
 -- From a checkpoint back to every pair that trained it, and the units each pair came from
 -- (for judge pairs also the response the judgements were about). Join on keys to reach the
--- responses, judgements, meta-verdicts and prompts themselves.
+-- responses, judgements, meta-verdicts and prompts themselves. TrainingStarted v2 records
+-- each pair's kind and keys; v1 (schema 1 logs) only its pair_key, which is split here.
 CREATE OR REPLACE VIEW checkpoint_lineage AS
-WITH used AS (
+WITH started AS (
     SELECT s.run_id, s.iteration, s.payload->>'$.training_key' AS training_key,
-           unnest(from_json(s.payload->'$.pair_keys', '["VARCHAR"]')) AS pair_key
+           CASE WHEN s.event_version >= 2
+                THEN from_json(s.payload->'$.pairs_used', '[{"pair_key":"VARCHAR",
+                     "kind":"VARCHAR","chosen_key":"VARCHAR","rejected_key":"VARCHAR"}]')
+                ELSE list_transform(from_json(s.payload->'$.pair_keys', '["VARCHAR"]'),
+                     lambda k: {'pair_key': k, 'kind': split_part(k, ':', 1),
+                                'chosen_key': string_split(k, ':')[2] || ':'
+                                              || string_split(k, ':')[3],
+                                'rejected_key': string_split(k, ':')[4] || ':'
+                                                || string_split(k, ':')[5]})
+           END AS used
     FROM events s
     JOIN events f ON f.event_type = 'TrainingFinished'
                  AND f.payload->>'$.attempt' = s.payload->>'$.attempt'
     WHERE s.event_type = 'TrainingStarted'
+),
+used AS (
+    SELECT run_id, iteration, training_key, unnest(used) AS p FROM started
 )
 SELECT c.run_id, c.checkpoint_key, c.for_iteration, c.model_sha256, u.iteration,
-       u.pair_key, split_part(u.pair_key, ':', 1) AS kind,
-       string_split(u.pair_key, ':')[2] || ':' || string_split(u.pair_key, ':')[3]
-           AS chosen_key,
-       string_split(u.pair_key, ':')[4] || ':' || string_split(u.pair_key, ':')[5]
-           AS rejected_key
+       u.p.pair_key AS pair_key, u.p.kind AS kind, u.p.chosen_key AS chosen_key,
+       u.p.rejected_key AS rejected_key
 FROM checkpoints c
 JOIN used u ON u.training_key = c.training_key AND u.run_id = c.run_id;

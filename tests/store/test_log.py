@@ -58,8 +58,8 @@ def test_migrations_are_recorded_and_reapplied_idempotently(tmp_path: Path) -> N
     EventLog(db).close()
     with connect(db) as con:
         rows = con.execute("SELECT version, name FROM schema_migrations").fetchall()
-    assert rows == [(1, "0001_events.sql")]
-    assert SCHEMA_VERSION == 1
+    assert rows == [(1, "0001_events.sql"), (2, "0002_typed_columns.sql")]
+    assert SCHEMA_VERSION == 2
 
 
 def test_duplicate_unit_keys_are_refused(tmp_path: Path) -> None:

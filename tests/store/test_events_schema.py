@@ -1,0 +1,106 @@
+"""The event records in store/events.py are the one definition of what an event holds: the
+views read only their fields, the table's typed columns are the ones they declare, and every
+record survives a trip through the log."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+from pathlib import Path
+
+import pytest
+
+from mrtui.store import EventLog, connect
+from mrtui.store import events as ev
+from mrtui.store.db import _statements, view_sql
+
+_PAYLOAD_REF = re.compile(r"payload\s*->>?\s*'\$\.([a-z_0-9]+)")
+_TYPES = re.compile(r"event_type\s*=\s*'([A-Za-z]+)'")
+_SQL_TYPE = {int: "INTEGER", float: "DOUBLE", str: "VARCHAR", bool: "BOOLEAN"}
+
+
+def _statements_of_views() -> list[str]:
+    return [stmt for _, sql in view_sql() for stmt in _statements(sql)]
+
+
+def test_every_payload_field_a_view_reads_is_a_record_field() -> None:
+    checked = 0
+    for stmt in _statements_of_views():
+        types = set(_TYPES.findall(stmt)) or set(ev.RECORDS)
+        unknown = set(types) - set(ev.RECORDS)
+        assert not unknown, f"views name unknown event types {unknown}"
+        fields = set().union(*(ev.record_fields(t) for t in types))
+        for name in _PAYLOAD_REF.findall(stmt):
+            assert name in fields, f"a view reads payload.{name}, no record of {types} has it"
+            checked += 1
+    assert checked > 30
+
+
+def _base_type(annotation: object) -> type:
+    hint = eval(annotation, vars(ev)) if isinstance(annotation, str) else annotation
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("event_type", sorted(ev.RECORDS))
+def test_typed_columns_of_a_record_exist_with_matching_types(event_type: str) -> None:
+    cls = ev.RECORDS[event_type]
+    fields = ev.record_fields(event_type)
+    for src, column in cls.COLUMNS.items():
+        assert column in ev.TYPED_COLUMNS
+        if src == "parent_key":
+            assert ev.TYPED_COLUMNS[column] == "VARCHAR"
+            continue
+        assert src in fields, f"{event_type}.{src} is not a field"
+        sql = _SQL_TYPE[_base_type(fields[src])]
+        want = ev.TYPED_COLUMNS[column]
+        assert sql == want or (sql, want) == ("INTEGER", "DOUBLE"), (event_type, src, sql, want)
+
+
+def test_the_events_table_has_exactly_the_declared_typed_columns(tmp_path: Path) -> None:
+    db = tmp_path / "log.duckdb"
+    EventLog(db).close()
+    with connect(db) as con:
+        described = {r[0]: r[1] for r in con.execute("DESCRIBE events").fetchall()}
+    envelope = {"seq", "event_type", "event_version", "run_id", "iteration", "key"}
+    envelope |= {"parent_key", "created_at", "text", "payload"}
+    assert set(described) - envelope == set(ev.TYPED_COLUMNS)
+    for column, sql_type in ev.TYPED_COLUMNS.items():
+        assert described[column] == sql_type
+
+
+def _sample(cls: type[ev.EventRecord]) -> ev.EventRecord:
+    values: dict[str, object] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        base = _base_type(f.type)
+        origin = typing.get_origin(base) or base
+        values[f.name] = {
+            int: 3,
+            float: 2.0,
+            str: f"{f.name}-value",
+            bool: True,
+            dict: {"x": 1},
+            list: ["a"],
+        }[origin]
+    return cls(**values)
+
+
+@pytest.mark.parametrize("event_type", sorted(ev.RECORDS))
+def test_every_record_round_trips_through_the_log(event_type: str, tmp_path: Path) -> None:
+    record = _sample(ev.RECORDS[event_type])
+    db = tmp_path / "log.duckdb"
+    with EventLog(db) as log:
+        log.append([record.event("r", iteration=1, key="k:0", parent_key="p", text="t")])
+    with connect(db) as con:
+        payload, version, *typed = con.execute(
+            f"SELECT payload, event_version, {', '.join(ev.TYPED_COLUMNS)} FROM events"
+        ).fetchall()[0]
+    assert ev.parse(event_type, payload) == record
+    assert version == record.VERSION
+    declared = dict(zip(ev.TYPED_COLUMNS, typed, strict=True))
+    for src, column in type(record).COLUMNS.items():
+        want = "p" if src == "parent_key" else getattr(record, src)
+        assert declared[column] == want
+    undeclared = set(ev.TYPED_COLUMNS) - set(type(record).COLUMNS.values())
+    assert all(declared[c] is None for c in undeclared)
