@@ -1,8 +1,10 @@
 """The contract every InferenceBackend must pass.
 
-Each backend joins by adding a factory to ``FACTORIES``: it gets the tiny test model and returns
+Each backend joins by adding a factory to ``FACTORIES``: it gets a function that returns the tiny
+test model (called only by backends that load a model, so the others run without it) and returns
 a started backend whose context window is well under ``TOO_LONG``'s length (a few thousand tokens
-at most). The tests only assume what the protocol promises, not llama.cpp's behaviour.
+at most). The tests only assume what the protocol promises, not llama.cpp's behaviour. The fake
+backend every loop test runs on (tests/fakes.py) is held to the same contract.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from fakes import FakeBackend
 
 from mrtui.backends.base import (
     BackendInfo,
@@ -28,19 +31,26 @@ from mrtui.backends.base import (
 TOO_LONG = "lorem ipsum " * 10_000  # more tokens than any contract backend's context
 
 
-def _llamacpp(model: Path) -> InferenceBackend:
+def _llamacpp(model: Callable[[], Path]) -> InferenceBackend:
     pytest.importorskip("llama_cpp", reason="needs llama-cpp-python: pip install 'mrtui[llama]'")
     from mrtui.backends.registry import load_backend
 
-    return load_backend("llama.cpp", str(model), n_ctx=512, n_threads=1)
+    return load_backend("llama.cpp", str(model()), n_ctx=512, n_threads=1)
 
 
-FACTORIES: dict[str, Callable[[Path], InferenceBackend]] = {"llama.cpp": _llamacpp}
+def _fake(model: Callable[[], Path]) -> InferenceBackend:
+    return FakeBackend(n_ctx=512)
+
+
+FACTORIES: dict[str, Callable[[Callable[[], Path]], InferenceBackend]] = {
+    "fake": _fake,
+    "llama.cpp": _llamacpp,
+}
 
 
 @pytest.fixture(scope="module", params=sorted(FACTORIES))
-def backend(request: pytest.FixtureRequest, tiny_gguf: Path) -> Iterator[InferenceBackend]:
-    b = FACTORIES[request.param](tiny_gguf)
+def backend(request: pytest.FixtureRequest) -> Iterator[InferenceBackend]:
+    b = FACTORIES[request.param](lambda: request.getfixturevalue("tiny_gguf"))
     yield b
     b.close()
 

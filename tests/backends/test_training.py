@@ -10,7 +10,6 @@ import json
 import math
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -151,19 +150,52 @@ def _state(folder: Path) -> dict:
     return load_file(folder / "model.safetensors")
 
 
-def test_gguf_becomes_a_cached_hf_folder(tiny_gguf: Path, tiny_hf: Path, hf_cache: Path) -> None:
+class _Converted(Exception):
+    """Raised by the conversion spy: the GGUF was about to be converted."""
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int, int]]:
+    """Identity of a folder and of each of its files: (inode, size, mtime in ns)."""
+    entries = [folder, *sorted(folder.iterdir())]
+    return {p.name: (p.stat().st_ino, p.stat().st_size, p.stat().st_mtime_ns) for p in entries}
+
+
+def test_gguf_becomes_a_cached_hf_folder(
+    tiny_gguf: Path, tiny_hf: Path, hf_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import numpy as np
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from mrtui.backends import hf_models
     from mrtui.backends.gguf_io import TinyQwen2Config, tiny_qwen2_weights
     from mrtui.backends.hf_models import materialize_hf, source_of
     from mrtui.backends.models import file_sha256
 
     assert tiny_hf.parent == hf_cache and tiny_hf.name == file_sha256(tiny_gguf)
     assert [p.name for p in hf_cache.iterdir()] == [tiny_hf.name]  # no temporary folder left
-    t0 = time.perf_counter()
+
+    # A cache hit converts nothing and leaves the cached folder as it was.
+    conversions: list[Path] = []
+
+    def spy(gguf_path: Path, target: Path) -> None:
+        conversions.append(target)
+        raise _Converted(gguf_path)
+
+    monkeypatch.setattr(hf_models, "_convert_gguf", spy)
+    source = (tiny_hf / hf_models.SOURCE_FILE).read_bytes()
+    before = _snapshot(tiny_hf)
     assert materialize_hf(tiny_gguf, cache_dir=hf_cache) == tiny_hf
-    assert time.perf_counter() - t0 < 1.0
+    assert conversions == []
+    assert _snapshot(tiny_hf) == before
+    assert (tiny_hf / hf_models.SOURCE_FILE).read_bytes() == source  # not written again
+    assert [p.name for p in hf_cache.iterdir()] == [tiny_hf.name]
+    # The spy sits on the path a miss takes: another cache converts (and keeps nothing).
+    with pytest.raises(_Converted):
+        materialize_hf(tiny_gguf, cache_dir=tmp_path / "cold")
+    assert len(conversions) == 1 and conversions[0].parent == tmp_path / "cold"
+    assert list((tmp_path / "cold").iterdir()) == []
+    monkeypatch.undo()
+
     assert source_of(tiny_hf)["gguf_sha256"] == tiny_hf.name  # type: ignore[index]
     assert "quantization_config" not in json.loads((tiny_hf / "config.json").read_text())
 

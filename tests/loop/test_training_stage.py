@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import ExportStub, FakeBackend, TrainResultStub
+from fakes import FakeBackend
 
+from mrtui.backends.export import ExportResult
+from mrtui.backends.training import TrainResult
 from mrtui.loop.runner import Runner
 from mrtui.loop.settings import load_config
 from mrtui.loop.stages import ModelIdentity
@@ -27,7 +29,7 @@ class FakeTrainer:
 
     def train(
         self, base: Path, pairs: list[Any], out_dir: Path, settings: Any, on_step: Any = None
-    ) -> TrainResultStub:
+    ) -> TrainResult:
         from mrtui.backends.training import StepMetrics
 
         self.calls.append((base, len(pairs)))
@@ -37,15 +39,16 @@ class FakeTrainer:
             if self.crash:
                 raise KeyboardInterrupt("killed during training")
         (out_dir / "weights").write_text(f"{base}|{len(pairs)}")
-        return TrainResultStub(
+        return TrainResult(
             out_dir, hashlib.sha256(str(out_dir).encode()).hexdigest(), 2, 0.1, {"loss": 0.49}
         )
 
 
-def fake_export(model_dir: Path, base_gguf: Path, out: Path, outtype: str) -> ExportStub:
+def fake_export(model_dir: Path, base_gguf: Path, out: Path, outtype: str) -> ExportResult:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(f"gguf of {model_dir}")
-    return ExportStub(out, hashlib.sha256(out.read_bytes()).hexdigest(), outtype)
+    sha = hashlib.sha256(out.read_bytes()).hexdigest()
+    return ExportResult(out, sha, outtype, n_tensors=0, wall_s=0.01)
 
 
 def _runner(log: EventLog, prompts: Path, trainer: FakeTrainer, **cli: Any) -> Runner:
