@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated
 
 import typer
@@ -29,27 +31,44 @@ RunOption = Annotated[str | None, typer.Option("--run", help="Only this run id."
 
 
 def _register() -> None:
-    import importlib
-
     for name in ("run_cmd", "inspect_cmd", "export_cmd", "tui_cmd"):  # commands register on import
         importlib.import_module(f"{__package__}.{name}")
 
 
-def run_app() -> None:
-    import click
+def _click_flavours() -> list[ModuleType]:
+    """Exception modules of typer's vendored click (recent typer) and of click, when installed."""
+    found = []
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(importlib.import_module(name))
+        except ImportError:
+            continue
+    return found
 
+
+def _usage_errors() -> tuple[type[Exception], ...]:
+    return tuple(m.ClickException for m in _click_flavours())
+
+
+def _aborts() -> tuple[type[Exception], ...]:
+    return (typer.Abort, *(m.Abort for m in _click_flavours() if hasattr(m, "Abort")))
+
+
+def run_app() -> None:
     from .errors import guarded
 
     _register()
     try:
         code = guarded(lambda: app(standalone_mode=False))
-    except click.exceptions.Abort:
-        sys.stderr.write("Aborted.\n")
-        raise SystemExit(130) from None
-    except click.ClickException as exc:
-        exc.show()
-        raise SystemExit(exc.exit_code) from None
     except KeyboardInterrupt:
         sys.stderr.write("Interrupted.\n")
         raise SystemExit(130) from None
+    except Exception as exc:
+        if isinstance(exc, _aborts()):
+            sys.stderr.write("Aborted.\n")
+            raise SystemExit(130) from None
+        if not isinstance(exc, _usage_errors()):
+            raise
+        exc.show()
+        raise SystemExit(exc.exit_code) from None
     raise SystemExit(code if isinstance(code, int) else 0)

@@ -18,12 +18,14 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from mrtui.loop.progress import Note, ProgressMessage, StageBegan, StageEnded, UnitsDone
+
 from .output import safe
 
 
 class _RateColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
-        elapsed = time.monotonic() - task.fields.get("t0", time.monotonic())
+        elapsed = _stage_elapsed(task)
         done = task.fields.get("new", 0)
         tokens = task.fields.get("tokens", 0)
         if elapsed <= 0 or done == 0:
@@ -33,6 +35,14 @@ class _RateColumn(ProgressColumn):
         )
 
 
+def _stage_elapsed(task: Task) -> float:
+    frozen = task.fields.get("elapsed_s")
+    if frozen is not None:
+        return float(frozen)
+    now = time.monotonic()
+    return now - task.fields.get("t0", now)
+
+
 class _FailedColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
         failed = task.fields.get("failed", 0)
@@ -40,7 +50,7 @@ class _FailedColumn(ProgressColumn):
 
 
 class RichProgress:
-    """Implements mrtui.loop.progress.ProgressSink on a Rich console (stderr)."""
+    """A ``mrtui.loop.progress.ProgressSink`` drawn on a Rich console (stderr)."""
 
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True)
@@ -72,40 +82,48 @@ class RichProgress:
         if self._started:
             self._progress.stop()
 
-    def stage_started(self, iteration: int, stage: str, total: int, done: int) -> None:
+    def __call__(self, message: ProgressMessage) -> None:
+        """The loop's ``ProgressSink``: draw one typed progress message."""
+        if isinstance(message, StageBegan):
+            self._began(message)
+        elif isinstance(message, UnitsDone):
+            self._units(message)
+        elif isinstance(message, StageEnded):
+            self._ended()
+        elif isinstance(message, Note):
+            self.note(message.text)
+
+    def _began(self, m: StageBegan) -> None:
         # Rich's ETA uses the rate of completed steps; starting at `done` would count the
         # skipped (already logged) units as instant work, so the bar starts at done with a
         # fresh speed estimate.
         self._start()
+        fresh = {"t0": time.monotonic(), "new": 0, "tokens": 0, "failed": 0}
         self._task = self._progress.add_task(
-            f"iter {iteration} {stage:<5}",
-            total=total,
-            completed=done,
-            t0=time.monotonic(),
-            new=0,
-            tokens=0,
-            failed=0,
+            f"iter {m.iteration} {m.stage:<5}", total=m.total, completed=m.done, **fresh
         )
-        self._progress.reset(
-            self._task, total=total, completed=done, t0=time.monotonic(), new=0, tokens=0, failed=0
+        self._progress.reset(self._task, total=m.total, completed=m.done, **fresh)
+
+    def _units(self, m: UnitsDone) -> None:
+        if self._task is None:
+            return
+        fields = self._progress.tasks[-1].fields
+        self._progress.update(
+            self._task,
+            advance=m.n,
+            new=fields["new"] + m.n,
+            tokens=fields["tokens"] + m.tokens,
+            failed=fields["failed"] + (m.n if m.failed else 0),
         )
 
-    def advanced(self, n: int = 1, tokens: int = 0, failed: bool = False) -> None:
+    def _ended(self) -> None:
         if self._task is None:
             return
         task = self._progress.tasks[-1]
-        fields = task.fields
-        self._progress.update(
-            self._task,
-            advance=n,
-            new=fields["new"] + n,
-            tokens=fields["tokens"] + tokens,
-            failed=fields["failed"] + (n if failed else 0),
-        )
-
-    def stage_finished(self, iteration: int, stage: str, done: int, failed: int) -> None:
+        self._progress.update(self._task, elapsed_s=_stage_elapsed(task))
+        self._progress.stop_task(self._task)
         self._task = None
 
-    def message(self, text: str) -> None:
+    def note(self, text: str) -> None:
         self._start()
         self._progress.console.print(Text(safe(text), style="dim"))

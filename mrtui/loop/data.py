@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ def load_prompts(path: str | Path) -> list[PromptRow]:
             '{"prompt": "..."} object per line'
         )
     rows: list[PromptRow] = []
-    with path.open(encoding="utf-8") as fh:
+    with io.StringIO(_read_utf8(path), newline=None) as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
@@ -53,3 +54,16 @@ def load_prompts(path: str | Path) -> list[PromptRow]:
     if not rows:
         raise ConfigError(f"{path} holds no prompts")
     return rows
+
+
+def _read_utf8(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start].decode("utf-8")
+        lineno = before.replace("\r\n", "\n").replace("\r", "\n").count("\n") + 1
+        raise ConfigError(
+            f"{path} line {lineno}: not UTF-8 (byte 0x{data[exc.start]:02x} at byte offset "
+            f"{exc.start}); save the file as UTF-8"
+        ) from None
