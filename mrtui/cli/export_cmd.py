@@ -16,6 +16,19 @@ export_app = typer.Typer(
 app.add_typer(export_app, name="export")
 
 
+def _trained_keys(con: Any, run_id: str, iteration: int) -> set[str] | None:
+    """The pair keys the finished training of an iteration used (None: not trained yet)."""
+    row = con.execute(
+        "SELECT s.payload->'$.pair_keys' FROM events s JOIN events f "
+        "ON f.event_type = 'TrainingFinished' "
+        "AND f.payload->>'$.attempt' = s.payload->>'$.attempt' "
+        "WHERE s.event_type = 'TrainingStarted' AND s.run_id = ? AND s.iteration = ? "
+        "ORDER BY s.seq DESC LIMIT 1",
+        [run_id, iteration],
+    ).fetchall()
+    return set(json.loads(row[0][0])) if row else None
+
+
 def _opt(v: Any) -> str:
     return "NULL" if v is None else repr(v) if not isinstance(v, bool) else str(v).lower()
 
@@ -52,40 +65,66 @@ def pairs(
             help="TRL conversational format (lists of chat messages) or standard (plain strings).",
         ),
     ] = False,
+    all_pairs: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="Every derived pair, not only the training set (the kinds each iteration "
+            "trains on, judge pairs capped at max_judge_share).",
+        ),
+    ] = False,
 ) -> None:
     """Preference pairs in TRL's prompt/chosen/rejected columns plus kind and provenance.
 
-    Settings left out are those each iteration ran with; any given here re-derive the pairs
-    from the log without generating anything.
+    By default, exactly the pairs each iteration trains on (or would train on); `trained` says
+    whether a pair is in the set a finished training used. Settings left out are those each
+    iteration ran with; any given here re-derive the pairs from the log without generating
+    anything.
     """
-    from mrtui.loop.settings import ConfigError
+    from mrtui.loop.settings import ITERATION_KEYS, ConfigError, IterationSettings
+    from mrtui.loop.training import training_pairs
     from mrtui.store import connect
 
     if kind not in (None, "actor", "judge"):
         raise ConfigError("--kind must be 'actor' or 'judge'")
-    if weights_scope not in (None, "response", "iteration"):
-        raise ConfigError("--weights-scope must be 'response' or 'iteration'")
-    if rho is not None and not 0 <= rho < 1:
-        raise ConfigError("--rho must be in [0, 1)")
+    given = {
+        "rho": rho,
+        "max_chosen_chars": max_chosen_chars,
+        "judge_max_chars": judge_max_chars,
+        "drop_same_score": drop_same_score,
+        "weights_scope": weights_scope,
+    }
+    IterationSettings().with_flat(**{k: v for k, v in given.items() if v is not None})
     suffix = out.suffix.lower()
     if suffix not in (".jsonl", ".parquet"):
         raise ConfigError(f"--out must end in .jsonl or .parquet, not {suffix or 'nothing'}")
-    source = (
-        f"preference_pairs_with(rho := {_opt(rho)}, max_chosen_chars := "
-        f"{_opt(max_chosen_chars)}, judge_max_chars := {_opt(judge_max_chars)}, "
-        f"drop_same_score := {_opt(drop_same_score)}, weights_scope := "
-        f"{_opt(weights_scope)})"
-    )
-    sql = (
-        f"SELECT * FROM {source} WHERE (? IS NULL OR run_id = ?) "
-        "AND (? IS NULL OR iteration = ?) AND (? IS NULL OR kind = ?) "
-        "ORDER BY run_id, iteration, kind, prompt_key"
-    )
-    params = [run, run, iteration, iteration, kind, kind]
+    source = "preference_pairs_with(" + ", ".join(f"{k} := {_opt(v)}" for k, v in given.items())
+    source += ")"
+    rows: list[dict[str, Any]] = []
     with connect(db) as con:
-        cur = con.execute(sql, params)
-        columns = [d[0] for d in cur.description]
-        rows = [dict(zip(columns, r, strict=True)) for r in cur.fetchall()]
+        iterations = con.execute(
+            "SELECT run_id, iteration, settings FROM iteration_settings "
+            "WHERE (? IS NULL OR run_id = ?) AND (? IS NULL OR iteration = ?) "
+            "ORDER BY run_id, iteration",
+            [run, run, iteration, iteration],
+        ).fetchall()
+        for run_id, it, settings in iterations:
+            logged = {k: v for k, v in json.loads(settings).items() if k in ITERATION_KEYS}
+            s = IterationSettings.from_flat(logged, f"iteration {it} of {run_id}")
+            if all_pairs:
+                cur = con.execute(
+                    f"SELECT * FROM {source} WHERE run_id = ? AND iteration = ? "
+                    "ORDER BY kind, pair_key",
+                    [run_id, it],
+                )
+                cols = [d[0] for d in cur.description]
+                pairs = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+            else:
+                pairs = training_pairs(con, run_id, it, s, source)
+            trained = _trained_keys(con, run_id, it)
+            for p in pairs:
+                p["trained"] = None if trained is None else p["pair_key"] in trained
+            rows += [p for p in pairs if kind is None or p["kind"] == kind]
     if conversational:
         for r in rows:
             r["prompt"] = [{"role": "user", "content": r["prompt"]}]

@@ -20,14 +20,26 @@ def _fmt(v: Any) -> Any:
     return round(v, 3) if isinstance(v, float) else v
 
 
+def _pct(v: Any) -> str:
+    return "-" if v is None else f"{v:.0%}"
+
+
 @app.command()
-def status(db: DbOption, run: RunOption = None, json: JsonOption = False) -> None:
+def status(
+    db: DbOption,
+    run: RunOption = None,
+    json: JsonOption = False,
+    pairs: Annotated[
+        bool,
+        typer.Option("--pairs", help="Also derive the preference pairs (seconds on a large log)."),
+    ] = False,
+) -> None:
     """Progress and health of each run and iteration in the log."""
     from mrtui.loop.report import status as load_status
     from mrtui.store import connect
 
     with connect(db) as con:
-        data = load_status(con, run)
+        data = load_status(con, run, pairs=pairs)
     if json:
         print_json(data)
         return
@@ -46,16 +58,31 @@ def status(db: DbOption, run: RunOption = None, json: JsonOption = False) -> Non
                     f"{i['verdicts']}/{i['verdicts_planned']} ({i['meta_targets']} responses)"
                 ),
             ),
-            ("judge parse failures", lambda i: i["judge_parse_failures"]),
-            ("meta parse failures", lambda i: i["meta_parse_failures"]),
             ("units failed, not yet redone", lambda i: i["open_failures"]),
-            ("pairs actor / judge", lambda i: f"{i['actor_pairs']} / {i['judge_pairs']}"),
+            ("units skipped for good", lambda i: i["skipped_units"]),
+            ("responses cut at the token limit", lambda i: _pct(i["truncated_share"])),
             ("mean response chars", lambda i: _fmt(i["mean_response_chars"])),
+            ("judge parse failures", lambda i: _pct(i["judge_parse_failure_rate"])),
+            ("judge fallback used", lambda i: _pct(i["judge_fallback_rate"])),
             ("mean judge score", lambda i: _fmt(i["mean_judge_score"])),
-            ("share of 5s (collapse alarm)", lambda i: _fmt(i["share_of_fives"])),
-            ("meta first-position win rate", lambda i: _fmt(i["first_position_win_rate"])),
+            ("share of 5s (collapse alarm)", lambda i: _pct(i["share_of_fives"])),
+            ("meta parse failures", lambda i: _pct(i["meta_parse_failure_rate"])),
+            ("meta first-position wins", lambda i: _pct(i["first_position_win_rate"])),
+            (
+                "trained on actor / judge pairs",
+                lambda i: (
+                    "-"
+                    if i["trained_actor_pairs"] is None
+                    else f"{i['trained_actor_pairs']} / {i['trained_judge_pairs']}"
+                ),
+            ),
+            ("training", lambda i: i["training"] or "-"),
             ("finished", lambda i: "yes" if i["finished"] else "no"),
         ]
+        if pairs:
+            lines.insert(
+                -2, ("pairs actor / judge", lambda i: f"{i['actor_pairs']} / {i['judge_pairs']}")
+            )
         print_table(columns, [(label, *(get(i) for i in its)) for label, get in lines])
 
 
@@ -71,8 +98,15 @@ def sql(
 
     if query == "-":
         query = sys.stdin.read()
+    import duckdb
+
     with connect(db, sandbox=True) as con:
-        statements = con.extract_statements(query)
+        try:
+            statements = con.extract_statements(query)
+        except duckdb.Error as exc:
+            from mrtui.store import StoreError
+
+            raise StoreError(f"query failed: {exc}".splitlines()[0]) from exc
         if not statements:
             raise ReadOnlyViolation("no SQL statement given")
         for st in statements:
@@ -82,8 +116,6 @@ def sql(
                     f"`mrtui sql` is read-only and refuses {kind} "
                     "statements; use SELECT (the log is append-only)"
                 )
-        import duckdb
-
         result: Any = None
         try:
             for st in statements:

@@ -8,15 +8,9 @@ import json
 import sys
 from typing import Any
 
-# C0 controls except tab and newline, DEL, and C1 controls are shown as \xNN escapes.
-_CONTROL = {
-    c: f"\\x{c:02x}" for c in (*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F, *range(0x80, 0xA0))
-}
+from mrtui.untrusted import safe
 
-
-def safe(value: Any) -> str:
-    """Text for a terminal: control characters made visible, nothing else changed."""
-    return ("NULL" if value is None else str(value)).translate(_CONTROL)
+__all__ = ["print_json", "print_table", "safe"]
 
 
 def _default(value: Any) -> Any:

@@ -13,16 +13,16 @@ from .output import print_table, safe
 
 
 def _parse_set(items: list[str]) -> dict[str, Any]:
-    from mrtui.loop.settings import ITERATION_FIELDS, ConfigError
+    from mrtui.loop.settings import ITERATION_KEYS, ConfigError
 
     out: dict[str, Any] = {}
     for item in items:
         name, sep, raw = item.partition("=")
         name = name.strip().replace("-", "_")
-        if not sep or name not in ITERATION_FIELDS:
+        if not sep or name not in ITERATION_KEYS:
             raise ConfigError(
                 f"--set {item!r}: expected NAME=VALUE with NAME one of "
-                + ", ".join(sorted(ITERATION_FIELDS))
+                + ", ".join(sorted(ITERATION_KEYS))
             )
         try:
             out[name] = tomllib.loads(f"v = {raw}")["v"]
@@ -105,36 +105,19 @@ def run(
 
 def execute(db: Path, settings: Any) -> None:
     """Run ``settings`` against the log at ``db`` with Rich progress, then summarise."""
-    from mrtui.loop.runner import Runner, default_resolver
-    from mrtui.store import EventLog
+    from mrtui.loop.session import RunSession
 
     from .progress import RichProgress
 
-    # Check what can be checked before the log file is created or the model loaded.
-    if settings.prompts:
-        from mrtui.loop.data import load_prompts
-
-        load_prompts(settings.prompts)
-    from mrtui.loop.prompts import load_template
-
-    for it in range(1, settings.iterations + 1):
-        s = settings.for_iteration(it)
-        for name in (s.actor_template, s.judge_template, s.meta_template):
-            load_template(name)
-
-    model = default_resolver(settings.model)  # assembles a packaged model once, checks sha256
-
-    with EventLog(db) as log, RichProgress() as progress:
-        runner = Runner(log, settings, progress=progress, resolver=lambda _: model)
+    with RichProgress() as progress:
         try:
-            reports = runner.run()
+            result = RunSession(db, settings, progress=progress).run()
         except KeyboardInterrupt:
-            progress.message(
+            progress.note(
                 "interrupted: finished units are in the log; rerun the same command to continue"
             )
             raise
-        finally:
-            runner.close()
+    reports = result.reports
     rows = [
         (r.iteration, r.stage, r.planned, r.skipped, r.done, r.failed, f"{r.wall_s:.1f}")
         for r in reports
@@ -153,7 +136,7 @@ def execute(db: Path, settings: Any) -> None:
         '"SELECT * FROM preference_pairs"   ·   '
         f"mrtui export pairs --db {db} --out pairs.jsonl"
     )
-    if any(r.failed for r in reports):
+    if result.failed:
         raise typer.Exit(1)
 
 
@@ -186,14 +169,18 @@ def print_summary(db: Path, run_id: str) -> None:
         ("pairs actor / judge", lambda r: f"{r['actor_pairs'] or 0} / {r['judge_pairs'] or 0}"),
         ("mean response score", lambda r: _num(r["mean_response_score"])),
         ("mean response chars", lambda r: _num(r["mean_response_chars"], "{:.0f}")),
-        ("judge scores 0..5", lambda r: _histogram(r["histogram"])),
+        ("responses cut at the token limit", lambda r: _num(r["truncated_share"], "{:.0%}")),
+        ("judge scores 0..5", lambda r: _histogram(r["scores"])),
         (
             "judge / meta parse failures",
             lambda r: (
-                f"{_num(r['judge_fail_rate'], '{:.0%}')} / {_num(r['meta_fail_rate'], '{:.0%}')}"
+                f"{_num(r['judge_parse_failure_rate'], '{:.0%}')} / "
+                f"{_num(r['meta_parse_failure_rate'], '{:.0%}')}"
             ),
         ),
         ("judge fallback used", lambda r: _num(r["judge_fallback_rate"], "{:.0%}")),
+        ("share of 5s (collapse alarm)", lambda r: _num(r["share_of_fives"], "{:.0%}")),
+        ("meta first-position wins", lambda r: _num(r["first_position_win_rate"], "{:.0%}")),
         (
             "trained on actor / judge",
             lambda r: (
@@ -249,14 +236,12 @@ def train(
 ) -> None:
     """DPO on one iteration's pairs, making the next iteration's model (the training stage
     alone; `run` does it after each iteration's data stages)."""
-    from mrtui.loop.runner import Runner, settings_from_log
-    from mrtui.store import EventLog
+    from mrtui.loop.session import RunSession
 
     from .progress import RichProgress
 
-    with EventLog(db) as log, RichProgress() as progress:
-        runner = Runner(log, settings_from_log(log, run_id), progress=progress)
-        report = runner.train(iteration)
+    with RichProgress() as progress:
+        report = RunSession(db, run_id=run_id, progress=progress).train(iteration)
     ckpt = report.checkpoint
     state = "already trained" if report.skipped else f"{report.steps} steps"
     typer.echo(

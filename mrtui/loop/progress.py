@@ -1,29 +1,69 @@
-"""How the loop reports progress, without knowing who draws it (Rich bar, TUI, nothing)."""
+"""How the loop reports progress and is asked to stop, without knowing who draws it.
+
+The loop sends typed messages to a ``ProgressSink`` (any callable taking one message: a Rich
+bar, the TUI, nothing) and checks a :class:`CancelToken` between units of work.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 
 
-class ProgressSink(Protocol):
-    def stage_started(self, iteration: int, stage: str, total: int, done: int) -> None: ...
-
-    def advanced(self, n: int = 1, tokens: int = 0, failed: bool = False) -> None: ...
-
-    def stage_finished(self, iteration: int, stage: str, done: int, failed: int) -> None: ...
-
-    def message(self, text: str) -> None: ...
+@dataclass(frozen=True)
+class StageBegan:
+    iteration: int
+    stage: str  # actor / judge / meta / train
+    total: int  # units planned
+    done: int  # already in the log
 
 
-class NullProgress:
-    def stage_started(self, iteration: int, stage: str, total: int, done: int) -> None:
-        pass
+@dataclass(frozen=True)
+class UnitsDone:
+    iteration: int
+    stage: str
+    n: int = 1
+    tokens: int = 0
+    failed: bool = False
 
-    def advanced(self, n: int = 1, tokens: int = 0, failed: bool = False) -> None:
-        pass
 
-    def stage_finished(self, iteration: int, stage: str, done: int, failed: int) -> None:
-        pass
+@dataclass(frozen=True)
+class StageEnded:
+    iteration: int
+    stage: str
+    done: int
+    failed: int
+    wall_s: float
+    tokens: int = 0
+    stopped: bool = False
 
-    def message(self, text: str) -> None:
-        pass
+
+@dataclass(frozen=True)
+class Note:
+    text: str
+
+
+ProgressMessage = StageBegan | UnitsDone | StageEnded | Note
+ProgressSink = Callable[[ProgressMessage], None]
+
+
+def ignore(message: ProgressMessage) -> None:
+    """A sink that draws nothing."""
+
+
+class CancelToken:
+    """Set by a front end to stop a run after the unit in flight; finished units stay logged."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def reset(self) -> None:
+        self._event.clear()

@@ -16,6 +16,8 @@ from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
+from mrtui.store.events import TIE
+
 PLACEHOLDERS = ("prompt", "question", "response", "judgement_a", "judgement_b")
 _SPLIT = re.compile(r"(\{(?:" + "|".join(PLACEHOLDERS) + r")\})")
 BUILTIN = ("actor", "judge", "meta_judge")
@@ -120,5 +122,5 @@ def parse_winner(text: str) -> Parsed:
         return Parsed(None, "no 'Winner: Judgment A|B' line")
     who = matches[-1].group("who").upper()
     if who == "TIE":
-        return Parsed(None, "tie")
+        return Parsed(None, TIE)
     return Parsed(who, None)

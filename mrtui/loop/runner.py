@@ -5,7 +5,6 @@ This is the one headless place the CLI (and later the TUI) call to drive the loo
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -13,11 +12,11 @@ from typing import Any
 
 from mrtui import __version__
 from mrtui.backends.base import InferenceBackend
-from mrtui.store import EventLog, NewEvent, content_key
+from mrtui.store import EventLog, content_key
 from mrtui.store import events as ev
 
 from .data import load_prompts
-from .progress import NullProgress, ProgressSink
+from .progress import CancelToken, Note, ProgressSink, ignore
 from .prompts import Template, load_template
 from .settings import ConfigError, IterationSettings, RunSettings
 from .stages import ModelIdentity, StageReport, Stages
@@ -48,12 +47,14 @@ class Runner:
         *,
         backend_factory: BackendFactory = default_backend,
         resolver: Resolver = default_resolver,
-        progress: ProgressSink | None = None,
+        progress: ProgressSink = ignore,
         train_stage: Callable[..., TrainStage] = TrainStage,
+        cancel: CancelToken | None = None,
     ) -> None:
         self.log = log
         self.settings = settings
-        self.progress = progress or NullProgress()
+        self.progress = progress
+        self.cancel = cancel or CancelToken()
         self._backend_factory = backend_factory
         self._resolver = resolver
         self._backend: InferenceBackend | None = None
@@ -73,7 +74,7 @@ class Runner:
         if self._backend is not None and self._backend_model != ref:
             self.close()
         if self._backend is None:
-            self.progress.message(f"loading {checkpoint.model_id} on {self.settings.backend}")
+            self.progress(Note(f"loading {checkpoint.model_id} on {self.settings.backend}"))
             self._backend = self._backend_factory(self.settings, ref)
             self._backend_model = ref
             sha = self._backend.info().model_sha256
@@ -108,8 +109,9 @@ class Runner:
                 f"no trained model yet; run iteration {iteration - 1} (with "
                 "training) first"
             )
-        p = json.loads(rows[0][0])
-        return Checkpoint(p["model_id"], p["model_sha256"], p["gguf_path"], p["hf_dir"])
+        c = ev.parse(ev.CHECKPOINT_CREATED, rows[0][0])
+        assert isinstance(c, ev.CheckpointCreated)
+        return Checkpoint(c.model_id, c.model_sha256, c.gguf_path, c.hf_dir)
 
     def workdir(self) -> Path:
         """Where trained models of this run live: next to the log file."""
@@ -127,6 +129,8 @@ class Runner:
         reports: list[StageReport] = []
         for iteration in range(1, self.settings.iterations + 1):
             reports += self.run_iteration(iteration, prompts)
+            if self.cancel.cancelled:
+                break
         return reports
 
     def configure(self) -> list[tuple[str, str]]:
@@ -142,47 +146,30 @@ class Runner:
                     "--model, or --run NEW_NAME to start another run"
                 )
         else:
-            self.log.append(
-                [
-                    NewEvent(
-                        ev.RUN_CONFIGURED,
-                        s.run_id,
-                        {
-                            "model": s.model,
-                            "model_sha256": model.sha256,
-                            "backend": s.backend,
-                            "backend_options": s.backend_options,
-                            "iterations": s.iterations,
-                            "defaults": s.defaults.to_dict(),
-                            "overrides": {str(k): v for k, v in s.overrides.items()},
-                            "mrtui_version": __version__,
-                        },
-                        key=run_key,
-                    )
-                ]
+            record = ev.RunConfigured(
+                model=s.model,
+                model_sha256=model.sha256,
+                backend=s.backend,
+                backend_options=s.backend_options,
+                iterations=s.iterations,
+                defaults=s.defaults.to_dict(),
+                overrides={str(k): v for k, v in s.overrides.items()},
+                mrtui_version=__version__,
             )
+            self.log.append([record.event(s.run_id, key=run_key)])
         if s.prompts:
             new, seen = [], set()
             for row in load_prompts(s.prompts)[: s.prompt_limit]:
                 key = content_key("prompt", s.run_id, row.text)
                 if not self.log.has(key) and key not in seen:
                     seen.add(key)
-                    new.append(
-                        NewEvent(
-                            ev.PROMPT_ADDED,
-                            s.run_id,
-                            {
-                                "index": row.index,
-                                "source_id": row.source_id,
-                                "source": str(s.prompts),
-                            },
-                            key=key,
-                            text=row.text,
-                        )
+                    added = ev.PromptAdded(
+                        index=row.index, source_id=row.source_id, source=str(s.prompts)
                     )
+                    new.append(added.event(s.run_id, key=key, text=row.text))
             if new:
                 self.log.append(new)
-                self.progress.message(f"added {len(new)} prompts from {s.prompts}")
+                self.progress(Note(f"added {len(new)} prompts from {s.prompts}"))
         prompts = [
             (k, t)
             for k, t in self.log.query(
@@ -209,15 +196,10 @@ class Runner:
         for role, t in templates.items():
             key = content_key("template", self.settings.run_id, t.sha256)
             if not self.log.has(key):
-                new.append(
-                    NewEvent(
-                        ev.TEMPLATE_REGISTERED,
-                        self.settings.run_id,
-                        {"name": t.name, "role": role, "sha256": t.sha256, "segments": t.segments},
-                        key=key,
-                        text=t.text,
-                    )
+                record = ev.TemplateRegistered(
+                    name=t.name, role=role, sha256=t.sha256, segments=t.segments
                 )
+                new.append(record.event(self.settings.run_id, key=key, text=t.text))
         self.log.append(new)
         return templates
 
@@ -228,21 +210,20 @@ class Runner:
         if self.log.has(key):
             return
         rows = self.log.query(
-            "SELECT payload->'$.settings', payload->>'$.model.model_sha256' FROM events "
-            "WHERE event_type = ? AND run_id = ? AND iteration = ? ORDER BY seq DESC LIMIT 1",
+            "SELECT payload FROM events WHERE event_type = ? AND run_id = ? AND iteration = ? "
+            "ORDER BY seq DESC LIMIT 1",
             [ev.ITERATION_STARTED, run_id, iteration],
             views=False,
         )
         if rows:
-            before = json.loads(rows[0][0])
-            changed = [
-                f
-                for f in (*IterationSettings.GENERATION_FIELDS, "k", "n")
-                if before.get(f) != settings.get(f)
-            ]
-            if changed or rows[0][1] != model.sha256:
+            before = ev.parse(ev.ITERATION_STARTED, rows[0][0])
+            assert isinstance(before, ev.IterationStarted)
+            changed = _changed_settings(before.settings, settings)
+            if changed or before.model.get("model_sha256") != model.sha256:
                 what = (
-                    ", ".join(f"{f}={before.get(f)!r} (now {settings.get(f)!r})" for f in changed)
+                    ", ".join(
+                        f"{f}={before.settings.get(f)!r} (now {settings.get(f)!r})" for f in changed
+                    )
                     or "a different model"
                 )
                 raise ConfigError(
@@ -250,24 +231,15 @@ class Runner:
                     f"{what}; rerun with the same settings, or pass --run "
                     "NEW_NAME to start another run"
                 )
-        self.log.append(
-            [
-                NewEvent(
-                    ev.ITERATION_STARTED,
-                    run_id,
-                    {
-                        "settings": settings,
-                        "model": {
-                            "model_id": model.model_id,
-                            "model_sha256": model.sha256,
-                            "backend": self.settings.backend,
-                        },
-                    },
-                    iteration=iteration,
-                    key=key,
-                )
-            ]
+        record = ev.IterationStarted(
+            settings=settings,
+            model={
+                "model_id": model.model_id,
+                "model_sha256": model.sha256,
+                "backend": self.settings.backend,
+            },
         )
+        self.log.append([record.event(run_id, iteration=iteration, key=key)])
 
     def run_iteration(self, iteration: int, prompts: list[tuple[str, str]]) -> list[StageReport]:
         """Actor, judge and meta-judge on M_iteration, then (if set) DPO to M_iteration+1."""
@@ -285,38 +257,29 @@ class Runner:
             templates,
             lambda: self._backend_on(checkpoint),
             self.progress,
+            self.cancel,
         )
         reports = [stages.actor(prompts)]
-        reports.append(stages.judge(self._responses(iteration)))
-        reports.append(stages.meta(self._targets(iteration, s)))
-        complete = not any(r.failed for r in reports)
-        if s.train and complete:
+        if not self.cancel.cancelled:
+            reports.append(stages.judge(self._responses(iteration)))
+        if not self.cancel.cancelled:
+            reports.append(stages.meta(self._targets(iteration, s)))
+        complete = len(reports) == 3 and not any(r.failed or r.stopped for r in reports)
+        if s.train and complete and not self.cancel.cancelled:
             self.close()  # free the inference model's memory for training
             report = self.train(iteration, s, checkpoint)
             self.train_reports.append(report)
+            complete = not report.stopped
         finished = content_key("iteration-finished", self.settings.run_id, iteration)
         if complete and not self.log.has(finished):
-            self.log.append(
-                [
-                    NewEvent(
-                        ev.ITERATION_FINISHED,
-                        self.settings.run_id,
-                        {
-                            "stages": {
-                                r.stage: {
-                                    "planned": r.planned,
-                                    "done": r.done,
-                                    "skipped": r.skipped,
-                                }
-                                for r in reports
-                            },
-                            "trained": s.train,
-                        },
-                        iteration=iteration,
-                        key=finished,
-                    )
-                ]
+            record = ev.IterationFinished(
+                stages={
+                    r.stage: {"planned": r.planned, "done": r.done, "skipped": r.skipped}
+                    for r in reports
+                },
+                trained=s.train,
             )
+            self.log.append([record.event(self.settings.run_id, iteration=iteration, key=finished)])
         return reports
 
     def train(
@@ -338,6 +301,7 @@ class Runner:
             Path(base.gguf_path),
             self.workdir(),
             self.progress,
+            cancel=self.cancel,
         )
         return stage.run()
 
@@ -378,17 +342,30 @@ class Runner:
         return [(rk, pk, prompt, response, judgements[rk]) for rk, pk, prompt, response in targets]
 
 
+def _changed_settings(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """Generation settings that differ from those an iteration was started with; a setting
+    an older mrtui did not log counts as its default."""
+    defaults = IterationSettings().flat()
+    return [
+        f
+        for f in (*IterationSettings.GENERATION_FIELDS, "k", "n")
+        if before.get(f, defaults.get(f)) != now.get(f)
+    ]
+
+
 def settings_from_log(log: EventLog, run_id: str) -> RunSettings:
     """The settings a run was configured with, as logged by ``RunConfigured``."""
     p = log.payload(content_key("run", run_id))
     if p is None:
         raise ConfigError(f"no run {run_id!r} in {log.path}; start it with `mrtui run`")
+    c = ev.parse(ev.RUN_CONFIGURED, p)
+    assert isinstance(c, ev.RunConfigured)
     return RunSettings(
-        model=p["model"],
-        backend=p["backend"],
+        model=c.model,
+        backend=c.backend,
         run_id=run_id,
-        iterations=p["iterations"],
-        backend_options=p.get("backend_options") or {},
-        defaults=IterationSettings(**p["defaults"]),
-        overrides={int(k): v for k, v in (p.get("overrides") or {}).items()},
+        iterations=c.iterations,
+        backend_options=c.backend_options or {},
+        defaults=IterationSettings.from_flat(c.defaults, f"run {run_id!r} in {log.path}"),
+        overrides={int(k): v for k, v in (c.overrides or {}).items()},
     )

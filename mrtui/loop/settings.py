@@ -8,9 +8,13 @@ file. Paper values (Wu et al. 2024) are noted where our CPU-sized defaults diffe
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from mrtui.backends.training import DPOSettings
+
+DPO_PREFIX = "dpo_"
 
 
 class ConfigError(ValueError):
@@ -63,15 +67,10 @@ class IterationSettings:
         "can collapse the judge to 'always 5'; one re-implementation keeps them <= 0.15)",
         1.0,
     )
-    dpo_beta: float = _help("DPO beta (Self-Rewarding line: 0.1)", 0.1)
-    dpo_learning_rate: float = _help("DPO learning rate", 5e-5)
-    dpo_epochs: int = _help("passes over the pairs", 1)
-    dpo_batch_size: int = _help("pairs per device batch", 2)
-    dpo_grad_accum: int = _help("gradient accumulation steps", 1)
-    dpo_max_length: int = _help("longest prompt+response in tokens; longer pairs are cut", 1024)
-    dpo_lora: bool = _help("LoRA (default on CPU) instead of full fine-tuning", True)
-    dpo_lora_r: int = _help("LoRA rank", 16)
-    dpo_bf16: bool = _help("train in bf16", False)
+    dpo: DPOSettings = field(
+        default_factory=DPOSettings,
+        metadata={"help": "DPO hyperparameters; each is also a flat dpo_<name> setting"},
+    )
     export_type: str = _help(
         "GGUF type for the next iteration's model: f16, q8_0 or q4_k_m", "q8_0"
     )
@@ -102,21 +101,10 @@ class IterationSettings:
             raise ConfigError(f"max_judge_share must be in [0, 1], got {self.max_judge_share}")
         if self.export_type not in ("f16", "q8_0", "q4_k_m"):
             raise ConfigError(f"export_type must be f16, q8_0 or q4_k_m, got {self.export_type!r}")
-        for name in (
-            "dpo_epochs",
-            "dpo_batch_size",
-            "dpo_grad_accum",
-            "dpo_max_length",
-            "dpo_lora_r",
-        ):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1")
-        if self.dpo_beta <= 0 or self.dpo_learning_rate <= 0:
-            raise ConfigError("dpo_beta and dpo_learning_rate must be > 0")
         if self.max_chosen_chars < 0 or self.judge_max_chars < 0:
             raise ConfigError("length caps must be >= 0 (0 means no cap)")
 
-    # Settings that decide what gets generated; the rest only change derived views.
+    # Settings that decide what gets generated or trained; the rest only change derived views.
     GENERATION_FIELDS = (
         "actor_temperature",
         "actor_top_p",
@@ -136,20 +124,45 @@ class IterationSettings:
         "train",
         "train_kinds",
         "max_judge_share",
-        "dpo_beta",
-        "dpo_learning_rate",
-        "dpo_epochs",
-        "dpo_batch_size",
-        "dpo_grad_accum",
-        "dpo_max_length",
-        "dpo_lora",
-        "dpo_lora_r",
-        "dpo_bf16",
+        *(f"{DPO_PREFIX}{f.name}" for f in fields(DPOSettings)),
         "export_type",
     )
 
+    @classmethod
+    def from_flat(cls, values: dict[str, Any], where: str = "settings") -> IterationSettings:
+        """Build and validate from flat names (``dpo_beta`` for ``dpo.beta``), as config files,
+        ``--set`` and the log write them. Every bad value is a :class:`ConfigError`."""
+        unknown = set(values) - ITERATION_KEYS
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown setting(s) {sorted(unknown)}; known: "
+                + ", ".join(sorted(ITERATION_KEYS))
+            )
+        plain = {k: v for k, v in values.items() if not k.startswith(DPO_PREFIX)}
+        dpo = {k[len(DPO_PREFIX) :]: v for k, v in values.items() if k.startswith(DPO_PREFIX)}
+        dpo.setdefault("seed", plain.get("seed", 0))
+        for name, value in {**plain, **{DPO_PREFIX + k: v for k, v in dpo.items()}}.items():
+            _check_type(name, value, where)
+        try:
+            return cls(**plain, dpo=DPOSettings(**dpo))
+        except ValueError as exc:  # DPOSettings' own checks name the field without the prefix
+            msg = str(exc)
+            if not isinstance(exc, ConfigError) and not msg.startswith(DPO_PREFIX):
+                msg = DPO_PREFIX + msg
+            raise ConfigError(f"{where}: {msg}") from None
+
+    def flat(self) -> dict[str, Any]:
+        """Flat names and values (``dpo_beta``, ...): what config files and the log hold."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "dpo"}
+        d.update({DPO_PREFIX + k: v for k, v in self.dpo.to_dict().items()})
+        return d
+
+    def with_flat(self, **changes: Any) -> IterationSettings:
+        """A copy with some flat settings changed, validated."""
+        return IterationSettings.from_flat({**self.flat(), **changes})
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.flat()
 
     def kinds_for(self, iteration: int) -> tuple[str, ...]:
         """Which pair kinds train this iteration's model."""
@@ -158,7 +171,38 @@ class IterationSettings:
         return ("actor", "judge") if self.train_kinds == "both" else (self.train_kinds,)
 
 
-ITERATION_FIELDS = {f.name: f for f in fields(IterationSettings)}
+def _field_help() -> dict[str, str]:
+    out = {f.name: f.metadata.get("help", "") for f in fields(IterationSettings) if f.name != "dpo"}
+    out.update({DPO_PREFIX + k: v for k, v in DPOSettings.help().items()})
+    return out
+
+
+# Every iteration setting by its flat name, with its help: the names config files, --set and
+# the log use.
+ITERATION_HELP = _field_help()
+ITERATION_KEYS = frozenset(ITERATION_HELP)
+ITERATION_FIELDS = ITERATION_HELP  # the name earlier code imported
+
+
+def _check_type(name: str, value: Any, where: str) -> None:
+    """Refuse a value of the wrong type (TOML gives ints, floats, bools and strings)."""
+    if name.startswith(DPO_PREFIX):
+        default = getattr(DPOSettings(), name[len(DPO_PREFIX) :])
+    else:
+        default = getattr(_DEFAULTS, name)
+    if default is None or value is None:
+        return
+    ok = (
+        isinstance(value, bool)
+        if isinstance(default, bool)
+        else isinstance(value, int | float) and not isinstance(value, bool)
+        if isinstance(default, float)
+        else isinstance(value, int) and not isinstance(value, bool)
+        if isinstance(default, int)
+        else isinstance(value, type(default))
+    )
+    if not ok:
+        raise ConfigError(f"{where}: {name} must be a {type(default).__name__}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -180,7 +224,8 @@ class RunSettings:
             raise ConfigError(f"run id {self.run_id!r} must be letters, digits, - or _")
 
     def for_iteration(self, iteration: int) -> IterationSettings:
-        return replace(self.defaults, **self.overrides.get(iteration, {}))
+        changes = self.overrides.get(iteration)
+        return self.defaults.with_flat(**changes) if changes else self.defaults
 
 
 RUN_KEYS = {
@@ -192,25 +237,20 @@ RUN_KEYS = {
     "backend_options",
     "prompt_limit",
 }
-
-
-def _check_keys(table: dict[str, Any], where: str) -> None:
-    unknown = set(table) - ITERATION_FIELDS.keys()
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown setting(s) {sorted(unknown)}; known: "
-            + ", ".join(sorted(ITERATION_FIELDS))
-        )
+_DEFAULTS = IterationSettings()
 
 
 def load_config(path: Path | None, cli: dict[str, Any]) -> RunSettings:
-    """Merge a TOML file (if any) with command-line values (None means 'not given')."""
+    """Merge a TOML file (if any) with command-line values (None means 'not given'), and
+    validate every setting of every iteration now, before anything runs."""
     data: dict[str, Any] = {}
     if path is not None:
         try:
             data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"config file {path} not found") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path} is not UTF-8 (byte {exc.start}); save it as UTF-8") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     unknown = set(data) - RUN_KEYS - {"defaults", "iteration"}
@@ -220,28 +260,32 @@ def load_config(path: Path | None, cli: dict[str, Any]) -> RunSettings:
             + ", ".join(sorted(RUN_KEYS | {"defaults", "iteration"}))
         )
     defaults = dict(data.get("defaults", {}))
-    _check_keys(defaults, f"{path} [defaults]")
     overrides: dict[int, dict[str, Any]] = {}
     for key, table in dict(data.get("iteration", {})).items():
         if not str(key).isdigit() or int(key) < 1:
             raise ConfigError(f"{path}: [iteration.{key}] must name an iteration number >= 1")
-        _check_keys(table, f"{path} [iteration.{key}]")
         overrides[int(key)] = dict(table)
     run = {k: v for k, v in data.items() if k in RUN_KEYS}
     if path is not None and isinstance(run.get("prompts"), str):
         prompts = Path(run["prompts"])  # relative to the config file, not the shell
         run["prompts"] = str(prompts if prompts.is_absolute() else Path(path).parent / prompts)
+    unknown = set(cli) - RUN_KEYS - ITERATION_KEYS
+    if unknown:
+        raise ConfigError(
+            f"unknown setting(s) {sorted(unknown)}; known: "
+            + ", ".join(sorted(RUN_KEYS | ITERATION_KEYS))
+        )
     for key, value in cli.items():
         if value is None:
             continue
-        if key in ITERATION_FIELDS:
+        if key in ITERATION_KEYS:
             defaults[key] = value
         else:
             run[key] = value
+    base = IterationSettings.from_flat(defaults, f"{path or 'settings'} [defaults]")
+    for it, table in overrides.items():  # validate every iteration now, not mid-run
+        IterationSettings.from_flat({**base.flat(), **table}, f"{path} [iteration.{it}]")
     try:
-        base = IterationSettings(**defaults)
-        for table in overrides.values():
-            replace(base, **table)  # validate every iteration now, not mid-run
         return RunSettings(defaults=base, overrides=overrides, **run)
     except TypeError as exc:
         raise ConfigError(f"invalid settings: {exc}") from None

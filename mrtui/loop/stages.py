@@ -24,10 +24,11 @@ from mrtui.backends.base import (
     Request,
     SamplingParams,
 )
-from mrtui.store import EventLog, NewEvent, canonical_json
+from mrtui.store import EventLog, canonical_json
 from mrtui.store import events as ev
+from mrtui.store.events import key_digest
 
-from .progress import NullProgress, ProgressSink
+from .progress import CancelToken, Note, ProgressSink, StageBegan, StageEnded, UnitsDone, ignore
 from .prompts import Parsed, Template, parse_score, parse_winner
 from .settings import IterationSettings
 
@@ -47,13 +48,23 @@ class ModelIdentity:
 # that is mostly done stays cheap.
 Planned = tuple[str, tuple[Any, ...]]
 Builder = Callable[[str, tuple[Any, ...]], "tuple[Request, Finish]"]
-Finish = Callable[[Completion], "NewEvent | Followup"]
+Finish = Callable[[Completion], "Outcome | Followup"]
+
+
+@dataclass
+class Outcome:
+    """A finished unit: its record type and fields; provenance is added when it is logged."""
+
+    record: type[ev.EventRecord]
+    fields: dict[str, Any]
+    parent_key: str
+    text: str
 
 
 @dataclass
 class Followup:
     request: Request
-    finish: Callable[[Completion | None], NewEvent]
+    finish: Callable[[Completion | None], Outcome]
 
 
 @dataclass
@@ -66,11 +77,13 @@ class StageReport:
     failed: int = 0
     wall_s: float = 0.0
     completion_tokens: int = 0
+    unit_skips: int = 0  # units logged as UnitSkipped (they can never succeed as configured)
+    stopped: bool = False  # the cancel token stopped the stage before every unit was tried
     failures: list[str] = field(default_factory=list)
 
 
 def unit_seed(base: int, key: str) -> int:
-    return (base * 1_000_003 + int(key.split(":", 1)[1][:8], 16)) % 2**31
+    return (base * 1_000_003 + key_digest(key)) % 2**31
 
 
 class Stages:
@@ -85,7 +98,8 @@ class Stages:
         model: ModelIdentity,
         templates: dict[str, Template],
         backend: Callable[[], InferenceBackend],
-        progress: ProgressSink | None = None,
+        progress: ProgressSink = ignore,
+        cancel: CancelToken | None = None,
     ) -> None:
         self.log = log
         self.run_id = run_id
@@ -94,7 +108,9 @@ class Stages:
         self.model = model
         self.templates = templates
         self._backend_factory = backend
-        self.progress = progress or NullProgress()
+        self.progress = progress
+        self.cancel = cancel or CancelToken()
+        self._about: dict[str, tuple[str, str]] = {}  # unit key -> (parent key, prompt key)
 
     # -- shared machinery -----------------------------------------------------------------
     def _keyer(self, kind: str, *const: Any) -> Callable[..., str]:
@@ -134,6 +150,7 @@ class Stages:
     def _provenance(
         self, info: BackendInfo, template: Template, request: Request, result: Completion | Failure
     ) -> dict[str, Any]:
+        """The :class:`~mrtui.store.events.Provenance` fields of a unit's event."""
         prov: dict[str, Any] = {
             "model_id": info.model_id,
             "model_sha256": info.model_sha256,
@@ -155,115 +172,162 @@ class Stages:
         return prov
 
     def _execute(self, stage: str, planned: Sequence[Planned], build: Builder) -> StageReport:
-        units = planned
         done = self.log.completed_keys()
         todo = [build(key, args) for key, args in planned if key not in done]
         report = StageReport(
-            self.iteration, stage, planned=len(units), skipped=len(units) - len(todo)
+            self.iteration, stage, planned=len(planned), skipped=len(planned) - len(todo)
         )
-        self.progress.stage_started(self.iteration, stage, len(units), report.skipped)
-        self.log.append(
-            [
-                NewEvent(
-                    ev.STAGE_STARTED,
-                    self.run_id,
-                    {"stage": stage, "planned": len(units), "todo": len(todo)},
-                    iteration=self.iteration,
-                )
-            ]
-        )
+        self.progress(StageBegan(self.iteration, stage, len(planned), report.skipped))
+        started = ev.StageStarted(stage=stage, planned=len(planned), todo=len(todo))
+        self.log.append([started.event(self.run_id, iteration=self.iteration)])
         t0 = time.perf_counter()
-        if todo:
+        if todo and not self.cancel.cancelled:
             self._run_units(stage, todo, report)
-        report.wall_s = time.perf_counter() - t0
-        self.log.append(
-            [
-                NewEvent(
-                    ev.STAGE_FINISHED,
-                    self.run_id,
-                    {
-                        "stage": stage,
-                        "planned": report.planned,
-                        "skipped": report.skipped,
-                        "done": report.done,
-                        "failed": report.failed,
-                        "wall_s": round(report.wall_s, 3),
-                        "completion_tokens": report.completion_tokens,
-                    },
-                    iteration=self.iteration,
-                )
-            ]
+        report.stopped = self.cancel.cancelled and (
+            report.done + report.failed + report.unit_skips < len(todo)
         )
-        self.progress.stage_finished(self.iteration, stage, report.done, report.failed)
+        report.wall_s = time.perf_counter() - t0
+        finished = ev.StageFinished(
+            stage=stage,
+            planned=report.planned,
+            skipped=report.skipped,
+            done=report.done,
+            failed=report.failed,
+            wall_s=round(report.wall_s, 3),
+            completion_tokens=report.completion_tokens,
+            stopped=report.stopped,
+        )
+        self.log.append([finished.event(self.run_id, iteration=self.iteration)])
+        self.progress(
+            StageEnded(
+                self.iteration,
+                stage,
+                report.done,
+                report.failed,
+                report.wall_s,
+                report.completion_tokens,
+                report.stopped,
+            )
+        )
         return report
 
     def _run_units(
         self, stage: str, todo: Sequence[tuple[Request, Finish]], report: StageReport
     ) -> None:
+        """Send the units to the backend and log each result as it arrives. With the cancel
+        token set, stops after the result in flight (the backend's stream is closed)."""
         backend = self._backend_factory()
         info = backend.info()
-        pending: dict[str, Callable[[Completion | None], NewEvent | Followup]] = {}
+        pending: dict[str, Callable[[Any], Outcome | Followup]] = {}
         requests: list[Request] = []
         for request, finish in todo:
-            pending[request.id] = finish  # type: ignore[assignment]
+            pending[request.id] = finish
             requests.append(request)
         originals = {request.id: request for request, _ in todo}
         first_answer: dict[str, Completion] = {}  # the answer a fallback continues
-        while requests:
+        while requests and not self.cancel.cancelled:
             followups: list[Followup] = []
-            for result in backend.generate(requests):
-                finish = pending.pop(result.request_id)
-                unit_key = result.request_id.split("#", 1)[0]
-                if isinstance(result, Failure):
-                    if "#" in result.request_id:  # a failed fallback still completes the unit
-                        outcome = finish(None)
-                    else:
-                        self._log_failure(stage, info, originals[unit_key], result, report)
-                        continue
-                else:
-                    report.completion_tokens += result.completion_tokens
-                    outcome = finish(result)
-                if isinstance(outcome, Followup):
-                    assert isinstance(result, Completion)
-                    first_answer[unit_key] = result
-                    followups.append(outcome)
-                    continue
-                outcome.payload.update(
-                    self._provenance(
-                        info,
-                        self._template_for(stage),
-                        originals[unit_key],
-                        first_answer.pop(unit_key, result),
+            stream = backend.generate(requests)
+            try:
+                for result in stream:
+                    self._take(
+                        stage, info, result, pending, originals, first_answer, followups, report
                     )
-                )
-                self.log.append([outcome])
-                report.done += 1
-                self.progress.advanced(1, tokens=getattr(result, "completion_tokens", 0))
+                    if self.cancel.cancelled:
+                        break
+            finally:
+                close = getattr(stream, "close", None)
+                if close is not None:
+                    close()
             requests = []
             for f in followups:
                 pending[f.request.id] = f.finish
                 requests.append(f.request)
 
-    def _log_failure(
-        self, stage: str, info: BackendInfo, request: Request, failure: Failure, report: StageReport
+    def _take(
+        self,
+        stage: str,
+        info: BackendInfo,
+        result: Completion | Failure,
+        pending: dict[str, Callable[[Any], Outcome | Followup]],
+        originals: dict[str, Request],
+        first_answer: dict[str, Completion],
+        followups: list[Followup],
+        report: StageReport,
     ) -> None:
-        payload = {"stage": stage, "error": failure.error}
-        payload.update(self._provenance(info, self._template_for(stage), request, failure))
+        """One result: log the unit, its failure or its skip, or queue its fallback."""
+        finish = pending.pop(result.request_id)
+        unit_key = result.request_id.split("#", 1)[0]
+        request = originals[unit_key]
+        if isinstance(result, Failure):
+            if "#" not in result.request_id:
+                self._log_failure(stage, info, request, result, report)
+                return
+            outcome = finish(None)  # a failed fallback still completes the unit
+        else:
+            report.completion_tokens += result.completion_tokens
+            outcome = finish(result)
+        if isinstance(outcome, Followup):
+            assert isinstance(result, Completion)
+            first_answer[unit_key] = result
+            followups.append(outcome)
+            return
+        prov = self._provenance(
+            info, self._template_for(stage), request, first_answer.pop(unit_key, result)
+        )
+        record = outcome.record(**outcome.fields, **prov)
         self.log.append(
             [
-                NewEvent(
-                    ev.REQUEST_FAILED,
+                record.event(
                     self.run_id,
-                    payload,
                     iteration=self.iteration,
-                    parent_key=request.id,
+                    key=unit_key,
+                    parent_key=outcome.parent_key,
+                    text=outcome.text,
                 )
             ]
         )
-        report.failed += 1
+        report.done += 1
+        self.progress(
+            UnitsDone(self.iteration, stage, tokens=getattr(result, "completion_tokens", 0))
+        )
+
+    def _log_failure(
+        self, stage: str, info: BackendInfo, request: Request, failure: Failure, report: StageReport
+    ) -> None:
+        """A failed request: retried on resume, or (``failure.permanent``) skipped for good."""
+        prov = self._provenance(info, self._template_for(stage), request, failure)
+        if failure.permanent:
+            skip = ev.UnitSkipped(
+                stage=stage,
+                reason=failure.error,
+                prompt_key=self._about.get(request.id, (None, None))[1],
+                model_id=info.model_id,
+                model_sha256=info.model_sha256,
+                backend=info.backend,
+                template_sha256=prov["template_sha256"],
+            )
+            self.log.append(
+                [
+                    skip.event(
+                        self.run_id,
+                        iteration=self.iteration,
+                        key=request.id,
+                        parent_key=self._about.get(request.id, (None, None))[0],
+                    )
+                ]
+            )
+            report.unit_skips += 1
+            self.progress(Note(f"skipped {request.id}: {failure.error}"))
+        else:
+            failed = ev.RequestFailed(stage=stage, error=failure.error, **prov)
+            self.log.append(
+                [failed.event(self.run_id, iteration=self.iteration, parent_key=request.id)]
+            )
+            report.failed += 1
         if len(report.failures) < 5:
             report.failures.append(failure.error)
-        self.progress.advanced(1, failed=True)
+        self.progress(UnitsDone(self.iteration, stage, failed=True))
 
     def _template_for(self, stage: str) -> Template:
         return self.templates[{"actor": "actor", "judge": "judge", "meta": "meta_judge"}[stage]]
@@ -277,20 +341,13 @@ class Stages:
 
         def build(key: str, args: tuple[Any, ...]) -> tuple[Request, Finish]:
             prompt_key, text, k = args
+            self._about[key] = (prompt_key, prompt_key)
             request = Request(
                 key, (Message("user", tpl.render(prompt=text)),), self._params("actor", key)
             )
 
-            def finish(c: Completion) -> NewEvent:
-                return NewEvent(
-                    ev.RESPONSE_GENERATED,
-                    self.run_id,
-                    {"sample_index": k},
-                    iteration=self.iteration,
-                    key=key,
-                    parent_key=prompt_key,
-                    text=c.text,
-                )
+            def finish(c: Completion) -> Outcome:
+                return Outcome(ev.ResponseGenerated, {"sample_index": k}, prompt_key, c.text)
 
             return request, finish
 
@@ -311,11 +368,12 @@ class Stages:
 
         def build(key: str, args: tuple[Any, ...]) -> tuple[Request, Finish]:
             response_key, prompt_key, prompt, response, j = args
+            self._about[key] = (response_key, prompt_key)
             text = tpl.render(question=prompt, response=response)
             request = Request(key, (Message("user", text),), self._params("judge", key))
             fields = {"prompt_key": prompt_key, "judge_index": j}
             return request, self._finisher(
-                ev.JUDGEMENT_RECORDED,
+                ev.JudgementRecorded,
                 request,
                 response_key,
                 fields,
@@ -348,13 +406,14 @@ class Stages:
 
         def build(key: str, args: tuple[Any, ...]) -> tuple[Request, Finish]:
             rk, pk, prompt, response, a, first, b, second = args
+            self._about[key] = (rk, pk)
             text = tpl.render(
                 question=prompt, response=response, judgement_a=first, judgement_b=second
             )
             request = Request(key, (Message("user", text),), self._params("meta", key))
             fields = {"prompt_key": pk, "first_key": a, "second_key": b}
             return request, self._finisher(
-                ev.META_VERDICT_RECORDED,
+                ev.MetaVerdictRecorded,
                 request,
                 rk,
                 fields,
@@ -370,7 +429,7 @@ class Stages:
 
     def _finisher(
         self,
-        event_type: str,
+        record: type[ev.EventRecord],
         request: Request,
         parent_key: str,
         fields: dict[str, Any],
@@ -389,28 +448,20 @@ class Stages:
             parsed: Parsed,
             first_error: str | None = None,
             fallback_info: dict[str, Any] | None = None,
-        ) -> NewEvent:
-            payload = {
+        ) -> Outcome:
+            values = {
                 **fields,
                 value_field: parsed.value,
                 "parse_error": parsed.error,
                 "fallback_used": fallback_info is not None,
             }
             if fallback_info is not None:
-                payload["fallback"] = fallback_info | {"first_parse_error": first_error}
-            return NewEvent(
-                event_type,
-                self.run_id,
-                payload,
-                iteration=self.iteration,
-                key=request.id,
-                parent_key=parent_key,
-                text=text,
-            )
+                values["fallback"] = fallback_info | {"first_parse_error": first_error}
+            return Outcome(record, values, parent_key, text)
 
-        def finish(c: Completion) -> NewEvent | Followup:
+        def finish(c: Completion) -> Outcome | Followup:
             parsed = parse(c.text)
-            if parsed.error is None or parsed.error == "tie" or not fallback:
+            if parsed.error is None or parsed.error == ev.TIE or not fallback:
                 return event(c.text, parsed)
             return Followup(
                 _fallback_request(request, c.text, lead, choices),

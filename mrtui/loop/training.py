@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mrtui.store import EventLog, NewEvent, canonical_json, content_key
+from mrtui.store import EventLog, canonical_json, content_key
 from mrtui.store import events as ev
 
-from .progress import NullProgress, ProgressSink
+from .progress import CancelToken, Note, ProgressSink, StageBegan, StageEnded, UnitsDone, ignore
 from .settings import ConfigError, IterationSettings
 
 
@@ -43,23 +43,11 @@ class TrainReport:
     skipped: bool = False
     checkpoint: Checkpoint | None = None
     final: dict[str, Any] | None = None
+    stopped: bool = False  # the cancel token stopped it; the next run trains again
 
 
-def dpo_settings(s: IterationSettings) -> Any:
-    from mrtui.backends.training import DPOSettings
-
-    return DPOSettings(
-        beta=s.dpo_beta,
-        learning_rate=s.dpo_learning_rate,
-        epochs=s.dpo_epochs,
-        batch_size=s.dpo_batch_size,
-        grad_accum=s.dpo_grad_accum,
-        max_length=s.dpo_max_length,
-        lora=s.dpo_lora,
-        lora_r=s.dpo_lora_r,
-        bf16=s.dpo_bf16,
-        seed=s.seed,
-    )
+class _Stopped(Exception):
+    """Raised from our own step callback to end a training the user asked to stop."""
 
 
 def select_pairs(
@@ -77,6 +65,22 @@ def select_pairs(
     return actor + judge
 
 
+def training_pairs(
+    con: Any, run_id: str, iteration: int, s: IterationSettings, source: str = "preference_pairs"
+) -> list[dict[str, Any]]:
+    """The pairs iteration ``iteration`` trains on: ``source``'s rows (the view, or a
+    ``preference_pairs_with(...)`` call re-deriving them) of the kinds its schedule names, judge
+    pairs capped at ``max_judge_share``, in a fixed order. Training and `mrtui export pairs`
+    both take the training set from here."""
+    cur = con.execute(
+        f"SELECT * FROM {source} WHERE run_id = ? AND iteration = ? ORDER BY kind, pair_key",
+        [run_id, iteration],
+    )
+    cols = [d[0] for d in cur.description]
+    rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+    return select_pairs(rows, s.kinds_for(iteration), s.max_judge_share)
+
+
 class TrainStage:
     def __init__(
         self,
@@ -87,10 +91,11 @@ class TrainStage:
         model: Checkpoint,
         base_gguf: Path,
         workdir: Path,
-        progress: ProgressSink | None = None,
+        progress: ProgressSink = ignore,
         materialize: Callable[[Path], Path] | None = None,
         trainer: Any = None,
         exporter: Callable[..., Any] | None = None,
+        cancel: CancelToken | None = None,
     ) -> None:
         self.log = log
         self.run_id = run_id
@@ -99,7 +104,8 @@ class TrainStage:
         self.model = model
         self.base_gguf = base_gguf
         self.workdir = workdir
-        self.progress = progress or NullProgress()
+        self.progress = progress
+        self.cancel = cancel or CancelToken()
         self._materialize = materialize
         self._trainer = trainer
         self._exporter = exporter
@@ -112,8 +118,8 @@ class TrainStage:
             from mrtui.backends.hf_models import materialize_hf
 
             self._materialize = materialize_hf
-        self.progress.message(
-            f"materialising HF weights of {self.model.model_id} (once per model file)"
+        self.progress(
+            Note(f"materialising HF weights of {self.model.model_id} (once per model file)")
         )
         return self._materialize(Path(self.model.gguf_path))
 
@@ -134,14 +140,7 @@ class TrainStage:
     # -- the stage ------------------------------------------------------------------------
     def pairs(self) -> list[dict[str, Any]]:
         with self.log.reader() as con:
-            cur = con.execute(
-                "SELECT pair_key, kind, prompt, chosen, rejected FROM preference_pairs "
-                "WHERE run_id = ? AND iteration = ? ORDER BY kind, pair_key",
-                [self.run_id, self.iteration],
-            )
-            cols = [d[0] for d in cur.description]
-            rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
-        return select_pairs(rows, self.s.kinds_for(self.iteration), self.s.max_judge_share)
+            return training_pairs(con, self.run_id, self.iteration, self.s)
 
     def run(self) -> TrainReport:
         pairs = self.pairs()
@@ -149,10 +148,8 @@ class TrainStage:
         report = TrainReport(self.iteration, counts)
         dataset = [[p["pair_key"], p["prompt"], p["chosen"], p["rejected"]] for p in pairs]
         dataset_sha = hashlib.sha256(canonical_json(dataset).encode()).hexdigest()
-        dpo = dpo_settings(self.s)
-        from dataclasses import asdict
-
-        settings = asdict(dpo) | {
+        dpo = self.s.dpo
+        settings = dpo.to_dict() | {
             "export_type": self.s.export_type,
             "kinds": list(self.s.kinds_for(self.iteration)),
             "max_judge_share": self.s.max_judge_share,
@@ -166,25 +163,37 @@ class TrainStage:
             report.checkpoint = self._checkpoint_from_log(ckpt_key)
             return report
         if not pairs:
-            self.progress.message(
-                f"iteration {self.iteration}: no training pairs; "
-                f"iteration {self.iteration + 1} reuses the same model"
+            self.progress(
+                Note(
+                    f"iteration {self.iteration}: no training pairs; "
+                    f"iteration {self.iteration + 1} reuses the same model"
+                )
             )
             report.checkpoint = self.model
             self._log_checkpoint(ckpt_key, self.model, train_key=None, reason="no training pairs")
             return report
 
-        finished = self.log.payload(train_key)
-        if finished is None:
-            finished = self._train(pairs, counts, dataset_sha, settings, dpo, train_key, report)
-        model_dir = Path(finished["model_dir"])
+        logged = self.log.payload(train_key)
+        if logged is not None:
+            finished = ev.parse(ev.TRAINING_FINISHED, logged)
+        elif self.cancel.cancelled:
+            report.stopped = True
+            return report
+        else:
+            try:
+                finished = self._train(pairs, counts, dataset_sha, settings, dpo, train_key, report)
+            except _Stopped:
+                report.stopped = True
+                return report
+        assert isinstance(finished, ev.TrainingFinished)
+        model_dir = Path(finished.model_dir)
         if not model_dir.is_dir():
             raise ConfigError(
                 f"the trained model of iteration {self.iteration} is gone "
                 f"({model_dir}); restore it or start another run with --run"
             )
         out = self.workdir / f"iter-{self.iteration + 1}" / f"model-{self.s.export_type}.gguf"
-        self.progress.message(f"exporting M_{self.iteration + 1} to {self.s.export_type} GGUF")
+        self.progress(Note(f"exporting M_{self.iteration + 1} to {self.s.export_type} GGUF"))
         exported = self._export(model_dir, out)
         ckpt = Checkpoint(
             f"{self.run_id}/iter-{self.iteration + 1}",
@@ -200,8 +209,8 @@ class TrainStage:
             export={"outtype": exported.outtype, "wall_s": round(exported.wall_s, 3)},
         )
         report.checkpoint = ckpt
-        report.steps = report.steps or int(finished.get("steps", 0))
-        report.final = finished.get("final")
+        report.steps = report.steps or finished.steps
+        report.final = finished.final
         return report
 
     def _train(
@@ -213,86 +222,78 @@ class TrainStage:
         dpo: Any,
         train_key: str,
         report: TrainReport,
-    ) -> dict[str, Any]:
+    ) -> ev.TrainingFinished:
         from mrtui.backends.training import PreferencePair
 
         attempt = uuid.uuid4().hex[:12]
         base = self._hf_base()
-        self.log.append(
-            [
-                NewEvent(
-                    ev.TRAINING_STARTED,
-                    self.run_id,
-                    {
-                        "attempt": attempt,
-                        "settings": settings,
-                        "dataset_sha256": dataset_sha,
-                        "pairs": counts,
-                        "pair_keys": [p["pair_key"] for p in pairs],
-                        "base_model_sha256": self.model.sha256,
-                        "base_model_dir": str(base),
-                        "training_key": train_key,
-                    },
-                    iteration=self.iteration,
-                )
-            ]
+        started = ev.TrainingStarted(
+            attempt=attempt,
+            settings=settings,
+            dataset_sha256=dataset_sha,
+            pairs=counts,
+            pair_keys=[p["pair_key"] for p in pairs],
+            pairs_used=[
+                {k: p[k] for k in ("pair_key", "kind", "chosen_key", "rejected_key")} for p in pairs
+            ],
+            base_model_sha256=self.model.sha256,
+            base_model_dir=str(base),
+            training_key=train_key,
         )
+        self.log.append([started.event(self.run_id, iteration=self.iteration)])
         n_steps = dpo.expected_steps(len(pairs))
-        self.progress.stage_started(self.iteration, "train", n_steps, 0)
+        self.progress(StageBegan(self.iteration, "train", n_steps, 0))
 
         def on_step(m: Any) -> None:
-            payload = {
-                "attempt": attempt,
-                "step": m.step,
-                "epoch": m.epoch,
-                "loss": m.loss,
-                "rewards_chosen": m.rewards_chosen,
-                "rewards_rejected": m.rewards_rejected,
-                "reward_accuracy": m.reward_accuracy,
-                "reward_margin": m.reward_margin,
-                "learning_rate": m.learning_rate,
-                "extra": m.extra,
-            }
-            self.log.append(
-                [NewEvent(ev.TRAINING_STEP_LOGGED, self.run_id, payload, iteration=self.iteration)]
+            step = ev.TrainingStepLogged(
+                attempt=attempt,
+                step=m.step,
+                epoch=m.epoch,
+                loss=m.loss,
+                rewards_chosen=m.rewards_chosen,
+                rewards_rejected=m.rewards_rejected,
+                reward_accuracy=m.reward_accuracy,
+                reward_margin=m.reward_margin,
+                learning_rate=m.learning_rate,
+                extra=dict(m.extra),
             )
-            self.progress.advanced(1)
+            self.log.append([step.event(self.run_id, iteration=self.iteration)])
+            self.progress(UnitsDone(self.iteration, "train"))
+            if self.cancel.cancelled:
+                raise _Stopped
 
         t0 = time.perf_counter()
         out_dir = self.workdir / f"iter-{self.iteration + 1}" / f"hf-{attempt}"
-        result = self._train_backend().train(
-            base,
-            [
-                PreferencePair(p["pair_key"], p["kind"], p["prompt"], p["chosen"], p["rejected"])
-                for p in pairs
-            ],
-            out_dir,
-            dpo,
-            on_step,
-        )
+        try:
+            result = self._train_backend().train(
+                base,
+                [
+                    PreferencePair(
+                        p["pair_key"], p["kind"], p["prompt"], p["chosen"], p["rejected"]
+                    )
+                    for p in pairs
+                ],
+                out_dir,
+                dpo,
+                on_step,
+            )
+        except _Stopped:
+            wall = time.perf_counter() - t0
+            self.progress(StageEnded(self.iteration, "train", 0, 0, wall, stopped=True))
+            raise
         wall = time.perf_counter() - t0
-        self.progress.stage_finished(self.iteration, "train", result.steps, 0)
-        finished = {
-            "attempt": attempt,
-            "model_dir": str(result.model_dir),
-            "weights_sha256": result.weights_sha256,
-            "steps": result.steps,
-            "wall_s": round(wall, 3),
-            "final": result.final,
-            "base_model_sha256": self.model.sha256,
-            "dataset_sha256": dataset_sha,
-        }
-        self.log.append(
-            [
-                NewEvent(
-                    ev.TRAINING_FINISHED,
-                    self.run_id,
-                    finished,
-                    iteration=self.iteration,
-                    key=train_key,
-                )
-            ]
+        self.progress(StageEnded(self.iteration, "train", result.steps, 0, wall))
+        finished = ev.TrainingFinished(
+            attempt=attempt,
+            model_dir=str(result.model_dir),
+            weights_sha256=result.weights_sha256,
+            steps=result.steps,
+            wall_s=round(wall, 3),
+            final=dict(result.final) if result.final is not None else None,
+            base_model_sha256=self.model.sha256,
+            dataset_sha256=dataset_sha,
         )
+        self.log.append([finished.event(self.run_id, iteration=self.iteration, key=train_key)])
         report.steps, report.wall_s = result.steps, wall
         return finished
 
@@ -305,31 +306,22 @@ class TrainStage:
         reason: str | None,
         export: dict[str, Any] | None = None,
     ) -> None:
-        self.log.append(
-            [
-                NewEvent(
-                    ev.CHECKPOINT_CREATED,
-                    self.run_id,
-                    {
-                        "for_iteration": self.iteration + 1,
-                        "model_id": ckpt.model_id,
-                        "model_sha256": ckpt.sha256,
-                        "gguf_path": ckpt.gguf_path,
-                        "hf_dir": ckpt.hf_dir,
-                        "trained_from_sha256": self.model.sha256,
-                        "training_key": train_key,
-                        "reason": reason,
-                        "export": export,
-                    },
-                    iteration=self.iteration,
-                    key=key,
-                )
-            ]
+        record = ev.CheckpointCreated(
+            for_iteration=self.iteration + 1,
+            model_id=ckpt.model_id,
+            model_sha256=ckpt.sha256,
+            gguf_path=ckpt.gguf_path,
+            hf_dir=ckpt.hf_dir,
+            trained_from_sha256=self.model.sha256,
+            training_key=train_key,
+            reason=reason,
+            export=export,
         )
+        self.log.append([record.event(self.run_id, iteration=self.iteration, key=key)])
 
     def _checkpoint_from_log(self, key: str) -> Checkpoint:
         payload = self.log.payload(key)
         assert payload is not None  # callers check log.has(key) first
-        return Checkpoint(
-            payload["model_id"], payload["model_sha256"], payload["gguf_path"], payload["hf_dir"]
-        )
+        c = ev.parse(ev.CHECKPOINT_CREATED, payload)
+        assert isinstance(c, ev.CheckpointCreated)
+        return Checkpoint(c.model_id, c.model_sha256, c.gguf_path, c.hf_dir)

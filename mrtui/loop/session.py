@@ -1,0 +1,134 @@
+"""The one way a run starts, for every front end (``mrtui run``, ``mrtui demo``, ``mrtui
+train``, the TUI): check what can be checked before the log is created or a model is loaded,
+open the log as its single writer, drive the :class:`Runner`, and always release the backend
+and the log. Progress goes to a ``ProgressSink`` as typed messages; a :class:`CancelToken`
+stops the run after the unit in flight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .progress import CancelToken, Note, ProgressSink, ignore
+from .runner import BackendFactory, Resolver, Runner, default_backend, default_resolver
+from .settings import ConfigError, RunSettings
+from .stages import ModelIdentity, StageReport
+from .training import TrainReport, TrainStage
+
+
+@dataclass
+class SessionResult:
+    settings: RunSettings
+    reports: list[StageReport] = field(default_factory=list)
+    train_reports: list[TrainReport] = field(default_factory=list)
+    stopped: bool = False
+
+    @property
+    def failed(self) -> bool:
+        return any(r.failed for r in self.reports)
+
+
+def check(settings: RunSettings) -> None:
+    """Everything about ``settings`` that can fail before a log or model is touched: the prompt
+    file and every iteration's templates (settings themselves were validated when loaded)."""
+    from .data import load_prompts
+    from .prompts import load_template
+
+    if settings.prompts:
+        load_prompts(settings.prompts)
+    for it in range(1, settings.iterations + 1):
+        s = settings.for_iteration(it)
+        for name in (s.actor_template, s.judge_template, s.meta_template):
+            load_template(name)
+
+
+class RunSession:
+    """One run (or resume) of ``settings`` on the log at ``db``.
+
+    With ``settings`` None, the run ``run_id`` already in the log resumes with the settings it
+    was configured with."""
+
+    def __init__(
+        self,
+        db: str | Path,
+        settings: RunSettings | None = None,
+        *,
+        run_id: str | None = None,
+        progress: ProgressSink = ignore,
+        cancel: CancelToken | None = None,
+        backend_factory: BackendFactory = default_backend,
+        resolver: Resolver = default_resolver,
+        train_stage: Callable[..., TrainStage] = TrainStage,
+    ) -> None:
+        if settings is None and run_id is None:
+            raise ConfigError(
+                "nothing to run: pass --prompts (and --model) or a --config, or open a log "
+                "that holds a run"
+            )
+        self.db = Path(db)
+        self.settings = settings
+        self.run_id = run_id
+        self.progress = progress
+        self.cancel = cancel or CancelToken()
+        self._backend_factory = backend_factory
+        self._resolver = resolver
+        self._train_stage = train_stage
+
+    def _runner(self, log: Any, settings: RunSettings, model: ModelIdentity) -> Runner:
+        return Runner(
+            log,
+            settings,
+            backend_factory=self._backend_factory,
+            resolver=lambda _: model,
+            progress=self.progress,
+            train_stage=self._train_stage,
+            cancel=self.cancel,
+        )
+
+    def _open(self) -> tuple[Any, RunSettings, ModelIdentity]:
+        """Checks, then the model, then the log (as its writer): a bad prompt file, template or
+        model never creates a log file. Resuming from the log reads the settings first."""
+        from mrtui.store import EventLog
+
+        from .runner import settings_from_log
+
+        if self.settings is not None:
+            check(self.settings)
+            model = self._resolver(self.settings.model)  # assembles a packaged model once
+            return EventLog(self.db), self.settings, model
+        log = EventLog(self.db)
+        try:
+            settings = settings_from_log(log, self.run_id or "main")
+            check(settings)
+            return log, settings, self._resolver(settings.model)
+        except BaseException:
+            log.close()
+            raise
+
+    def run(self) -> SessionResult:
+        """Every iteration of the run; returns when done, stopped or failed."""
+        log, settings, model = self._open()
+        result = SessionResult(settings)
+        try:
+            runner = self._runner(log, settings, model)
+            self.progress(Note(f"run {settings.run_id} on {settings.model} → {self.db}"))
+            try:
+                result.reports = runner.run()
+            finally:
+                runner.close()
+            result.train_reports = runner.train_reports
+        finally:
+            log.close()
+        result.stopped = self.cancel.cancelled
+        return result
+
+    def train(self, iteration: int) -> TrainReport:
+        """The training stage of one iteration alone (``mrtui train``)."""
+        log, settings, model = self._open()
+        try:
+            return self._runner(log, settings, model).train(iteration)
+        finally:
+            log.close()
