@@ -1,67 +1,65 @@
-"""``mrtui tui``: the Textual app that ties the screens to the log and to a live run."""
+"""``mrtui tui``: the Textual app that ties the screens to the log and to a live run.
+
+The app reads the log in worker threads and keeps what it read in a :class:`TuiState`; it tells
+the screens about new data with the messages of :mod:`mrtui.tui.messages`, and the screens ask it
+for actions through the :class:`~mrtui.tui.state.Controller` protocol, which it implements.
+Prompts opened in the detail screens are read by :class:`FocusCache`.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import dataclasses
-import datetime as dt
 import json
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ParamSpec
 
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.command import Hit, Hits, Provider
+from textual.message import Message
 from textual.screen import Screen
-from textual.worker import get_current_worker
 
-from mrtui.cli.output import safe
+from mrtui.loop.progress import CancelToken
+from mrtui.store.health import Health
+from mrtui.untrusted import safe
 
-from .live import RunEvent, RunStopped, drive
+from .base import AppScreen, StatusBar
+from .battle import BattleScreen
+from .detail import PromptDetailScreen
+from .focus_cache import FocusCache
+from .indexer import PromptIndexer
+from .items import judgement_item, write_item
+from .live import RunEnded, RunUpdate, drive
+from .messages import (
+    BattlesReady,
+    HealthRead,
+    IndexReady,
+    OverviewRead,
+    RecentRead,
+    RunLogLine,
+)
 from .modal import TextModal
-from .model import EventRow, Health, JudgementInfo, Overview, PromptFocus, PromptStats
-from .overview import OverviewScreen, StatusBar
+from .model import (
+    EventRow,
+    IterationFocus,
+    JudgementInfo,
+    Overview,
+    PromptFocus,
+    WriterInfo,
+)
+from .overview import OverviewScreen
+from .palette import PromptSearch
+from .prompts import PromptListScreen
 from .source import LogSource, writer_info
+from .state import Controller, Index, Losses, TuiState
 from .text import as_markup, lit
 
 POLL_S = 1.0
-STALE_AFTER_S = 5.0
-INDEX_EVERY_S = 30.0
-PREFETCH_DELAY_S = 0.06
-FOCUS_CACHE = 64  # prompts kept in memory (a prompt with K=7, N=11 is ~0.3 MB)
 
-
-def _pick(fn: Callable[..., float], a: float | None, b: float | None) -> float | None:
-    """``fn(a, b)`` over the values that are there (a score of 0.0 is there)."""
-    vals = [v for v in (a, b) if v is not None]
-    return fn(vals) if vals else None
-
-
-class PromptSearch(Provider):
-    """Command-palette search over the run's prompts (opens the prompt)."""
-
-    async def search(self, query: str) -> Hits:
-        app: MrtuiApp = self.app  # type: ignore[assignment]
-        if len(query) < 2:
-            return
-        try:
-            rows = await asyncio.to_thread(app.source.prompts, None, query, None, False, 0, 20)
-        except Exception:
-            return
-        for r in rows:
-            preview = r.preview.replace("\n", " ")[:70]
-            yield Hit(
-                1.0,
-                lit(f"prompt #{r.index}: {preview}"),
-                lambda key=r.prompt_key: app.open_prompt(key),
-                help=as_markup(r.prompt_key),
-            )
+P = ParamSpec("P")
 
 
 class MrtuiApp(App[None]):
@@ -94,36 +92,78 @@ class MrtuiApp(App[None]):
         super().__init__()
         self.db = Path(db)
         self.source = LogSource(self.db, run_id)
+        self.state = TuiState(self.db)
         self.run_settings = settings
         self.export_dir = Path(export_dir)
         self.poll_enabled = poll
         self.clock = clock  # wall clock for the status line (tests pin it)
-        self.overview: Overview | None = None
-        self.health: dict[int, Health] | None = None
-        self.losses: dict[int, list[tuple[int, float]]] = {}
-        self.index: dict[tuple[str, int], PromptStats] | None = None
-        self.index_all: dict[str, PromptStats] = {}
-        self.index_judge = False  # the index holds judge pairs too (they come last)
-        self._index_seq = -1
-        self._index_started = 0.0
-        self._indexing = False
+        self.focus_cache = FocusCache(
+            self,
+            self.source,
+            self.state.seq,
+            ready=self._prompt_read,
+            battles=lambda focus: self.tell(BattlesReady, focus),
+            failed=self.read_failed,
+        )
+        self.indexer = PromptIndexer(
+            self, self.source, ready=self._got_index, failed=self.read_failed
+        )
         self._refreshing = False
         self._refresh_again = False
         self._complete_seq: int | None = None  # max seq of the last read that went through
-        self.last_ok: float | None = None
-        self.last_error: str | None = None
-        self._focus_cache: OrderedDict[str, tuple[int, PromptFocus]] = OrderedDict()  # LRU
-        self._inflight: set[str] = set()
-        self._open_pending: tuple[str, int | None, Any] | None = None
-        self._prefetch_timer: Any = None
-        self._stop = threading.Event()
-        self.running = False
+        self._cancel = CancelToken()
         self._quitting = False
-        self.run_state = ""
-        self.first_screen_s: float | None = None
-        self._t0 = time.perf_counter()
 
-    # -- lifecycle --------------------------------------------------------------------------
+    # -- what tests and bench/bench_tui.py read (the state is the place to look) ---------------
+    @property
+    def overview(self) -> Overview | None:
+        return self.state.overview
+
+    @property
+    def health(self) -> dict[int, Health] | None:
+        return self.state.health
+
+    @property
+    def losses(self) -> Losses:
+        return self.state.losses
+
+    @property
+    def index(self) -> Index | None:
+        return self.state.index
+
+    @property
+    def index_judge(self) -> bool:
+        return self.state.index_judge
+
+    @property
+    def last_error(self) -> str | None:
+        return self.state.last_error
+
+    @property
+    def first_screen_s(self) -> float | None:
+        return self.state.first_screen_s
+
+    @property
+    def running(self) -> bool:
+        return self.state.run.running
+
+    @property
+    def run_state(self) -> str:
+        return self.state.run.state
+
+    @property
+    def _focus_cache(self) -> FocusCache:
+        """The name bench/bench_tui.py uses (``key in``, ``clear()``)."""
+        return self.focus_cache
+
+    # -- telling the screens ----------------------------------------------------------------
+    def tell(self, message: Callable[P, Message], *args: P.args, **kwargs: P.kwargs) -> None:
+        """Post ``message(*args, **kwargs)`` to every screen on the stack (a fresh one each);
+        the screens that care handle it."""
+        for screen in self.screen_stack:
+            screen.post_message(message(*args, **kwargs))
+
+    # -- lifecycle and reads ----------------------------------------------------------------
     def on_mount(self) -> None:
         self.push_screen(OverviewScreen())
         self.refresh_data(full=True)
@@ -156,8 +196,7 @@ class MrtuiApp(App[None]):
             self.call_from_thread(self._got_overview, ov)
             recent = self.source.recent()
             self.call_from_thread(self._got_recent, recent)
-            health = self.source.health()
-            losses = self.source.losses()
+            health, losses = self._read_health()
             self.call_from_thread(self._got_health, health, losses)
             self.call_from_thread(self._complete, ov.max_seq)
         except Exception as exc:  # shown as stale data, never a crash
@@ -165,12 +204,18 @@ class MrtuiApp(App[None]):
         finally:
             self.call_from_thread(self._refresh_done)
 
-    def _unchanged(self, writer: Any) -> None:
-        if self.overview is not None and self.overview.writer != writer:
-            self.overview.writer = writer
+    def _read_health(self) -> tuple[dict[int, Health], Losses]:
+        """Run-health counters and DPO losses of the current run (in the refresh worker).
+        The app's one call of ``LogSource.health``: swap the health definition here."""
+        return self.source.health(), self.source.losses()
+
+    def _unchanged(self, writer: WriterInfo | None) -> None:
+        ov = self.state.overview
+        if ov is not None and ov.writer != writer:
+            ov.writer = writer
         self._mark_ok()
-        if self.overview is not None and self._index_seq != self.overview.max_seq:
-            self._maybe_index(self.overview)
+        if ov is not None:
+            self.indexer.maybe_start(ov, self.state.index is not None)
 
     def _complete(self, seq: int) -> None:
         self._complete_seq = seq
@@ -182,124 +227,35 @@ class MrtuiApp(App[None]):
             self.refresh_data(full=again)
 
     def _mark_ok(self) -> None:
-        self.last_ok = self.clock()
-        self.last_error = None
+        self.state.last_ok = self.clock()
+        self.state.last_error = None
         self.update_status()
 
     def _got_overview(self, ov: Overview) -> None:
-        self.overview = ov
+        self.state.overview = ov
         self._mark_ok()
-        screen = self._overview_screen()
-        if screen is not None:
-            screen.show(ov, self.health)
-        if self.first_screen_s is None:
-            self.first_screen_s = time.perf_counter() - self._t0
-        self._maybe_index(ov)
+        self.tell(OverviewRead, ov, self.state.health)
+        self.indexer.maybe_start(ov, self.state.index is not None)
 
     def _got_recent(self, recent: list[EventRow]) -> None:
-        screen = self._overview_screen()
-        if screen is not None:
-            screen.show_recent(recent)
+        self.tell(RecentRead, recent)
 
-    def _got_health(self, health: dict[int, Health], losses: dict[int, Any]) -> None:
-        self.health, self.losses = health, losses
-        screen = self._overview_screen()
-        if screen is not None and self.overview is not None:
-            screen.show(self.overview, health)
-            screen.show_plots(health, losses)
+    def _got_health(self, health: dict[int, Health], losses: Losses) -> None:
+        self.state.health, self.state.losses = health, losses
+        if self.state.overview is not None:
+            self.tell(HealthRead, self.state.overview, health, losses)
 
-    def _maybe_index(self, ov: Overview) -> None:
-        """Start the pair index if the log changed since it was computed. It reads the whole
-        log (seconds at a million judgements) and holds the file that long, so while a run
-        writes (here or elsewhere) it is refreshed at most every ``INDEX_EVERY_S``."""
-        if self._indexing or ov.max_seq == self._index_seq:
-            return
-        recent = time.monotonic() - self._index_started < INDEX_EVERY_S
-        if self.index is not None and ov.writer is not None and recent:
-            return
-        self._indexing = True
-        self._index_started = time.monotonic()
-        self.compute_index(ov.max_seq, ov.run_id)
-
-    @work(thread=True, group="index")
-    def compute_index(self, seq: int, run_id: str | None) -> None:
-        """Score ranges and pairs of every prompt, for the list's columns and pair filter:
-        scores and actor pairs first (about a second at 1M judgements), judge pairs after."""
-        try:
-            index = self.source.prompt_index(judge_pairs=False, run_id=run_id)
-            self.call_from_thread(self._got_index, seq, run_id, index, False)
-            judged = self.source.judge_pair_prompts(run_id)
-            index = {k: dataclasses.replace(v) for k, v in index.items()}  # the UI has the first
-            for k in judged:
-                index.setdefault(k, PromptStats()).judge_pair = True
-            self.call_from_thread(self._got_index, seq, run_id, index, True)
-        except Exception as exc:
-            self.call_from_thread(self.read_failed, exc)
-        finally:
-            self.call_from_thread(self._index_done)
-
-    def _index_done(self) -> None:
-        self._indexing = False
-
-    def _got_index(
-        self,
-        seq: int,
-        run_id: str | None,
-        index: dict[tuple[str, int], PromptStats],
-        judge_pairs: bool,
-    ) -> None:
-        if run_id != self.source.run_id:
-            return  # computed for a run the user switched away from
-        self.index, self._index_seq, self.index_judge = dict(index), seq, judge_pairs
-        merged: dict[str, PromptStats] = {}
-        for (key, _), s in index.items():
-            m = merged.setdefault(key, PromptStats())
-            m.best = _pick(max, m.best, s.best)
-            m.worst = _pick(min, m.worst, s.worst)
-            m.actor_pair |= s.actor_pair
-            m.judge_pair |= s.judge_pair
-        self.index_all = merged
-        from .prompts import PromptListScreen
-
-        for screen in self.screen_stack:
-            if isinstance(screen, PromptListScreen):
-                screen.index_ready()
+    def _got_index(self, index: Index, judge_pairs: bool) -> None:
+        self.state.set_index(index, judge_pairs)
+        self.tell(IndexReady)
 
     def read_failed(self, exc: BaseException) -> None:
-        self.last_error = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        self.state.last_error = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         self.update_status()
-
-    def _overview_screen(self) -> OverviewScreen | None:
-        for screen in self.screen_stack:
-            if isinstance(screen, OverviewScreen):
-                return screen
-        return None
-
-    def iterations(self) -> list[int]:
-        return [r.iteration for r in self.overview.iterations] if self.overview else []
 
     # -- status line ------------------------------------------------------------------------
     def status_text(self) -> tuple[str, bool]:
-        ov = self.overview
-        parts = [str(self.db)]
-        if ov is not None:
-            parts.append(f"run {ov.run_id or '-'}")
-            parts.append(f"{ov.max_seq} events")
-            if ov.writer is not None:
-                parts.append(f"writer: {ov.writer.describe()}")
-        if self.run_state:
-            parts.append(self.run_state)
-        age = None if self.last_ok is None else self.clock() - self.last_ok
-        stale = self.last_error is not None or (age is not None and age > STALE_AFTER_S)
-        if self.last_ok is None:
-            parts.append("reading…" if self.last_error is None else "NOT READ")
-        elif stale:
-            parts.append(f"STALE: data from {age:.0f} s ago")
-        else:
-            parts.append(f"read {dt.datetime.fromtimestamp(self.last_ok, dt.UTC):%H:%M:%S} UTC")
-        if self.last_error:
-            parts.append(f"({self.last_error})")
-        return " · ".join(parts), stale
+        return self.state.status_text(self.clock())
 
     def update_status(self) -> None:
         text, stale = self.status_text()
@@ -316,140 +272,47 @@ class MrtuiApp(App[None]):
         self.open_prompts(None)
 
     def open_prompts(self, iteration: int | None = None) -> None:
-        from .prompts import PromptListScreen
-
         self.action_overview()
         self.push_screen(PromptListScreen(iteration))
 
     def prefetch(self, *prompt_keys: str) -> None:
-        """Read the highlighted prompt (then the next one) in the background so opening it is
-        instant; a short delay lets held-down arrow keys pass without starting reads."""
-        if self._prefetch_timer is not None:
-            self._prefetch_timer.stop()
-        keys = [k for k in prompt_keys if self._cached(k) is None]
-        if keys:
-            self._prefetch_timer = self.set_timer(
-                PREFETCH_DELAY_S, lambda: self._prefetch_worker(keys, self._seq())
-            )
-
-    @work(thread=True, exclusive=True, group="prefetch")
-    def _prefetch_worker(self, keys: list[str], seq: int) -> None:
-        worker = get_current_worker()
-        for key in keys:  # one at a time; a newer highlight cancels the rest
-            if worker.is_cancelled:
-                return
-            if self.call_from_thread(self._claim, key):
-                self._read_focus(key, seq)
-
-    def _claim(self, prompt_key: str) -> bool:
-        """Mark a read of ``prompt_key`` as started; False if one is running or done."""
-        if prompt_key in self._inflight or self._cached(prompt_key) is not None:
-            return False
-        self._inflight.add(prompt_key)
-        return True
+        self.focus_cache.prefetch(*prompt_keys)
 
     def open_prompt(self, prompt_key: str, iteration: int | None = None) -> None:
-        cached = self._cached(prompt_key)
-        if cached is not None:
-            self._open_pending = None
-            self._show_prompt(cached, iteration)
-            return
-        self._open_pending = (prompt_key, iteration, self.screen)
-        self._start_focus(prompt_key)  # joins a read already in flight for this prompt
+        self.focus_cache.open(prompt_key, iteration)
 
-    def _cached(self, prompt_key: str) -> PromptFocus | None:
-        hit = self._focus_cache.get(prompt_key)
-        if hit is not None:
-            self._focus_cache.move_to_end(prompt_key)
-        return hit[1] if hit is not None and hit[0] == self._seq() else None
+    def _prompt_read(self, focus: PromptFocus, iteration: int | None, origin: Screen[Any]) -> None:
+        """A prompt the user opened is read: show it, but only where the user still is."""
+        if isinstance(self.screen, PromptListScreen) or self.screen is origin:
+            self.push_screen(PromptDetailScreen(focus, iteration))
 
-    def _seq(self) -> int:
-        return self.overview.max_seq if self.overview else 0
-
-    def _start_focus(self, prompt_key: str) -> None:
-        if self._claim(prompt_key):
-            self._load_focus(prompt_key, self._seq())
-
-    @work(thread=True, group="focus")
-    def _load_focus(self, prompt_key: str, seq: int) -> None:
-        self._read_focus(prompt_key, seq)
-
-    def _read_focus(self, prompt_key: str, seq: int) -> None:
-        """Read one prompt (in a worker thread): responses first, battles after."""
-
-        def partial(focus: PromptFocus) -> None:
-            self.call_from_thread(self._focus_loaded, seq, focus)
-
-        got: list[PromptFocus] = []
-        try:
-            focus = self.source.focus(prompt_key, on_partial=lambda f: (got.append(f), partial(f)))
-        except Exception as exc:
-            self.call_from_thread(self._focus_failed, prompt_key, exc, got[0] if got else None)
-            return
-        self.call_from_thread(self._battles_loaded, focus)
-
-    def _focus_loaded(self, seq: int, focus: PromptFocus) -> None:
-        """The responses are in (battles follow): cache, and show if the user asked."""
-        self._focus_cache[focus.prompt_key] = (seq, focus)
-        self._focus_cache.move_to_end(focus.prompt_key)
-        while len(self._focus_cache) > FOCUS_CACHE:
-            self._focus_cache.popitem(last=False)
-        pending = self._open_pending
-        if pending is not None and pending[0] == focus.prompt_key:
-            self._open_pending = None
-            from .prompts import PromptListScreen
-
-            if isinstance(self.screen, PromptListScreen) or self.screen is pending[2]:
-                self._show_prompt(focus, pending[1])  # only where the user still is
-
-    def _battles_loaded(self, focus: PromptFocus) -> None:
-        from .focus import apply_battles
-
-        self._inflight.discard(focus.prompt_key)
-        if focus.pending is not None:
-            apply_battles(focus, focus.pending)
-            focus.pending = None
-        for screen in self.screen_stack:
-            if getattr(screen, "focus_data", None) is focus and hasattr(screen, "battles_ready"):
-                screen.battles_ready()
-
-    def _focus_failed(
-        self, prompt_key: str, exc: BaseException, partial: PromptFocus | None = None
-    ) -> None:
-        self._inflight.discard(prompt_key)
-        if partial is not None:  # responses shown, battles not: forget it, say why
-            self._focus_cache.pop(prompt_key, None)
-            for itf in partial.iterations.values():
-                if itf.battle is not None:
-                    itf.battle.ready = True
-                    itf.battle.drop_reason = itf.battle.drop_reason or "battle not read (r retries)"
-        if self._open_pending and self._open_pending[0] == prompt_key:
-            self._open_pending = None
-        self.read_failed(exc)
-
-    def _show_prompt(self, focus: PromptFocus, iteration: int | None) -> None:
-        from .detail import PromptDetailScreen
-
-        self.push_screen(PromptDetailScreen(focus, iteration))
+    def open_battle(self, focus: PromptFocus, it: IterationFocus) -> None:
+        self.push_screen(BattleScreen(focus, it))
 
     def show_text(self, title: str, text: str, meta: str = "", item: Any = None) -> None:
         self.push_screen(TextModal(title, text, meta, item))
 
     def show_judgement(self, j: JudgementInfo) -> None:
-        from .detail import judgement_item
-
         score = "unparsed" if j.score is None else f"score {j.score:.0f}"
         meta = f"{j.key} · {score}" + (f" · {j.parse_error}" if j.parse_error else "")
         self.show_text(f"judgement {j.judge_index}", j.text, meta, judgement_item(j))
 
     def action_refresh(self) -> None:
-        self._focus_cache.clear()
+        self.focus_cache.clear()
+        self.refresh_data(full=True)
+
+    def switch_run(self, run_id: str) -> None:
+        self.source.run_id = run_id
+        self.state.forget_run()
+        self.indexer.reset()
+        self.focus_cache.clear()
+        self.action_overview()
         self.refresh_data(full=True)
 
     # -- copy / export ----------------------------------------------------------------------
     def _current_item(self) -> dict[str, Any] | None:
-        fn = getattr(self.screen, "export_current", None)
-        return fn() if fn else None
+        screen = self.screen
+        return screen.export_current() if isinstance(screen, AppScreen) else None
 
     def action_copy(self) -> None:
         item = self._current_item()
@@ -469,12 +332,8 @@ class MrtuiApp(App[None]):
 
     def export_item(self, item: dict[str, Any]) -> Path | None:
         """Write ``item`` as JSON under the export folder; returns the file."""
-        key = str(item.get("key") or item.get("prompt_key") or "item")
-        name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in key)
         try:
-            self.export_dir.mkdir(parents=True, exist_ok=True)
-            path = self.export_dir / f"{item.get('kind', 'item')}-{name}.json"
-            path.write_text(json.dumps(item, indent=2, ensure_ascii=False, default=str) + "\n")
+            path = write_item(self.export_dir, item)
         except OSError as exc:
             self.notify(
                 safe(f"export failed: {exc}; pass --export-dir"), severity="error", markup=False
@@ -485,7 +344,7 @@ class MrtuiApp(App[None]):
 
     # -- running ----------------------------------------------------------------------------
     def action_start_run(self) -> None:
-        if self.running:
+        if self.state.run.running:
             self.notify("a run is already going; x stops it", severity="warning")
             return
         run_id = self.source.run_id
@@ -495,98 +354,68 @@ class MrtuiApp(App[None]):
                 severity="warning",
             )
             return
-        if (
-            self.overview is not None
-            and self.overview.writer
-            and not self.overview.writer.in_process
-        ):
+        writer = self.state.overview.writer if self.state.overview is not None else None
+        if writer and not writer.in_process:
             self.notify(
-                f"another process writes this log ({safe(self.overview.writer.describe())}); "
+                f"another process writes this log ({safe(writer.describe())}); "
                 "wait for it to finish",
                 severity="warning",
                 markup=False,
             )
             return
-        self._stop.clear()
-        self.running = True
-        self.run_state = "run starting"
-        self._run_worker(run_id)
+        self._cancel.reset()
+        self.state.run.start()
+        self._drive(run_id)
 
     async def action_quit(self) -> None:
         """Quit; with a run going, stop it after the current unit first (a second ``q`` quits
         at once: `mrtui tui` then ends the process, and the run resumes from the log)."""
-        if self.running and not self._quitting:
+        if self.state.run.running and not self._quitting:
             self._quitting = True
             self.action_stop_run()
             self.notify("stopping the run after the current unit, then quitting; q again quits now")
             return
-        self.exit(return_code=130 if self.running else 0)
+        self.exit(return_code=130 if self.state.run.running else 0)
 
     def action_stop_run(self) -> None:
-        if self.running:
-            self._stop.set()
-            self.run_state = "stopping after the current unit…"
+        if self.state.run.running:
+            self._cancel.cancel()
+            self.state.run.stopping()
             self.update_status()
 
-    def _run_worker(self, run_id: str | None) -> None:
-        """The loop runs in a daemon thread (not a Textual worker, whose executor thread the
-        interpreter would wait for at exit), so that quitting twice really quits."""
+    def _drive(self, run_id: str | None) -> None:
+        """Drive the run in a daemon thread (not a Textual worker, whose executor thread the
+        interpreter would wait for at exit, so that quitting twice really quits). The app's
+        one call of ``live.drive`` (the shared run session): progress messages and the run's end
+        go to :meth:`_run_event`; ``self._cancel`` stops it after the unit in flight."""
 
-        def emit(e: RunEvent) -> None:
+        def emit(e: RunUpdate) -> None:
             with contextlib.suppress(Exception):  # the app may be gone when the loop ends
                 self.call_from_thread(self._run_event, e)
 
         def target() -> None:
-            try:
-                drive(self.db, self.run_settings, run_id, emit, self._stop)
-            except RunStopped as exc:
-                emit(RunEvent("stopped", text=str(exc)))
-            except Exception as exc:  # shown in the run log; the log stays whole
-                emit(RunEvent("failed", text=f"{type(exc).__name__}: {exc}"))
-            else:
-                emit(RunEvent("done", text="run finished"))
+            drive(self.db, self.run_settings, run_id, emit, self._cancel)
 
         threading.Thread(target=target, name="mrtui-tui-run", daemon=True).start()
 
-    def _run_event(self, e: RunEvent) -> None:
-        screen = self._overview_screen()
-        line = None
-        if e.kind == "stage":
-            self.run_state = f"iteration {e.iteration} {e.stage}: {e.done}/{e.total}"
-            self._stage_total = e.total
-            line = f"iteration {e.iteration} · {e.stage}: {e.total} units ({e.done} already logged)"
-        elif e.kind == "advanced":
-            stage = self.run_state.split(":")[0]
-            self.run_state = f"{stage}: {e.done}/{getattr(self, '_stage_total', 0)}" + (
-                f" ({e.failed} failed)" if e.failed else ""
-            )
-        elif e.kind == "finished":
-            line = f"iteration {e.iteration} · {e.stage} finished: {e.done} done, {e.failed} failed"
-        elif e.kind in ("done", "failed", "stopped"):
-            self.running = False
-            self.run_state = {
-                "done": "run finished",
-                "failed": "run FAILED",
-                "stopped": "run stopped",
-            }[e.kind]
+    def _run_event(self, e: RunUpdate) -> None:
+        line = self.state.run.apply(e)
+        if isinstance(e, RunEnded):
             if self._quitting:
                 self.exit()
                 return
-            line = e.text
             self.notify(
                 safe(e.text),
                 severity="error" if e.kind == "failed" else "information",
                 markup=False,
             )
             self.refresh_data(full=True)
-        else:
-            line = e.text
-        if line and screen is not None:
-            screen.run_log(line)
+        if line:
+            self.tell(RunLogLine, line)
         self.update_status()
 
     # -- command palette --------------------------------------------------------------------
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Overview", "Iterations and run-health plots", self.action_overview)
         yield SystemCommand("Prompts", "Browse, filter and search prompts", self.action_prompts)
@@ -597,7 +426,8 @@ class MrtuiApp(App[None]):
         yield SystemCommand("Stop run", "Stop after the current unit", self.action_stop_run)
         yield SystemCommand("Export current item", "Write it as JSON", self.action_export)
         yield SystemCommand("Copy current item", "Copy its text", self.action_copy)
-        for run in self.overview.runs if self.overview else []:
+        ov = self.state.overview
+        for run in ov.runs if ov else []:
             if run != self.source.run_id:
                 yield SystemCommand(
                     f"Show run {as_markup(run)}",
@@ -605,11 +435,6 @@ class MrtuiApp(App[None]):
                     lambda r=run: self.switch_run(r),
                 )
 
-    def switch_run(self, run_id: str) -> None:
-        self.source.run_id = run_id
-        self.index, self.index_all, self._index_seq = None, {}, -1
-        self.index_judge = False
-        self.health = None
-        self._focus_cache.clear()
-        self.action_overview()
-        self.refresh_data(full=True)
+
+if TYPE_CHECKING:
+    _APP_IS_A_CONTROLLER: type[Controller] = MrtuiApp  # checked by mypy, not at run time

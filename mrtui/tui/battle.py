@@ -8,12 +8,11 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from .detail import judgement_item
+from .base import AppScreen, StatusBar
+from .items import judgement_item, verdict_item
 from .model import Battle, IterationFocus, JudgementInfo, PromptFocus, Verdict
-from .overview import StatusBar
 from .text import lit, num
 
 
@@ -28,20 +27,7 @@ def cell(v: Verdict | None) -> str:
     return "tie" if v.parse_error == "tie" else "?"
 
 
-def verdict_item(b: Battle, v: Verdict) -> dict[str, Any]:
-    return {
-        "kind": "meta_verdict",
-        "key": v.key,
-        "response_key": b.response_key,
-        "first_key": v.first_key,
-        "second_key": v.second_key,
-        "winner": v.winner,
-        "parse_error": v.parse_error,
-        "text": v.text,
-    }
-
-
-class BattleScreen(Screen[None]):
+class BattleScreen(AppScreen):
     DEFAULT_CSS = """
     BattleScreen #summary { height: auto; padding: 0 1; border-bottom: solid $panel; }
     BattleScreen #top { height: 1fr; }
@@ -165,7 +151,7 @@ class BattleScreen(Screen[None]):
         v = self.current_verdict()
         if v is None:
             return
-        self.app.show_text(  # type: ignore[attr-defined]
+        self.controller.show_text(
             "meta-judge verdict",
             v.text,
             f"{v.key} · first {v.first_key} · second {v.second_key} · winner {v.winner or '-'}",
@@ -176,7 +162,7 @@ class BattleScreen(Screen[None]):
         m = self.query_one("#matrix", DataTable)
         js = self.compared
         if 0 <= m.cursor_coordinate.row < len(js):
-            self.app.show_judgement(js[m.cursor_coordinate.row])  # type: ignore[attr-defined]
+            self.controller.show_judgement(js[m.cursor_coordinate.row])
 
     def export_current(self) -> dict[str, Any] | None:
         v = self.current_verdict()

@@ -8,42 +8,15 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from .model import IterationFocus, JudgementInfo, PromptFocus, ResponseInfo
-from .overview import StatusBar
+from .base import AppScreen, StatusBar
+from .items import response_item
+from .messages import BattlesReady
+from .model import IterationFocus, PromptFocus, ResponseInfo
 from .text import lit, num, one_line
 
 ROLE = {"chosen": "✓ chosen", "rejected": "✗ rejected", None: ""}
-
-
-def response_item(r: ResponseInfo) -> dict[str, Any]:
-    return {
-        "kind": "response",
-        "key": r.key,
-        "iteration": r.iteration,
-        "sample_index": r.sample_index,
-        "mean_score": r.mean,
-        "score_variance": r.variance,
-        "role": r.role,
-        "text": r.text,
-        "judgements": [judgement_item(j) for j in r.judgements],
-    }
-
-
-def judgement_item(j: JudgementInfo) -> dict[str, Any]:
-    return {
-        "kind": "judgement",
-        "key": j.key,
-        "response_key": j.response_key,
-        "judge_index": j.judge_index,
-        "score": j.score,
-        "elo": j.elo,
-        "parse_error": j.parse_error,
-        "fallback_used": j.fallback_used,
-        "text": j.text,
-    }
 
 
 def _last_line(text: str) -> str:
@@ -51,7 +24,7 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-class PromptDetailScreen(Screen[None]):
+class PromptDetailScreen(AppScreen):
     DEFAULT_CSS = """
     PromptDetailScreen #prompt {
         height: auto; max-height: 8; padding: 0 1; border-bottom: solid $panel;
@@ -175,7 +148,7 @@ class PromptDetailScreen(Screen[None]):
     def _judgement_selected(self, event: DataTable.RowSelected) -> None:
         r = self.current()
         if r is not None and 0 <= event.cursor_row < len(r.judgements):
-            self.app.show_judgement(r.judgements[event.cursor_row])  # type: ignore[attr-defined]
+            self.controller.show_judgement(r.judgements[event.cursor_row])
 
     def action_iteration(self, step: int) -> None:
         its = sorted(self.focus_data.iterations)
@@ -199,12 +172,12 @@ class PromptDetailScreen(Screen[None]):
             self._battle_wanted = True  # opens as soon as the battles are read
             self.notify("reading the battle…")
             return
-        from .battle import BattleScreen
+        self.controller.open_battle(self.focus_data, it)
 
-        self.app.push_screen(BattleScreen(self.focus_data, it))
-
-    def battles_ready(self) -> None:
+    def on_battles_ready(self, message: BattlesReady) -> None:
         """ω, Elo and judge pairs arrived after the responses: refresh, open if asked."""
+        if message.focus is not self.focus_data:
+            return
         self._show_response()
         if self._battle_wanted and self.app.screen is self:
             self._battle_wanted = False
@@ -213,7 +186,7 @@ class PromptDetailScreen(Screen[None]):
     def action_view_text(self) -> None:
         r = self.current()
         if r is not None:
-            self.app.show_text(  # type: ignore[attr-defined]
+            self.controller.show_text(
                 f"response {r.sample_index} · iteration {r.iteration}",
                 r.text,
                 f"{r.key} · mean {num(r.mean)} · {r.chars} chars · {ROLE[r.role]}",
@@ -225,7 +198,7 @@ class PromptDetailScreen(Screen[None]):
         return None if r is None else response_item(r)
 
 
-class ResponseDetailScreen(Screen[None]):
+class ResponseDetailScreen(AppScreen):
     """A response and its N judgements side by side, ``WINDOW`` at a time (←/→ scroll)."""
 
     WINDOW = 4
@@ -310,10 +283,11 @@ class ResponseDetailScreen(Screen[None]):
 
     def action_view_text(self) -> None:
         if self.response.judgements:
-            self.app.show_judgement(self.response.judgements[self.selected])  # type: ignore[attr-defined]
+            self.controller.show_judgement(self.response.judgements[self.selected])
 
-    def battles_ready(self) -> None:
-        self._draw()
+    def on_battles_ready(self, message: BattlesReady) -> None:
+        if message.focus is self.focus_data:
+            self._draw()
 
     def export_current(self) -> dict[str, Any] | None:
         return response_item(self.response)

@@ -10,6 +10,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
+from .state import controller_of
 from .text import lit
 
 
@@ -51,4 +52,4 @@ class TextModal(ModalScreen[None]):
         self.notify(f"copied {len(self.body)} characters to the clipboard")
 
     def action_export(self) -> None:
-        self.app.export_item(self.item)  # type: ignore[attr-defined]
+        controller_of(self.app).export_item(self.item)

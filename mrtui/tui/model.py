@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -33,55 +33,10 @@ class IterationRow:
     responses: int = 0
     judgements: int = 0
     verdicts: int = 0
-    failures: int = 0
+    failures: int = 0  # failed requests (retried on resume)
+    skipped: int = 0  # units skipped for good (UnitSkipped)
     training: str = "-"
     steps: int = 0
-
-
-@dataclass
-class Health:
-    """Additive per-iteration counters, so a live log only needs its new events scanned."""
-
-    scores: list[int] = field(default_factory=lambda: [0] * 6)  # score 0..5 (rounded)
-    judgements: int = 0
-    unparsed: int = 0
-    fallback: int = 0
-    responses: int = 0
-    response_chars: int = 0
-    meta_a: int = 0
-    meta_b: int = 0
-    meta_tie: int = 0
-    meta_unparsed: int = 0
-
-    def add(self, other: Health) -> None:
-        self.scores = [a + b for a, b in zip(self.scores, other.scores, strict=True)]
-        for f in fields(self):
-            if f.name != "scores":
-                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
-
-    @property
-    def mean_chars(self) -> float | None:
-        return self.response_chars / self.responses if self.responses else None
-
-    @property
-    def parse_fail_rate(self) -> float | None:
-        return self.unparsed / self.judgements if self.judgements else None
-
-    @property
-    def meta_fail_rate(self) -> float | None:
-        total = self.meta_a + self.meta_b + self.meta_tie + self.meta_unparsed
-        return self.meta_unparsed / total if total else None
-
-    @property
-    def first_win_rate(self) -> float | None:
-        """Share of decided meta verdicts won by the judgement shown first (A)."""
-        decided = self.meta_a + self.meta_b
-        return self.meta_a / decided if decided else None
-
-    @property
-    def share_fives(self) -> float | None:
-        valid = sum(self.scores)
-        return self.scores[5] / valid if valid else None
 
 
 @dataclass

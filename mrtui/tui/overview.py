@@ -8,11 +8,15 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Log, Static
 
-from .model import EventRow, Health, Overview
+from mrtui.store.health import Health
+
+from .base import AppScreen, StatusBar
+from .messages import HealthRead, OverviewRead, RecentRead, RunLogLine
+from .model import EventRow, Overview
 from .plots import HealthPlots
+from .state import Losses
 from .text import lit, num, one_line, pct
 
 COLUMNS = (
@@ -33,17 +37,7 @@ COLUMNS = (
 PERCENT = ("judge fail", "1st wins", "5s")
 
 
-class StatusBar(Static):
-    DEFAULT_CSS = """
-    StatusBar { height: 1; background: $boost; color: $text; padding: 0 1; }
-    StatusBar.-stale { background: $warning 40%; }
-    """
-
-    def on_mount(self) -> None:
-        self.app.update_status()  # type: ignore[attr-defined]
-
-
-class OverviewScreen(Screen[None]):
+class OverviewScreen(AppScreen):
     DEFAULT_CSS = """
     OverviewScreen #iterations { height: auto; max-height: 12; }
     OverviewScreen #run-log { height: 6; border-top: solid $panel; display: none; }
@@ -89,10 +83,10 @@ class OverviewScreen(Screen[None]):
                 f"{row.responses}/{expected_r}" if expected_r else str(row.responses),
                 f"{row.judgements}/{expected_j}" if expected_j else str(row.judgements),
                 str(row.verdicts),
-                str(row.failures),
-                pct(h.parse_fail_rate) if h else "…",
-                pct(h.first_win_rate) if h else "…",
-                pct(h.share_fives) if h else "…",
+                f"{row.failures} ({row.skipped} skipped)" if row.skipped else str(row.failures),
+                pct(h.judge_parse_failure_rate) if h else "…",
+                pct(h.first_position_win_rate) if h else "…",
+                pct(h.share_of_fives) if h else "…",
                 lit(row.training + (f" ({row.steps} steps)" if row.steps else "")),
                 key=str(row.iteration),
             )
@@ -105,7 +99,8 @@ class OverviewScreen(Screen[None]):
         )
         if health:
             last = health[max(health)]
-            hint += f" · mean length {num(last.mean_chars, '{:.0f}')} chars in the last iteration"
+            chars = num(last.mean_response_chars, "{:.0f}")
+            hint += f" · mean length {chars} chars in the last iteration"
         self.query_one("#hint", Static).update(lit(hint))
 
     def show_recent(self, rows: list[EventRow]) -> None:
@@ -127,7 +122,7 @@ class OverviewScreen(Screen[None]):
                 one_line(r.preview, 80),
             )
 
-    def show_plots(self, health: dict[int, Health], losses: dict[int, list[tuple[int, float]]]):
+    def show_plots(self, health: dict[int, Health], losses: Losses) -> None:
         self.query_one(HealthPlots).update(health, losses)
 
     def run_log(self, line: str) -> None:
@@ -135,6 +130,22 @@ class OverviewScreen(Screen[None]):
         log.add_class("-visible")
         log.write_line(line)
 
+    # -- what the app read --------------------------------------------------------------------
+    def on_overview_read(self, message: OverviewRead) -> None:
+        self.show(message.overview, message.health)
+        self.state.mark_first_screen()
+
+    def on_recent_read(self, message: RecentRead) -> None:
+        self.show_recent(message.rows)
+
+    def on_health_read(self, message: HealthRead) -> None:
+        self.show(message.overview, message.health)
+        self.show_plots(message.health, message.losses)
+
+    def on_run_log_line(self, message: RunLogLine) -> None:
+        self.run_log(message.line)
+
+    # -- keys and mouse -------------------------------------------------------------------------
     @on(DataTable.RowSelected, "#iterations")
     def _iteration_selected(self, _: DataTable.RowSelected) -> None:
         self.action_open_iteration()
@@ -143,4 +154,4 @@ class OverviewScreen(Screen[None]):
         table = self.query_one("#iterations", DataTable)
         if table.row_count:
             key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-            self.app.open_prompts(iteration=int(key or 1))  # type: ignore[attr-defined]
+            self.controller.open_prompts(iteration=int(key or 1))

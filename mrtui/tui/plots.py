@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 from textual.containers import Grid
 from textual_plotext import PlotextPlot
 
-from .model import Health
+from mrtui.store.health import Health
 
 PLOTS = (
     ("scores", "judge scores 0-5"),
@@ -44,11 +44,11 @@ class HealthPlots(Grid):
         titles = dict(PLOTS)
         if its:
             last = health[its[-1]]
-            titles["parse"] += f" · it{its[-1]} {_pct(last.parse_fail_rate)}/" + _pct(
-                last.meta_fail_rate
+            titles["parse"] += f" · it{its[-1]} {_pct(last.judge_parse_failure_rate)}/" + _pct(
+                last.meta_parse_failure_rate
             )
-            titles["first"] += f" · it{its[-1]} {_pct(last.first_win_rate)}"
-            titles["fives"] += f" · it{its[-1]} {_pct(last.share_fives)}"
+            titles["first"] += f" · it{its[-1]} {_pct(last.first_position_win_rate)}"
+            titles["fives"] += f" · it{its[-1]} {_pct(last.share_of_fives)}"
         for name in titles:
             w = self._plot(name)
             w.plt.clear_figure()
@@ -61,21 +61,25 @@ class HealthPlots(Grid):
                 labels=labels,
             )
             p = self._plot("length").plt
-            p.bar(labels, [round(health[i].mean_chars or 0) for i in its], width=0.4)
+            p.bar(labels, [round(health[i].mean_response_chars or 0) for i in its], width=0.4)
             p = self._plot("parse").plt
             p.multiple_bar(
                 labels,
                 [
-                    [round(100 * (health[i].parse_fail_rate or 0), 1) for i in its],
-                    [round(100 * (health[i].meta_fail_rate or 0), 1) for i in its],
+                    [round(100 * (health[i].judge_parse_failure_rate or 0), 1) for i in its],
+                    [round(100 * (health[i].meta_parse_failure_rate or 0), 1) for i in its],
                 ],
                 labels=["judge", "meta"],
             )
             p = self._plot("first").plt
-            p.bar(labels, [round(100 * (health[i].first_win_rate or 0), 1) for i in its], width=0.4)
+            p.bar(
+                labels,
+                [round(100 * (health[i].first_position_win_rate or 0), 1) for i in its],
+                width=0.4,
+            )
             p.ylim(0, 100)
             p = self._plot("fives").plt
-            p.bar(labels, [round(100 * (health[i].share_fives or 0), 1) for i in its], width=0.4)
+            p.bar(labels, [round(100 * (health[i].share_of_fives or 0), 1) for i in its], width=0.4)
             p.ylim(0, 100)
         p = self._plot("loss").plt
         for it in sorted(losses):

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from .model import PromptRow, PromptStats
-from .overview import StatusBar
+from .base import AppScreen, StatusBar
+from .messages import IndexReady
+from .model import PromptRow
+from .source import LogSource
 from .text import lit, num, one_line
 
 PAGE = 100
+# what LogSource.prompts and prompt_count filter on: iteration, search, keys, exclude the keys
+Query = tuple[int | None, str, list[str] | None, bool]
 PAIR_FILTERS = ("all", "has pair", "no pair", "actor pair", "judge pair")
 
 
-class PromptListScreen(Screen[None]):
+class PromptListScreen(AppScreen):
     DEFAULT_CSS = """
     PromptListScreen #filters { height: 3; }
     PromptListScreen #search { width: 1fr; }
@@ -65,8 +70,8 @@ class PromptListScreen(Screen[None]):
     def _filter_keys(self) -> tuple[list[str] | None, bool]:
         if self.pair_filter == "all":
             return None, False
-        index: dict[tuple[str, int], PromptStats] | None = self.app.index  # type: ignore[attr-defined]
-        if index is None or (self.pair_filter != "actor pair" and not self.app.index_judge):  # type: ignore[attr-defined]
+        index, judged = self.state.index, self.state.index_judge
+        if index is None or (self.pair_filter != "actor pair" and not judged):
             return None, False
         want = {
             "has pair": lambda s: s.actor_pair or s.judge_pair,
@@ -92,12 +97,13 @@ class PromptListScreen(Screen[None]):
         keys, exclude = self._filter_keys()
         self._filtered_without_index = self.pair_filter != "all" and keys is None
         self._loading = True
-        query = (self.iteration, self.search, keys, exclude)
-        self.load_page(self.generation, query, offset, fresh)
+        query: Query = (self.iteration, self.search, keys, exclude)
+        self.load_page(self.controller.source, self.generation, query, offset, fresh)
 
     @work(thread=True, group="prompt-page")
-    def load_page(self, generation: int, query: tuple, offset: int, fresh: bool) -> None:
-        src = self.app.source  # type: ignore[attr-defined]
+    def load_page(
+        self, src: LogSource, generation: int, query: Query, offset: int, fresh: bool
+    ) -> None:
         try:
             total = src.prompt_count(*query) if fresh else None
             rows = src.prompts(*query, offset, PAGE)
@@ -109,7 +115,7 @@ class PromptListScreen(Screen[None]):
     def _page_failed(self, generation: int, exc: BaseException) -> None:
         if generation == self.generation:
             self._loading = False
-        self.app.read_failed(exc)  # type: ignore[attr-defined]
+        self.controller.read_failed(exc)
 
     def _add_rows(
         self, generation: int, offset: int, rows: list[PromptRow], total: int | None
@@ -118,10 +124,9 @@ class PromptListScreen(Screen[None]):
             return  # a page from before a filter change, or one already added
         if total is not None:
             self.total = total
-        index = self.app.index or {}  # type: ignore[attr-defined]
         table = self.query_one("#prompts", DataTable)
         for r in rows:
-            best, worst, pairs = self._stat_cells(index, r.prompt_key)
+            best, worst, pairs = self._stat_cells(r.prompt_key)
             table.add_row(
                 str(r.index),
                 one_line(r.source_id, 16),
@@ -138,22 +143,14 @@ class PromptListScreen(Screen[None]):
         if offset == 0:
             self._preview()
 
-    def _stat_cells(self, index: dict, key: str) -> tuple[str, str, str]:
-        stats = self._stats(index, key)
+    def _stat_cells(self, key: str) -> tuple[str, str, str]:
+        stats = self.state.prompt_stats(key, self.iteration)
         if stats is None:
             return "…", "…", "…"
-        judged = self.app.index_judge  # type: ignore[attr-defined]
         pairs = ("A" if stats.actor_pair else "·") + (
-            ("J" if stats.judge_pair else "·") if judged else "…"
+            ("J" if stats.judge_pair else "·") if self.state.index_judge else "…"
         )
         return num(stats.best), num(stats.worst), pairs
-
-    def _stats(self, index: dict, key: str) -> PromptStats | None:
-        if not index:
-            return None
-        if self.iteration is not None:
-            return index.get((key, self.iteration), PromptStats())
-        return self.app.index_all.get(key, PromptStats())  # type: ignore[attr-defined]
 
     def _update_info(self) -> None:
         it = "all" if self.iteration is None else str(self.iteration)
@@ -180,7 +177,7 @@ class PromptListScreen(Screen[None]):
         text.update(lit(row.preview + ("…" if len(row.preview) >= 400 else "")))
         i = self.query_one("#prompts", DataTable).cursor_row
         after = [self.rows[i + 1].prompt_key] if 0 <= i < len(self.rows) - 1 else []
-        self.app.prefetch(row.prompt_key, *after)  # type: ignore[attr-defined]
+        self.controller.prefetch(row.prompt_key, *after)
 
     def current(self) -> PromptRow | None:
         table = self.query_one("#prompts", DataTable)
@@ -204,10 +201,10 @@ class PromptListScreen(Screen[None]):
     def action_open(self) -> None:
         row = self.current()
         if row is not None:
-            self.app.open_prompt(row.prompt_key, self.iteration)  # type: ignore[attr-defined]
+            self.controller.open_prompt(row.prompt_key, self.iteration)
 
     def action_cycle_iteration(self) -> None:
-        its = [None, *self.app.iterations()]  # type: ignore[attr-defined]
+        its = [None, *self.state.iterations()]
         i = its.index(self.iteration) if self.iteration in its else 0
         self.iteration = its[(i + 1) % len(its)]
         self.reload()
@@ -223,22 +220,21 @@ class PromptListScreen(Screen[None]):
         else:
             self.app.pop_screen()
 
-    def index_ready(self) -> None:
+    def on_index_ready(self, _: IndexReady) -> None:
         """The app computed (or refreshed) the pair index: fill the score and pair columns in
         place, keeping the cursor and the loaded pages; only a pair filter that was waiting
         for the index reloads the list."""
         if self.pair_filter != "all" and self._filtered_without_index:
             self.reload()
             return
-        index = self.app.index or {}  # type: ignore[attr-defined]
         table = self.query_one("#prompts", DataTable)
         for r in self.rows:
             for col, value in zip(
-                ("best", "worst", "pairs"), self._stat_cells(index, r.prompt_key), strict=True
+                ("best", "worst", "pairs"), self._stat_cells(r.prompt_key), strict=True
             ):
                 table.update_cell(r.prompt_key, col, value)
         self._update_info()
 
-    def export_current(self) -> dict | None:
+    def export_current(self) -> dict[str, Any] | None:
         row = self.current()
         return None if row is None else {"prompt_key": row.prompt_key, "index": row.index}

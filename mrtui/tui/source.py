@@ -9,7 +9,6 @@ prompt's details are read by :mod:`mrtui.tui.focus`.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import socket
@@ -19,10 +18,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from mrtui.store.health import Health
+
 from .focus import apply_battles, battle_keys, read_battles, read_focus, scope
 from .model import (
     EventRow,
-    Health,
     IterationRow,
     Overview,
     PromptFocus,
@@ -38,7 +38,7 @@ def writer_info(path: Path) -> WriterInfo | None:
     """The live writer of ``path``, if any: this process, or a process holding its lock."""
     from mrtui.store import db
 
-    if str(path.resolve()) in db._WRITING:
+    if db.written_here(path):
         return WriterInfo(os.getpid(), socket.gethostname(), "", "", in_process=True)
     lock = path.with_name(path.name + ".lock")
     try:
@@ -157,6 +157,7 @@ class LogSource:
             "JudgementRecorded": "judgements",
             "MetaVerdictRecorded": "verdicts",
             "RequestFailed": "failures",
+            "UnitSkipped": "skipped",
             "TrainingStepLogged": "steps",
         }
         for it, etype, n in counts:
@@ -182,22 +183,22 @@ class LogSource:
 
     # -- health (incremental) -----------------------------------------------------------------
     def health(self) -> dict[int, Health]:
-        """Per-iteration health counters of the current run; only events newer than the last
-        call are scanned, so refreshing a live log is cheap."""
+        """Per-iteration health of the current run (``mrtui.store.health``, the definition
+        `mrtui status` uses too); only events newer than the last call are counted, so
+        refreshing a live log is cheap."""
+        from mrtui.store import health as store_health
+
         with self._health_lock:  # one scan at a time, each event counted once
             with self._con() as con:
                 top = con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchall()[0][0]
                 if top < self._health_seq:  # a different file now sits at this path
                     self._health, self._health_seq = {}, 0
-                rows = con.execute(_HEALTH_SQL, {"lo": self._health_seq, "hi": top}).fetchall()
-            new: dict[tuple[str, int], Health] = {}
-            for run, it, etype, a, b, n, chars in rows:
-                _count(new.setdefault((run, it), Health()), etype, a, b, n, chars)
+                new = store_health.read(con, self._health_seq, top)
             for k, h in new.items():  # applied only once the whole scan went through
                 self._health.setdefault(k, Health()).add(h)
             self._health_seq = top
             return {
-                it: dataclasses.replace(h, scores=list(h.scores))
+                it: Health(dict(h.counts))
                 for (run, it), h in self._health.items()
                 if run == self.run_id
             }
@@ -350,52 +351,12 @@ class LogSource:
         return focus
 
 
-_HEALTH_SQL = """
-WITH new AS (SELECT * FROM events WHERE seq > $lo AND seq <= $hi AND iteration IS NOT NULL)
-SELECT run_id, iteration, event_type, NULL, NULL, count(*), sum(length(text))
-FROM new WHERE event_type = 'ResponseGenerated' GROUP BY ALL
-UNION ALL
-SELECT run_id, iteration, event_type, v[1], v[2], count(*), NULL
-FROM (SELECT *, json_extract_string(payload, ['score', 'fallback_used']) AS v
-      FROM new WHERE event_type = 'JudgementRecorded')
-GROUP BY ALL
-UNION ALL
-SELECT run_id, iteration, event_type, v[1], v[2], count(*), NULL
-FROM (SELECT *, json_extract_string(payload, ['winner', 'parse_error']) AS v
-      FROM new WHERE event_type = 'MetaVerdictRecorded')
-GROUP BY ALL
-"""
-
-
 def _int(v: Any) -> int:
     """A logged count, or 0 where a hand-edited log holds something else."""
     try:
         return int(v)
     except (TypeError, ValueError):
         return 0
-
-
-def _count(h: Health, etype: str, a: Any, b: Any, n: int, chars: Any) -> None:
-    """Add one row of ``_HEALTH_SQL`` to ``h``."""
-    if etype == "ResponseGenerated":
-        h.responses += n
-        h.response_chars += int(chars or 0)
-    elif etype == "JudgementRecorded":
-        h.judgements += n
-        try:
-            h.scores[min(5, max(0, round(float(a))))] += n
-        except (TypeError, ValueError):  # no score, or not a number: unparsed
-            h.unparsed += n
-        if b == "true":
-            h.fallback += n
-    elif a == "A":
-        h.meta_a += n
-    elif a == "B":
-        h.meta_b += n
-    elif b == "tie":
-        h.meta_tie += n
-    else:
-        h.meta_unparsed += n
 
 
 def _like_escape(text: str) -> str:

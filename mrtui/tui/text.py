@@ -10,7 +10,7 @@ from typing import Any
 
 from rich.text import Text
 
-from mrtui.cli.output import safe
+from mrtui.untrusted import safe
 
 
 def lit(value: Any, style: str = "") -> Text:

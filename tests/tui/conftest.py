@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import ExportStub, FakeBackend, TrainResultStub
+from fakes import FakeBackend
 
 from mrtui.backends.base import Request, Result
+from mrtui.backends.export import ExportResult
+from mrtui.backends.training import TrainResult
 from mrtui.loop.runner import Runner
 from mrtui.loop.settings import IterationSettings, RunSettings
 from mrtui.loop.stages import ModelIdentity
@@ -94,7 +96,7 @@ class FakeTrainer:
 
     def train(
         self, base: Path, pairs: list[Any], out_dir: Path, settings: Any, on_step: Any = None
-    ) -> TrainResultStub:
+    ) -> TrainResult:
         from mrtui.backends.training import StepMetrics
 
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -105,7 +107,7 @@ class FakeTrainer:
                 )
             )
         (out_dir / "weights").write_text(f"{base}|{len(pairs)}")
-        return TrainResultStub(
+        return TrainResult(
             out_dir,
             hashlib.sha256(str(out_dir).encode()).hexdigest(),
             TRAIN_STEPS,
@@ -114,11 +116,12 @@ class FakeTrainer:
         )
 
 
-def fake_export(model_dir: Path, base_gguf: Path, out: Path, outtype: str) -> ExportStub:
+def fake_export(model_dir: Path, base_gguf: Path, out: Path, outtype: str) -> ExportResult:
     out.parent.mkdir(parents=True, exist_ok=True)
     # from the weights, not the (random) folder name, so every build logs the same model
     out.write_text(f"gguf of {(model_dir / 'weights').read_text()}")
-    return ExportStub(out, hashlib.sha256(out.read_bytes()).hexdigest(), outtype)
+    sha = hashlib.sha256(out.read_bytes()).hexdigest()
+    return ExportResult(out, sha, outtype, n_tensors=0, wall_s=0.01)
 
 
 def _sha(ref: str) -> str:

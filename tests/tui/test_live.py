@@ -131,9 +131,9 @@ async def test_watching_a_log_another_process_writes(tmp_path: Path) -> None:
             await until(pilot, lambda: recent.row_count and recent.get_row_at(0)[0] == str(final))
             status, stale = app.status_text()
             assert not stale, status
-            assert app.health and sum(app.health[1].scores) + app.health[1].unparsed == (
-                app.overview.iterations[0].judgements
-            )
+            assert app.health and sum(app.health[1].scores) + app.health[1].judgements - app.health[
+                1
+            ].valid_judgements == (app.overview.iterations[0].judgements)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from mrtui.store import EventLog, NewEvent, connect
-from mrtui.tui.model import Health, PromptFocus, WriterInfo
+from mrtui.store.health import COUNTERS, Health
+from mrtui.tui.model import PromptFocus, WriterInfo
 from mrtui.tui.source import LogSource, writer_info
 
 from .conftest import (
@@ -132,13 +133,13 @@ def _expected_health(db: Path, run_id: str = RUN_ID) -> dict[int, dict[str, Any]
 def _as_dict(h: Health) -> dict[str, Any]:
     return {
         "judgements": h.judgements,
-        "unparsed": h.unparsed,
-        "fallback": h.fallback,
+        "unparsed": h.judgements - h.valid_judgements,
+        "fallback": h.fallback_judgements,
         "scores": list(h.scores),
-        "meta_a": h.meta_a,
-        "meta_b": h.meta_b,
-        "meta_tie": h.meta_tie,
-        "meta_unparsed": h.meta_unparsed,
+        "meta_a": h.first_wins,
+        "meta_b": h.second_wins,
+        "meta_tie": h.verdict_ties,
+        "meta_unparsed": h.verdicts - h.first_wins - h.second_wins - h.verdict_ties,
         "responses": h.responses,
         "response_chars": h.response_chars,
     }
@@ -222,32 +223,45 @@ def test_health_starts_over_when_a_smaller_log_replaces_the_file(
     assert fresh[1]["responses"] == K
 
 
-def test_health_properties() -> None:
-    h = Health(
-        scores=[1, 0, 2, 0, 3, 4],
+def _health(**counts: int) -> Health:
+    h = Health()
+    h.counts.update(counts)
+    return h
+
+
+def test_health_rates() -> None:
+    h = _health(
+        scores_0=1,
+        scores_2=2,
+        scores_4=3,
+        scores_5=4,
+        valid_judgements=10,
         judgements=12,
-        unparsed=2,
         responses=4,
         response_chars=100,
-        meta_a=6,
-        meta_b=2,
-        meta_tie=1,
-        meta_unparsed=1,
+        first_wins=6,
+        second_wins=2,
+        verdict_ties=1,
+        verdicts=10,
     )
-    assert h.first_win_rate == pytest.approx(6 / 8)
-    assert h.share_fives == pytest.approx(4 / 10)
-    assert h.parse_fail_rate == pytest.approx(2 / 12)
-    assert h.meta_fail_rate == pytest.approx(1 / 10)
-    assert h.mean_chars == pytest.approx(25.0)
+    assert h.first_position_win_rate == pytest.approx(6 / 8)
+    assert h.share_of_fives == pytest.approx(4 / 10)
+    assert h.judge_parse_failure_rate == pytest.approx(2 / 12)
+    assert h.meta_parse_failure_rate == pytest.approx(1 / 10)
+    assert h.meta_tie_rate == pytest.approx(1 / 10)
+    assert h.mean_response_chars == pytest.approx(25.0)
+    assert h.scores == [1, 0, 2, 0, 3, 4]
     empty = Health()
-    assert empty.first_win_rate is None and empty.share_fives is None
-    assert empty.parse_fail_rate is None and empty.meta_fail_rate is None
-    assert empty.mean_chars is None
+    assert empty.first_position_win_rate is None and empty.share_of_fives is None
+    assert empty.judge_parse_failure_rate is None and empty.meta_parse_failure_rate is None
+    assert empty.mean_response_chars is None
     total = Health()
     total.add(h)
     total.add(h)
     assert total.scores == [2, 0, 4, 0, 6, 8] and total.judgements == 24
-    assert total.first_win_rate == h.first_win_rate and total.meta_tie == 2
+    assert total.first_position_win_rate == h.first_position_win_rate
+    assert total.verdict_ties == 2
+    assert set(total.as_dict()) >= set(COUNTERS)
 
 
 # -- training -----------------------------------------------------------------------------
