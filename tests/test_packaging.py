@@ -66,8 +66,10 @@ def test_wheel_install_loads_assets_from_the_installed_package(tmp_path: Path) -
     info = json.loads(out.stdout)
     assert info["mrtui"].startswith(str(site))
     assert len(info["judge"]) == 64 and info["demo"] and info["prompts"]
-    assert info["views"] == sorted(p.name for p in (ROOT / "store" / "views").glob("*.sql"))
-    assert info["migrations"] == ["0001_events.sql"]
+    files = [p.name for p in (ROOT / "store" / "views").glob("*.sql")]
+    assert info["views"] == sorted([*files, "70_health.sql"])  # the health views are generated
+    assert info["migrations"] == sorted(p.name for p in (ROOT / "store/migrations").glob("*.sql"))
+    assert info["migrations"][-1] == "0002_typed_columns.sql"
     assert info["tui"].startswith(str(site))  # the TUI package is in the wheel
 
 
