@@ -120,8 +120,8 @@ def run_mrtui(
         t0 = time.perf_counter()
         actor = stages.actor(prompts)
         t1 = time.perf_counter()
-        responses = runner._responses(1)
-        judge = stages.judge(responses)
+        responses, judged = runner._responses(1, s, templates["judge"].sha256, model.sha256)
+        judge = stages.judge(responses, judged)
         log.flush()
         t2 = time.perf_counter()
         rows = log.query(

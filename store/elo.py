@@ -1,13 +1,15 @@
 """Bradley–Terry fit of judgement strengths, registered into DuckDB as ``mrtui_bt``.
 
-For one meta-judged response with n judgements, ``w`` is the row-major n×n matrix of weighted
-wins (w[m][n] = B_mn). We maximise Σ B_mn·log σ(ε_m − ε_n) plus a weak prior: every judgement
+For one meta-judged response with n judgements, the weighted wins w[m][n] = B_mn arrive as
+sparse cells (only B_mn > 0). We maximise Σ B_mn·log σ(ε_m − ε_n) plus a weak prior: every judgement
 also plays one virtual game (half won, half lost) against a fixed opponent of strength ε = 0.
 Without the prior a judgement that wins every comparison has ε = +∞; with it the maximum is
 unique and finite and the ranking is the MLE's wherever the MLE is finite.
 
 Fitting uses Newton's method vectorised over many responses at once, so the SQL view
-``judgement_elo`` can fit every response of a large log in one pass.
+``judgement_elo`` can fit every response of a large log in one pass. The UDF receives a batch
+of responses at a time; they are padded to the largest n of the batch (a judgement with no
+games keeps ε = 0 from the prior).
 """
 
 from __future__ import annotations
@@ -45,35 +47,45 @@ def fit_bt(w: Any) -> Any:
     return eps
 
 
-def _bt_arrow(n: Any, w: Any) -> Any:
-    """Arrow-vectorised UDF body: n INTEGER, w DOUBLE[] (n*n, row-major) -> DOUBLE[] (n)."""
+def _bt_arrow(n: Any, i: Any, k: Any, w: Any) -> Any:
+    """Arrow-vectorised UDF body: n INTEGER, and the weighted wins as sparse cells i INTEGER[],
+    k INTEGER[], w DOUBLE[] (w[m][n] for 1-based m = i, n = k) -> ε DOUBLE[] (n)."""
     import numpy as np
     import pyarrow as pa
 
+    def flat(a: Any) -> tuple[Any, Any]:
+        a = a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a
+        return a.offsets.to_numpy(), a.values.to_numpy(zero_copy_only=False)
+
     n_np = n.to_numpy(zero_copy_only=False).astype(np.int64)
-    w_arr = w.combine_chunks() if isinstance(w, pa.ChunkedArray) else w
-    offsets = w_arr.offsets.to_numpy()
-    flat = w_arr.values.to_numpy(zero_copy_only=False)
+    offsets, rows = flat(i)
+    _, cols = flat(k)
+    _, weights = flat(w)
     size = int(n_np.max(initial=0))
     batch = np.zeros((len(n_np), size, size))
-    for row, k in enumerate(n_np):
-        start = offsets[row]
-        batch[row, :k, :k] = flat[start : start + k * k].reshape(k, k)
+    owner = np.repeat(np.arange(len(n_np)), np.diff(offsets))
+    # one cell per ordered pair of a response, so plain assignment fills the matrices
+    batch[owner, rows.astype(np.int64) - 1, cols.astype(np.int64) - 1] = weights
     eps = fit_bt(batch) if size else batch[:, :0, 0]
-    return pa.array(
-        [eps[row, :k].tolist() for row, k in enumerate(n_np)], type=pa.list_(pa.float64())
-    )
+    keep = np.arange(size)[None, :] < n_np[:, None]  # each response's own n strengths
+    out_offsets = np.concatenate([[0], np.cumsum(n_np)]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(out_offsets), pa.array(eps[keep]))
 
 
 def register(con: Any) -> None:
-    """Make ``mrtui_bt(n, w)`` available on a DuckDB connection."""
+    """Make ``mrtui_bt(n, i, k, w)`` available on a DuckDB connection."""
     import duckdb
 
     try:
         con.create_function(
             "mrtui_bt",
             _bt_arrow,
-            [duckdb.sqltype("INTEGER"), duckdb.sqltype("DOUBLE[]")],
+            [
+                duckdb.sqltype("INTEGER"),
+                duckdb.sqltype("INTEGER[]"),
+                duckdb.sqltype("INTEGER[]"),
+                duckdb.sqltype("DOUBLE[]"),
+            ],
             duckdb.sqltype("DOUBLE[]"),
             type="arrow",
         )

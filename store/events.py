@@ -34,6 +34,7 @@ TYPED_COLUMNS: dict[str, str] = {
     "finish_reason": "VARCHAR",
     "model_sha256": "VARCHAR",
     "template_sha256": "VARCHAR",
+    "text_chars": "INTEGER",  # length of ``text`` (every event that has text)
 }
 
 # The meta-judge parser's error for a verdict that names no single winner (a tie): not a
@@ -386,18 +387,17 @@ class NewEvent:
 
     def typed_values(self) -> tuple[Any, ...]:
         """The typed columns' values, in ``TYPED_COLUMNS`` order (None where not declared)."""
-        plan = _TYPED_PLAN.get(self.event_type)
-        if plan is None:
-            return _NO_TYPED
-        out = [None] * len(TYPED_COLUMNS)
+        out: list[Any] = [None] * len(TYPED_COLUMNS)
         p = self.payload
-        for i, src in plan:
+        for i, src in _TYPED_PLAN.get(self.event_type, ()):
             out[i] = self.parent_key if src == "parent_key" else p.get(src)
+        if self.text is not None:
+            out[_TEXT_CHARS] = len(self.text)
         return tuple(out)
 
 
-_NO_TYPED: tuple[Any, ...] = (None,) * len(TYPED_COLUMNS)
 _POSITION = {c: i for i, c in enumerate(TYPED_COLUMNS)}
+_TEXT_CHARS = _POSITION["text_chars"]
 # event type -> (column position, payload field) for each declared typed column
 _TYPED_PLAN: dict[str, tuple[tuple[int, str], ...]] = {
     t: tuple((_POSITION[col], src) for src, col in cls.COLUMNS.items())

@@ -26,7 +26,7 @@ _M = "event_type = 'MetaVerdictRecorded'"
 COUNTERS: dict[str, tuple[str, str]] = {
     "responses": (f"count(*) FILTER (WHERE {_R})", "responses generated"),
     "response_chars": (
-        f"coalesce(sum(length(text)) FILTER (WHERE {_R}), 0)",
+        f"coalesce(sum(text_chars) FILTER (WHERE {_R}), 0)",
         "characters of all responses",
     ),
     "truncated_responses": (

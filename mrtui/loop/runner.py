@@ -261,7 +261,8 @@ class Runner:
         )
         reports = [stages.actor(prompts)]
         if not self.cancel.cancelled:
-            reports.append(stages.judge(self._responses(iteration)))
+            todo, judged = self._responses(iteration, s, templates["judge"].sha256, model.sha256)
+            reports.append(stages.judge(todo, judged))
         if not self.cancel.cancelled:
             reports.append(stages.meta(self._targets(iteration, s)))
         complete = len(reports) == 3 and not any(r.failed or r.stopped for r in reports)
@@ -306,13 +307,38 @@ class Runner:
         return stage.run()
 
     # -- planning queries -----------------------------------------------------------------
-    def _responses(self, iteration: int) -> list[Any]:
-        return self.log.query(
-            "SELECT r.response_key, r.prompt_key, p.prompt, r.response FROM responses r "
-            "JOIN prompts p ON p.prompt_key = r.prompt_key AND p.run_id = r.run_id "
-            "WHERE r.run_id = ? AND r.iteration = ? ORDER BY p.seq, r.sample_index",
-            [self.settings.run_id, iteration],
-        )
+    def _responses(
+        self, iteration: int, s: IterationSettings, judge_sha: str, model_sha: str
+    ) -> tuple[list[Any], int]:
+        """The responses still to judge, and how many are fully judged already. A response
+        is fully judged when the log holds its N judgements from this judge template and
+        model (the iteration's sampling settings cannot change, see ``_start_iteration``), so
+        a resume over a million judgements plans keys only for the responses that lack some."""
+        run_id = self.settings.run_id
+        with self.log.reader() as con:
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE mrtui_judged AS SELECT parent_key AS response_key "
+                "FROM events WHERE event_type = 'JudgementRecorded' AND run_id = ? "
+                "AND iteration = ? AND template_sha256 = ? AND model_sha256 = ? "
+                "AND item_index >= 0 AND item_index < ? "
+                "GROUP BY parent_key HAVING count(DISTINCT item_index) = ?",
+                [run_id, iteration, judge_sha, model_sha, s.n, s.n],
+            )
+            todo = con.execute(
+                "SELECT r.response_key, r.prompt_key, p.prompt, r.response FROM responses r "
+                "JOIN prompts p ON p.prompt_key = r.prompt_key AND p.run_id = r.run_id "
+                "WHERE r.run_id = ? AND r.iteration = ? "
+                "AND r.response_key NOT IN (SELECT response_key FROM mrtui_judged) "
+                "ORDER BY p.seq, r.sample_index",
+                [run_id, iteration],
+            ).fetchall()
+            judged = con.execute(
+                "SELECT count(*) FROM mrtui_judged j JOIN responses r USING (response_key) "
+                "WHERE r.run_id = ? AND r.iteration = ?",
+                [run_id, iteration],
+            ).fetchall()[0][0]
+            con.execute("DROP TABLE mrtui_judged")
+        return todo, judged
 
     def _targets(self, iteration: int, s: IterationSettings) -> list[Any]:
         """Meta-judge targets of prompts whose K×N judgements are all in the log."""

@@ -171,14 +171,17 @@ class Stages:
             )
         return prov
 
-    def _execute(self, stage: str, planned: Sequence[Planned], build: Builder) -> StageReport:
+    def _execute(
+        self, stage: str, planned: Sequence[Planned], build: Builder, already: int = 0
+    ) -> StageReport:
+        """Run the planned units the log does not hold; ``already`` counts units the caller
+        found complete without planning them (they are reported as skipped)."""
         done = self.log.completed_keys()
         todo = [build(key, args) for key, args in planned if key not in done]
-        report = StageReport(
-            self.iteration, stage, planned=len(planned), skipped=len(planned) - len(todo)
-        )
-        self.progress(StageBegan(self.iteration, stage, len(planned), report.skipped))
-        started = ev.StageStarted(stage=stage, planned=len(planned), todo=len(todo))
+        total = len(planned) + already
+        report = StageReport(self.iteration, stage, planned=total, skipped=total - len(todo))
+        self.progress(StageBegan(self.iteration, stage, total, report.skipped))
+        started = ev.StageStarted(stage=stage, planned=total, todo=len(todo))
         self.log.append([started.event(self.run_id, iteration=self.iteration)])
         t0 = time.perf_counter()
         if todo and not self.cancel.cancelled:
@@ -359,9 +362,12 @@ class Stages:
         ]
 
     # -- judge ----------------------------------------------------------------------------
-    def judge(self, responses: Sequence[tuple[str, str, str, str]]) -> StageReport:
+    def judge(
+        self, responses: Sequence[tuple[str, str, str, str]], already: int = 0
+    ) -> StageReport:
         """``responses``: (response_key, prompt_key, prompt text, response text). N each,
-        planned back to back so the backend can reuse the shared prompt."""
+        planned back to back so the backend can reuse the shared prompt. ``already``: responses
+        the caller found fully judged and left out (see ``Runner._responses``)."""
         tpl = self.templates["judge"]
         key = self.unit_keys("judge")
         planned = [(key(r[0], j), (*r, j)) for r in responses for j in range(self.s.n)]
@@ -385,7 +391,7 @@ class Stages:
                 int,
             )
 
-        return self._execute("judge", planned, build)
+        return self._execute("judge", planned, build, already * self.s.n)
 
     # -- meta-judge -----------------------------------------------------------------------
     def meta(

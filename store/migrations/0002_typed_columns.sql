@@ -16,6 +16,8 @@ ALTER TABLE events ADD COLUMN prompt_tokens_evaluated INTEGER;
 ALTER TABLE events ADD COLUMN finish_reason VARCHAR;
 ALTER TABLE events ADD COLUMN model_sha256 VARCHAR;
 ALTER TABLE events ADD COLUMN template_sha256 VARCHAR;
+ALTER TABLE events ADD COLUMN text_chars INTEGER;
+UPDATE events SET text_chars = length(text) WHERE text IS NOT NULL;
 UPDATE events SET
     prompt_key = CASE WHEN event_type = 'ResponseGenerated' THEN parent_key
                       ELSE payload->>'$.prompt_key' END,

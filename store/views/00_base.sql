@@ -1,6 +1,6 @@
 -- One row per logged unit, with its key. Hot fields come from the typed columns of `events`
--- (written at append time, migration 0002); the rest from the JSON payload, each as its own
--- expression so a query that does not select it never parses it.
+-- (written at append time, migration 0002); the rest from one parse of the JSON payload,
+-- which a query that selects none of them never does.
 
 CREATE OR REPLACE VIEW iteration_settings AS
 SELECT run_id, iteration, seq, created_at,
@@ -31,24 +31,24 @@ WHERE event_type = 'PromptAdded';
 
 CREATE OR REPLACE VIEW responses AS
 SELECT run_id, iteration, key AS response_key, parent_key AS prompt_key,
-       item_index AS sample_index, text AS response, length(text) AS response_chars,
+       item_index AS sample_index, text AS response, text_chars AS response_chars,
        prompt_tokens, completion_tokens, prompt_tokens_evaluated, finish_reason,
-       (payload->>'$.seed')::BIGINT AS seed, (payload->>'$.wall_s')::DOUBLE AS wall_s,
-       payload->>'$.model_id' AS model_id, model_sha256, payload->>'$.backend' AS backend,
-       payload->>'$.backend_version' AS backend_version, payload->>'$.template' AS template,
+       p.seed, p.wall_s, p.model_id, model_sha256, p.backend, p.backend_version, p.template,
        template_sha256, seq, created_at, payload
-FROM events WHERE event_type = 'ResponseGenerated';
+FROM (SELECT *, from_json(payload, '{"seed":"BIGINT","wall_s":"DOUBLE","model_id":"VARCHAR",
+        "backend":"VARCHAR","backend_version":"VARCHAR","template":"VARCHAR"}') AS p
+      FROM events WHERE event_type = 'ResponseGenerated');
 
 CREATE OR REPLACE VIEW judgements AS
 SELECT run_id, iteration, key AS judgement_key, parent_key AS response_key, prompt_key,
-       item_index AS judge_index, text AS judgement, length(text) AS judgement_chars,
+       item_index AS judge_index, text AS judgement, text_chars AS judgement_chars,
        score, parse_error, score IS NOT NULL AS valid, fallback_used,
        prompt_tokens, completion_tokens, prompt_tokens_evaluated, finish_reason,
-       (payload->>'$.seed')::BIGINT AS seed, (payload->>'$.wall_s')::DOUBLE AS wall_s,
-       payload->>'$.model_id' AS model_id, model_sha256, payload->>'$.backend' AS backend,
-       payload->>'$.backend_version' AS backend_version, payload->>'$.template' AS template,
+       p.seed, p.wall_s, p.model_id, model_sha256, p.backend, p.backend_version, p.template,
        template_sha256, seq, created_at, payload
-FROM events WHERE event_type = 'JudgementRecorded';
+FROM (SELECT *, from_json(payload, '{"seed":"BIGINT","wall_s":"DOUBLE","model_id":"VARCHAR",
+        "backend":"VARCHAR","backend_version":"VARCHAR","template":"VARCHAR"}') AS p
+      FROM events WHERE event_type = 'JudgementRecorded');
 
 CREATE OR REPLACE VIEW meta_verdicts AS
 SELECT run_id, iteration, key AS verdict_key, parent_key AS response_key, prompt_key,
@@ -57,11 +57,11 @@ SELECT run_id, iteration, key AS verdict_key, parent_key AS response_key, prompt
        CASE winner WHEN 'A' THEN 1 WHEN 'B' THEN -1 ELSE 0 END AS r,
        parse_error, fallback_used, text AS verdict, prompt_tokens,
        completion_tokens, prompt_tokens_evaluated, finish_reason,
-       (payload->>'$.seed')::BIGINT AS seed, (payload->>'$.wall_s')::DOUBLE AS wall_s,
-       payload->>'$.model_id' AS model_id, model_sha256, payload->>'$.backend' AS backend,
-       payload->>'$.backend_version' AS backend_version, payload->>'$.template' AS template,
+       p.seed, p.wall_s, p.model_id, model_sha256, p.backend, p.backend_version, p.template,
        template_sha256, seq, created_at, payload
-FROM events WHERE event_type = 'MetaVerdictRecorded';
+FROM (SELECT *, from_json(payload, '{"seed":"BIGINT","wall_s":"DOUBLE","model_id":"VARCHAR",
+        "backend":"VARCHAR","backend_version":"VARCHAR","template":"VARCHAR"}') AS p
+      FROM events WHERE event_type = 'MetaVerdictRecorded');
 
 -- Failed requests. A failed unit stays open and is retried on resume; `redone` says whether
 -- a later attempt completed it.

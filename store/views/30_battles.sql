@@ -6,41 +6,39 @@
 -- B_mn = ω1·[r_mn = +1] + ω2·[r_nm = -1]. One row per ordered pair (m, n).
 
 CREATE OR REPLACE MACRO judge_battles_with(weights_scope := NULL) AS TABLE
-WITH v AS (
-    SELECT mv.*, coalesce(weights_scope, st.weights_scope, 'response') AS scope
+WITH pairs AS (  -- each unordered pair of a meta-judged response once, the latest verdict of
+                 -- each order
+    SELECT mv.run_id, mv.iteration, mv.response_key, any_value(mv.prompt_key) AS prompt_key,
+           least(mv.first_key, mv.second_key) AS j1, greatest(mv.first_key, mv.second_key) AS j2,
+           arg_max(mv.r, mv.seq) FILTER (WHERE mv.first_key < mv.second_key) AS r12,
+           arg_max(mv.r, mv.seq) FILTER (WHERE mv.first_key > mv.second_key) AS r21,
+           arg_max(mv.verdict_key, mv.seq) FILTER (WHERE mv.first_key < mv.second_key) AS v12,
+           arg_max(mv.verdict_key, mv.seq) FILTER (WHERE mv.first_key > mv.second_key) AS v21
     FROM meta_verdicts mv
-    JOIN meta_targets t USING (run_id, iteration, response_key)
-    LEFT JOIN iteration_settings st USING (run_id, iteration)
-    QUALIFY row_number() OVER (PARTITION BY mv.response_key, mv.first_key, mv.second_key
-                               ORDER BY mv.seq DESC) = 1
+    SEMI JOIN meta_targets t ON t.response_key = mv.response_key AND t.run_id = mv.run_id
+                            AND t.iteration = mv.iteration
+    GROUP BY ALL
 ),
 scoped AS (
-    SELECT *, CASE WHEN scope = 'iteration' THEN '' ELSE response_key END AS scope_key
-    FROM v
+    SELECT p.*, CASE WHEN coalesce(weights_scope, st.weights_scope, 'response') = 'iteration'
+                     THEN '' ELSE p.response_key END AS scope_key
+    FROM pairs p
+    LEFT JOIN iteration_settings st USING (run_id, iteration)
 ),
-counts AS (
+counts AS (  -- verdicts won by the first / second shown judgement, each order counted once
     SELECT run_id, iteration, scope_key,
-           count(*) FILTER (WHERE r = 1)  AS win_1st,
-           count(*) FILTER (WHERE r = -1) AS win_2nd
-    FROM scoped GROUP BY ALL
-),
-pairs AS (  -- each unordered pair once, with the verdict of each order
-    SELECT run_id, iteration, response_key, prompt_key, scope_key,
-           least(first_key, second_key) AS j1, greatest(first_key, second_key) AS j2,
-           any_value(r) FILTER (WHERE first_key < second_key) AS r12,
-           any_value(r) FILTER (WHERE first_key > second_key) AS r21,
-           any_value(verdict_key) FILTER (WHERE first_key < second_key) AS v12,
-           any_value(verdict_key) FILTER (WHERE first_key > second_key) AS v21
+           count(*) FILTER (WHERE r12 = 1) + count(*) FILTER (WHERE r21 = 1) AS win_1st,
+           count(*) FILTER (WHERE r12 = -1) + count(*) FILTER (WHERE r21 = -1) AS win_2nd
     FROM scoped GROUP BY ALL
 ),
 ordered AS (
     SELECT run_id, iteration, response_key, prompt_key, scope_key, j1 AS judgement_m,
            j2 AS judgement_n, v12 AS verdict_mn_key, v21 AS verdict_nm_key, r12 AS r_mn,
            r21 AS r_nm
-    FROM pairs
+    FROM scoped
     UNION ALL
     SELECT run_id, iteration, response_key, prompt_key, scope_key, j2, j1, v21, v12, r21, r12
-    FROM pairs
+    FROM scoped
 )
 SELECT p.run_id, p.iteration, p.prompt_key, p.response_key, p.judgement_m, p.judgement_n,
        p.verdict_mn_key, p.verdict_nm_key, p.r_mn, p.r_nm, c.win_1st, c.win_2nd,
@@ -56,30 +54,37 @@ CREATE OR REPLACE VIEW judge_battles AS
 SELECT * FROM judge_battles_with();
 
 -- Bradley–Terry strengths ε of the valid judgements of each meta-judged response, fitted by
--- mrtui_bt (see store/elo.py); elo is the same ranking on the familiar 400/ln(10) scale.
+-- mrtui_bt (see store/elo.py) from the sparse weighted wins; elo is the same ranking on the
+-- familiar 400/ln(10) scale.
 CREATE OR REPLACE MACRO judgement_elo_with(weights_scope := NULL) AS TABLE
 WITH b AS (
     SELECT * FROM judge_battles_with(weights_scope := weights_scope)
 ),
 jj AS (
     SELECT j.run_id, j.iteration, j.prompt_key, j.response_key, j.judgement_key, j.judge_index,
-           j.score, j.judgement_chars,
+           j.score, j.judgement_chars, j.judgement, j.template_sha256,
            row_number() OVER (PARTITION BY j.response_key
                               ORDER BY j.judge_index, j.judgement_key) AS idx,
            count(*) OVER (PARTITION BY j.response_key) AS n
     FROM judgements j
-    WHERE j.valid AND j.response_key IN (SELECT response_key FROM b)
+    SEMI JOIN (SELECT DISTINCT response_key FROM b) r ON r.response_key = j.response_key
+    WHERE j.valid
 ),
-grid AS (
-    SELECT a.response_key, a.n, a.idx AS i, o.idx AS k, coalesce(b.b_mn, 0.0) AS w
-    FROM jj a
-    JOIN jj o ON o.response_key = a.response_key
-    LEFT JOIN b ON b.judgement_m = a.judgement_key AND b.judgement_n = o.judgement_key
+cells AS (  -- one weighted-win cell (m beat n with weight b_mn) per ordered pair
+    SELECT m.response_key, m.idx AS i, n.idx AS k, b.b_mn AS w
+    FROM b
+    JOIN jj m ON m.judgement_key = b.judgement_m
+    JOIN jj n ON n.judgement_key = b.judgement_n
+    WHERE b.b_mn > 0
 ),
 fits AS (
-    SELECT response_key, mrtui_bt(any_value(n)::INTEGER, list(w ORDER BY i, k)) AS eps,
-           sum(w) AS total_weight
-    FROM grid GROUP BY response_key
+    SELECT r.response_key,
+           mrtui_bt(r.n::INTEGER, coalesce(c.i, []::INTEGER[]), coalesce(c.k, []::INTEGER[]),
+                    coalesce(c.w, []::DOUBLE[])) AS eps
+    FROM (SELECT DISTINCT response_key, n FROM jj) r
+    LEFT JOIN (SELECT response_key, list(i::INTEGER) AS i, list(k::INTEGER) AS k,
+                      list(w) AS w
+               FROM cells GROUP BY response_key) c USING (response_key)
 ),
 wins AS (
     SELECT judgement_m AS judgement_key, sum(b_mn) AS weighted_wins,
@@ -89,7 +94,8 @@ wins AS (
 SELECT jj.run_id, jj.iteration, jj.prompt_key, jj.response_key, jj.judgement_key,
        jj.judge_index, jj.score, jj.judgement_chars,
        coalesce(w.wins, 0) AS wins, coalesce(w.weighted_wins, 0.0) AS weighted_wins,
-       f.eps[jj.idx] AS epsilon, 1000 + 400 * f.eps[jj.idx] / ln(10) AS elo
+       f.eps[jj.idx] AS epsilon, 1000 + 400 * f.eps[jj.idx] / ln(10) AS elo, jj.judgement,
+       jj.template_sha256
 FROM jj
 JOIN fits f USING (response_key)
 LEFT JOIN wins w USING (judgement_key);

@@ -18,8 +18,10 @@ g AS (
            count(*) AS n_judgements,
            count(*) FILTER (WHERE e6 = top) AS n_top,
            count(*) FILTER (WHERE e6 = bottom) AS n_bottom,
-           arg_max({'key': judgement_key, 'score': score, 'chars': judgement_chars}, e6) AS c,
-           arg_min({'key': judgement_key, 'score': score, 'chars': judgement_chars}, e6) AS r,
+           arg_max({'key': judgement_key, 'score': score, 'chars': judgement_chars,
+                    'text': judgement, 'template': template_sha256}, e6) AS c,
+           arg_min({'key': judgement_key, 'score': score, 'chars': judgement_chars,
+                    'text': judgement, 'template': template_sha256}, e6) AS r,
            max(epsilon) AS chosen_epsilon, min(epsilon) AS rejected_epsilon
     FROM e GROUP BY ALL
 )
@@ -36,7 +38,9 @@ SELECT g.run_id, g.iteration, g.prompt_key, g.response_key, g.n_judgements,
                THEN 'chosen_too_long'
            WHEN coalesce(drop_same_score, st.drop_same_score, false) AND g.c.score = g.r.score
                THEN 'same_score'
-       END AS drop_reason
+       END AS drop_reason,
+       g.c.text AS chosen_judgement, g.r.text AS rejected_judgement,
+       g.c.template AS template_sha256
 FROM g
 LEFT JOIN iteration_settings st ON st.run_id = g.run_id AND st.iteration = g.iteration;
 

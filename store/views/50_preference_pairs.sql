@@ -4,6 +4,9 @@
 -- prompt is the user message the model saw: the actor template filled with the prompt for
 -- actor pairs, the judge template filled with the prompt and response for judge pairs.
 -- Templates are stored as segments, so filling is one pass and user text is never re-scanned.
+-- Judge pairs carry their judgements' texts from the Elo fit (no second pass over the 1M
+-- judgement rows); their model is the judged response's (one model plays every role of an
+-- iteration).
 
 CREATE OR REPLACE MACRO preference_pairs_with(rho := NULL, max_chosen_chars := NULL,
                                               judge_max_chars := NULL,
@@ -28,17 +31,15 @@ SELECT 'judge' AS kind, jp.run_id, jp.iteration, jp.prompt_key,
        array_to_string(list_transform(t.segments, lambda s:
            CASE s WHEN '{question}' THEN p.prompt WHEN '{response}' THEN resp.response
                   ELSE s END), '') AS prompt,
-       c.judgement AS chosen, r.judgement AS rejected,
+       jp.chosen_judgement AS chosen, jp.rejected_judgement AS rejected,
        jp.chosen_key, jp.rejected_key, jp.chosen_score, jp.rejected_score,
        1000 + 400 * jp.chosen_epsilon / ln(10), 1000 + 400 * jp.rejected_epsilon / ln(10),
-       c.model_id, resp.model_sha256, c.template_sha256
+       resp.model_id, resp.model_sha256, jp.template_sha256
 FROM judge_pairs_with(judge_max_chars := judge_max_chars, drop_same_score := drop_same_score,
                       weights_scope := weights_scope) jp
-JOIN judgements c ON c.judgement_key = jp.chosen_key
-JOIN judgements r ON r.judgement_key = jp.rejected_key
 JOIN responses resp ON resp.response_key = jp.response_key
 JOIN prompts p ON p.prompt_key = jp.prompt_key AND p.run_id = jp.run_id
-JOIN templates t ON t.template_sha256 = c.template_sha256 AND t.run_id = jp.run_id;
+JOIN templates t ON t.template_sha256 = jp.template_sha256 AND t.run_id = jp.run_id;
 
 CREATE OR REPLACE VIEW preference_pairs AS
 SELECT * FROM preference_pairs_with();
