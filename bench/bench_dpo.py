@@ -103,7 +103,9 @@ def through_mrtui(base: Path, pairs: list[dict[str, str]], out: Path) -> float:
     db = out / "log.duckdb"
     with EventLog(db) as log:  # a log holding exactly these pairs, as preference_pairs
         log.append(_log_events(pairs, NewEvent))
-        settings = IterationSettings(k=2, n=2, dpo_learning_rate=5e-5, judge_max_chars=0)
+        settings = IterationSettings.from_flat(
+            {"k": 2, "n": 2, "dpo_learning_rate": 5e-5, "judge_max_chars": 0}
+        )
         stage = TrainStage(
             log,
             "bench",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -387,13 +388,38 @@ class NewEvent:
 
     def typed_values(self) -> tuple[Any, ...]:
         """The typed columns' values, in ``TYPED_COLUMNS`` order (None where not declared)."""
-        out: list[Any] = [None] * len(TYPED_COLUMNS)
-        p = self.payload
-        for i, src in _TYPED_PLAN.get(self.event_type, ()):
-            out[i] = self.parent_key if src == "parent_key" else p.get(src)
-        if self.text is not None:
-            out[_TEXT_CHARS] = len(self.text)
-        return tuple(out)
+        return tuple(col[0] for col in typed_columns([self]))
+
+
+def typed_columns(events: Sequence[NewEvent]) -> list[list[Any]]:
+    """The typed columns of ``events``, column by column in ``TYPED_COLUMNS`` order: each
+    record's declared payload fields (or the envelope's parent_key), and every text's length.
+    Column-wise, because a writer appending tens of thousands of events at once spends a
+    noticeable share of its time here."""
+    n = len(events)
+    out: list[list[Any]] = [[None] * n for _ in TYPED_COLUMNS]
+    by_type: dict[str, list[int]] = {}
+    for i, e in enumerate(events):
+        by_type.setdefault(e.event_type, []).append(i)
+    for event_type, rows in by_type.items():
+        plan = _TYPED_PLAN.get(event_type, ())
+        if not plan:
+            continue
+        group = events if len(rows) == n else [events[i] for i in rows]
+        payloads = [e.payload for e in group]
+        for pos, src in plan:
+            if src == "parent_key":
+                values = [e.parent_key for e in group]
+            else:
+                values = [p.get(src) for p in payloads]
+            if len(rows) == n:
+                out[pos] = values
+            else:
+                col = out[pos]
+                for i, v in zip(rows, values, strict=True):
+                    col[i] = v
+    out[_TEXT_CHARS] = [None if e.text is None else len(e.text) for e in events]
+    return out
 
 
 _POSITION = {c: i for i, c in enumerate(TYPED_COLUMNS)}
