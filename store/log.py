@@ -372,9 +372,7 @@ def _arrow_types() -> list[Any]:
     return envelope + [sql[t] for t in TYPED_COLUMNS.values()]
 
 
-def _arrow_batch(
-    columns: Sequence[list[Any]], n: int, first_seq: int, now: dt.datetime
-) -> Any:
+def _arrow_batch(columns: Sequence[list[Any]], n: int, first_seq: int, now: dt.datetime) -> Any:
     """Buffered columns (all but seq and created_at) as an Arrow table in the column order of
     ``events``; inserting it is ~5-10% faster than the Appender's row-by-row conversion."""
     import pyarrow as pa
