@@ -245,18 +245,7 @@ class TrainStage:
         self.progress(StageBegan(self.iteration, "train", n_steps, 0))
 
         def on_step(m: Any) -> None:
-            step = ev.TrainingStepLogged(
-                attempt=attempt,
-                step=m.step,
-                epoch=m.epoch,
-                loss=m.loss,
-                rewards_chosen=m.rewards_chosen,
-                rewards_rejected=m.rewards_rejected,
-                reward_accuracy=m.reward_accuracy,
-                reward_margin=m.reward_margin,
-                learning_rate=m.learning_rate,
-                extra=dict(m.extra),
-            )
+            step = ev.TrainingStepLogged(attempt=attempt, **m.to_dict())
             self.log.append([step.event(self.run_id, iteration=self.iteration)])
             self.progress(UnitsDone(self.iteration, "train"))
             if self.cancel.cancelled:
