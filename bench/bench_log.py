@@ -1102,6 +1102,9 @@ def check_log(path: Path) -> dict[str, Any]:
 def ensure_log(rebuild: bool) -> tuple[Path, dict[str, float] | None]:
     path = cached_log_path()
     if path.exists() and not rebuild:
+        # A writer keeps the views stored in the file current; a log cached by an older
+        # checkout holds older ones, which would make every reader build temporary views.
+        EventLog(path).close()
         return path, None
     print(f"building the synthetic log at {path} (cached for later runs) ...", flush=True)
     for old in CACHE.glob("log-1M-*.duckdb"):
