@@ -276,7 +276,7 @@ def reference_events(stages: Stages) -> dict[str, NewEvent]:
         ),
     ]
     assert all(r.done == 1 and not r.failed for r in reports), reports
-    kinds = (ev.RESPONSE_GENERATED, ev.JUDGEMENT_RECORDED, ev.META_VERDICT_RECORDED)
+    kinds = (ev.ResponseGenerated.TYPE, ev.JudgementRecorded.TYPE, ev.MetaVerdictRecorded.TYPE)
     out = {e.event_type: e for e in log.events if e.event_type in kinds}
     assert set(out) == set(kinds), [e.event_type for e in log.events]
     return out
@@ -416,7 +416,7 @@ def _event_mix(n: int, corpus: str, refs: dict[str, dict[str, Any]]) -> list[New
     """Per 100 events: 80 judgements, 12 meta-verdicts, 7 responses, 1 stage event, each
     built from its record (``record.event``) as stages.py does."""
     rng = random.Random(1)
-    sampling = refs[ev.JUDGEMENT_RECORDED]["sampling"]
+    sampling = refs[ev.JudgementRecorded.TYPE]["sampling"]
     out: list[NewEvent] = []
     for i in range(n):
         slot = i % 100
@@ -438,7 +438,7 @@ def _event_mix(n: int, corpus: str, refs: dict[str, dict[str, Any]]) -> list[New
             text = corpus[off : off + rng.randint(400, 700)] + f"\nScore: {score}"
             judgement = ev.JudgementRecorded(
                 **dict(
-                    refs[ev.JUDGEMENT_RECORDED],
+                    refs[ev.JudgementRecorded.TYPE],
                     prompt_key=pk,
                     judge_index=slot % 11,
                     score=score,
@@ -455,7 +455,7 @@ def _event_mix(n: int, corpus: str, refs: dict[str, dict[str, Any]]) -> list[New
             text = corpus[off : off + rng.randint(300, 600)] + "\nWinner: Judgment A"
             verdict_ = ev.MetaVerdictRecorded(
                 **dict(
-                    refs[ev.META_VERDICT_RECORDED],
+                    refs[ev.MetaVerdictRecorded.TYPE],
                     prompt_key=pk,
                     first_key="judg:1" + key_hex[1:],
                     second_key="judg:2" + key_hex[1:],
@@ -470,7 +470,7 @@ def _event_mix(n: int, corpus: str, refs: dict[str, dict[str, Any]]) -> list[New
         elif slot < 99:
             text = corpus[off : off + rng.randint(200, 2000)]
             response = ev.ResponseGenerated(
-                **dict(refs[ev.RESPONSE_GENERATED], sample_index=slot % 7, **prov)
+                **dict(refs[ev.ResponseGenerated.TYPE], sample_index=slot % 7, **prov)
             )
             out.append(response.event(RUN_ID, iteration=1, key=rk, parent_key=pk, text=text))
         else:
@@ -779,7 +779,7 @@ def build_log(path: Path) -> dict[str, float]:
             cols["finish"].append("length" if ct >= s.actor_max_tokens else "stop")
             resp_rows.append((key, pk, len(text), n_chars))
     con.register("rk", pa.table(cols))
-    ref = refs[ev.RESPONSE_GENERATED]
+    ref = refs[ev.ResponseGenerated.TYPE]
     fills = dict(COMMON_FILLS, **{str(SENT["sample_index"]): "k::VARCHAR"})
     sql = payload_sql(ref.payload, fills)
     typed = typed_sql(ref, {**COMMON_TYPED, SENT["sample_index"]: "k"})
@@ -874,7 +874,7 @@ def build_log(path: Path) -> dict[str, float]:
             ),
         },
     )
-    ref = refs[ev.JUDGEMENT_RECORDED]
+    ref = refs[ev.JudgementRecorded.TYPE]
     sql = payload_sql(ref.payload, fills)
     typed = typed_sql(
         ref,
@@ -979,7 +979,7 @@ def build_log(path: Path) -> dict[str, float]:
             '"@@parse_error@@"': "coalesce('\"' || err || '\"', 'null')",
         },
     )
-    ref = refs[ev.META_VERDICT_RECORDED]
+    ref = refs[ev.MetaVerdictRecorded.TYPE]
     sql = payload_sql(ref.payload, fills)
     typed = typed_sql(
         ref,
@@ -1009,9 +1009,9 @@ def build_log(path: Path) -> dict[str, float]:
     done = dict(con.execute("SELECT event_type, count(*) FROM events GROUP BY 1").fetchall())
     con.close()
     units = {
-        "actor": done[ev.RESPONSE_GENERATED],
-        "judge": done[ev.JUDGEMENT_RECORDED],
-        "meta": done[ev.META_VERDICT_RECORDED],
+        "actor": done[ev.ResponseGenerated.TYPE],
+        "judge": done[ev.JudgementRecorded.TYPE],
+        "meta": done[ev.MetaVerdictRecorded.TYPE],
     }
     with EventLog(tmp) as log:
         for stage, n in units.items():
@@ -1081,11 +1081,11 @@ def check_log(path: Path) -> dict[str, Any]:
                     or set(data["sampling"]) != set(ref["sampling"])
                 ):
                     bad.append((kind, payload[:200]))
-                if kind == ev.JUDGEMENT_RECORDED:
+                if kind == ev.JudgementRecorded.TYPE:
                     p = parse_score(text)
                     if (p.value, p.error) != (data["score"], data["parse_error"]):
                         bad.append((kind, "score/parse mismatch", text[-40:], data["score"]))
-                if kind == ev.META_VERDICT_RECORDED:
+                if kind == ev.MetaVerdictRecorded.TYPE:
                     p = parse_winner(text)
                     if (p.value, p.error) != (data["winner"], data["parse_error"]):
                         bad.append((kind, "winner/parse mismatch", text[-40:], data["winner"]))
@@ -1173,8 +1173,8 @@ def part_b(path: Path, repeats: int, shape: dict[str, Any]) -> str:
     with connect(path) as con:
         con.execute("SET enable_progress_bar = false")
         for kind, view in (
-            (ev.JUDGEMENT_RECORDED, "judgements"),
-            (ev.META_VERDICT_RECORDED, "meta_verdicts"),
+            (ev.JudgementRecorded.TYPE, "judgements"),
+            (ev.MetaVerdictRecorded.TYPE, "meta_verdicts"),
         ):
             sql = f"SELECT count(*), max(hash(COLUMNS(*))) FROM events WHERE event_type = '{kind}'"
             ts = [timed(lambda sql=sql: con.execute(sql).fetchall())[0] for _ in range(repeats)]
@@ -1197,10 +1197,10 @@ def part_b(path: Path, repeats: int, shape: dict[str, Any]) -> str:
         for k, v in c.items()
         if k
         not in (
-            ev.RESPONSE_GENERATED,
-            ev.JUDGEMENT_RECORDED,
-            ev.META_VERDICT_RECORDED,
-            ev.PROMPT_ADDED,
+            ev.ResponseGenerated.TYPE,
+            ev.JudgementRecorded.TYPE,
+            ev.MetaVerdictRecorded.TYPE,
+            ev.PromptAdded.TYPE,
         )
     )
     if status_times:
@@ -1216,9 +1216,10 @@ def part_b(path: Path, repeats: int, shape: dict[str, Any]) -> str:
     return f"""### (b) Views over 1M judgements
 
 Synthetic complete iteration (K={K}, N={N}), {shape["events"]:,} events, {size:.2f} GiB file:
-{c.get(ev.PROMPT_ADDED, 0):,} PromptAdded, {c.get(ev.RESPONSE_GENERATED, 0):,} ResponseGenerated,
-{c.get(ev.JUDGEMENT_RECORDED, 0):,} JudgementRecorded (~3% unparseable),
-{c.get(ev.META_VERDICT_RECORDED, 0):,} MetaVerdictRecorded ({shape["derived"]["meta_targets"]:,}
+{c.get(ev.PromptAdded.TYPE, 0):,} PromptAdded,
+{c.get(ev.ResponseGenerated.TYPE, 0):,} ResponseGenerated,
+{c.get(ev.JudgementRecorded.TYPE, 0):,} JudgementRecorded (~3% unparseable),
+{c.get(ev.MetaVerdictRecorded.TYPE, 0):,} MetaVerdictRecorded ({shape["derived"]["meta_targets"]:,}
 meta targets × every ordered pair of their valid judgements), {other} run/template/iteration/stage
 events. Derived: {shape["derived"]["actor_pairs"]:,} actor pairs,
 {shape["derived"]["judge_pairs"]:,} judge pairs. Query per view:
@@ -1406,7 +1407,7 @@ def len_meta(path: Path) -> int:
     with connect(path) as con:
         con.execute("SET enable_progress_bar = false")
         return con.execute(
-            "SELECT count(*) FROM events WHERE event_type = ?", [ev.META_VERDICT_RECORDED]
+            "SELECT count(*) FROM events WHERE event_type = ?", [ev.MetaVerdictRecorded.TYPE]
         ).fetchall()[0][0]
 
 

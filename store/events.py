@@ -17,7 +17,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 # -- typed columns of ``events`` (migration 0002), filled from payload fields at append time --
 TYPED_COLUMNS: dict[str, str] = {
@@ -41,6 +41,9 @@ TYPED_COLUMNS: dict[str, str] = {
 # The meta-judge parser's error for a verdict that names no single winner (a tie): not a
 # parse failure, a decided draw (r = 0).
 TIE = "tie"
+
+
+R = TypeVar("R", bound="EventRecord")
 
 
 class EventRecord:
@@ -333,25 +336,6 @@ RECORDS: dict[str, type[EventRecord]] = {
         CheckpointCreated,
     )
 }
-EVENT_TYPES: tuple[str, ...] = tuple(RECORDS)
-
-# Names kept for code that refers to event types by constant.
-RUN_CONFIGURED = RunConfigured.TYPE
-PROMPT_ADDED = PromptAdded.TYPE
-TEMPLATE_REGISTERED = TemplateRegistered.TYPE
-ITERATION_STARTED = IterationStarted.TYPE
-STAGE_STARTED = StageStarted.TYPE
-STAGE_FINISHED = StageFinished.TYPE
-ITERATION_FINISHED = IterationFinished.TYPE
-RESPONSE_GENERATED = ResponseGenerated.TYPE
-JUDGEMENT_RECORDED = JudgementRecorded.TYPE
-META_VERDICT_RECORDED = MetaVerdictRecorded.TYPE
-REQUEST_FAILED = RequestFailed.TYPE
-UNIT_SKIPPED = UnitSkipped.TYPE
-TRAINING_STARTED = TrainingStarted.TYPE
-TRAINING_STEP_LOGGED = TrainingStepLogged.TYPE
-TRAINING_FINISHED = TrainingFinished.TYPE
-CHECKPOINT_CREATED = CheckpointCreated.TYPE
 
 
 def record_fields(event_type: str) -> dict[str, Any]:
@@ -359,10 +343,9 @@ def record_fields(event_type: str) -> dict[str, Any]:
     return {f.name: f.type for f in dataclasses.fields(RECORDS[event_type])}  # type: ignore[arg-type]
 
 
-def parse(event_type: str, payload: str | dict[str, Any]) -> EventRecord:
-    """The record of a logged event (fields a newer writer added are ignored)."""
+def parse(cls: type[R], payload: str | dict[str, Any]) -> R:
+    """The ``cls`` record of a logged payload (fields a newer writer added are ignored)."""
     data = json.loads(payload) if isinstance(payload, str) else payload
-    cls = RECORDS[event_type]
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     return cls(**{k: v for k, v in data.items() if k in names})
 

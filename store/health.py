@@ -38,6 +38,10 @@ COUNTERS: dict[str, tuple[str, str]] = {
         f"count(*) FILTER (WHERE {_J} AND score IS NOT NULL)",
         "judgements with a valid score",
     ),
+    "unparsed_judgements": (
+        f"count(*) FILTER (WHERE {_J} AND score IS NULL)",
+        "judgements without a valid score",
+    ),
     "fallback_judgements": (
         f"count(*) FILTER (WHERE {_J} AND fallback_used)",
         "judgements whose score came from the constrained fallback",
@@ -63,6 +67,10 @@ COUNTERS: dict[str, tuple[str, str]] = {
         f"count(*) FILTER (WHERE {_M} AND winner IS NULL AND parse_error = '{TIE}')",
         "verdicts that name no single winner",
     ),
+    "unparsed_verdicts": (
+        f"count(*) FILTER (WHERE {_M} AND winner IS NULL AND parse_error IS DISTINCT FROM '{TIE}')",
+        "verdicts without a winner line",
+    ),
     "failures": (
         "count(*) FILTER (WHERE event_type = 'RequestFailed')",
         "failed requests (retried on resume)",
@@ -82,7 +90,7 @@ RATES: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
         "share of responses cut at the token limit",
     ),
     "judge_parse_failure_rate": (
-        ("judgements",),
+        ("unparsed_judgements",),
         ("judgements",),
         "share of judgements without a valid score",
     ),
@@ -98,7 +106,7 @@ RATES: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
         "share of valid scores that are 5 (the 'always 5' collapse alarm)",
     ),
     "meta_parse_failure_rate": (
-        ("verdicts",),
+        ("unparsed_verdicts",),
         ("verdicts",),
         "share of verdicts without a winner line (ties not counted)",
     ),
@@ -108,12 +116,6 @@ RATES: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
         ("first_wins", "second_wins"),
         "share of decided verdicts won by the first-shown judgement",
     ),
-}
-# Numerators that are differences: judge parse failures = judgements - valid judgements;
-# meta parse failures = verdicts - first wins - second wins - ties.
-_MINUS: dict[str, tuple[str, ...]] = {
-    "judge_parse_failure_rate": ("valid_judgements",),
-    "meta_parse_failure_rate": ("first_wins", "second_wins", "verdict_ties"),
 }
 
 
@@ -144,8 +146,7 @@ class Health:
         d = sum(self.counts[c] for c in den)
         if not d:
             return None
-        n = sum(self.counts[c] for c in num) - sum(self.counts[c] for c in _MINUS.get(name, ()))
-        return n / d
+        return sum(self.counts[c] for c in num) / d
 
     def rates(self) -> dict[str, float | None]:
         return {name: self.rate(name) for name in RATES}
@@ -161,7 +162,7 @@ class Health:
 
 def _rate_sql(name: str) -> str:
     num, den, _ = RATES[name]
-    n = " + ".join(num) + "".join(f" - {c}" for c in _MINUS.get(name, ()))
+    n = " + ".join(num)
     d = " + ".join(den)
     return f"CASE WHEN ({d}) > 0 THEN ({n})::DOUBLE / ({d}) END AS {name}"
 

@@ -6,10 +6,10 @@ and refuses a second writer with a message naming the holder. The DuckDB file it
 only while batches are flushed (kept ``linger`` s for the next one, and never more than
 ``max_hold`` s at a stretch), so readers can look at the log while a run writes it.
 
-Appends are buffered and flushed through DuckDB's Appender by a background thread at most
-``flush_interval`` seconds after they arrive, and on ``flush()``/``close()``. A crash loses at
-most the events of that interval; a flush is one transaction, so the file never holds half a
-batch.
+Appends are buffered column by column and inserted as one Arrow batch by a background thread
+at most ``flush_interval`` seconds after they arrive, and on ``flush()``/``close()``. A crash
+loses at most the events of that interval; a flush is one transaction, so the file never
+holds half a batch.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import functools
 import json
 import os
 import socket
@@ -348,6 +349,7 @@ class EventLog:
         self.close()
 
 
+@functools.cache
 def _arrow_types() -> list[Any]:
     import pyarrow as pa
 

@@ -71,8 +71,8 @@ def _iterations(con: Any, run_id: str | None, pairs: bool) -> list[dict[str, Any
         h = health.get((r["run_id"], r["iteration"]), store_health.Health())
         r.update(h.as_dict())
         r["scores"] = h.scores
-        r["judge_parse_failures"] = int(h.judgements - h.valid_judgements)
-        r["meta_parse_failures"] = int(h.verdicts - h.first_wins - h.second_wins - h.verdict_ties)
+        r["judge_parse_failures"] = int(h.unparsed_judgements)
+        r["meta_parse_failures"] = int(h.unparsed_verdicts)
         d = derived.get((r["run_id"], r["iteration"]), {})
         r["actor_pairs"] = d.get("actor_pairs", 0) if pairs else None
         r["judge_pairs"] = d.get("judge_pairs", 0) if pairs else None

@@ -100,7 +100,7 @@ class Runner:
         rows = self.log.query(
             "SELECT payload FROM events WHERE event_type = ? AND run_id = ? "
             "AND (payload->>'$.for_iteration')::INTEGER = ? ORDER BY seq DESC LIMIT 1",
-            [ev.CHECKPOINT_CREATED, self.settings.run_id, iteration],
+            [ev.CheckpointCreated.TYPE, self.settings.run_id, iteration],
             views=False,
         )
         if not rows:
@@ -109,8 +109,7 @@ class Runner:
                 f"no trained model yet; run iteration {iteration - 1} (with "
                 "training) first"
             )
-        c = ev.parse(ev.CHECKPOINT_CREATED, rows[0][0])
-        assert isinstance(c, ev.CheckpointCreated)
+        c = ev.parse(ev.CheckpointCreated, rows[0][0])
         return Checkpoint(c.model_id, c.model_sha256, c.gguf_path, c.hf_dir)
 
     def workdir(self) -> Path:
@@ -212,12 +211,11 @@ class Runner:
         rows = self.log.query(
             "SELECT payload FROM events WHERE event_type = ? AND run_id = ? AND iteration = ? "
             "ORDER BY seq DESC LIMIT 1",
-            [ev.ITERATION_STARTED, run_id, iteration],
+            [ev.IterationStarted.TYPE, run_id, iteration],
             views=False,
         )
         if rows:
-            before = ev.parse(ev.ITERATION_STARTED, rows[0][0])
-            assert isinstance(before, ev.IterationStarted)
+            before = ev.parse(ev.IterationStarted, rows[0][0])
             changed = _changed_settings(before.settings, settings)
             if changed or before.model.get("model_sha256") != model.sha256:
                 what = (
@@ -384,8 +382,7 @@ def settings_from_log(log: EventLog, run_id: str) -> RunSettings:
     p = log.payload(content_key("run", run_id))
     if p is None:
         raise ConfigError(f"no run {run_id!r} in {log.path}; start it with `mrtui run`")
-    c = ev.parse(ev.RUN_CONFIGURED, p)
-    assert isinstance(c, ev.RunConfigured)
+    c = ev.parse(ev.RunConfigured, p)
     return RunSettings(
         model=c.model,
         backend=c.backend,

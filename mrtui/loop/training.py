@@ -175,7 +175,7 @@ class TrainStage:
 
         logged = self.log.payload(train_key)
         if logged is not None:
-            finished = ev.parse(ev.TRAINING_FINISHED, logged)
+            finished = ev.parse(ev.TrainingFinished, logged)
         elif self.cancel.cancelled:
             report.stopped = True
             return report
@@ -185,7 +185,6 @@ class TrainStage:
             except _Stopped:
                 report.stopped = True
                 return report
-        assert isinstance(finished, ev.TrainingFinished)
         model_dir = Path(finished.model_dir)
         if not model_dir.is_dir():
             raise ConfigError(
@@ -311,6 +310,5 @@ class TrainStage:
     def _checkpoint_from_log(self, key: str) -> Checkpoint:
         payload = self.log.payload(key)
         assert payload is not None  # callers check log.has(key) first
-        c = ev.parse(ev.CHECKPOINT_CREATED, payload)
-        assert isinstance(c, ev.CheckpointCreated)
+        c = ev.parse(ev.CheckpointCreated, payload)
         return Checkpoint(c.model_id, c.model_sha256, c.gguf_path, c.hf_dir)

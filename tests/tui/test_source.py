@@ -236,12 +236,14 @@ def test_health_rates() -> None:
         scores_4=3,
         scores_5=4,
         valid_judgements=10,
+        unparsed_judgements=2,
         judgements=12,
         responses=4,
         response_chars=100,
         first_wins=6,
         second_wins=2,
         verdict_ties=1,
+        unparsed_verdicts=1,
         verdicts=10,
     )
     assert h.first_position_win_rate == pytest.approx(6 / 8)
