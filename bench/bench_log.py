@@ -678,7 +678,7 @@ def _fingerprint() -> str:
                 K,
                 N,
                 canonical_json(refs),
-                iteration_settings().to_dict(),  # the IterationStarted key depends on it
+                iteration_settings().flat(),  # the IterationStarted key depends on it
             ]
         ).encode()
     ).hexdigest()

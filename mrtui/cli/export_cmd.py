@@ -102,6 +102,12 @@ def pairs(
     source += ")"
     rows: list[dict[str, Any]] = []
     with connect(db) as con:
+        # Derived once for every iteration asked for; each iteration's set is taken from it.
+        con.execute(
+            f"CREATE TEMP TABLE mrtui_export_pairs AS SELECT * FROM {source} "
+            "WHERE (? IS NULL OR run_id = ?) AND (? IS NULL OR iteration = ?)",
+            [run, run, iteration, iteration],
+        )
         iterations = con.execute(
             "SELECT run_id, iteration, settings FROM iteration_settings "
             "WHERE (? IS NULL OR run_id = ?) AND (? IS NULL OR iteration = ?) "
@@ -111,16 +117,7 @@ def pairs(
         for run_id, it, settings in iterations:
             logged = {k: v for k, v in json.loads(settings).items() if k in ITERATION_KEYS}
             s = IterationSettings.from_flat(logged, f"iteration {it} of {run_id}")
-            if all_pairs:
-                cur = con.execute(
-                    f"SELECT * FROM {source} WHERE run_id = ? AND iteration = ? "
-                    "ORDER BY kind, pair_key",
-                    [run_id, it],
-                )
-                cols = [d[0] for d in cur.description]
-                pairs = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
-            else:
-                pairs = training_pairs(con, run_id, it, s, source)
+            pairs = training_pairs(con, run_id, it, s, "mrtui_export_pairs", select=not all_pairs)
             trained = _trained_keys(con, run_id, it)
             for p in pairs:
                 p["trained"] = None if trained is None else p["pair_key"] in trained

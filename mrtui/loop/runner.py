@@ -1,6 +1,6 @@
 """A whole run: configure it once, then each iteration's stages in order, resumably.
 
-This is the one headless place the CLI (and later the TUI) call to drive the loop.
+Front ends start runs through :mod:`mrtui.loop.session`, which drives this.
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ class Runner:
                 backend=s.backend,
                 backend_options=s.backend_options,
                 iterations=s.iterations,
-                defaults=s.defaults.to_dict(),
+                defaults=s.defaults.flat(),
                 overrides={str(k): v for k, v in s.overrides.items()},
                 mrtui_version=__version__,
             )
@@ -204,7 +204,7 @@ class Runner:
 
     def _start_iteration(self, iteration: int, s: IterationSettings, model: ModelIdentity) -> None:
         run_id = self.settings.run_id
-        settings = s.to_dict()
+        settings = s.flat()
         key = content_key("iteration", run_id, iteration, settings, model.sha256)
         if self.log.has(key):
             return

@@ -161,9 +161,6 @@ class IterationSettings:
         """A copy with some flat settings changed, validated."""
         return IterationSettings.from_flat({**self.flat(), **changes})
 
-    def to_dict(self) -> dict[str, Any]:
-        return self.flat()
-
     def kinds_for(self, iteration: int) -> tuple[str, ...]:
         """Which pair kinds train this iteration's model."""
         if self.train_kinds == "auto":
@@ -181,7 +178,6 @@ def _field_help() -> dict[str, str]:
 # the log use.
 ITERATION_HELP = _field_help()
 ITERATION_KEYS = frozenset(ITERATION_HELP)
-ITERATION_FIELDS = ITERATION_HELP  # the name earlier code imported
 
 
 def _check_type(name: str, value: Any, where: str) -> None:

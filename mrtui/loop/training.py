@@ -66,19 +66,25 @@ def select_pairs(
 
 
 def training_pairs(
-    con: Any, run_id: str, iteration: int, s: IterationSettings, source: str = "preference_pairs"
+    con: Any,
+    run_id: str,
+    iteration: int,
+    s: IterationSettings,
+    source: str = "preference_pairs",
+    *,
+    select: bool = True,
 ) -> list[dict[str, Any]]:
-    """The pairs iteration ``iteration`` trains on: ``source``'s rows (the view, or a
-    ``preference_pairs_with(...)`` call re-deriving them) of the kinds its schedule names, judge
-    pairs capped at ``max_judge_share``, in a fixed order. Training and `mrtui export pairs`
-    both take the training set from here."""
+    """The pairs iteration ``iteration`` trains on: ``source``'s rows (the view, or a table of
+    pairs re-derived with other settings) of the kinds its schedule names, judge pairs capped
+    at ``max_judge_share``, in a fixed order (``select=False``: every row, in that order).
+    Training and `mrtui export pairs` both take the training set from here."""
     cur = con.execute(
         f"SELECT * FROM {source} WHERE run_id = ? AND iteration = ? ORDER BY kind, pair_key",
         [run_id, iteration],
     )
     cols = [d[0] for d in cur.description]
     rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
-    return select_pairs(rows, s.kinds_for(iteration), s.max_judge_share)
+    return select_pairs(rows, s.kinds_for(iteration), s.max_judge_share) if select else rows
 
 
 class TrainStage:
