@@ -514,7 +514,7 @@ async def _navigate(db: Path, keys: int, opens: int) -> dict[str, Any]:
         for _ in range(opens):  # warm: the highlighted prompt was prefetched
             await until(focus_idle, 60, "prefetch")
             key = current_key()
-            await until(lambda key=key: key in app._focus_cache, 30, "prefetched focus")
+            await until(lambda key=key: key in app.focus_cache, 30, "prefetched focus")
             rec(
                 "open prompt (Enter), prefetched",
                 await act(app, paints, "enter", detail_ok(key), "detail"),
@@ -536,7 +536,7 @@ async def _navigate(db: Path, keys: int, opens: int) -> dict[str, Any]:
         for _ in range(opens):  # cold: nothing cached, Enter reads the prompt (focus())
             await until(focus_idle, 60, "prefetch")
             key = current_key()
-            app._focus_cache.clear()
+            app.focus_cache.clear()
             rec(
                 "open prompt (Enter), not prefetched (focus() read)",
                 await act(app, paints, "enter", detail_ok(key), "detail"),
@@ -597,7 +597,7 @@ async def _navigate(db: Path, keys: int, opens: int) -> dict[str, Any]:
         # -- inside a prompt: responses, response view, battle --
         await until(focus_idle, 60, "prefetch")
         key = current_key()
-        await until(lambda: key in app._focus_cache, 30, "prefetched focus")
+        await until(lambda: key in app.focus_cache, 30, "prefetched focus")
         await act(app, paints, "enter", detail_ok(key), "detail")
         det = app.screen
         it = det.it

@@ -151,11 +151,6 @@ class MrtuiApp(App[None]):
     def run_state(self) -> str:
         return self.state.run.state
 
-    @property
-    def _focus_cache(self) -> FocusCache:
-        """The name bench/bench_tui.py uses (``key in``, ``clear()``)."""
-        return self.focus_cache
-
     # -- telling the screens ----------------------------------------------------------------
     def tell(self, message: Callable[P, Message], *args: P.args, **kwargs: P.kwargs) -> None:
         """Post ``message(*args, **kwargs)`` to every screen on the stack (a fresh one each);

@@ -134,6 +134,16 @@ def test_a_failure_does_not_stop_the_batch(backend: InferenceBackend) -> None:
     assert isinstance(by_id["after"], Completion)
 
 
+def test_a_prompt_longer_than_the_context_is_a_permanent_failure(
+    backend: InferenceBackend,
+) -> None:
+    """The loop logs such a unit once as skipped instead of retrying it on every resume."""
+    (result,) = backend.generate([ask("too-long", TOO_LONG, max_tokens=3)])
+    assert isinstance(result, Failure) and result.permanent
+    (ok,) = backend.generate([ask("short", "Hello.", max_tokens=3, seed=1)])
+    assert isinstance(ok, Completion)
+
+
 def test_max_tokens_is_respected(backend: InferenceBackend) -> None:
     got = completions(
         list(
