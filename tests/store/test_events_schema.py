@@ -110,3 +110,14 @@ def test_every_record_round_trips_through_the_log(event_type: str, tmp_path: Pat
     assert declared["text_chars"] == len("t")
     undeclared = set(ev.TYPED_COLUMNS) - set(type(record).COLUMNS.values()) - {"text_chars"}
     assert all(declared[c] is None for c in undeclared)
+
+
+def test_text_chars_counts_what_duckdb_length_counts(tmp_path: Path) -> None:
+    """text_chars is computed in Python at append time and by the migration in SQL."""
+    texts = ["plain", "ünïcödé ✓", "emoji 👍🏽 and a flag 🇫🇷", "combining e\u0301", ""]
+    db = tmp_path / "log.duckdb"
+    with EventLog(db) as log:
+        log.append([ev.NewEvent("StageStarted", "r", {}, text=t) for t in texts])
+    with connect(db) as con:
+        rows = con.execute("SELECT text_chars, length(text) FROM events ORDER BY seq").fetchall()
+    assert [a for a, _ in rows] == [b for _, b in rows] == [len(t) for t in texts]
