@@ -48,6 +48,40 @@ class SamplingParams:
 
 
 @dataclass(frozen=True)
+class FinalLine:
+    """An answer of one bounded paragraph (a rationale), then one final line.
+
+    The answer is ``label``, a capital letter, then ``min_chars``..``max_chars`` characters in
+    all (the label not counted) with no newline (and no digit, with ``forbid_digits``), ending
+    with ``.``, ``!`` or ``?``; then a newline, ``lead`` and exactly one of ``choices``.
+    The rationale has no line break, so it cannot itself hold a final line: the format is
+    unambiguous, and its length bound makes every constrained generation end. Backends compile
+    it with :mod:`mrtui.backends.constrain` (GBNF, regular expression)."""
+
+    label: str
+    min_chars: int
+    max_chars: int
+    lead: str
+    choices: tuple[str, ...]
+    forbid_digits: bool = False
+
+    def __post_init__(self) -> None:
+        if not 3 <= self.min_chars <= self.max_chars:
+            raise ValueError(
+                f"need 3 <= min_chars <= max_chars, got {self.min_chars}..{self.max_chars}"
+            )
+        if not self.choices or not all(self.choices):
+            raise ValueError("choices must be non-empty strings")
+        if "\n" in self.label or "\n" in self.lead:
+            raise ValueError("label and lead must be single-line")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["choices"] = list(self.choices)
+        return d
+
+
+@dataclass(frozen=True)
 class Request:
     """One unit of inference work.
 
@@ -57,6 +91,9 @@ class Request:
     ``choices`` constrains the continuation to exactly one of the given strings (GBNF on
     llama.cpp, guided choice on vLLM); backends that cannot constrain raise
     ``UnsupportedFeature`` on ``generate``.
+    ``structure`` constrains the whole answer to a :class:`FinalLine` format (GBNF on
+    llama.cpp, a guided regular expression on vLLM, ``grammar`` on llama.cpp's server);
+    backends that cannot constrain raise ``UnsupportedFeature``.
     """
 
     id: str
@@ -64,6 +101,11 @@ class Request:
     params: SamplingParams = field(default_factory=SamplingParams)
     assistant_prefix: str | None = None
     choices: tuple[str, ...] | None = None
+    structure: FinalLine | None = None
+
+    def __post_init__(self) -> None:
+        if self.choices is not None and self.structure is not None:
+            raise ValueError("a request takes choices or a structure, not both")
 
 
 @dataclass(frozen=True)

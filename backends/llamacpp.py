@@ -29,10 +29,12 @@ from .base import (
     BackendInfo,
     Completion,
     Failure,
+    FinalLine,
     Message,
     Request,
     Result,
 )
+from .constrain import choices_gbnf, final_line_gbnf
 from .models import ResolvedModel, file_sha256, resolve_model
 
 BACKEND_NAME = "llama.cpp"
@@ -187,22 +189,6 @@ class _PromptEvalCounter:
         self._inner(tokens)
 
 
-def choices_grammar(choices: Sequence[str]) -> str:
-    """A GBNF grammar that accepts exactly one of ``choices``."""
-
-    def literal(s: str) -> str:
-        escaped = (
-            s.replace("\\", "\\\\")
-            .replace('"', '\\"')
-            .replace("\n", "\\n")
-            .replace("\r", "\\r")
-            .replace("\t", "\\t")
-        )
-        return f'"{escaped}"'
-
-    return "root ::= " + " | ".join(literal(c) for c in choices)
-
-
 @dataclass(frozen=True)
 class _Job:
     request: Request
@@ -266,7 +252,7 @@ class LlamaCppBackend:
             raise
         self._n_ctx: int = self._llm.n_ctx()
         self._counter = _PromptEvalCounter(self._llm)
-        self._grammars: dict[tuple[str, ...], Any] = {}
+        self._grammars: dict[tuple[str, ...] | FinalLine, Any] = {}
         self._closed = False
 
     # --- protocol ------------------------------------------------------------------------
@@ -368,6 +354,8 @@ class LlamaCppBackend:
             grammar = self._grammar(req.choices)
             # Every token carries at least one byte, plus one step for end-of-turn.
             max_tokens = max(len(c.encode()) for c in req.choices) + 1
+        elif req.structure is not None:  # max_tokens still applies: a cut answer is "length"
+            grammar = self._grammar(req.structure)
         self._counter.arm()
         try:
             out = self._llm.create_completion(
@@ -406,14 +394,14 @@ class LlamaCppBackend:
             wall_s=_since(started),
         )
 
-    def _grammar(self, choices: tuple[str, ...]) -> Any:
-        if choices not in self._grammars:
+    def _grammar(self, spec: tuple[str, ...] | FinalLine) -> Any:
+        """The compiled grammar of a choice or a :class:`FinalLine` (built once, reused)."""
+        if spec not in self._grammars:
             from llama_cpp import LlamaGrammar
 
-            self._grammars[choices] = LlamaGrammar.from_string(
-                choices_grammar(choices), verbose=False
-            )
-        return self._grammars[choices]
+            source = final_line_gbnf(spec) if isinstance(spec, FinalLine) else choices_gbnf(spec)
+            self._grammars[spec] = LlamaGrammar.from_string(source, verbose=False)
+        return self._grammars[spec]
 
 
 def _since(started: float) -> float:

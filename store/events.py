@@ -120,7 +120,7 @@ class RunConfigured(EventRecord):
     defaults: dict[str, Any]
     overrides: dict[str, dict[str, Any]]
     mrtui_version: str
-    prompts_per_iteration: int | None = None
+    prompts_per_iteration: int | None = None  # never written; kept so old payloads parse
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,6 +129,17 @@ class PromptAdded(EventRecord):
     index: int
     source_id: str | None
     source: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PromptsDrawn(EventRecord):
+    """The prompts an iteration draws from the run's pool (``prompts_per_iteration`` > 0).
+    Logged once when the iteration starts; a resume reuses it, so the slice never changes."""
+
+    TYPE = "PromptsDrawn"
+    prompt_keys: list[str]
+    pool_size: int  # prompts in the run's pool when the slice was drawn
+    disjoint: bool  # drawn only from prompts no earlier iteration drew
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -192,6 +203,7 @@ class ResponseGenerated(Provenance, EventRecord):
 @dataclass(frozen=True, kw_only=True)
 class JudgementRecorded(Provenance, EventRecord):
     TYPE = "JudgementRecorded"
+    VERSION = 2
     COLUMNS: ClassVar[dict[str, str]] = {
         "prompt_key": "prompt_key",
         "judge_index": "item_index",
@@ -206,11 +218,16 @@ class JudgementRecorded(Provenance, EventRecord):
     parse_error: str | None
     fallback_used: bool
     fallback: dict[str, Any] | None = None
+    # v2: whether constrained decoding forced "rationale, then the final line" (and its spec),
+    # and the rationale's words (see mrtui.loop.prompts.rationale_words); None in v1 events.
+    structure: dict[str, Any] | None = None
+    rationale_words: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
 class MetaVerdictRecorded(Provenance, EventRecord):
     TYPE = "MetaVerdictRecorded"
+    VERSION = 2
     COLUMNS: ClassVar[dict[str, str]] = {
         "prompt_key": "prompt_key",
         "first_key": "first_key",
@@ -227,6 +244,10 @@ class MetaVerdictRecorded(Provenance, EventRecord):
     parse_error: str | None
     fallback_used: bool
     fallback: dict[str, Any] | None = None
+    # v2: whether constrained decoding forced "rationale, then the final line" (and its spec),
+    # and the rationale's words (see mrtui.loop.prompts.rationale_words); None in v1 events.
+    structure: dict[str, Any] | None = None
+    rationale_words: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -320,6 +341,7 @@ RECORDS: dict[str, type[EventRecord]] = {
     for cls in (
         RunConfigured,
         PromptAdded,
+        PromptsDrawn,
         TemplateRegistered,
         IterationStarted,
         StageStarted,

@@ -356,7 +356,7 @@ class Runner:
             rows = con.execute(
                 "SELECT j.response_key, j.judgement_key, j.judgement FROM judgements j "
                 "JOIN meta_targets t ON t.response_key = j.response_key "
-                "WHERE j.valid AND t.run_id = ? AND t.iteration = ? "
+                "WHERE j.eligible AND t.run_id = ? AND t.iteration = ? "
                 "ORDER BY j.response_key, j.judge_index, j.judgement_key",
                 [run_id, iteration],
             ).fetchall()

@@ -15,6 +15,7 @@ from typing import Any
 from mrtui.backends.training import DPOSettings
 
 DPO_PREFIX = "dpo_"
+MIN_RATIONALE_CHARS = 40  # structured judging: the shortest rationale the grammar allows
 
 
 class ConfigError(ValueError):
@@ -55,6 +56,40 @@ class IterationSettings:
         False,
     )
     meta_fallback: bool = _help("the same for meta-verdicts without a winner line", False)
+    structured_judging: bool = _help(
+        "judge and meta-judge must write a one-paragraph rationale, then their final line "
+        "(Score: N / Winner: Judgment X), enforced by the backend's constrained decoding",
+        False,
+    )
+    rationale_max_chars: int = _help(
+        "longest rationale structured judging allows (it ends at a sentence end)", 600
+    )
+    min_rationale_words: int = _help(
+        "judgements whose rationale has fewer words (not counting lines copied from the "
+        "prompt) are left out of meta-judging and judge pairs; 0 keeps them all",
+        3,
+    )
+    score_decimals: bool = _help(
+        "accept decimal scores ('Score: 4.5'); off: such a judgement is unparsed", False
+    )
+    skip_unused_meta: bool = _help(
+        "skip the meta-judge stage in iterations whose training uses no judge pairs", True
+    )
+    prompts_per_iteration: int = _help(
+        "prompts each iteration draws from the run's pool (deterministic, by seed); "
+        "0: every iteration uses every prompt",
+        0,
+    )
+    prompts_disjoint: bool = _help(
+        "iterations draw disjoint prompt slices (the paper's fresh prompts per iteration); "
+        "off: each iteration draws from the whole pool",
+        True,
+    )
+    bt_prior_games: float = _help(
+        "strength of the Bradley-Terry prior: virtual games (half won) per judgement against "
+        "a fixed opponent; near 0 approaches the plain maximum-likelihood fit",
+        1.0,
+    )
     seed: int = _help("base seed; each unit's seed derives from it and the unit's key", 0)
     train: bool = _help("train M_t on this iteration's pairs with DPO to make M_{t+1}", True)
     train_kinds: str = _help(
@@ -79,7 +114,14 @@ class IterationSettings:
     actor_template: str = _help("actor template: built-in name or path", "actor")
 
     def __post_init__(self) -> None:
-        for name in ("k", "n", "actor_max_tokens", "judge_max_tokens", "meta_max_tokens"):
+        for name in (
+            "k",
+            "n",
+            "actor_max_tokens",
+            "judge_max_tokens",
+            "meta_max_tokens",
+            "rationale_max_chars",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0.0 <= self.rho < 1.0:
@@ -103,6 +145,15 @@ class IterationSettings:
             raise ConfigError(f"export_type must be f16, q8_0 or q4_k_m, got {self.export_type!r}")
         if self.max_chosen_chars < 0 or self.judge_max_chars < 0:
             raise ConfigError("length caps must be >= 0 (0 means no cap)")
+        if self.rationale_max_chars < MIN_RATIONALE_CHARS + 20:
+            raise ConfigError(
+                f"rationale_max_chars must be at least {MIN_RATIONALE_CHARS + 20}, "
+                f"got {self.rationale_max_chars}"
+            )
+        if self.min_rationale_words < 0 or self.prompts_per_iteration < 0:
+            raise ConfigError("min_rationale_words and prompts_per_iteration must be >= 0")
+        if not 0.0 < self.bt_prior_games <= 100.0:
+            raise ConfigError(f"bt_prior_games must be in (0, 100], got {self.bt_prior_games}")
 
     # Settings that decide what gets generated or trained; the rest only change derived views.
     GENERATION_FIELDS = (
@@ -117,6 +168,12 @@ class IterationSettings:
         "meta_max_tokens",
         "judge_fallback",
         "meta_fallback",
+        "structured_judging",
+        "rationale_max_chars",
+        "min_rationale_words",
+        "score_decimals",
+        "prompts_per_iteration",
+        "prompts_disjoint",
         "seed",
         "judge_template",
         "meta_template",

@@ -11,10 +11,20 @@ SELECT run_id, iteration, seq, created_at,
        payload->>'$.settings.weights_scope'                AS weights_scope,
        payload->>'$.model.model_id'                        AS model_id,
        payload->>'$.model.model_sha256'                    AS model_sha256,
-       payload->'$.settings'                               AS settings
+       payload->'$.settings'                               AS settings,
+       (payload->>'$.settings.min_rationale_words')::INTEGER AS min_rationale_words,
+       (payload->>'$.settings.bt_prior_games')::DOUBLE     AS bt_prior_games
 FROM events
 WHERE event_type = 'IterationStarted'
 QUALIFY row_number() OVER (PARTITION BY run_id, iteration ORDER BY seq DESC) = 1;
+
+-- The prompts each iteration drew from the run's pool (only when prompts_per_iteration > 0;
+-- otherwise every iteration uses every prompt of the run).
+CREATE OR REPLACE VIEW iteration_prompts AS
+SELECT run_id, iteration, unnest(from_json(payload->'$.prompt_keys', '["VARCHAR"]')) AS prompt_key,
+       (payload->>'$.pool_size')::INTEGER AS pool_size, (payload->>'$.disjoint')::BOOLEAN AS disjoint
+FROM events
+WHERE event_type = 'PromptsDrawn';
 
 CREATE OR REPLACE VIEW templates AS
 SELECT run_id, payload->>'$.name' AS name, payload->>'$.sha256' AS template_sha256,
@@ -39,16 +49,26 @@ FROM (SELECT *, from_json(payload, '{"seed":"BIGINT","wall_s":"DOUBLE","model_id
         "backend":"VARCHAR","backend_version":"VARCHAR","template":"VARCHAR"}') AS p
       FROM events WHERE event_type = 'ResponseGenerated');
 
+-- `eligible`: a valid judgement with a rationale of at least the iteration's
+-- min_rationale_words (judgements logged before rationales were counted are eligible). Only
+-- eligible judgements are meta-judged and can become judge pairs.
 CREATE OR REPLACE VIEW judgements AS
-SELECT run_id, iteration, key AS judgement_key, parent_key AS response_key, prompt_key,
+SELECT j.run_id, j.iteration, key AS judgement_key, parent_key AS response_key, prompt_key,
        item_index AS judge_index, text AS judgement, text_chars AS judgement_chars,
        score, parse_error, score IS NOT NULL AS valid, fallback_used,
        prompt_tokens, completion_tokens, prompt_tokens_evaluated, finish_reason,
-       p.seed, p.wall_s, p.model_id, model_sha256, p.backend, p.backend_version, p.template,
-       template_sha256, seq, created_at, payload
+       p.seed, p.wall_s, p.model_id, j.model_sha256, p.backend, p.backend_version, p.template,
+       template_sha256, j.seq, j.created_at, payload,
+       p.rationale_words, p.structure IS NOT NULL AS structured,
+       score IS NOT NULL AND (p.rationale_words IS NULL
+                              OR p.rationale_words >= coalesce(st.min_rationale_words, 0))
+           AS eligible
 FROM (SELECT *, from_json(payload, '{"seed":"BIGINT","wall_s":"DOUBLE","model_id":"VARCHAR",
-        "backend":"VARCHAR","backend_version":"VARCHAR","template":"VARCHAR"}') AS p
-      FROM events WHERE event_type = 'JudgementRecorded');
+        "backend":"VARCHAR","backend_version":"VARCHAR","template":"VARCHAR",
+        "rationale_words":"INTEGER","structure":"JSON"}') AS p
+      FROM events WHERE event_type = 'JudgementRecorded') j
+LEFT JOIN (SELECT run_id, iteration, min_rationale_words FROM iteration_settings) st
+       ON st.run_id = j.run_id AND st.iteration = j.iteration;
 
 CREATE OR REPLACE VIEW meta_verdicts AS
 SELECT run_id, iteration, key AS verdict_key, parent_key AS response_key, prompt_key,
@@ -58,9 +78,11 @@ SELECT run_id, iteration, key AS verdict_key, parent_key AS response_key, prompt
        parse_error, fallback_used, text AS verdict, prompt_tokens,
        completion_tokens, prompt_tokens_evaluated, finish_reason,
        p.seed, p.wall_s, p.model_id, model_sha256, p.backend, p.backend_version, p.template,
-       template_sha256, seq, created_at, payload
+       template_sha256, seq, created_at, payload,
+       p.rationale_words, p.structure IS NOT NULL AS structured
 FROM (SELECT *, from_json(payload, '{"seed":"BIGINT","wall_s":"DOUBLE","model_id":"VARCHAR",
-        "backend":"VARCHAR","backend_version":"VARCHAR","template":"VARCHAR"}') AS p
+        "backend":"VARCHAR","backend_version":"VARCHAR","template":"VARCHAR",
+        "rationale_words":"INTEGER","structure":"JSON"}') AS p
       FROM events WHERE event_type = 'MetaVerdictRecorded');
 
 -- Failed requests. A failed unit stays open and is retried on resume; `redone` says whether

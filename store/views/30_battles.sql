@@ -53,7 +53,7 @@ JOIN counts c USING (run_id, iteration, scope_key);
 CREATE OR REPLACE VIEW judge_battles AS
 SELECT * FROM judge_battles_with();
 
--- Bradley–Terry strengths ε of the valid judgements of each meta-judged response, fitted by
+-- Bradley–Terry strengths ε of the eligible judgements of each meta-judged response, fitted by
 -- mrtui_bt (see store/elo.py) from the sparse weighted wins; elo is the same ranking on the
 -- familiar 400/ln(10) scale.
 CREATE OR REPLACE MACRO judgement_elo_with(weights_scope := NULL) AS TABLE
@@ -68,7 +68,7 @@ jj AS (
            count(*) OVER (PARTITION BY j.response_key) AS n
     FROM judgements j
     SEMI JOIN (SELECT DISTINCT response_key FROM b) r ON r.response_key = j.response_key
-    WHERE j.valid
+    WHERE j.eligible
 ),
 cells AS (  -- one weighted-win cell (m beat n with weight b_mn) per ordered pair
     SELECT m.response_key, m.idx AS i, n.idx AS k, b.b_mn AS w

@@ -23,7 +23,8 @@ llama_cpp = pytest.importorskip(
     "llama_cpp", reason="needs llama-cpp-python: pip install 'mrtui[llama]'"
 )
 
-from mrtui.backends.llamacpp import LlamaCppBackend, choices_grammar  # noqa: E402
+from mrtui.backends.constrain import choices_gbnf  # noqa: E402
+from mrtui.backends.llamacpp import LlamaCppBackend  # noqa: E402
 
 JUDGE = (
     Message("system", "You are a careful judge."),
@@ -100,7 +101,7 @@ def test_multi_character_choices_with_quotes(tiny: LlamaCppBackend) -> None:
 
 
 def test_choices_grammar_escapes_literals() -> None:
-    assert choices_grammar(["a", 'b"c', "d\\e\n"]) == r'root ::= "a" | "b\"c" | "d\\e\n"'
+    assert choices_gbnf(["a", 'b"c', "d\\e\n"]) == r'root ::= "a" | "b\"c" | "d\\e\n"'
 
 
 def test_empty_choice_is_a_failure(tiny: LlamaCppBackend) -> None:

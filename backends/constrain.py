@@ -1,0 +1,61 @@
+"""Constrained output formats compiled for each backend, defined once.
+
+:class:`~mrtui.backends.base.FinalLine` and a plain choice between strings become a GBNF
+grammar (llama.cpp and its server) or a regular expression (vLLM's guided decoding, servers
+that take a regex). Both compilations accept exactly the same strings; the tests check the
+regular expression, and the llama.cpp tests check that constrained output matches it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from .base import FinalLine
+
+_ENDS = ".!?"
+
+
+def gbnf_literal(s: str) -> str:
+    escaped = (
+        s.replace("\\", "\\\\")
+        .replace('"', '\\"')
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace("\t", "\\t")
+    )
+    return f'"{escaped}"'
+
+
+def choices_gbnf(choices: Sequence[str]) -> str:
+    """A GBNF grammar that accepts exactly one of ``choices``."""
+    return "root ::= " + " | ".join(gbnf_literal(c) for c in choices)
+
+
+def _body_class(spec: FinalLine) -> str:
+    """The rationale's characters (the same syntax in GBNF and regular expressions)."""
+    excluded = "\\n\\r" + ("0-9" if spec.forbid_digits else "")
+    return f"[^{excluded}]"
+
+
+def final_line_gbnf(spec: FinalLine) -> str:
+    """GBNF for ``spec``: label, capital, bounded one-line body, sentence end, final line."""
+    lo, hi = spec.min_chars - 2, spec.max_chars - 2  # the capital and the end are counted
+    return "\n".join(
+        [
+            f"root ::= {gbnf_literal(spec.label)} [A-Z] body [.!?] "
+            f"{gbnf_literal(chr(10) + spec.lead)} choice",
+            f"body ::= {_body_class(spec)}{{{lo},{hi}}}",
+            "choice ::= " + " | ".join(gbnf_literal(c) for c in spec.choices),
+        ]
+    )
+
+
+def final_line_regex(spec: FinalLine) -> str:
+    """The same format as a regular expression (Python ``re`` and vLLM's guided regex)."""
+    lo, hi = spec.min_chars - 2, spec.max_chars - 2
+    choice = "|".join(re.escape(c) for c in spec.choices)
+    return (
+        f"{re.escape(spec.label)}[A-Z]{_body_class(spec)}{{{lo},{hi}}}"
+        f"[{re.escape(_ENDS)}]\\n{re.escape(spec.lead)}(?:{choice})"
+    )
