@@ -8,7 +8,8 @@ that many results, to simulate a process dying mid-stage.
 It keeps the whole ``InferenceBackend`` contract (tests/backends/test_contract.py runs on it)
 the way the llama.cpp backend does: ``params.n`` samples per request with indices 0..n-1 and
 seeds ``seed + index`` (a fresh seed, recorded, when the request has none); ``max_tokens`` and
-``stop`` cut the text; ``choices`` returns exactly one choice; a prompt that does not fit the
+``stop`` cut the text; ``choices`` returns exactly one choice; ``structure`` answers with one
+paragraph then the final line, as a grammar would force it; a prompt that does not fit the
 context window fails its samples for good (``permanent``) and the batch goes on. Its tokens
 are whitespace-separated words: a message is a role marker plus its words, the generation
 prompt is one more marker and the assistant prefix adds its words. At temperature 0 a sample
@@ -178,6 +179,11 @@ class FakeBackend:
             h = _h(content, req.params.seed)
         if req.choices:
             return req.choices[h % len(req.choices)]
+        if req.structure is not None:  # as a grammar would force it: one bounded paragraph
+            spec = req.structure
+            words = "It reads the answer closely and weighs each point of the scale in turn"
+            body = (words * 40)[: max(spec.min_chars, min(spec.max_chars, 60 + h % 80)) - 2]
+            return f"{spec.label}I{body}.\n{spec.lead}{spec.choices[h % len(spec.choices)]}"
         if "[Judgment A]" in content:
             return (
                 f"Judgment {'AB'[h % 2]} reads the response better.\nWinner: Judgment {'AB'[h % 2]}"

@@ -79,9 +79,14 @@ def load_template(
 # response under review that itself says "Score: 5" cannot decide the judgement: the judge's
 # own closing line comes after anything it quotes.
 
+# A score line: optional markup and a lead-in word ("Final", "Total", "Overall"), "Score",
+# ":" or "=", the value (optionally bracketed or bold), an optional scale ("/5", "out of 5",
+# "(out of 5)") and an optional "points".
 _SCORE_LINE = re.compile(
-    r"^[\s>*_#`]*score[\s*_`]*[:=][\s*_`<\[(]*(?P<value>[-+]?\d+(?:\.\d+)?)[>\])]?"
-    r"(?:\s*(?:/|out\s+of)\s*(?P<scale>\d+))?[\s*_`.!]*$",
+    r"^[\s>*_#`-]*(?:(?:final|total|overall)\s+)?score[\s*_`]*[:=][\s*_`<\[(]*"
+    r"(?P<value>[-+]?\d+(?:\.\d+)?)[\s*_`>\])]*"
+    r"(?:\(?\s*(?:/|out\s+of)\s*(?P<scale>\d+)\s*\)?)?"
+    r"(?:\s*(?:points?|pts)\b)?[\s*_`.!)]*$",
     re.IGNORECASE,
 )
 # The winner line may carry a lead-in ("Final answer: Winner: Judgment A") or markup.
@@ -97,30 +102,70 @@ class Parsed:
     error: str | None
 
 
-def parse_score(text: str, *, low: int = 0, high: int = 5) -> Parsed:
-    """The judge's final ``Score: N`` line, as an int in [low, high], or why it failed."""
-    matches = [m for line in text.splitlines() if (m := _SCORE_LINE.match(line.strip()))]
-    if not matches:
+def parse_score(text: str, *, low: int = 0, high: int = 5, decimals: bool = False) -> Parsed:
+    """The judge's final ``Score: N`` line, as a number in [low, high], or why it failed.
+
+    Accepted forms include ``Score: 4``, ``**Score:** 4``, ``Score: 4/5``, ``Final score: 4
+    (out of 5)`` and ``Score: [4] points``; ``Score: 4.5`` only with ``decimals``."""
+    line = final_line_index(text, _SCORE_LINE)
+    if line is None:
         return Parsed(None, "no 'Score: <n>' line")
-    m = matches[-1]
+    m = _SCORE_LINE.search(text.splitlines()[line].strip())
+    assert m is not None
     raw = m.group("value")
     scale = m.group("scale")
     if scale is not None and int(scale) != high:
         return Parsed(None, f"score given out of {scale}, not out of {high}")
-    if "." in raw and float(raw) != int(float(raw)):
+    value: float = float(raw)
+    if value != int(value) and not decimals:
         return Parsed(None, f"score {raw} is not a whole number of points")
-    value = int(float(raw))
     if not low <= value <= high:
-        return Parsed(None, f"score {value} is outside {low}..{high}")
-    return Parsed(value, None)
+        return Parsed(None, f"score {raw} is outside {low}..{high}")
+    return Parsed(int(value) if value == int(value) else value, None)
 
 
 def parse_winner(text: str) -> Parsed:
     """'A' or 'B' from the meta-judge's final ``Winner: Judgment X`` line, or why not."""
-    matches = [m for line in text.splitlines() if (m := _WINNER_LINE.search(line.strip()))]
-    if not matches:
+    line = final_line_index(text, _WINNER_LINE)
+    if line is None:
         return Parsed(None, "no 'Winner: Judgment A|B' line")
-    who = matches[-1].group("who").upper()
+    m = _WINNER_LINE.search(text.splitlines()[line].strip())
+    assert m is not None
+    who = m.group("who").upper()
     if who == "TIE":
         return Parsed(None, TIE)
     return Parsed(who, None)
+
+
+def final_line_index(text: str, pattern: re.Pattern[str]) -> int | None:
+    """Index of the last line that is a final line of ``pattern``'s form, if any."""
+    for i, line in reversed(list(enumerate(text.splitlines()))):
+        if pattern.search(line.strip()):
+            return i
+    return None
+
+
+# ---------------------------------------------------------------------------------------
+# Rationales. A judgement's rationale is what it writes before its final line. Its words
+# are counted without a leading "Reasoning:" label and without lines copied from the prompt
+# the judge was shown (a 0.5B judge sometimes hands the rubric back), so a bare "Score: 4",
+# a stray "0" rescued by the fallback, or a copied rubric all count as no rationale.
+
+RATIONALE_LABEL = "Reasoning: "  # what structured judging makes every rationale start with
+_WORD = re.compile(r"\w*[^\W\d_]\w*")  # a word has at least one letter
+_COPIED_MIN_CHARS = 20  # shorter lines ("Reasoning:", "1.") are not counted as copies
+
+
+def rationale_words(text: str, prompt: str, kind: str) -> int:
+    """Words of the rationale before the final line (``kind``: 'score' or 'winner')."""
+    lines = text.splitlines()
+    final = final_line_index(text, _SCORE_LINE if kind == "score" else _WINNER_LINE)
+    kept = [
+        line
+        for line in (lines if final is None else lines[:final])
+        if not (len(line.strip()) >= _COPIED_MIN_CHARS and line.strip() in prompt)
+    ]
+    body = "\n".join(kept).strip()
+    if body.startswith(RATIONALE_LABEL.strip()):
+        body = body[len(RATIONALE_LABEL.strip()) :]
+    return len(_WORD.findall(body))

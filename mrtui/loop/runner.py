@@ -5,6 +5,7 @@ Front ends start runs through :mod:`mrtui.loop.session`, which drives this.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -125,6 +126,7 @@ class Runner:
     # -- run ------------------------------------------------------------------------------
     def run(self) -> list[StageReport]:
         prompts = self.configure()
+        self.check_pool(prompts)
         reports: list[StageReport] = []
         for iteration in range(1, self.settings.iterations + 1):
             reports += self.run_iteration(iteration, prompts)
@@ -257,13 +259,22 @@ class Runner:
             self.progress,
             self.cancel,
         )
-        reports = [stages.actor(prompts)]
+        reports = [stages.actor(self.draw_prompts(iteration, s, prompts))]
         if not self.cancel.cancelled:
             todo, judged = self._responses(iteration, s, templates["judge"].sha256, model.sha256)
             reports.append(stages.judge(todo, judged))
-        if not self.cancel.cancelled:
+        meta = self.meta_needed(iteration, s)
+        if not meta:
+            self.progress(
+                Note(
+                    f"iteration {iteration}: training uses no judge pairs, so meta-judging is "
+                    "skipped (skip_unused_meta)"
+                )
+            )
+        elif not self.cancel.cancelled:
             reports.append(stages.meta(self._targets(iteration, s)))
-        complete = len(reports) == 3 and not any(r.failed or r.stopped for r in reports)
+        stages_run = 3 if meta else 2
+        complete = len(reports) == stages_run and not any(r.failed or r.stopped for r in reports)
         if s.train and complete and not self.cancel.cancelled:
             self.close()  # free the inference model's memory for training
             report = self.train(iteration, s, checkpoint)
@@ -280,6 +291,69 @@ class Runner:
             )
             self.log.append([record.event(self.settings.run_id, iteration=iteration, key=finished)])
         return reports
+
+    @staticmethod
+    def meta_needed(iteration: int, s: IterationSettings) -> bool:
+        """Whether the iteration runs the meta-judge: not when it trains on actor pairs only
+        and ``skip_unused_meta`` is on (without training, its data may still be wanted)."""
+        return not (s.skip_unused_meta and s.train and "judge" not in s.kinds_for(iteration))
+
+    # -- prompt pools ---------------------------------------------------------------------
+    def check_pool(self, pool: list[tuple[str, str]]) -> None:
+        """Refuse, before anything runs, a run whose iterations need more disjoint prompts
+        than the pool holds."""
+        wanted = [self.settings.for_iteration(i) for i in range(1, self.settings.iterations + 1)]
+        need = sum(s.prompts_per_iteration for s in wanted if s.prompts_disjoint)
+        short = [i for i, s in enumerate(wanted, 1) if s.prompts_per_iteration > len(pool)]
+        if need > len(pool) or short:
+            raise ConfigError(
+                f"the run's {self.settings.iterations} iterations draw {need} disjoint prompts "
+                f"(prompts_per_iteration) but its pool holds {len(pool)}; add prompts (see "
+                "`mrtui prompts import`), lower prompts_per_iteration, or set "
+                "prompts_disjoint=false"
+            )
+
+    def draw_prompts(
+        self, iteration: int, s: IterationSettings, pool: list[tuple[str, str]]
+    ) -> list[tuple[str, str]]:
+        """The iteration's prompts: the whole pool, or (``prompts_per_iteration`` > 0) a
+        slice of it drawn once and logged as ``PromptsDrawn``, so a resume reuses it.
+
+        The pool is put in one order by a hash of (seed, prompt key). A disjoint draw takes
+        the first prompts of that order that no other iteration drew; otherwise the order is
+        salted with the iteration number and its head is taken."""
+        if s.prompts_per_iteration == 0:
+            return pool
+        run_id = self.settings.run_id
+        drawn: dict[int, list[str]] = {}
+        for it, payload in self.log.query(
+            "SELECT iteration, payload FROM events WHERE event_type = ? AND run_id = ? "
+            "ORDER BY seq",
+            [ev.PromptsDrawn.TYPE, run_id],
+            views=False,
+        ):
+            drawn.setdefault(it, ev.parse(ev.PromptsDrawn, payload).prompt_keys)
+        texts = dict(pool)
+        if iteration in drawn:
+            return [(k, texts[k]) for k in drawn[iteration] if k in texts]
+        used = {k for it, keys in drawn.items() for k in keys} if s.prompts_disjoint else set()
+        salt = "" if s.prompts_disjoint else f"{iteration}"
+
+        def rank(key: str) -> str:
+            return hashlib.sha256(f"{s.seed}\0{salt}\0{key}".encode()).hexdigest()
+
+        order = sorted((k for k, _ in pool if k not in used), key=rank)
+        keys = order[: s.prompts_per_iteration]
+        if len(keys) < s.prompts_per_iteration:
+            raise ConfigError(
+                f"iteration {iteration} draws {s.prompts_per_iteration} prompts but only "
+                f"{len(keys)} of the pool's {len(pool)} are left undrawn; add prompts, lower "
+                "prompts_per_iteration, or set prompts_disjoint=false"
+            )
+        record = ev.PromptsDrawn(prompt_keys=keys, pool_size=len(pool), disjoint=s.prompts_disjoint)
+        self.log.append([record.event(run_id, iteration=iteration)])
+        self.progress(Note(f"iteration {iteration} drew {len(keys)} of {len(pool)} prompts"))
+        return [(k, texts[k]) for k in keys]
 
     def train(
         self,

@@ -19,6 +19,7 @@ from mrtui.backends.base import (
     BackendInfo,
     Completion,
     Failure,
+    FinalLine,
     InferenceBackend,
     Message,
     Request,
@@ -29,11 +30,13 @@ from mrtui.store import events as ev
 from mrtui.store.events import key_digest
 
 from .progress import CancelToken, Note, ProgressSink, StageBegan, StageEnded, UnitsDone, ignore
-from .prompts import Parsed, Template, parse_score, parse_winner
-from .settings import IterationSettings
+from .prompts import RATIONALE_LABEL, Parsed, Template, parse_score, parse_winner, rationale_words
+from .settings import MIN_RATIONALE_CHARS, IterationSettings
 
 SCORE_CHOICES = tuple(str(i) for i in range(6))
 WINNER_CHOICES = ("A", "B")
+SCORE_LEAD = "Score: "
+WINNER_LEAD = "Winner: Judgment "
 
 
 @dataclass(frozen=True)
@@ -135,8 +138,22 @@ class Stages:
             "judge": ("judg", "judge", (self.s.judge_fallback,)),
             "meta": ("meta", "meta_judge", (self.s.meta_fallback,)),
         }[stage]
+        structure = self.structure(stage)
+        if structure is not None:  # only then, so keys of unstructured runs stay as they were
+            extra = (*extra, structure.to_dict())
         role = "meta" if stage == "meta" else stage
         return self._keyer(kind, self.templates[tpl].sha256, self._sampling_id(role), *extra)
+
+    def structure(self, stage: str) -> FinalLine | None:
+        """The constrained format of a judge or meta-judge answer (structured judging)."""
+        if not self.s.structured_judging or stage == "actor":
+            return None
+        lead, choices = (
+            (SCORE_LEAD, SCORE_CHOICES) if stage == "judge" else (WINNER_LEAD, WINNER_CHOICES)
+        )
+        return FinalLine(
+            RATIONALE_LABEL, MIN_RATIONALE_CHARS, self.s.rationale_max_chars, lead, choices
+        )
 
     def _params(self, role: str, key: str) -> SamplingParams:
         return SamplingParams(
@@ -376,17 +393,23 @@ class Stages:
             response_key, prompt_key, prompt, response, j = args
             self._about[key] = (response_key, prompt_key)
             text = tpl.render(question=prompt, response=response)
-            request = Request(key, (Message("user", text),), self._params("judge", key))
+            request = Request(
+                key,
+                (Message("user", text),),
+                self._params("judge", key),
+                structure=self.structure("judge"),
+            )
             fields = {"prompt_key": prompt_key, "judge_index": j}
+            decimals = self.s.score_decimals
             return request, self._finisher(
                 ev.JudgementRecorded,
                 request,
                 response_key,
                 fields,
                 "score",
-                parse_score,
+                lambda t: parse_score(t, decimals=decimals),
                 self.s.judge_fallback,
-                "Score: ",
+                SCORE_LEAD,
                 SCORE_CHOICES,
                 int,
             )
@@ -416,7 +439,12 @@ class Stages:
             text = tpl.render(
                 question=prompt, response=response, judgement_a=first, judgement_b=second
             )
-            request = Request(key, (Message("user", text),), self._params("meta", key))
+            request = Request(
+                key,
+                (Message("user", text),),
+                self._params("meta", key),
+                structure=self.structure("meta"),
+            )
             fields = {"prompt_key": pk, "first_key": a, "second_key": b}
             return request, self._finisher(
                 ev.MetaVerdictRecorded,
@@ -426,7 +454,7 @@ class Stages:
                 "winner",
                 parse_winner,
                 self.s.meta_fallback,
-                "Winner: Judgment ",
+                WINNER_LEAD,
                 WINNER_CHOICES,
                 str,
             )
@@ -447,7 +475,16 @@ class Stages:
         cast: Callable[[str], Any],
     ) -> Finish:
         """Parse the model's answer into the unit's event; with ``fallback`` on, an answer
-        without a valid final line first gets one constrained continuation."""
+        without a valid final line first gets one constrained continuation.
+
+        A judgement the fallback rescues is stored with its recovered final line appended
+        (``text`` + newline + ``lead`` + value), so the meta-judge and DPO see the score it
+        counts with; ``payload.fallback`` keeps what the continuation wrote. Every answer's
+        rationale is counted (``rationale_words``): the text before its final line, without
+        lines copied from the prompt."""
+        kind = "score" if value_field == "score" else "winner"
+        prompt = request.messages[-1].content
+        structure = request.structure.to_dict() if request.structure is not None else None
 
         def event(
             text: str,
@@ -455,11 +492,15 @@ class Stages:
             first_error: str | None = None,
             fallback_info: dict[str, Any] | None = None,
         ) -> Outcome:
+            if fallback_info is not None and parsed.error is None:
+                text = f"{text.rstrip()}\n{lead}{fallback_info['text'].strip()}"
             values = {
                 **fields,
                 value_field: parsed.value,
                 "parse_error": parsed.error,
                 "fallback_used": fallback_info is not None,
+                "structure": structure,
+                "rationale_words": rationale_words(text, prompt, kind),
             }
             if fallback_info is not None:
                 values["fallback"] = fallback_info | {"first_parse_error": first_error}
@@ -482,7 +523,11 @@ def _fallback_request(request: Request, text: str, lead: str, choices: tuple[str
     prefix = text.rstrip() + "\n" + lead
     params = SamplingParams(n=1, temperature=0.0, top_p=1.0, max_tokens=2, seed=request.params.seed)
     return Request(
-        request.id + "#fallback", request.messages, params, assistant_prefix=prefix, choices=choices
+        request.id + "#fallback",
+        request.messages,
+        params,
+        assistant_prefix=prefix,
+        choices=choices,
     )
 
 

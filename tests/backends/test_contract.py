@@ -10,6 +10,7 @@ backend every loop test runs on (tests/fakes.py) is held to the same contract.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,12 +22,14 @@ from mrtui.backends.base import (
     BackendInfo,
     Completion,
     Failure,
+    FinalLine,
     InferenceBackend,
     Message,
     Request,
     SamplingParams,
     UnsupportedFeature,
 )
+from mrtui.backends.constrain import final_line_regex
 
 TOO_LONG = "lorem ipsum " * 10_000  # more tokens than any contract backend's context
 
@@ -196,3 +199,23 @@ def test_choices_return_one_choice_or_are_unsupported(backend: InferenceBackend)
         return
     (c,) = completions(results)
     assert c.text in choices
+
+
+def test_structure_gives_a_rationale_then_the_final_line(backend: InferenceBackend) -> None:
+    """A FinalLine answer matches its regular expression and ends by itself: the rationale's
+    length bound keeps it within max_tokens (a token is at least one byte)."""
+    spec = FinalLine("Reasoning: ", 12, 60, "Score: ", ("0", "1", "2", "3", "4", "5"))
+    longest = len(spec.label) + spec.max_chars + 1 + len(spec.lead) + 1
+    req = Request(
+        "s",
+        (Message("user", "Grade this answer from 0 to 5: 'Paris is in France.'"),),
+        SamplingParams(max_tokens=longest + 8, seed=4),
+        structure=spec,
+    )
+    try:
+        results = list(backend.generate([req]))
+    except UnsupportedFeature:
+        return
+    (c,) = completions(results)
+    assert c.finish_reason == "stop"
+    assert re.fullmatch(final_line_regex(spec), c.text), c.text

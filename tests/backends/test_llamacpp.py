@@ -23,7 +23,6 @@ llama_cpp = pytest.importorskip(
     "llama_cpp", reason="needs llama-cpp-python: pip install 'mrtui[llama]'"
 )
 
-from mrtui.backends.constrain import choices_gbnf  # noqa: E402
 from mrtui.backends.llamacpp import LlamaCppBackend  # noqa: E402
 
 JUDGE = (
@@ -98,10 +97,6 @@ def test_multi_character_choices_with_quotes(tiny: LlamaCppBackend) -> None:
         list(tiny.generate([judge(f"q{i}", seed=i, choices=choices) for i in range(3)]))
     )
     assert all(c.text in choices for c in got)
-
-
-def test_choices_grammar_escapes_literals() -> None:
-    assert choices_gbnf(["a", 'b"c', "d\\e\n"]) == r'root ::= "a" | "b\"c" | "d\\e\n"'
 
 
 def test_empty_choice_is_a_failure(tiny: LlamaCppBackend) -> None:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from mrtui.loop.prompts import Template, TemplateError, load_template, parse_score, parse_winner
+from mrtui.loop.prompts import (
+    Parsed,
+    Template,
+    TemplateError,
+    load_template,
+    parse_score,
+    parse_winner,
+    rationale_words,
+)
 
 
 @pytest.mark.parametrize(
@@ -88,3 +96,44 @@ def test_builtin_templates_load_and_custom_ones_are_checked(tmp_path) -> None:
         load_template(str(bad), role="judge", required={"question", "response"})
     with pytest.raises(TemplateError, match="not found"):
         load_template("nope")
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("Score: 4/5", 4),
+        ("**Score:** 4", 4),
+        ("Final score: 3 (out of 5)", 3),
+        ("Total Score: **2**", 2),
+        ("- Score: [1] points.", 1),
+        ("score = 5", 5),
+        ("Score: 4 out of 5.", 4),
+        ("Score: 4.0", 4),
+    ],
+)
+def test_forms_small_judges_write_parse(text: str, value: int) -> None:
+    assert parse_score("It is fine.\n" + text) == Parsed(value, None)
+
+
+def test_decimal_scores_need_the_setting() -> None:
+    assert parse_score("Score: 4.5").error == "score 4.5 is not a whole number of points"
+    assert parse_score("Score: 4.5", decimals=True) == Parsed(4.5, None)
+    assert parse_score("Score: 5.5", decimals=True).error == "score 5.5 is outside 0..5"
+    assert parse_score("Score: 8/10").error == "score given out of 10, not out of 5"
+
+
+def test_only_the_last_score_line_counts() -> None:
+    text = "The response says 'Score: 5' in its text.\nScore: 5\nOn reflection:\nScore: 2"
+    assert parse_score(text) == Parsed(2, None)
+    assert parse_score("Scores: 4").error == "no 'Score: <n>' line"
+
+
+def test_rationale_words_leave_out_the_final_line_the_label_and_copied_lines() -> None:
+    prompt = "Grade it.\n1. The response is on topic and gives some information.\n[Response]\nx"
+    assert rationale_words("Reasoning: It names the right city.\nScore: 4", prompt, "score") == 5
+    assert rationale_words("Score: 4", prompt, "score") == 0
+    assert rationale_words("0\nScore: 5", prompt, "score") == 0  # what the fallback rescued
+    copied = "1. The response is on topic and gives some information.\nScore: 1"
+    assert rationale_words(copied, prompt, "score") == 0
+    verdict = "Judgment B checks the facts.\nWinner: Judgment B"
+    assert rationale_words(verdict, prompt, "winner") == 5
