@@ -21,6 +21,7 @@ print(json.dumps({
     "views": [n for n, _ in c.view_sql()],
     "migrations": [n for _, n, _ in c.migrations()],
     "demo": resources.files("mrtui.assets").joinpath("presets", "demo.toml").is_file(),
+    "paper": resources.files("mrtui.assets").joinpath("presets", "paper.toml").is_file(),
     "prompts": resources.files("mrtui.assets").joinpath("prompts", "demo.jsonl").is_file(),
     "tui": importlib.util.find_spec("mrtui.tui.app").origin,
 }))
@@ -65,7 +66,7 @@ def test_wheel_install_loads_assets_from_the_installed_package(tmp_path: Path) -
     )
     info = json.loads(out.stdout)
     assert info["mrtui"].startswith(str(site))
-    assert len(info["judge"]) == 64 and info["demo"] and info["prompts"]
+    assert len(info["judge"]) == 64 and info["demo"] and info["paper"] and info["prompts"]
     files = [p.name for p in (ROOT / "store" / "views").glob("*.sql")]
     assert info["views"] == sorted([*files, "70_health.sql"])  # the health views are generated
     assert info["migrations"] == sorted(p.name for p in (ROOT / "store/migrations").glob("*.sql"))

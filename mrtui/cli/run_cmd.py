@@ -205,11 +205,15 @@ def demo(
         Path,
         typer.Option("--db", envvar="MRTUI_DB", help="Where the demo log goes.", dir_okay=False),
     ] = Path("runs/demo.duckdb"),
-    prompts: Annotated[int, typer.Option(help="How many of the shipped prompts to use.")] = 4,
+    prompts: Annotated[
+        int,
+        typer.Option(help="Prompts per iteration, fresh each time, from the 9 shipped."),
+    ] = 4,
     threads: Annotated[int | None, typer.Option(help="CPU threads (llama.cpp).")] = None,
 ) -> None:
     """The packaged demo: two Meta-Rewarding iterations (with DPO between them) of
-    Qwen2.5-Coder 0.5B on shipped prompts (assets/presets/demo.toml). Resumable like `run`."""
+    Qwen2.5-Coder 0.5B with structured judging, each on its own prompts drawn from the shipped
+    ones (assets/presets/demo.toml). Resumable like `run`."""
     from dataclasses import replace
     from importlib import resources
 
@@ -220,7 +224,9 @@ def demo(
         resources.as_file(assets.joinpath("presets", "demo.toml")) as preset,
         resources.as_file(assets.joinpath("prompts", "demo.jsonl")) as prompt_file,
     ):
-        settings = load_config(preset, {"prompts": str(prompt_file), "prompt_limit": prompts})
+        settings = load_config(
+            preset, {"prompts": str(prompt_file), "prompts_per_iteration": prompts}
+        )
         if threads is not None:
             options = {**settings.backend_options, "n_threads": threads}
             settings = replace(settings, backend_options=options)

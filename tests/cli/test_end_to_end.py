@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import duckdb
 
+from mrtui.backends.base import FinalLine
+from mrtui.backends.constrain import final_line_regex
 from mrtui.store import connect
 
 from .helpers import mrtui
@@ -53,10 +56,17 @@ def test_one_iteration_on_the_packaged_qwen(qwen_gguf: Path, tmp_path: Path) -> 
         "meta_max_tokens=160",
         "--set",
         "train=false",
+        "--set",
+        "structured_judging=true",
+        "--set",
+        "rationale_max_chars=300",
+        "--set",
+        "judge_fallback=true",
     ]
     out = mrtui(*args)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "iter 1 judge" in out.stderr  # the progress bars were drawn
+    _assert_structured(db)
     with connect(db) as con:
         counts = dict(con.execute("SELECT event_type, count(*) FROM events GROUP BY 1").fetchall())
         prov = con.execute(
@@ -86,6 +96,31 @@ def test_one_iteration_on_the_packaged_qwen(qwen_gguf: Path, tmp_path: Path) -> 
     assert export.returncode == 0, export.stderr
     again = mrtui(*args)
     assert again.returncode == 0 and "loading" not in again.stderr  # nothing left to do
+
+
+def _assert_structured(db: Path, min_words: int = 3) -> None:
+    """Every judgement and verdict ran constrained; those that ended by themselves have the
+    exact format; every judgement has a score line; no judge pair side lacks a rationale."""
+    with connect(db) as con:
+        rows = con.execute(
+            "SELECT judgement, finish_reason, score, payload FROM judgements "
+            "UNION ALL SELECT verdict, finish_reason, 0, payload FROM meta_verdicts"
+        ).fetchall()
+        sides = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE c.rationale_words >= ? AND c.valid "
+            "AND r.rationale_words >= ? AND r.valid) FROM judge_pair_candidates p "
+            "JOIN judgements c ON c.judgement_key = p.chosen_key "
+            "JOIN judgements r ON r.judgement_key = p.rejected_key",
+            [min_words, min_words],
+        ).fetchall()[0]
+    assert rows
+    for text, finish, score, payload in rows:
+        d = json.loads(payload)["structure"]
+        spec = FinalLine(**{**d, "choices": tuple(d["choices"])})
+        if finish == "stop":
+            assert re.fullmatch(final_line_regex(spec), text), text
+        assert score is not None, text  # structured or rescued: a score line always
+    assert sides[0] == sides[1]
 
 
 def _count(db: Path, sql: str) -> int:
@@ -274,3 +309,43 @@ def test_readers_can_watch_a_run_while_it_writes(tiny_gguf: Path, tmp_path: Path
         proc.wait(timeout=300)
     assert proc.returncode == 0, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
     assert len(seen) >= 2 and seen == sorted(seen)
+
+
+def test_structured_judging_on_the_tiny_model(tiny_gguf: Path, tmp_path: Path) -> None:
+    """The grammar on real llama.cpp through the whole loop: the judge and the meta-judge
+    write their rationale, then the final line, and every event records the format."""
+    db = tmp_path / "structured.duckdb"
+    prompts = _prompts(tmp_path / "p.jsonl", ["Name a colour.", "Say hello."])
+    out = mrtui(
+        "run",
+        "--db",
+        db,
+        "--model",
+        tiny_gguf,
+        "--prompts",
+        prompts,
+        "--k",
+        "2",
+        "--n",
+        "3",
+        "--set",
+        "actor_max_tokens=16",
+        "--set",
+        "judge_max_tokens=120",
+        "--set",
+        "meta_max_tokens=120",
+        "--set",
+        "train=false",
+        "--set",
+        "structured_judging=true",
+        "--set",
+        "rationale_max_chars=60",
+        "--set",
+        "judge_fallback=true",
+        "--set",
+        "meta_fallback=true",
+        "--set",
+        "min_rationale_words=0",
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    _assert_structured(db, min_words=0)
