@@ -58,6 +58,13 @@ def pairs(
         str | None,
         typer.Option(help="Re-derive with position-win counts per 'response' or 'iteration'."),
     ] = None,
+    bt_prior_games: Annotated[
+        float | None,
+        typer.Option(
+            help="Re-derive judge pairs with this Bradley-Terry prior strength (virtual games "
+            "per judgement; near 0: the plain maximum-likelihood fit)."
+        ),
+    ] = None,
     conversational: Annotated[
         bool,
         typer.Option(
@@ -93,6 +100,7 @@ def pairs(
         "judge_max_chars": judge_max_chars,
         "drop_same_score": drop_same_score,
         "weights_scope": weights_scope,
+        "bt_prior_games": bt_prior_games,
     }
     IterationSettings().with_flat(**{k: v for k, v in given.items() if v is not None})
     suffix = out.suffix.lower()

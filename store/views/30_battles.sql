@@ -55,8 +55,11 @@ SELECT * FROM judge_battles_with();
 
 -- Bradley–Terry strengths ε of the eligible judgements of each meta-judged response, fitted by
 -- mrtui_bt (see store/elo.py) from the sparse weighted wins; elo is the same ranking on the
--- familiar 400/ln(10) scale.
-CREATE OR REPLACE MACRO judgement_elo_with(weights_scope := NULL) AS TABLE
+-- familiar 400/ln(10) scale: 1000 + 400·ε/ln 10, so a difference Δelo means P(win) =
+-- 1 / (1 + 10^(−Δelo/400)). bt_prior_games is the prior strength of the fit (virtual games per
+-- judgement): the argument, else the iteration's setting, else 1 (logs from before the setting).
+CREATE OR REPLACE MACRO judgement_elo_with(weights_scope := NULL,
+                                           bt_prior_games := NULL) AS TABLE
 WITH b AS (
     SELECT * FROM judge_battles_with(weights_scope := weights_scope)
 ),
@@ -77,11 +80,17 @@ cells AS (  -- one weighted-win cell (m beat n with weight b_mn) per ordered pai
     JOIN jj n ON n.judgement_key = b.judgement_n
     WHERE b.b_mn > 0
 ),
+priors AS (
+    SELECT r.response_key, r.n,
+           coalesce(bt_prior_games, st.bt_prior_games, 1.0)::DOUBLE AS prior_games
+    FROM (SELECT DISTINCT run_id, iteration, response_key, n FROM jj) r
+    LEFT JOIN iteration_settings st USING (run_id, iteration)
+),
 fits AS (
-    SELECT r.response_key,
+    SELECT r.response_key, r.prior_games,
            mrtui_bt(r.n::INTEGER, coalesce(c.i, []::INTEGER[]), coalesce(c.k, []::INTEGER[]),
-                    coalesce(c.w, []::DOUBLE[])) AS eps
-    FROM (SELECT DISTINCT response_key, n FROM jj) r
+                    coalesce(c.w, []::DOUBLE[]), r.prior_games) AS eps
+    FROM priors r
     LEFT JOIN (SELECT response_key, list(i::INTEGER) AS i, list(k::INTEGER) AS k,
                       list(w) AS w
                FROM cells GROUP BY response_key) c USING (response_key)
@@ -95,7 +104,7 @@ SELECT jj.run_id, jj.iteration, jj.prompt_key, jj.response_key, jj.judgement_key
        jj.judge_index, jj.score, jj.judgement_chars,
        coalesce(w.wins, 0) AS wins, coalesce(w.weighted_wins, 0.0) AS weighted_wins,
        f.eps[jj.idx] AS epsilon, 1000 + 400 * f.eps[jj.idx] / ln(10) AS elo, jj.judgement,
-       jj.template_sha256
+       jj.template_sha256, f.prior_games AS bt_prior_games
 FROM jj
 JOIN fits f USING (response_key)
 LEFT JOIN wins w USING (judgement_key);

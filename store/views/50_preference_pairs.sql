@@ -11,7 +11,8 @@
 CREATE OR REPLACE MACRO preference_pairs_with(rho := NULL, max_chosen_chars := NULL,
                                               judge_max_chars := NULL,
                                               drop_same_score := NULL,
-                                              weights_scope := NULL) AS TABLE
+                                              weights_scope := NULL,
+                                              bt_prior_games := NULL) AS TABLE
 SELECT 'actor' AS kind, a.run_id, a.iteration, a.prompt_key,
        'actor:' || a.chosen_key || ':' || a.rejected_key AS pair_key,
        array_to_string(list_transform(t.segments, lambda s:
@@ -36,7 +37,7 @@ SELECT 'judge' AS kind, jp.run_id, jp.iteration, jp.prompt_key,
        1000 + 400 * jp.chosen_epsilon / ln(10), 1000 + 400 * jp.rejected_epsilon / ln(10),
        resp.model_id, resp.model_sha256, jp.template_sha256
 FROM judge_pairs_with(judge_max_chars := judge_max_chars, drop_same_score := drop_same_score,
-                      weights_scope := weights_scope) jp
+                      weights_scope := weights_scope, bt_prior_games := bt_prior_games) jp
 JOIN responses resp ON resp.response_key = jp.response_key
 JOIN prompts p ON p.prompt_key = jp.prompt_key AND p.run_id = jp.run_id
 JOIN templates t ON t.template_sha256 = jp.template_sha256 AND t.run_id = jp.run_id;

@@ -77,3 +77,18 @@ def test_sql_does_not_install_or_load_extensions(trained_log: Path) -> None:
             "current_setting('autoload_known_extensions')"
         ).fetchall()[0]
     assert settings == (False, False)
+
+
+def test_export_rederives_judge_pairs_with_another_prior(trained_log: Path, tmp_path: Path) -> None:
+    base = _export(trained_log, tmp_path / "base.jsonl", "--all", "--kind", "judge")
+    weak = _export(trained_log, tmp_path / "weak.jsonl", "--all", "--kind", "judge",
+                   "--bt-prior-games", "1e-6")  # fmt: skip
+    assert base and weak
+    spread = {r["pair_key"]: r["chosen_elo"] - r["rejected_elo"] for r in base}
+    weak_spread = {r["pair_key"]: r["chosen_elo"] - r["rejected_elo"] for r in weak}
+    same = spread.keys() & weak_spread.keys()
+    # a weaker prior shrinks less: the Elo gaps of the same pairs widen
+    assert same and sum(weak_spread[k] > spread[k] for k in same) > len(same) / 2
+    res = mrtui("export", "pairs", "--db", trained_log, "--out", tmp_path / "x.jsonl",
+                "--bt-prior-games", "0")  # fmt: skip
+    assert res.returncode == 2 and "bt_prior_games must be in (0, 100]" in res.stderr
