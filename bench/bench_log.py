@@ -179,7 +179,11 @@ OUTCOME_SENTINELS: dict[str, Any] = {
     "winner": "@@winner@@",
     "parse_error": "@@parse_error@@",
 }
-ANSWERS = {"resp": "an answer", "judg": "ok\nScore: 3", "meta": "ok\nWinner: Judgment A"}
+ANSWERS = {
+    "resp": "an answer",
+    "judg": "It answers the question well.\nScore: 3",
+    "meta": "Judgment A reads it better.\nWinner: Judgment A",
+}
 
 
 def _is_sentinel(value: Any) -> bool:

@@ -87,7 +87,8 @@ class IterationSettings:
     )
     bt_prior_games: float = _help(
         "strength of the Bradley-Terry prior: virtual games (half won) per judgement against "
-        "a fixed opponent; near 0 approaches the plain maximum-likelihood fit",
+        "a fixed opponent; toward 1e-9 (the smallest) it approaches the plain maximum-likelihood "
+        "fit",
         1.0,
     )
     seed: int = _help("base seed; each unit's seed derives from it and the unit's key", 0)
@@ -152,8 +153,8 @@ class IterationSettings:
             )
         if self.min_rationale_words < 0 or self.prompts_per_iteration < 0:
             raise ConfigError("min_rationale_words and prompts_per_iteration must be >= 0")
-        if not 0.0 < self.bt_prior_games <= 100.0:
-            raise ConfigError(f"bt_prior_games must be in (0, 100], got {self.bt_prior_games}")
+        if not 1e-9 <= self.bt_prior_games <= 100.0:
+            raise ConfigError(f"bt_prior_games must be in [1e-9, 100], got {self.bt_prior_games}")
 
     # Settings that decide what gets generated or trained; the rest only change derived views.
     GENERATION_FIELDS = (

@@ -91,4 +91,4 @@ def test_export_rederives_judge_pairs_with_another_prior(trained_log: Path, tmp_
     assert same and sum(weak_spread[k] > spread[k] for k in same) > len(same) / 2
     res = mrtui("export", "pairs", "--db", trained_log, "--out", tmp_path / "x.jsonl",
                 "--bt-prior-games", "0")  # fmt: skip
-    assert res.returncode == 2 and "bt_prior_games must be in (0, 100]" in res.stderr
+    assert res.returncode == 2 and "bt_prior_games must be in [1e-9, 100]" in res.stderr
