@@ -36,6 +36,7 @@ TYPED_COLUMNS: dict[str, str] = {
     "model_sha256": "VARCHAR",
     "template_sha256": "VARCHAR",
     "text_chars": "INTEGER",  # length of ``text`` (every event that has text)
+    "rationale_words": "INTEGER",  # schema 3: judgement and verdict events (v2)
 }
 
 # The meta-judge parser's error for a verdict that names no single winner (a tie): not a
@@ -210,6 +211,7 @@ class JudgementRecorded(Provenance, EventRecord):
         "score": "score",
         "parse_error": "parse_error",
         "fallback_used": "fallback_used",
+        "rationale_words": "rationale_words",
         **_PROVENANCE_COLUMNS,
     }
     prompt_key: str
@@ -235,6 +237,7 @@ class MetaVerdictRecorded(Provenance, EventRecord):
         "winner": "winner",
         "parse_error": "parse_error",
         "fallback_used": "fallback_used",
+        "rationale_words": "rationale_words",
         **_PROVENANCE_COLUMNS,
     }
     prompt_key: str

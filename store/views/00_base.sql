@@ -59,13 +59,13 @@ SELECT j.run_id, j.iteration, key AS judgement_key, parent_key AS response_key, 
        prompt_tokens, completion_tokens, prompt_tokens_evaluated, finish_reason,
        p.seed, p.wall_s, p.model_id, j.model_sha256, p.backend, p.backend_version, p.template,
        template_sha256, j.seq, j.created_at, payload,
-       p.rationale_words, p.structure IS NOT NULL AS structured,
-       score IS NOT NULL AND (p.rationale_words IS NULL
-                              OR p.rationale_words >= coalesce(st.min_rationale_words, 0))
+       rationale_words, p.structure IS NOT NULL AS structured,
+       score IS NOT NULL AND (rationale_words IS NULL
+                              OR rationale_words >= coalesce(st.min_rationale_words, 0))
            AS eligible
 FROM (SELECT *, from_json(payload, '{"seed":"BIGINT","wall_s":"DOUBLE","model_id":"VARCHAR",
         "backend":"VARCHAR","backend_version":"VARCHAR","template":"VARCHAR",
-        "rationale_words":"INTEGER","structure":"JSON"}') AS p
+        "structure":"JSON"}') AS p
       FROM events WHERE event_type = 'JudgementRecorded') j
 LEFT JOIN (SELECT run_id, iteration, min_rationale_words FROM iteration_settings) st
        ON st.run_id = j.run_id AND st.iteration = j.iteration;
@@ -79,10 +79,10 @@ SELECT run_id, iteration, key AS verdict_key, parent_key AS response_key, prompt
        completion_tokens, prompt_tokens_evaluated, finish_reason,
        p.seed, p.wall_s, p.model_id, model_sha256, p.backend, p.backend_version, p.template,
        template_sha256, seq, created_at, payload,
-       p.rationale_words, p.structure IS NOT NULL AS structured
+       rationale_words, p.structure IS NOT NULL AS structured
 FROM (SELECT *, from_json(payload, '{"seed":"BIGINT","wall_s":"DOUBLE","model_id":"VARCHAR",
         "backend":"VARCHAR","backend_version":"VARCHAR","template":"VARCHAR",
-        "rationale_words":"INTEGER","structure":"JSON"}') AS p
+        "structure":"JSON"}') AS p
       FROM events WHERE event_type = 'MetaVerdictRecorded');
 
 -- Failed requests. A failed unit stays open and is retried on resume; `redone` says whether

@@ -58,8 +58,33 @@ def test_migrations_are_recorded_and_reapplied_idempotently(tmp_path: Path) -> N
     EventLog(db).close()
     with connect(db) as con:
         rows = con.execute("SELECT version, name FROM schema_migrations").fetchall()
-    assert rows == [(1, "0001_events.sql"), (2, "0002_typed_columns.sql")]
-    assert SCHEMA_VERSION == 2
+    assert rows == [
+        (1, "0001_events.sql"),
+        (2, "0002_typed_columns.sql"),
+        (3, "0003_rationale_words.sql"),
+    ]
+    assert SCHEMA_VERSION == 3
+
+
+def test_migration_3_fills_rationale_words_from_payloads(tmp_path: Path) -> None:
+    """A schema-2 log whose v2 judgements carry rationale_words only in the payload."""
+    db = tmp_path / "log.duckdb"
+    with EventLog(db) as log:
+        log.append(
+            [
+                NewEvent("JudgementRecorded", "r", {"rationale_words": 7, "score": 4}, key="j1"),
+                NewEvent("JudgementRecorded", "r", {"score": 3}, key="j2"),  # v1: none
+                NewEvent("MetaVerdictRecorded", "r", {"rationale_words": 0}, key="m1"),
+            ]
+        )
+    con = duckdb.connect(str(db))  # back to schema 2, as an older mrtui left it
+    con.execute("ALTER TABLE events DROP COLUMN rationale_words")
+    con.execute("DELETE FROM schema_migrations WHERE version = 3")
+    con.close()
+    EventLog(db).close()  # a writer migrates
+    with connect(db) as con:
+        rows = con.execute("SELECT key, rationale_words FROM events ORDER BY seq").fetchall()
+    assert rows == [("j1", 7), ("j2", None), ("m1", 0)]
 
 
 def test_duplicate_unit_keys_are_refused(tmp_path: Path) -> None:
