@@ -43,6 +43,11 @@ TYPED_COLUMNS: dict[str, str] = {
 # parse failure, a decided draw (r = 0).
 TIE = "tie"
 
+# A rationale of fewer words than this is no rationale: a bare final line, a stray word, a
+# copied rubric line. The default of the ``min_rationale_words`` setting and the bound of the
+# "no rationale" health alarm (store/health.py).
+SENTENCE_WORDS = 3
+
 
 R = TypeVar("R", bound="EventRecord")
 

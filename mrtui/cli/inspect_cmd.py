@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from .app import DbOption, JsonOption, RunOption, app
-from .output import print_json, print_table
+from .output import health_pct, print_alarms, print_json, print_table
 
 # Statement types `mrtui sql` runs; anything else (writes, ATTACH, COPY, INSTALL, LOAD, SET,
 # transactions, ...) is refused before it reaches DuckDB. The connection is also read-only
@@ -34,7 +34,19 @@ def status(
         typer.Option("--pairs", help="Also derive the preference pairs (seconds on a large log)."),
     ] = False,
 ) -> None:
-    """Progress and health of each run and iteration in the log."""
+    """Progress and health of each run and iteration in the log.
+
+    A health rate past its threshold (over at least 10 judgements, pairs or responses) is
+    marked ALARM in the table and explained with advice under it; --json lists them as
+    `alarms`. The alarms (store/health.py, ALARMS):
+
+    \b
+      judgements without a rationale > 20% (fewer than 3 words before the final line)
+      meta-judge position consistency < 50% (pairs judged in both orders whose two
+        verdicts name the same winner; a tie or unparsed verdict is inconsistent)
+      responses cut at the token limit > 20%
+      share of 5s > 50% (the 'always 5' judge collapse)
+    """
     from mrtui.loop.report import status as load_status
     from mrtui.store import connect
 
@@ -60,14 +72,22 @@ def status(
             ),
             ("units failed, not yet redone", lambda i: i["open_failures"]),
             ("units skipped for good", lambda i: i["skipped_units"]),
-            ("responses cut at the token limit", lambda i: _pct(i["truncated_share"])),
+            ("responses cut at the token limit", lambda i: health_pct(i, "truncated_share")),
             ("mean response chars", lambda i: _fmt(i["mean_response_chars"])),
             ("judge parse failures", lambda i: _pct(i["judge_parse_failure_rate"])),
             ("judge fallback used", lambda i: _pct(i["judge_fallback_rate"])),
             ("mean judge score", lambda i: _fmt(i["mean_judge_score"])),
-            ("share of 5s (collapse alarm)", lambda i: _pct(i["share_of_fives"])),
+            ("share of 5s", lambda i: health_pct(i, "share_of_fives")),
+            ("judgements without a rationale", lambda i: health_pct(i, "no_rationale_share")),
             ("meta parse failures", lambda i: _pct(i["meta_parse_failure_rate"])),
             ("meta first-position wins", lambda i: _pct(i["first_position_win_rate"])),
+            (
+                "meta position consistency",
+                lambda i: (
+                    health_pct(i, "position_consistency")
+                    + (f" of {i['verdict_pairs']} pairs" if i["verdict_pairs"] else "")
+                ),
+            ),
             (
                 "trained on actor / judge pairs",
                 lambda i: (
@@ -84,6 +104,7 @@ def status(
                 -2, ("pairs actor / judge", lambda i: f"{i['actor_pairs']} / {i['judge_pairs']}")
             )
         print_table(columns, [(label, *(get(i) for i in its)) for label, get in lines])
+        print_alarms(r["run_id"], its)
 
 
 @app.command()

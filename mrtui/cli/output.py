@@ -10,7 +10,7 @@ from typing import Any
 
 from mrtui.untrusted import safe
 
-__all__ = ["print_json", "print_table", "safe"]
+__all__ = ["health_pct", "print_alarms", "print_json", "print_table", "safe"]
 
 
 def _default(value: Any) -> Any:
@@ -44,3 +44,24 @@ def print_table(
     for row in rows:
         table.add_row(*(Text(safe(v)) for v in row))
     Console(soft_wrap=False).print(table)
+
+
+def health_pct(row: dict[str, Any], rate: str) -> str:
+    """A health rate of a status/summary row as a percentage, marked ``ALARM`` (with its
+    threshold) when the row's alarms (``mrtui.loop.report.alarms``) include one on it."""
+    value = row.get(rate)
+    text = "-" if value is None else f"{value:.0%}"
+    for a in row.get("alarms") or ():
+        if a["rate"] == rate:
+            text += f" ALARM ({a['op']} {a['threshold']:.0%})"
+    return text
+
+
+def print_alarms(run_id: str, rows: list[dict[str, Any]]) -> None:
+    """One line per alarm that is on, with its advice, under a status or summary table."""
+    for r in rows:
+        for a in r.get("alarms") or ():
+            sys.stdout.write(
+                f"ALARM run {safe(run_id)} iteration {r['iteration']}: {a['message']}; "
+                f"{a['advice']}\n"
+            )

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from .app import DbOption, app
-from .output import print_table, safe
+from .output import health_pct, print_alarms, print_table, safe
 
 
 def _parse_set(items: list[str]) -> dict[str, Any]:
@@ -169,7 +169,7 @@ def print_summary(db: Path, run_id: str) -> None:
         ("pairs actor / judge", lambda r: f"{r['actor_pairs'] or 0} / {r['judge_pairs'] or 0}"),
         ("mean response score", lambda r: _num(r["mean_response_score"])),
         ("mean response chars", lambda r: _num(r["mean_response_chars"], "{:.0f}")),
-        ("responses cut at the token limit", lambda r: _num(r["truncated_share"], "{:.0%}")),
+        ("responses cut at the token limit", lambda r: health_pct(r, "truncated_share")),
         ("judge scores 0..5", lambda r: _histogram(r["scores"])),
         (
             "judge / meta parse failures",
@@ -179,8 +179,10 @@ def print_summary(db: Path, run_id: str) -> None:
             ),
         ),
         ("judge fallback used", lambda r: _num(r["judge_fallback_rate"], "{:.0%}")),
-        ("share of 5s (collapse alarm)", lambda r: _num(r["share_of_fives"], "{:.0%}")),
+        ("share of 5s", lambda r: health_pct(r, "share_of_fives")),
+        ("judgements without a rationale", lambda r: health_pct(r, "no_rationale_share")),
         ("meta first-position wins", lambda r: _num(r["first_position_win_rate"], "{:.0%}")),
+        ("meta position consistency", lambda r: health_pct(r, "position_consistency")),
         (
             "trained on actor / judge",
             lambda r: (
@@ -197,6 +199,7 @@ def print_summary(db: Path, run_id: str) -> None:
         [(label, *(get(r) for r in rows)) for label, get in lines],
         title=f"run {run_id}: summary",
     )
+    print_alarms(run_id, rows)
 
 
 @app.command()

@@ -1,6 +1,6 @@
 """Read-side summaries of a log (``mrtui status``, the run summary), as plain data for any
-front end. Health numbers come from :mod:`mrtui.store.health`, the one definition the TUI
-uses too."""
+front end. Health numbers and alarms come from :mod:`mrtui.store.health`, the one definition
+the TUI uses too."""
 
 from __future__ import annotations
 
@@ -54,6 +54,26 @@ FROM preference_pairs WHERE ? IS NULL OR run_id = ? GROUP BY ALL
 """
 
 
+def alarms(h: store_health.Health) -> list[dict[str, Any]]:
+    """The alarms that are on for ``h``, as plain data (see ``store_health.ALARMS``)."""
+    out = []
+    for name in h.alarms():
+        a = store_health.ALARMS[name]
+        value = h.rate(a.rate)
+        out.append(
+            {
+                "name": name,
+                "rate": a.rate,
+                "value": value,
+                "op": a.op,
+                "threshold": a.threshold,
+                "message": a.describe(value),
+                "advice": a.advice,
+            }
+        )
+    return out
+
+
 def rows_as_dicts(cursor: Any) -> list[dict[str, Any]]:
     cols = [d[0] for d in cursor.description]
     return [dict(zip(cols, row, strict=True)) for row in cursor.fetchall()]
@@ -73,6 +93,7 @@ def _iterations(con: Any, run_id: str | None, pairs: bool) -> list[dict[str, Any
         r["scores"] = h.scores
         r["judge_parse_failures"] = int(h.unparsed_judgements)
         r["meta_parse_failures"] = int(h.unparsed_verdicts)
+        r["alarms"] = alarms(h)
         d = derived.get((r["run_id"], r["iteration"]), {})
         r["actor_pairs"] = d.get("actor_pairs", 0) if pairs else None
         r["judge_pairs"] = d.get("judge_pairs", 0) if pairs else None

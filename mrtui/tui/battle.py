@@ -10,6 +10,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Static
 
+from mrtui.store.health import orders_agree
+
 from .base import AppScreen, StatusBar
 from .items import judgement_item, verdict_item
 from .model import Battle, IterationFocus, JudgementInfo, PromptFocus, Verdict
@@ -27,6 +29,14 @@ def cell(v: Verdict | None) -> str:
     return "tie" if v.parse_error == "tie" else "?"
 
 
+def disagrees(b: Battle, m: str, n: str) -> bool:
+    """Whether judgements m and n were compared in both orders and the two verdicts do not name
+    the same winner (a tie or unparsed verdict in either order included): the pairs that
+    ``position_consistency`` counts as inconsistent."""
+    mn, nm = b.verdicts.get((m, n)), b.verdicts.get((n, m))
+    return mn is not None and nm is not None and not orders_agree(mn.winner, nm.winner)
+
+
 class BattleScreen(AppScreen):
     DEFAULT_CSS = """
     BattleScreen #summary { height: auto; padding: 0 1; border-bottom: solid $panel; }
@@ -38,6 +48,7 @@ class BattleScreen(AppScreen):
     BINDINGS = [
         Binding("enter,v", "view_verdict", "Verdict text"),
         Binding("j", "view_judgement", "Judgement text"),
+        Binding("f", "toggle_disagreeing", "Only AB≠BA"),
         Binding("escape", "app.pop_screen", "Back"),
     ]
 
@@ -47,6 +58,7 @@ class BattleScreen(AppScreen):
         self.focus_data = focus
         self.it = it
         self.battle: Battle = it.battle
+        self.only_disagreeing = False  # f: show only the pairs whose two orders disagree
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status")
@@ -68,23 +80,14 @@ class BattleScreen(AppScreen):
             if b.chosen_key and not b.drop_reason
             else f"no judge pair ({b.drop_reason or 'no valid judgements'})"
         )
-        summary = (
-            f"prompt #{self.focus_data.index} · iteration {self.it.iteration} · response "
-            f"{b.response_key}\nposition wins ({b.scope} scope): first {b.win_1st}, second "
-            f"{b.win_2nd} · ω1 = {num(b.omega1, '{:.3f}')} (weight of a first-shown win), "
-            f"ω2 = {num(b.omega2, '{:.3f}')} · {pair}\n"
-            "cell = verdict with the row's judgement shown first (A ◀ row wins, B ▲ column "
-            "wins); its mirror cell is the same pair in the other order"
-        )
-        self.query_one("#summary", Static).update(lit(summary))
+        self._pair = pair
+        self._label = label
+        self._show_summary()
         m = self.query_one("#matrix", DataTable)
         m.add_column("first \\ second", key="row")
         for j in js:
             m.add_column(label[j.key], key=j.key)
-        for a in js:
-            cells = ["—" if a.key == c.key else cell(b.verdicts.get((a.key, c.key))) for c in js]
-            score = "✗" if a.score is None else f"{a.score:.0f}"
-            m.add_row(f"{label[a.key]} ({score})", *cells, key=a.key)
+        self._fill_matrix()
         r = self.query_one("#ranking", DataTable)
         for c in ("judge", "score", "elo", "wins", "pair"):
             r.add_column(c, key=c)
@@ -110,6 +113,55 @@ class BattleScreen(AppScreen):
         m.focus()
         self._show_cell()
 
+    def _show_summary(self) -> None:
+        b = self.battle
+        keys = [j.key for j in self.compared]
+        both = [(m, n) for i, m in enumerate(keys) for n in keys[i + 1 :] if self._both(m, n)]
+        split = sum(disagrees(b, m, n) for m, n in both)
+        shown = "only these are shown (f: all)" if self.only_disagreeing else "f shows only these"
+        summary = (
+            f"prompt #{self.focus_data.index} · iteration {self.it.iteration} · response "
+            f"{b.response_key}\nposition wins ({b.scope} scope): first {b.win_1st}, second "
+            f"{b.win_2nd} · ω1 = {num(b.omega1, '{:.3f}')} (weight of a first-shown win), "
+            f"ω2 = {num(b.omega2, '{:.3f}')} · {self._pair}\n"
+            "cell = verdict with the row's judgement shown first (A ◀ row wins, B ▲ column "
+            "wins); its mirror cell is the same pair in the other order\n"
+            f"AB≠BA: the two orders do not name the same winner for {split} of {len(both)} "
+            f"pairs judged both ways; {shown}"
+        )
+        self.query_one("#summary", Static).update(lit(summary))
+
+    def _both(self, m: str, n: str) -> bool:
+        v = self.battle.verdicts
+        return (m, n) in v and (n, m) in v
+
+    def _hidden(self, m: str, n: str) -> bool:
+        """Whether the filter hides the cell of m shown first, n second."""
+        return self.only_disagreeing and not disagrees(self.battle, m, n)
+
+    def _cell_text(self, m: str, n: str) -> str:
+        if m == n:
+            return "—"
+        return "" if self._hidden(m, n) else cell(self.battle.verdicts.get((m, n)))
+
+    def _fill_matrix(self) -> None:
+        js = self.compared
+        m = self.query_one("#matrix", DataTable)
+        cursor = m.cursor_coordinate
+        m.clear()
+        for a in js:
+            cells = [self._cell_text(a.key, c.key) for c in js]
+            score = "✗" if a.score is None else f"{a.score:.0f}"
+            m.add_row(f"{self._label[a.key]} ({score})", *cells, key=a.key)
+        if js:
+            m.move_cursor(row=cursor.row, column=cursor.column)
+
+    def action_toggle_disagreeing(self) -> None:
+        self.only_disagreeing = not self.only_disagreeing
+        self._show_summary()
+        self._fill_matrix()
+        self._show_cell()
+
     @property
     def compared(self) -> list[JudgementInfo]:
         """The judgements the meta-judge compared: those with a valid score."""
@@ -120,6 +172,8 @@ class BattleScreen(AppScreen):
         row, col = m.cursor_coordinate.row, m.cursor_coordinate.column
         js = self.compared
         if not (0 <= row < len(js)) or not (1 <= col <= len(js)):
+            return None
+        if self._hidden(js[row].key, js[col - 1].key):
             return None
         return self.battle.verdicts.get((js[row].key, js[col - 1].key))
 
@@ -135,7 +189,13 @@ class BattleScreen(AppScreen):
         v = self.current_verdict()
         out = self.query_one("#verdict-text", Static)
         if v is None:
-            out.update(lit("move onto a cell to see its verdict"))
+            out.update(
+                lit(
+                    "only the pairs whose two orders disagree are shown (f: all pairs)"
+                    if self.only_disagreeing
+                    else "move onto a cell to see its verdict"
+                )
+            )
             return
         tail = v.text.strip().splitlines()[-3:]
         out.update(

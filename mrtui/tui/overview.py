@@ -10,7 +10,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Footer, Log, Static
 
-from mrtui.store.health import Health
+from mrtui.store.health import ALARMS, Health
 
 from .base import AppScreen, StatusBar
 from .messages import HealthRead, OverviewRead, RecentRead, RunLogLine
@@ -19,22 +19,27 @@ from .plots import HealthPlots
 from .state import Losses
 from .text import lit, num, one_line, pct
 
+# column -> the health rate it shows, as a percentage; marked "!" when its alarm is on
+PERCENT = {
+    "judge fail": "judge_parse_failure_rate",
+    "cut": "truncated_share",
+    "5s": "share_of_fives",
+    "no rationale": "no_rationale_share",
+    "1st wins": "first_position_win_rate",
+    "AB=BA": "position_consistency",
+}
 COLUMNS = (
-    "iteration",
+    "iter",
     "model",
     "K×N",
     "responses",
     "judgements",
-    "meta verdicts",
+    "verdicts",
     "failed",
-    "judge fail",
-    "1st wins",
-    "5s",
+    *PERCENT,
     "training",
 )
-
-
-PERCENT = ("judge fail", "1st wins", "5s")
+MARK = " !"  # after a percentage whose alarm is on (text, so it shows without colour too)
 
 
 class OverviewScreen(AppScreen):
@@ -43,6 +48,8 @@ class OverviewScreen(AppScreen):
     OverviewScreen #run-log { height: 6; border-top: solid $panel; display: none; }
     OverviewScreen #run-log.-visible { display: block; }
     OverviewScreen #hint { color: $text-muted; padding: 0 1; }
+    OverviewScreen #alarms { color: $text-warning; padding: 0 1; display: none; }
+    OverviewScreen #alarms.-on { display: block; }
     OverviewScreen #recent { height: 7; border-top: solid $panel; }
     """
     BINDINGS = [
@@ -54,6 +61,7 @@ class OverviewScreen(AppScreen):
         with Vertical():
             yield DataTable(id="iterations", cursor_type="row", zebra_stripes=True)
             yield Static(id="hint")
+            yield Static(id="alarms")
             yield HealthPlots(id="plots")
             yield DataTable(id="recent", cursor_type="none", zebra_stripes=True)
             yield Log(id="run-log", max_lines=500)
@@ -62,7 +70,8 @@ class OverviewScreen(AppScreen):
     def on_mount(self) -> None:
         table = self.query_one("#iterations", DataTable)
         for c in COLUMNS:  # percentages arrive after the counts: reserve their width
-            table.add_column(c, key=c, width=max(len(c), 5) if c in PERCENT else None)
+            width = max(len(c), len("100%" + MARK)) if c in PERCENT else None
+            table.add_column(c, key=c, width=width)
         self.query_one("#hint", Static).update(lit("reading the log…"))
         recent = self.query_one("#recent", DataTable)
         for c in ("latest events", "at (UTC)", "type", "iter", "key", "text"):
@@ -72,8 +81,19 @@ class OverviewScreen(AppScreen):
         table = self.query_one("#iterations", DataTable)
         cursor = table.cursor_row
         table.clear()
+        alarms: list[str] = []
         for row in ov.iterations:
             h = (health or {}).get(row.iteration)
+            on = [ALARMS[name] for name in h.alarms()] if h else []
+            rates = [
+                pct(h.rate(rate)) + (MARK if any(a.rate == rate for a in on) else "") if h else "…"
+                for rate in PERCENT.values()
+            ]
+            if h:
+                alarms += [
+                    f"! iteration {row.iteration}: {a.describe(h.rate(a.rate))}; {a.advice}"
+                    for a in on
+                ]
             expected_r = ov.prompts * row.k if row.k else 0
             expected_j = row.responses * row.n if row.n else 0
             table.add_row(
@@ -84,9 +104,7 @@ class OverviewScreen(AppScreen):
                 f"{row.judgements}/{expected_j}" if expected_j else str(row.judgements),
                 str(row.verdicts),
                 f"{row.failures} ({row.skipped} skipped)" if row.skipped else str(row.failures),
-                pct(h.judge_parse_failure_rate) if h else "…",
-                pct(h.first_position_win_rate) if h else "…",
-                pct(h.share_of_fives) if h else "…",
+                *map(lit, rates),
                 lit(row.training + (f" ({row.steps} steps)" if row.steps else "")),
                 key=str(row.iteration),
             )
@@ -102,6 +120,9 @@ class OverviewScreen(AppScreen):
             chars = num(last.mean_response_chars, "{:.0f}")
             hint += f" · mean length {chars} chars in the last iteration"
         self.query_one("#hint", Static).update(lit(hint))
+        box = self.query_one("#alarms", Static)
+        box.update(lit("\n".join(alarms)))
+        box.set_class(bool(alarms), "-on")
 
     def show_recent(self, rows: list[EventRow]) -> None:
         """The newest events, newest first: in a live log, what just arrived."""

@@ -51,9 +51,16 @@ class LogBuilder:
         return self
 
     def response(
-        self, prompt: str, key: str, text: str, scores: list[Any], index: int = 0
+        self,
+        prompt: str,
+        key: str,
+        text: str,
+        scores: list[Any],
+        index: int = 0,
+        words: list[int | None] | None = None,
     ) -> LogBuilder:
-        """``scores``: one per judgement; None is an unparseable judgement."""
+        """``scores``: one per judgement; None is an unparseable judgement. ``words``: each
+        judgement's ``rationale_words`` (None, or no list: a judgement without the count)."""
         self.events.append(
             NewEvent(
                 "ResponseGenerated",
@@ -77,6 +84,7 @@ class LogBuilder:
                         "parse_error": None if s is not None else "no 'Score: <n>' line",
                         "template_sha256": "tj",
                         "model_id": "m",
+                        **({"rationale_words": words[j]} if words else {}),
                     },
                     iteration=1,
                     key=f"{key}.j{j}",
@@ -86,15 +94,27 @@ class LogBuilder:
             )
         return self
 
-    def verdict(self, response: str, first: int, second: int, winner: str | None) -> LogBuilder:
+    def verdict(
+        self,
+        response: str,
+        first: int,
+        second: int,
+        winner: str | None,
+        parse_error: str | None = None,
+        key: str | None = None,
+    ) -> LogBuilder:
+        """``winner`` None with ``parse_error`` 'tie' is a tie, else an unparsed verdict."""
         a, b = f"{response}.j{first}", f"{response}.j{second}"
+        payload = {"prompt_key": None, "first_key": a, "second_key": b, "winner": winner}
+        if parse_error is not None:
+            payload["parse_error"] = parse_error
         self.events.append(
             NewEvent(
                 "MetaVerdictRecorded",
                 RUN,
-                {"prompt_key": None, "first_key": a, "second_key": b, "winner": winner},
+                payload,
                 iteration=1,
-                key=f"{response}.m{first}{second}",
+                key=key or f"{response}.m{first}{second}",
                 parent_key=response,
             )
         )

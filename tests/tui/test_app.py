@@ -17,7 +17,7 @@ from mrtui.tui.app import MrtuiApp
 from mrtui.tui.battle import BattleScreen
 from mrtui.tui.detail import PromptDetailScreen, ResponseDetailScreen
 from mrtui.tui.modal import TextModal
-from mrtui.tui.overview import OverviewScreen
+from mrtui.tui.overview import COLUMNS, OverviewScreen
 from mrtui.tui.prompts import PromptListScreen
 
 from .conftest import HOSTILE, HOSTILE_INDEX, K, N
@@ -73,7 +73,8 @@ async def test_overview_shows_iterations_and_health(tui_log: Path) -> None:
         row = table.get_row_at(0)
         assert row[0] == "1" and row[2] == f"{K}×{N}"
         assert row[4].startswith(f"{counts[1]}/")
-        assert "done" in str(row[10]) or "checkpoint" in str(row[10])
+        training = str(row[COLUMNS.index("training")])
+        assert "done" in training or "checkpoint" in training
         status, stale = app.status_text()
         assert "run main" in status and not stale
         assert set(app.health) == {1, 2}
