@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mrtui.backends.training import DPOSettings
+from mrtui.store.events import SENTENCE_WORDS
 
 DPO_PREFIX = "dpo_"
 MIN_RATIONALE_CHARS = 40  # structured judging: the shortest rationale the grammar allows
@@ -67,7 +68,7 @@ class IterationSettings:
     min_rationale_words: int = _help(
         "judgements whose rationale has fewer words (not counting lines copied from the "
         "prompt) are left out of meta-judging and judge pairs; 0 keeps them all",
-        3,
+        SENTENCE_WORDS,
     )
     score_decimals: bool = _help(
         "accept decimal scores ('Score: 4.5'); off: such a judgement is unparsed", False
