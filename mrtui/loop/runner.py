@@ -5,7 +5,6 @@ Front ends start runs through :mod:`mrtui.loop.session`, which drives this.
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +15,7 @@ from mrtui.backends.base import InferenceBackend
 from mrtui.store import EventLog, content_key
 from mrtui.store import events as ev
 
+from . import pool
 from .data import load_prompts
 from .progress import CancelToken, Note, ProgressSink, ignore
 from .prompts import Template, load_template
@@ -126,7 +126,7 @@ class Runner:
     # -- run ------------------------------------------------------------------------------
     def run(self) -> list[StageReport]:
         prompts = self.configure()
-        self.check_pool(prompts)
+        pool.check(self.settings, prompts)
         reports: list[StageReport] = []
         for iteration in range(1, self.settings.iterations + 1):
             reports += self.run_iteration(iteration, prompts)
@@ -259,7 +259,8 @@ class Runner:
             self.progress,
             self.cancel,
         )
-        reports = [stages.actor(self.draw_prompts(iteration, s, prompts))]
+        drawn = pool.draw(self.log, self.settings.run_id, iteration, s, prompts, self.progress)
+        reports = [stages.actor(drawn)]
         if not self.cancel.cancelled:
             todo, judged = self._responses(iteration, s, templates["judge"].sha256, model.sha256)
             reports.append(stages.judge(todo, judged))
@@ -297,63 +298,6 @@ class Runner:
         """Whether the iteration runs the meta-judge: not when it trains on actor pairs only
         and ``skip_unused_meta`` is on (without training, its data may still be wanted)."""
         return not (s.skip_unused_meta and s.train and "judge" not in s.kinds_for(iteration))
-
-    # -- prompt pools ---------------------------------------------------------------------
-    def check_pool(self, pool: list[tuple[str, str]]) -> None:
-        """Refuse, before anything runs, a run whose iterations need more disjoint prompts
-        than the pool holds."""
-        wanted = [self.settings.for_iteration(i) for i in range(1, self.settings.iterations + 1)]
-        need = sum(s.prompts_per_iteration for s in wanted if s.prompts_disjoint)
-        short = [i for i, s in enumerate(wanted, 1) if s.prompts_per_iteration > len(pool)]
-        if need > len(pool) or short:
-            raise ConfigError(
-                f"the run's {self.settings.iterations} iterations draw {need} disjoint prompts "
-                f"(prompts_per_iteration) but its pool holds {len(pool)}; add prompts (see "
-                "`mrtui prompts import`), lower prompts_per_iteration, or set "
-                "prompts_disjoint=false"
-            )
-
-    def draw_prompts(
-        self, iteration: int, s: IterationSettings, pool: list[tuple[str, str]]
-    ) -> list[tuple[str, str]]:
-        """The iteration's prompts: the whole pool, or (``prompts_per_iteration`` > 0) a
-        slice of it drawn once and logged as ``PromptsDrawn``, so a resume reuses it.
-
-        The pool is put in one order by a hash of (seed, prompt key). A disjoint draw takes
-        the first prompts of that order that no other iteration drew; otherwise the order is
-        salted with the iteration number and its head is taken."""
-        if s.prompts_per_iteration == 0:
-            return pool
-        run_id = self.settings.run_id
-        drawn: dict[int, list[str]] = {}
-        for it, payload in self.log.query(
-            "SELECT iteration, payload FROM events WHERE event_type = ? AND run_id = ? "
-            "ORDER BY seq",
-            [ev.PromptsDrawn.TYPE, run_id],
-            views=False,
-        ):
-            drawn.setdefault(it, ev.parse(ev.PromptsDrawn, payload).prompt_keys)
-        texts = dict(pool)
-        if iteration in drawn:
-            return [(k, texts[k]) for k in drawn[iteration] if k in texts]
-        used = {k for it, keys in drawn.items() for k in keys} if s.prompts_disjoint else set()
-        salt = "" if s.prompts_disjoint else f"{iteration}"
-
-        def rank(key: str) -> str:
-            return hashlib.sha256(f"{s.seed}\0{salt}\0{key}".encode()).hexdigest()
-
-        order = sorted((k for k, _ in pool if k not in used), key=rank)
-        keys = order[: s.prompts_per_iteration]
-        if len(keys) < s.prompts_per_iteration:
-            raise ConfigError(
-                f"iteration {iteration} draws {s.prompts_per_iteration} prompts but only "
-                f"{len(keys)} of the pool's {len(pool)} are left undrawn; add prompts, lower "
-                "prompts_per_iteration, or set prompts_disjoint=false"
-            )
-        record = ev.PromptsDrawn(prompt_keys=keys, pool_size=len(pool), disjoint=s.prompts_disjoint)
-        self.log.append([record.event(run_id, iteration=iteration)])
-        self.progress(Note(f"iteration {iteration} drew {len(keys)} of {len(pool)} prompts"))
-        return [(k, texts[k]) for k in keys]
 
     def train(
         self,

@@ -14,6 +14,8 @@ from fakes import FakeBackend
 
 from mrtui.backends.base import Request
 from mrtui.backends.constrain import final_line_regex
+from mrtui.loop.pool import draw
+from mrtui.loop.progress import ignore
 from mrtui.loop.runner import Runner
 from mrtui.loop.settings import ConfigError, load_config
 from mrtui.loop.stages import ModelIdentity
@@ -180,9 +182,9 @@ def test_iterations_draw_disjoint_prompt_slices_that_resume_reuses(tmp_path: Pat
     with EventLog(db) as log:
         runner = Runner(log, settings, resolver=lambda m: ModelIdentity(m, "f" * 64))
         pool = runner.configure()
-        first = runner.draw_prompts(1, settings.defaults, pool)
-        second = runner.draw_prompts(2, settings.defaults, pool)
-        assert runner.draw_prompts(2, settings.defaults, pool) == second  # logged once, reused
+        first = draw(log, "main", 1, settings.defaults, pool, ignore)
+        second = draw(log, "main", 2, settings.defaults, pool, ignore)
+        assert draw(log, "main", 2, settings.defaults, pool, ignore) == second  # logged, reused
     assert len(first) == len(second) == 3 and not {k for k, _ in first} & {k for k, _ in second}
     drawn = _rows(
         db,
