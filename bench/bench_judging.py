@@ -36,9 +36,19 @@ DATA = REPO / "bench" / "data" / "judge_labelled.jsonl"
 OLD_PARSER_COMMIT = "2f5d7ed"
 SENTENCE = 3  # words: what counts as a rationale of at least one sentence
 
+# "before": the demo's judging until this change; "after": the demo's judging now.
 CONFIGS: dict[str, dict[str, Any]] = {
-    "free text + fallback (before)": {"structured_judging": False, "judge_fallback": True},
-    "structured (after)": {"structured_judging": True, "judge_fallback": True},
+    "free text + fallback (before)": {
+        "structured_judging": False,
+        "judge_fallback": True,
+        "judge_max_tokens": 192,
+    },
+    "structured (after)": {
+        "structured_judging": True,
+        "judge_fallback": True,
+        "judge_max_tokens": 160,
+        "rationale_max_chars": 400,
+    },
 }
 
 
@@ -49,7 +59,7 @@ def judge(config: dict[str, Any], n: int, model: str, items: list[dict[str, str]
     from mrtui.loop.stages import ModelIdentity, Stages
     from mrtui.store import EventLog
 
-    settings = IterationSettings(n=n, judge_max_tokens=192, **config)
+    settings = IterationSettings(n=n, **config)
     backend = load_backend("llama.cpp", model, n_ctx=4096)
     info = backend.info()
     templates = {name: load_template(name) for name in ("actor", "judge", "meta_judge")}
@@ -90,6 +100,7 @@ def old_parser() -> Any:
     spec = importlib.util.spec_from_loader("mrtui_old_prompts", loader=None)
     assert spec is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     exec(compile(src, "old_prompts.py", "exec"), module.__dict__)  # our own file, at a commit
     return module.parse_score
 
@@ -143,14 +154,16 @@ def main() -> None:
     items = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines()]
     labels = {it["id"]: it["label"] for it in items}
     load_start = load()
+    old = old_parser()  # fail now, not after the model has run
     results = []
     with tempfile.TemporaryDirectory(prefix="mrtui-bench-judging-") as d:
         for name, config in CONFIGS.items():
             wall, rows = judge(config, args.n, args.model, items, Path(d))
+            raw = Path(tempfile.gettempdir()) / f"bench_judging_{len(results)}.json"
+            raw.write_text(json.dumps({"wall": wall, "rows": rows}, default=str))
             results.append(summarise(name, wall, rows, labels))
             r = results[-1]
             print(f"{name}: {r['judgements']} judgements, {r['seconds']:.2f} s each", flush=True)
-    old = old_parser()
     free = results[0]["first_texts"]
     old_rate = sum(old(t).error is None for t in free) / len(free)
     new_rate = sum(parse_score(t).error is None for t in free) / len(free)
@@ -181,7 +194,9 @@ def main() -> None:
             "## Judging quality: free text vs structured judging (bench_judging.py)",
             "",
             f"{today()} · `{command()}` · {machine()} · {load_start} · model {args.model}, "
-            f"{len(items)} labelled answers × N = {args.n}, judge_max_tokens 192, temperature 0.8",
+            f"{len(items)} labelled answers × N = {args.n}, temperature 0.8; before: free text, "
+            "judge_max_tokens 192; after: structured, rationale ≤ 400 characters, "
+            "judge_max_tokens 160 (the demo's settings then and now); both with the fallback",
             "",
             table(
                 [
