@@ -59,3 +59,19 @@ def final_line_regex(spec: FinalLine) -> str:
         f"{re.escape(spec.label)}[A-Z]{_body_class(spec)}{{{lo},{hi}}}"
         f"[{re.escape(_ENDS)}]\\n{re.escape(spec.lead)}(?:{choice})"
     )
+
+
+def fit_rationale(spec: FinalLine, line: str) -> str | None:
+    """``line`` (free text written after ``spec.label``) cut to a rationale the format accepts:
+    its longest start that ends a sentence within the length bounds, or None if it has none
+    (no capital first, a forbidden character, no sentence end in bounds)."""
+    body = re.compile(_body_class(spec))
+    if not line[:1].isascii() or not line[:1].isupper():
+        return None
+    best = None
+    for i, ch in enumerate(line[: spec.max_chars]):
+        if i and not body.fullmatch(ch):
+            return best
+        if ch in _ENDS and spec.min_chars <= i + 1:
+            best = line[: i + 1]
+    return best

@@ -34,7 +34,7 @@ from .base import (
     Request,
     Result,
 )
-from .constrain import choices_gbnf, final_line_gbnf
+from .constrain import choices_gbnf, final_line_gbnf, fit_rationale
 from .models import ResolvedModel, file_sha256, resolve_model
 
 BACKEND_NAME = "llama.cpp"
@@ -158,6 +158,10 @@ class ChatTemplate:
         if self._add_bos and (not toks or toks[0] != self._bos):
             toks.insert(0, self._bos)
         return toks
+
+    def plain_tokens(self, text: str) -> list[int]:
+        """``text`` as tokens that can never be special (model text continuing a turn)."""
+        return self._tokenize(text, special=False)
 
     def _tokenize(self, text: str, *, special: bool) -> list[int]:
         if not text:
@@ -355,22 +359,13 @@ class LlamaCppBackend:
             # Every token carries at least one byte, plus one step for end-of-turn.
             max_tokens = max(len(c.encode()) for c in req.choices) + 1
         elif req.structure is not None:  # max_tokens still applies: a cut answer is "length"
+            two_step = self._final_line_in_two_steps(job, started)
+            if two_step is not None:
+                return two_step
             grammar = self._grammar(req.structure)
         self._counter.arm()
         try:
-            out = self._llm.create_completion(
-                prompt=list(job.tokens),
-                max_tokens=max_tokens,
-                temperature=params.temperature,
-                top_p=params.top_p,
-                top_k=self._top_k,
-                min_p=0.0,
-                typical_p=1.0,
-                repeat_penalty=1.0,
-                seed=job.seed & 0xFFFFFFFF,
-                stop=list(params.stop),
-                grammar=grammar,
-            )
+            out = self._complete(job.tokens, max_tokens, params, job.seed, params.stop, grammar)
         except Exception as e:  # one bad call must not end the batch
             self._llm.reset()  # the KV state may be half-written; start the next call clean
             return Failure(req.id, f"llama.cpp failed: {type(e).__name__}: {e}", _since(started))
@@ -390,6 +385,82 @@ class LlamaCppBackend:
             prompt_tokens=n_prompt,
             completion_tokens=int(out["usage"]["completion_tokens"]),
             prompt_tokens_evaluated=self._counter.first,
+            seed=job.seed,
+            wall_s=_since(started),
+        )
+
+    def _complete(
+        self,
+        tokens: Sequence[int],
+        max_tokens: int,
+        params: Any,
+        seed: int,
+        stop: Sequence[str],
+        grammar: Any,
+    ) -> Any:
+        return self._llm.create_completion(
+            prompt=list(tokens),
+            max_tokens=max_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            top_k=self._top_k,
+            min_p=0.0,
+            typical_p=1.0,
+            repeat_penalty=1.0,
+            seed=seed & 0xFFFFFFFF,
+            stop=list(stop),
+            grammar=grammar,
+        )
+
+    def _final_line_in_two_steps(self, job: _Job, started: float) -> Completion | None:
+        """A :class:`FinalLine` answer without a grammar over the rationale, which costs about
+        as much again per token as generating it: the label is put in the prompt, the model
+        writes freely until its first line break, and the line is cut at its last sentence
+        end within the bounds; then a grammar picks only the final line's value. None when
+        the line does not fit (or llama.cpp fails): the caller constrains the whole answer."""
+        req, params = job.request, job.request.params
+        spec = req.structure
+        assert spec is not None
+        head = list(job.tokens) + self._template.plain_tokens(spec.label)
+        reserve = len(self._template.plain_tokens("\n" + spec.lead)) + 2
+        if params.max_tokens <= reserve + 1 or len(head) + params.max_tokens >= self._n_ctx:
+            return None
+        self._counter.arm()
+        try:
+            free = self._complete(
+                head, params.max_tokens - reserve, params, job.seed, ("\n",), None
+            )
+            evaluated = self._counter.first
+            line = free["choices"][0]["text"]
+            rationale = fit_rationale(spec, line.split("\n", 1)[0])
+            if rationale is None:
+                return None
+            tail = self._template.plain_tokens(rationale + "\n" + spec.lead)
+            last = self._complete(
+                head + tail,
+                2 + max(len(c.encode()) for c in spec.choices),
+                params,
+                job.seed,
+                (),
+                self._grammar(spec.choices),
+            )
+        except Exception:
+            self._llm.reset()
+            return None
+        value = last["choices"][0]["text"]
+        if value not in spec.choices:
+            return None
+        return Completion(
+            request_id=req.id,
+            index=job.index,
+            text=f"{spec.label}{rationale}\n{spec.lead}{value}",
+            finish_reason="stop",
+            prompt_tokens=len(job.tokens),
+            completion_tokens=len(head)
+            - len(job.tokens)
+            + int(free["usage"]["completion_tokens"])
+            + int(last["usage"]["completion_tokens"]),
+            prompt_tokens_evaluated=evaluated,
             seed=job.seed,
             wall_s=_since(started),
         )

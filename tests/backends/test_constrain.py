@@ -7,7 +7,12 @@ import re
 import pytest
 
 from mrtui.backends.base import FinalLine, Request
-from mrtui.backends.constrain import choices_gbnf, final_line_gbnf, final_line_regex
+from mrtui.backends.constrain import (
+    choices_gbnf,
+    final_line_gbnf,
+    final_line_regex,
+    fit_rationale,
+)
 
 SPEC = FinalLine("Reasoning: ", 20, 80, "Score: ", ("0", "1", "2", "3", "4", "5"))
 
@@ -53,3 +58,30 @@ def test_a_spec_and_a_request_refuse_what_cannot_be_built() -> None:
         FinalLine("R:\n", 20, 80, "Score: ", ("1",))
     with pytest.raises(ValueError, match="not both"):
         Request("x", (), choices=("1",), structure=SPEC)
+
+
+def test_fit_rationale_cuts_at_the_last_sentence_end_in_bounds() -> None:
+    spec = FinalLine("Reasoning: ", 20, 60, "Score: ", ("4",))
+    assert fit_rationale(spec, "It is right. It also explains why, well.") == (
+        "It is right. It also explains why, well."
+    )
+    long = "It names the right city. " + "It goes on and on without end " * 5
+    assert fit_rationale(spec, long) == "It names the right city."
+    assert fit_rationale(spec, "it starts in lower case. Fine.") is None
+    assert fit_rationale(spec, "Short.") is None  # under 20 characters
+    assert fit_rationale(spec, "No sentence ends here at all, and then more words") is None
+
+
+def test_whatever_fit_rationale_returns_is_accepted_by_the_format() -> None:
+    import random
+
+    rng = random.Random(0)
+    alphabet = "Aa .!?,x7\tZ"
+    for forbid in (False, True):
+        spec = FinalLine("R: ", 5, 30, "Score: ", ("1", "2"), forbid_digits=forbid)
+        for _ in range(3000):
+            line = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 50)))
+            r = fit_rationale(spec, line)
+            if r is not None:
+                assert line.startswith(r)
+                assert re.fullmatch(final_line_regex(spec), f"R: {r}\nScore: 2"), (line, r)
