@@ -51,9 +51,10 @@ class SamplingParams:
 class FinalLine:
     """An answer of one bounded paragraph (a rationale), then one final line.
 
-    The answer is ``label``, a capital letter, then ``min_chars``..``max_chars`` characters in
-    all (the label not counted) with no newline (and no digit, with ``forbid_digits``), ending
-    with ``.``, ``!`` or ``?``; then a newline, ``lead`` and exactly one of ``choices``.
+    The answer is ``label``, then ``min_chars``..``max_chars`` characters in
+    all (the label not counted), starting with a capital letter or a digit (a sentence or a
+    list), with no newline (and no digit, with ``forbid_digits``), ending with ``.``, ``!`` or
+    ``?``; then a newline, ``lead`` and exactly one of ``choices``.
     The rationale has no line break, so it cannot itself hold a final line: the format is
     unambiguous, and its length bound makes every constrained generation end. Backends compile
     it with :mod:`mrtui.backends.constrain` (GBNF, regular expression)."""

@@ -39,11 +39,12 @@ def _body_class(spec: FinalLine) -> str:
 
 
 def final_line_gbnf(spec: FinalLine) -> str:
-    """GBNF for ``spec``: label, capital, bounded one-line body, sentence end, final line."""
-    lo, hi = spec.min_chars - 2, spec.max_chars - 2  # the capital and the end are counted
+    """GBNF for ``spec``: label, first character, bounded one-line body, sentence end, final
+    line."""
+    lo, hi = spec.min_chars - 2, spec.max_chars - 2  # the first character and the end count
     return "\n".join(
         [
-            f"root ::= {gbnf_literal(spec.label)} [A-Z] body [.!?] "
+            f"root ::= {gbnf_literal(spec.label)} [A-Z0-9] body [.!?] "
             f"{gbnf_literal(chr(10) + spec.lead)} choice",
             f"body ::= {_body_class(spec)}{{{lo},{hi}}}",
             "choice ::= " + " | ".join(gbnf_literal(c) for c in spec.choices),
@@ -56,7 +57,7 @@ def final_line_regex(spec: FinalLine) -> str:
     lo, hi = spec.min_chars - 2, spec.max_chars - 2
     choice = "|".join(re.escape(c) for c in spec.choices)
     return (
-        f"{re.escape(spec.label)}[A-Z]{_body_class(spec)}{{{lo},{hi}}}"
+        f"{re.escape(spec.label)}[A-Z0-9]{_body_class(spec)}{{{lo},{hi}}}"
         f"[{re.escape(_ENDS)}]\\n{re.escape(spec.lead)}(?:{choice})"
     )
 
@@ -64,9 +65,12 @@ def final_line_regex(spec: FinalLine) -> str:
 def fit_rationale(spec: FinalLine, line: str) -> str | None:
     """``line`` (free text written after ``spec.label``) cut to a rationale the format accepts:
     its longest start that ends a sentence within the length bounds, or None if it has none
-    (no capital first, a forbidden character, no sentence end in bounds)."""
+    (no capital letter or digit first, a forbidden character, no sentence end in bounds)."""
     body = re.compile(_body_class(spec))
-    if not line[:1].isascii() or not line[:1].isupper():
+    first = line[:1]
+    if not first.isascii() or not (first.isupper() or first.isdigit()):
+        return None
+    if first.isdigit() and spec.forbid_digits:
         return None
     best = None
     for i, ch in enumerate(line[: spec.max_chars]):

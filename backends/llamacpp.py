@@ -256,7 +256,7 @@ class LlamaCppBackend:
             raise
         self._n_ctx: int = self._llm.n_ctx()
         self._counter = _PromptEvalCounter(self._llm)
-        self._grammars: dict[tuple[str, ...] | FinalLine, Any] = {}
+        self._grammars: dict[str, Any] = {}
         self._closed = False
 
     # --- protocol ------------------------------------------------------------------------
@@ -466,13 +466,18 @@ class LlamaCppBackend:
         )
 
     def _grammar(self, spec: tuple[str, ...] | FinalLine) -> Any:
-        """The compiled grammar of a choice or a :class:`FinalLine` (built once, reused)."""
-        if spec not in self._grammars:
+        """The compiled grammar of a choice or a :class:`FinalLine`."""
+        return self._compiled(
+            final_line_gbnf(spec) if isinstance(spec, FinalLine) else choices_gbnf(spec)
+        )
+
+    def _compiled(self, source: str) -> Any:
+        """A GBNF grammar, compiled once and reused."""
+        if source not in self._grammars:
             from llama_cpp import LlamaGrammar
 
-            source = final_line_gbnf(spec) if isinstance(spec, FinalLine) else choices_gbnf(spec)
-            self._grammars[spec] = LlamaGrammar.from_string(source, verbose=False)
-        return self._grammars[spec]
+            self._grammars[source] = LlamaGrammar.from_string(source, verbose=False)
+        return self._grammars[source]
 
 
 def _since(started: float) -> float:

@@ -22,6 +22,7 @@ SPEC = FinalLine("Reasoning: ", 20, 80, "Score: ", ("0", "1", "2", "3", "4", "5"
     [
         ("Reasoning: It names the right city and says why.\nScore: 4", True),
         ("Reasoning: It names 2 cities, one of them right!\nScore: 0", True),
+        ("Reasoning: 1. It lists the points it earns, in order.\nScore: 4", True),
         ("Reasoning: it starts in lower case, which is refused.\nScore: 4", False),
         ("Reasoning: Too short.\nScore: 4", False),  # under 20 characters
         ("Reasoning: " + "A" + "b" * 90 + ".\nScore: 4", False),  # over 80
@@ -46,7 +47,7 @@ def test_digits_can_be_forbidden_in_the_rationale() -> None:
 
 def test_gbnf_source_bounds_the_rationale_and_escapes_literals() -> None:
     src = final_line_gbnf(FinalLine('Say "why": ', 20, 80, "Winner: Judgment ", ("A", "B")))
-    assert 'root ::= "Say \\"why\\": " [A-Z] body [.!?] "\\nWinner: Judgment " choice' in src
+    assert 'root ::= "Say \\"why\\": " [A-Z0-9] body [.!?] "\\nWinner: Judgment " choice' in src
     assert "body ::= [^\\n\\r]{18,78}" in src and 'choice ::= "A" | "B"' in src
     assert choices_gbnf(["a", 'b"c', "d\\e\n"]) == r'root ::= "a" | "b\"c" | "d\\e\n"'
 
