@@ -76,6 +76,7 @@ def fit_rationale(spec: FinalLine, line: str) -> str | None:
     for i, ch in enumerate(line[: spec.max_chars]):
         if i and not body.fullmatch(ch):
             return best
-        if ch in _ENDS and spec.min_chars <= i + 1:
+        # a sentence ends at . ! or ?, but not at a list number's dot ("2.")
+        if ch in _ENDS and spec.min_chars <= i + 1 and not line[:i].rsplit(" ", 1)[-1].isdigit():
             best = line[: i + 1]
     return best

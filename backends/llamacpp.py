@@ -415,9 +415,10 @@ class LlamaCppBackend:
     def _final_line_in_two_steps(self, job: _Job, started: float) -> Completion | None:
         """A :class:`FinalLine` answer without a grammar over the rationale, which costs about
         as much again per token as generating it: the label is put in the prompt, the model
-        writes freely until its first line break, and the line is cut at its last sentence
-        end within the bounds; then a grammar picks only the final line's value. None when
-        the line does not fit (or llama.cpp fails): the caller constrains the whole answer."""
+        reasons freely until it starts its own final line, its lines are joined into one
+        paragraph (the format has no line breaks) and cut at the last sentence end within
+        the bounds; then a grammar picks only the final line's value. None when the reasoning
+        does not fit (or llama.cpp fails): the caller constrains the whole answer."""
         req, params = job.request, job.request.params
         spec = req.structure
         assert spec is not None
@@ -427,12 +428,20 @@ class LlamaCppBackend:
             return None
         self._counter.arm()
         try:
+            word = (spec.lead.split() or [spec.lead])[0].rstrip(":")
+            # English runs ~4.5 characters a token: tokens past this budget would be cut anyway
+            budget = min(params.max_tokens - reserve, spec.max_chars // 4 + 8)
             free = self._complete(
-                head, params.max_tokens - reserve, params, job.seed, ("\n",), None
+                head,
+                budget,
+                params,
+                job.seed,
+                (f"\n{word}", f"\n**{word}", f"{word}:"),  # where it starts its own final line
+                None,
             )
             evaluated = self._counter.first
-            line = free["choices"][0]["text"]
-            rationale = fit_rationale(spec, line.split("\n", 1)[0])
+            lines = free["choices"][0]["text"].splitlines()
+            rationale = fit_rationale(spec, " ".join(x.strip() for x in lines if x.strip()))
             if rationale is None:
                 return None
             tail = self._template.plain_tokens(rationale + "\n" + spec.lead)

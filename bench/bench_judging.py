@@ -47,7 +47,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "structured_judging": True,
         "judge_fallback": True,
         "judge_max_tokens": 160,
-        "rationale_max_chars": 400,
+        "rationale_max_chars": 300,
     },
 }
 
@@ -195,7 +195,7 @@ def main() -> None:
             "",
             f"{today()} · `{command()}` · {machine()} · {load_start} · model {args.model}, "
             f"{len(items)} labelled answers × N = {args.n}, temperature 0.8; before: free text, "
-            "judge_max_tokens 192; after: structured, rationale ≤ 400 characters, "
+            "judge_max_tokens 192; after: structured, rationale ≤ 300 characters, "
             "judge_max_tokens 160 (the demo's settings then and now); both with the fallback",
             "",
             table(

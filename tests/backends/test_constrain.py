@@ -70,6 +70,9 @@ def test_fit_rationale_cuts_at_the_last_sentence_end_in_bounds() -> None:
     assert fit_rationale(spec, long) == "It names the right city."
     assert fit_rationale(spec, "it starts in lower case. Fine.") is None
     assert fit_rationale(spec, "Short.") is None  # under 20 characters
+    assert fit_rationale(spec, "1. It is right and clear. 2. It is short") == (
+        "1. It is right and clear."  # not "... 2.": a list number's dot ends no sentence
+    )
     assert fit_rationale(spec, "No sentence ends here at all, and then more words") is None
 
 

@@ -254,12 +254,13 @@ def test_gemma_gets_its_template_and_says_something() -> None:
     assert c.text.strip()
 
 
-def test_a_final_line_runs_in_two_steps_when_the_free_line_fits(
+def test_a_final_line_runs_in_two_steps_when_the_free_reasoning_fits(
     tiny: LlamaCppBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The rationale is written without a grammar (here: what a model might write, fed in for
-    the first call), cut at its last sentence end in bounds; only the value is constrained.
-    A line that does not fit falls back to the grammar over the whole answer."""
+    """The reasoning is written without a grammar (here: what a model might write, fed in for
+    the first call) until the model starts its own score line; its lines are joined and cut
+    at the last sentence end in bounds; only the value is constrained. Reasoning that does
+    not fit falls back to the grammar over the whole answer."""
     spec = FinalLine("Reasoning: ", 10, 60, "Score: ", DIGITS)
     real = tiny._complete
     calls: list[Any] = []
@@ -267,20 +268,21 @@ def test_a_final_line_runs_in_two_steps_when_the_free_line_fits(
     def scripted(
         tokens: Any, max_tokens: int, params: Any, seed: int, stop: Any, grammar: Any
     ) -> Any:
-        calls.append((stop, grammar is not None))
-        if stop == ("\n",):
-            return {"choices": [{"text": line}], "usage": {"completion_tokens": 17}}
+        calls.append((tuple(stop), grammar is not None))
+        if grammar is None:
+            return {"choices": [{"text": reasoning}], "usage": {"completion_tokens": 17}}
         return real(tokens, max_tokens, params, seed, stop, grammar)
 
     monkeypatch.setattr(tiny, "_complete", scripted)
     params = SamplingParams(temperature=0.8, max_tokens=60, seed=1)
-    line = "It is correct. It explains the scattering well and goes on far too long"
+    stops = ("\nScore", "\n**Score", "Score:")
+    reasoning = "1. It is correct.\n\n2. It explains the scattering well and goes on too long"
     (c,) = only_completions(list(tiny.generate([Request("s", JUDGE, params, structure=spec)])))
-    assert calls == [(("\n",), False), ((), True)]  # free line, then the value alone
-    assert c.text.startswith("Reasoning: It is correct.\nScore: ") and c.text[-1] in DIGITS
+    assert calls == [(stops, False), ((), True)]  # free reasoning, then the value alone
+    assert c.text.startswith("Reasoning: 1. It is correct.\nScore: ") and c.text[-1] in DIGITS
     assert c.finish_reason == "stop" and c.completion_tokens > 17
     calls.clear()
-    line = "no capital letter, so the grammar writes the whole answer."
+    reasoning = "no capital letter, so the grammar writes the whole answer."
     (c,) = only_completions(list(tiny.generate([Request("t", JUDGE, params, structure=spec)])))
-    assert calls == [(("\n",), False), ((), True)]  # the free line, then the whole-answer grammar
+    assert calls == [(stops, False), ((), True)]  # the free reasoning, then the whole grammar
     assert c.finish_reason == "length" or re.fullmatch(final_line_regex(spec), c.text)
