@@ -18,8 +18,9 @@ WITH s AS (
 ),
 p AS (SELECT run_id, count(*) AS prompts FROM events WHERE event_type = 'PromptAdded'
       GROUP BY ALL),
+d AS (SELECT run_id, iteration, count(*) AS drawn FROM iteration_prompts GROUP BY ALL),
 t AS (SELECT run_id, iteration, count(*) AS meta_targets,
-             sum(valid_count * (valid_count - 1)) AS verdicts_planned
+             sum(eligible_count * (eligible_count - 1)) AS verdicts_planned
       FROM meta_targets GROUP BY ALL),
 f AS (SELECT run_id, iteration, count(DISTINCT unit_key) AS open_failures
       FROM failures WHERE NOT redone GROUP BY ALL),
@@ -29,9 +30,10 @@ tr AS (SELECT run_id, iteration, bool_or(finished) AS trained, count(*) AS attem
        FROM training_runs GROUP BY ALL),
 done AS (SELECT DISTINCT run_id, iteration, true AS finished FROM events
          WHERE event_type = 'IterationFinished')
-SELECT s.run_id, s.iteration, s.model_id, s.k, s.n, coalesce(p.prompts, 0) AS prompts,
-       coalesce(p.prompts, 0) * s.k AS responses_planned,
-       coalesce(p.prompts, 0) * s.k * s.n AS judgements_planned,
+SELECT s.run_id, s.iteration, s.model_id, s.k, s.n,
+       coalesce(d.drawn, p.prompts, 0) AS prompts,  -- the iteration's draw from a pool, or all
+       coalesce(d.drawn, p.prompts, 0) * s.k AS responses_planned,
+       coalesce(d.drawn, p.prompts, 0) * s.k * s.n AS judgements_planned,
        coalesce(t.meta_targets, 0) AS meta_targets,
        coalesce(t.verdicts_planned, 0) AS verdicts_planned,
        coalesce(f.open_failures, 0) AS open_failures,
@@ -40,7 +42,8 @@ SELECT s.run_id, s.iteration, s.model_id, s.k, s.n, coalesce(p.prompts, 0) AS pr
        tr.trained_actor_pairs, tr.trained_judge_pairs,
        coalesce(done.finished, false) AS finished
 FROM s
-LEFT JOIN p USING (run_id) LEFT JOIN t USING (run_id, iteration)
+LEFT JOIN p USING (run_id) LEFT JOIN d USING (run_id, iteration)
+LEFT JOIN t USING (run_id, iteration)
 LEFT JOIN f USING (run_id, iteration) LEFT JOIN tr USING (run_id, iteration)
 LEFT JOIN done USING (run_id, iteration)
 WHERE ? IS NULL OR s.run_id = ?

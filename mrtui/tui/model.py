@@ -37,6 +37,7 @@ class IterationRow:
     skipped: int = 0  # units skipped for good (UnitSkipped)
     training: str = "-"
     steps: int = 0
+    drawn: int | None = None  # prompts drawn from the pool (prompts_per_iteration), else None
 
 
 @dataclass

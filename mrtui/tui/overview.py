@@ -94,7 +94,8 @@ class OverviewScreen(AppScreen):
                     f"! iteration {row.iteration}: {a.describe(h.rate(a.rate))}; {a.advice}"
                     for a in on
                 ]
-            expected_r = ov.prompts * row.k if row.k else 0
+            prompts = ov.prompts if row.drawn is None else row.drawn
+            expected_r = prompts * row.k if row.k else 0
             expected_j = row.responses * row.n if row.n else 0
             table.add_row(
                 str(row.iteration),

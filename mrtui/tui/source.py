@@ -164,6 +164,12 @@ class LogSource:
             row = by_it.setdefault(it, IterationRow(run or "", it))
             if etype in field:
                 setattr(row, field[etype], n)
+        for it, drawn in con.execute(
+            "SELECT iteration, count(*) FROM iteration_prompts WHERE run_id = ? GROUP BY ALL",
+            [run],
+        ).fetchall():
+            if it in by_it:
+                by_it[it].drawn = drawn
         for it, finished, started in con.execute(
             "SELECT iteration, bool_or(finished), count(*) FROM training_runs WHERE run_id = ? "
             "GROUP BY ALL",

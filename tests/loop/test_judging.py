@@ -14,6 +14,7 @@ from fakes import FakeBackend
 
 from mrtui.backends.base import Request
 from mrtui.backends.constrain import final_line_regex
+from mrtui.loop import report
 from mrtui.loop.pool import draw
 from mrtui.loop.progress import ignore
 from mrtui.loop.runner import Runner
@@ -194,6 +195,9 @@ def test_iterations_draw_disjoint_prompt_slices_that_resume_reuses(tmp_path: Pat
     assert drawn == [(1, 3, 7), (2, 3, 7)]
     asked = {r[0] for r in _rows(db, "SELECT DISTINCT prompt_key FROM responses")}
     assert asked == {k for k, _ in first}
+    with connect(db) as con:  # status plans the draw, not the pool
+        (it1,) = report.status(con)["runs"][0]["iterations"]
+    assert (it1["prompts"], it1["responses_planned"], it1["judgements_planned"]) == (3, 6, 12)
 
 
 def test_a_pool_too_small_for_disjoint_slices_is_refused_before_anything_runs(
