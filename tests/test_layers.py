@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 FRONT_END = ("textual", "typer", "rich", "click")
 HEAVY = (
@@ -66,3 +67,13 @@ def test_cli_help_imports_no_heavy_library() -> None:
         "try:\n    run_app()\nexcept SystemExit:\n    pass"
     )
     assert not loaded & set(HEAVY), loaded & set(HEAVY)
+
+
+def test_no_test_folder_shadows_an_installed_package() -> None:
+    """tests/ is on sys.path (the tests import ``fakes``), so a test folder named like a
+    library hides it: ``tests/datasets`` once made ``import datasets`` miss Hugging Face's."""
+    import importlib.metadata
+
+    tests = Path(__file__).parent
+    folders = {d.name for d in tests.iterdir() if (d / "__init__.py").is_file()}
+    assert not folders & set(importlib.metadata.packages_distributions())
