@@ -87,6 +87,7 @@ class LogSource:
         self._health: dict[tuple[str, int], Health] = {}
         self._health_seq = 0
         self._health_lock = threading.Lock()
+        self._drawn: dict[tuple[str | None, int], list[str]] = {}  # logged draws never change
 
     # -- connections -----------------------------------------------------------------------
     @contextlib.contextmanager
@@ -247,7 +248,26 @@ class LogSource:
         if keys is not None:
             where.append(("NOT " if exclude else "") + "list_contains($keys, p.key)")
             params["keys"] = keys
+        drawn = self.drawn_prompts(iteration) if iteration is not None else None
+        if drawn is not None:  # the iteration drew its prompts from the pool: only those
+            where.append("list_contains($drawn, p.key)")
+            params["drawn"] = drawn
         return " AND ".join(where), params
+
+    def drawn_prompts(self, iteration: int) -> list[str] | None:
+        """The prompt keys an iteration drew from the run's pool, or None (it uses them all,
+        or has not started)."""
+        key = (self.run_id, iteration)
+        if key not in self._drawn:
+            rows = self.sql(
+                "SELECT payload FROM events WHERE event_type = 'PromptsDrawn' AND run_id = ? "
+                "AND iteration = ? ORDER BY seq LIMIT 1",
+                [self.run_id, iteration],
+            )
+            if not rows:
+                return None
+            self._drawn[key] = list(json.loads(rows[0][0]).get("prompt_keys") or [])
+        return self._drawn[key]
 
     def prompt_count(
         self,

@@ -733,3 +733,35 @@ def test_reading_while_another_process_writes(tmp_path: Path) -> None:
     assert [r.responses for r in final.iterations] == [len(PROMPTS) * K] * 2
     # the incremental health saw every event exactly once
     assert {it: _as_dict(h) for it, h in src.health().items()} == _expected_health(db)
+
+
+def test_an_iteration_that_drew_from_the_pool_lists_only_its_prompts(tmp_path: Path) -> None:
+    """With prompts_per_iteration, the prompt list and the overview's plan are the draw."""
+    import json as _json
+
+    from fakes import FakeBackend
+
+    from mrtui.loop.runner import Runner
+    from mrtui.loop.settings import load_config
+    from mrtui.loop.stages import ModelIdentity
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("\n".join(_json.dumps({"prompt": f"Question {i}?"}) for i in range(7)))
+    db = tmp_path / "pool.duckdb"
+    settings = load_config(
+        None, {"prompts": str(prompts), "prompts_per_iteration": 3, "k": 2, "n": 2, "train": False}
+    )
+    with EventLog(db) as log:
+        Runner(
+            log,
+            settings,
+            backend_factory=lambda s, m: FakeBackend(),
+            resolver=lambda m: ModelIdentity(m, "f" * 64),
+        ).run()
+    src = LogSource(db, run_id="main")
+    drawn = {r[0] for r in q(db, "SELECT prompt_key FROM iteration_prompts")}
+    assert len(drawn) == 3
+    assert {p.prompt_key for p in src.prompts(iteration=1)} == drawn
+    assert src.prompt_count(iteration=1) == 3 and src.prompt_count() == 7
+    (row,) = src.overview().iterations
+    assert row.drawn == 3
