@@ -126,7 +126,6 @@ class RunConfigured(EventRecord):
     defaults: dict[str, Any]
     overrides: dict[str, dict[str, Any]]
     mrtui_version: str
-    prompts_per_iteration: int | None = None  # never written; kept so old payloads parse
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -207,21 +206,9 @@ class ResponseGenerated(Provenance, EventRecord):
 
 
 @dataclass(frozen=True, kw_only=True)
-class JudgementRecorded(Provenance, EventRecord):
-    TYPE = "JudgementRecorded"
-    VERSION = 2
-    COLUMNS: ClassVar[dict[str, str]] = {
-        "prompt_key": "prompt_key",
-        "judge_index": "item_index",
-        "score": "score",
-        "parse_error": "parse_error",
-        "fallback_used": "fallback_used",
-        "rationale_words": "rationale_words",
-        **_PROVENANCE_COLUMNS,
-    }
-    prompt_key: str
-    judge_index: int
-    score: float | None
+class Answer(Provenance):
+    """What a judgement and a meta-verdict share: how their final line was read."""
+
     parse_error: str | None
     fallback_used: bool
     fallback: dict[str, Any] | None = None
@@ -231,31 +218,43 @@ class JudgementRecorded(Provenance, EventRecord):
     rationale_words: int | None = None
 
 
+_ANSWER_COLUMNS = {
+    "prompt_key": "prompt_key",
+    "parse_error": "parse_error",
+    "fallback_used": "fallback_used",
+    "rationale_words": "rationale_words",
+    **_PROVENANCE_COLUMNS,
+}
+
+
 @dataclass(frozen=True, kw_only=True)
-class MetaVerdictRecorded(Provenance, EventRecord):
+class JudgementRecorded(Answer, EventRecord):
+    TYPE = "JudgementRecorded"
+    VERSION = 2
+    COLUMNS: ClassVar[dict[str, str]] = {
+        **_ANSWER_COLUMNS,
+        "judge_index": "item_index",
+        "score": "score",
+    }
+    prompt_key: str
+    judge_index: int
+    score: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetaVerdictRecorded(Answer, EventRecord):
     TYPE = "MetaVerdictRecorded"
     VERSION = 2
     COLUMNS: ClassVar[dict[str, str]] = {
-        "prompt_key": "prompt_key",
+        **_ANSWER_COLUMNS,
         "first_key": "first_key",
         "second_key": "second_key",
         "winner": "winner",
-        "parse_error": "parse_error",
-        "fallback_used": "fallback_used",
-        "rationale_words": "rationale_words",
-        **_PROVENANCE_COLUMNS,
     }
     prompt_key: str
     first_key: str
     second_key: str
     winner: str | None  # "A" (first shown wins), "B", or None (tie or unparsed)
-    parse_error: str | None
-    fallback_used: bool
-    fallback: dict[str, Any] | None = None
-    # v2: whether constrained decoding forced "rationale, then the final line" (and its spec),
-    # and the rationale's words (see mrtui.loop.prompts.rationale_words); None in v1 events.
-    structure: dict[str, Any] | None = None
-    rationale_words: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
