@@ -1,0 +1,1 @@
+"""Evaluation of each iteration's model: suites, scoring and the eval runner."""
