@@ -21,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from . import elo
+from . import elo, evalstats
 from .errors import LogBusy, LogNotFound, SchemaMismatch, StoreError
 
 BUSY_TIMEOUT_S = 15.0
@@ -192,6 +192,7 @@ def prepare(con: Any, path: Path) -> None:
             f"{SCHEMA_VERSION}; run `mrtui migrate --db {path}` first"
         )
     elo.register(con)
+    evalstats.register(con)
     if not views_current(con):
         apply_views(con, temporary=True)
 
@@ -285,6 +286,7 @@ def store_views(con: Any) -> bool:
     if views_current(con):
         return False
     elo.register(con)
+    evalstats.register(con)
     apply_views(con, temporary=False)
     con.execute("INSERT INTO mrtui_meta VALUES ('views_sha256', ?, now())", [views_hash()])
     return True
