@@ -126,6 +126,7 @@ class RunConfigured(EventRecord):
     defaults: dict[str, Any]
     overrides: dict[str, dict[str, Any]]
     mrtui_version: str
+    evaluation: dict[str, Any] | None = None  # EvalSettings after each iteration, if asked
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -343,6 +344,78 @@ class CheckpointCreated(EventRecord):
     export: dict[str, Any] | None = None
 
 
+# -- evaluation of each iteration's model (``mrtui eval``) -------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalSampleGenerated(Provenance, EventRecord):
+    """The evaluated model's answer (``text``) to one turn of one benchmark item. ``parent_key``
+    is the item's key for a first turn, the previous turn's sample for a later one."""
+
+    TYPE = "EvalSampleGenerated"
+    COLUMNS: ClassVar[dict[str, str]] = {
+        "item_key": "prompt_key",
+        "turn": "item_index",
+        **_PROVENANCE_COLUMNS,
+    }
+    suite: str  # ifeval | alpaca_eval | mt_bench | judge-ifeval
+    eval_set: str  # the data it comes from (mrtui.datasets.evalsets)
+    item_id: str  # the set's own id of the item
+    item_key: str  # content_key("evitem", eval_set, item_id): the same for every model
+    stratum: str  # the item's group in stratified subsets (--limit)
+    turn: int  # 0-based; MT-Bench has two
+    sample_index: int  # 0, except judge-ifeval's several samples per prompt
+    prompt: str  # this turn's user message
+    reference: str | None = None  # AlpacaEval: the baseline's (GPT-4-1106) answer
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalChecked(EventRecord):
+    """A rule checker's result on one sample (IFEval); ``parent_key`` is the sample. One entry
+    per instruction in ``strict``/``loose``: followed, not followed, or None when skipped (the
+    reason is in ``skipped``)."""
+
+    TYPE = "EvalChecked"
+    COLUMNS: ClassVar[dict[str, str]] = {"item_key": "prompt_key"}
+    suite: str
+    item_key: str
+    checker: str  # what checked it, with its version
+    instruction_ids: list[str]
+    strict: list[bool | None]
+    loose: list[bool | None]
+    skipped: dict[str, str]
+    passed_strict: bool | None  # every instruction followed; None if any was skipped
+    passed_loose: bool | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalJudged(Answer, EventRecord):
+    """A judge's answer about evaluation samples: a ``pairwise`` verdict in one order (the
+    sample against the reference, or two samples), a 1-10 ``grade`` (MT-Bench) or a 0-5
+    ``rubric`` score with the run's own judge prompt (judge-ifeval). ``parent_key`` is the
+    sample graded, or the first sample of a judged pair."""
+
+    TYPE = "EvalJudged"
+    COLUMNS: ClassVar[dict[str, str]] = {
+        **_ANSWER_COLUMNS,
+        "first_key": "first_key",
+        "second_key": "second_key",
+        "winner": "winner",
+        "score": "score",
+    }
+    suite: str
+    mode: str  # pairwise | grade | rubric
+    prompt_key: str  # the item's key
+    first_key: str | None = None  # pairwise: what was shown as A (a sample key or REFERENCE)
+    second_key: str | None = None  # ... and as B
+    winner: str | None = None  # pairwise: "A", "B" or None (tie or unparsed)
+    score: float | None = None  # grade and rubric
+
+
+# The ``first_key``/``second_key`` of the reference answer in a pairwise verdict.
+REFERENCE = "reference"
+
+
 RECORDS: dict[str, type[EventRecord]] = {
     cls.TYPE: cls
     for cls in (
@@ -363,6 +436,9 @@ RECORDS: dict[str, type[EventRecord]] = {
         TrainingStepLogged,
         TrainingFinished,
         CheckpointCreated,
+        EvalSampleGenerated,
+        EvalChecked,
+        EvalJudged,
     )
 }
 

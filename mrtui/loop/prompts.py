@@ -18,9 +18,17 @@ from pathlib import Path
 
 from mrtui.store.events import TIE
 
-PLACEHOLDERS = ("prompt", "question", "response", "judgement_a", "judgement_b")
+PLACEHOLDERS = (
+    "prompt",
+    "question",
+    "response",
+    "judgement_a",
+    "judgement_b",
+    "response_a",
+    "response_b",
+)
 _SPLIT = re.compile(r"(\{(?:" + "|".join(PLACEHOLDERS) + r")\})")
-BUILTIN = ("actor", "judge", "meta_judge")
+BUILTIN = ("actor", "judge", "meta_judge", "eval_answer", "eval_pairwise", "eval_grade")
 
 
 class TemplateError(ValueError):
@@ -89,11 +97,11 @@ _SCORE_LINE = re.compile(
     r"(?:\s*(?:points?|pts)\b)?[\s*_`.!)]*$",
     re.IGNORECASE,
 )
-# The winner line may carry a lead-in ("Final answer: Winner: Judgment A") or markup.
-_WINNER_LINE = re.compile(
-    r"winner[\s*_`]*[:=][\s*_`\"']*(?:judge?ment\s*)?(?P<who>[AB]|tie)\b[\s*_`\"'.!]*$",
-    re.IGNORECASE,
-)
+# The winner line may carry a lead-in ("Final answer: Winner: Judgment A") or markup. The
+# noun names what is compared: judgments (the meta-judge) or responses (evaluation's judge).
+_WINNER_FORM = r"winner[\s*_`]*[:=][\s*_`\"']*(?:{noun}\s*)?(?P<who>[AB]|tie)\b[\s*_`\"'.!]*$"
+_WINNER_LINE = re.compile(_WINNER_FORM.format(noun="judge?ment"), re.IGNORECASE)
+RESPONSE_WINNER_LINE = re.compile(_WINNER_FORM.format(noun="response"), re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -124,12 +132,14 @@ def parse_score(text: str, *, low: int = 0, high: int = 5, decimals: bool = Fals
     return Parsed(int(value) if value == int(value) else value, None)
 
 
-def parse_winner(text: str) -> Parsed:
-    """'A' or 'B' from the meta-judge's final ``Winner: Judgment X`` line, or why not."""
-    line = final_line_index(text, _WINNER_LINE)
+def parse_winner(text: str, line_form: re.Pattern[str] = _WINNER_LINE) -> Parsed:
+    """'A' or 'B' from the meta-judge's final ``Winner: Judgment X`` line (or, with
+    ``RESPONSE_WINNER_LINE``, ``Winner: Response X``), or why not."""
+    line = final_line_index(text, line_form)
     if line is None:
-        return Parsed(None, "no 'Winner: Judgment A|B' line")
-    m = _WINNER_LINE.search(text.splitlines()[line].strip())
+        noun = "Judgment" if line_form is _WINNER_LINE else "Response"
+        return Parsed(None, f"no 'Winner: {noun} A|B' line")
+    m = line_form.search(text.splitlines()[line].strip())
     assert m is not None
     who = m.group("who").upper()
     if who == "TIE":
@@ -157,9 +167,11 @@ _COPIED_MIN_CHARS = 20  # shorter lines ("Reasoning:", "1.") are not counted as 
 
 
 def rationale_words(text: str, prompt: str, kind: str) -> int:
-    """Words of the rationale before the final line (``kind``: 'score' or 'winner')."""
+    """Words of the rationale before the final line (``kind``: 'score', 'winner' (between
+    judgments) or 'response-winner')."""
     lines = text.splitlines()
-    final = final_line_index(text, _SCORE_LINE if kind == "score" else _WINNER_LINE)
+    form = {"score": _SCORE_LINE, "winner": _WINNER_LINE, "response-winner": RESPONSE_WINNER_LINE}
+    final = final_line_index(text, form[kind])
     kept = [
         line
         for line in (lines if final is None else lines[:final])

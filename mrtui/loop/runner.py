@@ -19,7 +19,7 @@ from . import pool
 from .data import load_prompts
 from .progress import CancelToken, Note, ProgressSink, ignore
 from .prompts import Template, load_template
-from .settings import ConfigError, IterationSettings, RunSettings
+from .settings import ConfigError, EvalSettings, IterationSettings, RunSettings
 from .stages import ModelIdentity, StageReport, Stages
 from .training import Checkpoint, TrainReport, TrainStage
 
@@ -129,10 +129,30 @@ class Runner:
         pool.check(self.settings, prompts)
         reports: list[StageReport] = []
         for iteration in range(1, self.settings.iterations + 1):
+            reports += self.evaluate([iteration])  # M_t, before its stages use it too
+            if self.cancel.cancelled:
+                break
             reports += self.run_iteration(iteration, prompts)
             if self.cancel.cancelled:
                 break
+        last = self.settings.iterations + 1
+        if not self.cancel.cancelled and self.settings.for_iteration(last - 1).train:
+            reports += self.evaluate([last])  # the model the last iteration trained
         return reports
+
+    def evaluate(
+        self, iterations: list[int], settings: EvalSettings | None = None
+    ) -> list[StageReport]:
+        """Evaluate the models of ``iterations`` (the run config's evaluation by default;
+        nothing if it asks for none). A model that does not exist yet is skipped."""
+        from mrtui.evaluation.run import Evaluation
+
+        settings = settings or self.settings.evaluation
+        if settings is None:
+            return []
+        evaluation = Evaluation(self, settings)
+        exist = set(evaluation.available())
+        return evaluation.run([i for i in iterations if i in exist])
 
     def configure(self) -> list[tuple[str, str]]:
         """Log the run's configuration and prompts (once) and return the run's prompts."""
@@ -156,6 +176,7 @@ class Runner:
                 defaults=s.defaults.flat(),
                 overrides={str(k): v for k, v in s.overrides.items()},
                 mrtui_version=__version__,
+                evaluation=s.evaluation.to_dict() if s.evaluation else None,
             )
             self.log.append([record.event(s.run_id, key=run_key)])
         if s.prompts:
@@ -409,4 +430,5 @@ def settings_from_log(log: EventLog, run_id: str) -> RunSettings:
         backend_options=c.backend_options or {},
         defaults=IterationSettings.from_flat(c.defaults, f"run {run_id!r} in {log.path}"),
         overrides={int(k): v for k, v in (c.overrides or {}).items()},
+        evaluation=EvalSettings.from_dict(c.evaluation) if c.evaluation else None,
     )

@@ -14,7 +14,7 @@ from typing import Any
 
 from .progress import CancelToken, Note, ProgressSink, ignore
 from .runner import BackendFactory, Resolver, Runner, default_backend, default_resolver
-from .settings import ConfigError, RunSettings
+from .settings import ConfigError, EvalSettings, RunSettings
 from .stages import ModelIdentity, StageReport
 from .training import TrainReport, TrainStage
 
@@ -82,7 +82,8 @@ class RunSession:
             log,
             settings,
             backend_factory=self._backend_factory,
-            resolver=lambda _: model,
+            # the run's model is resolved once; another (an evaluation's judge) on demand
+            resolver=lambda name: model if name == settings.model else self._resolver(name),
             progress=self.progress,
             train_stage=self._train_stage,
             cancel=self.cancel,
@@ -124,6 +125,33 @@ class RunSession:
             log.close()
         result.stopped = self.cancel.cancelled
         return result
+
+    def evaluate(
+        self, iterations: list[int] | None, settings: EvalSettings
+    ) -> tuple[list[int], list[StageReport]]:
+        """Evaluate the models of ``iterations`` of the run in the log (``mrtui eval``; all
+        that exist when None). Returns the iterations evaluated and the stage reports."""
+        from mrtui.evaluation.run import Evaluation
+
+        log, run_settings, model = self._open()
+        try:
+            runner = self._runner(log, run_settings, model)
+            try:
+                evaluation = Evaluation(runner, settings)
+                exist = evaluation.available()
+                chosen = iterations or exist
+                missing = [i for i in chosen if i not in exist]
+                if missing:
+                    raise ConfigError(
+                        f"run {run_settings.run_id!r} has no model for iteration(s) {missing} "
+                        f"yet; models exist for {exist}"
+                    )
+                self.progress(Note(f"evaluating iterations {chosen} of {run_settings.run_id}"))
+                return chosen, evaluation.run(chosen)
+            finally:
+                runner.close()
+        finally:
+            log.close()
 
     def train(self, iteration: int) -> TrainReport:
         """The training stage of one iteration alone (``mrtui train``)."""

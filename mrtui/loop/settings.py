@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from mrtui.backends.training import DPOSettings
+from mrtui.evaluation.settings import RUN_CONFIG_KEYS, EvalConfigError, EvalSettings
+from mrtui.evaluation.settings import from_run_config as eval_from_run_config
 from mrtui.store.events import SENTENCE_WORDS
 
 DPO_PREFIX = "dpo_"
@@ -271,6 +273,8 @@ class RunSettings:
     backend_options: dict[str, Any] = field(default_factory=dict)
     defaults: IterationSettings = field(default_factory=IterationSettings)
     overrides: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # evaluate each iteration's model as the run goes (run-config keys eval, eval_limit, ...)
+    evaluation: EvalSettings | None = None
 
     def __post_init__(self) -> None:
         if self.iterations < 1:
@@ -308,11 +312,12 @@ def load_config(path: Path | None, cli: dict[str, Any]) -> RunSettings:
             raise ConfigError(f"{path} is not UTF-8 (byte {exc.start}); save it as UTF-8") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    unknown = set(data) - RUN_KEYS - {"defaults", "iteration"}
+    tables = {"defaults", "iteration", *RUN_CONFIG_KEYS}
+    unknown = set(data) - RUN_KEYS - tables
     if unknown:
         raise ConfigError(
             f"{path}: unknown key(s) {sorted(unknown)}; top-level keys are "
-            + ", ".join(sorted(RUN_KEYS | {"defaults", "iteration"}))
+            + ", ".join(sorted(RUN_KEYS | tables))
         )
     defaults = dict(data.get("defaults", {}))
     overrides: dict[int, dict[str, Any]] = {}
@@ -321,6 +326,10 @@ def load_config(path: Path | None, cli: dict[str, Any]) -> RunSettings:
             raise ConfigError(f"{path}: [iteration.{key}] must name an iteration number >= 1")
         overrides[int(key)] = dict(table)
     run = {k: v for k, v in data.items() if k in RUN_KEYS}
+    try:
+        evaluation = eval_from_run_config({k: v for k, v in data.items() if k in RUN_CONFIG_KEYS})
+    except (EvalConfigError, TypeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     if path is not None and isinstance(run.get("prompts"), str):
         prompts = Path(run["prompts"])  # relative to the config file, not the shell
         run["prompts"] = str(prompts if prompts.is_absolute() else Path(path).parent / prompts)
@@ -341,6 +350,6 @@ def load_config(path: Path | None, cli: dict[str, Any]) -> RunSettings:
     for it, table in overrides.items():  # validate every iteration now, not mid-run
         IterationSettings.from_flat({**base.flat(), **table}, f"{path} [iteration.{it}]")
     try:
-        return RunSettings(defaults=base, overrides=overrides, **run)
+        return RunSettings(defaults=base, overrides=overrides, evaluation=evaluation, **run)
     except TypeError as exc:
         raise ConfigError(f"invalid settings: {exc}") from None

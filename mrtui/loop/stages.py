@@ -85,6 +85,12 @@ class StageReport:
     failures: list[str] = field(default_factory=list)
 
 
+def final_line(lead: str, choices: tuple[str, ...], max_chars: int) -> FinalLine:
+    """The constrained answer of every judge (structured judging): a rationale of at most
+    ``max_chars``, then one line of ``lead`` and one of ``choices``."""
+    return FinalLine(RATIONALE_LABEL, MIN_RATIONALE_CHARS, max_chars, lead, choices)
+
+
 def unit_seed(base: int, key: str) -> int:
     return (base * 1_000_003 + key_digest(key)) % 2**31
 
@@ -151,9 +157,7 @@ class Stages:
         lead, choices = (
             (SCORE_LEAD, SCORE_CHOICES) if stage == "judge" else (WINNER_LEAD, WINNER_CHOICES)
         )
-        return FinalLine(
-            RATIONALE_LABEL, MIN_RATIONALE_CHARS, self.s.rationale_max_chars, lead, choices
-        )
+        return final_line(lead, choices, self.s.rationale_max_chars)
 
     def _params(self, role: str, key: str) -> SamplingParams:
         return SamplingParams(
@@ -473,6 +477,7 @@ class Stages:
         lead: str,
         choices: tuple[str, ...],
         cast: Callable[[str], Any],
+        kind: str | None = None,
     ) -> Finish:
         """Parse the model's answer into the unit's event; with ``fallback`` on, an answer
         without a valid final line first gets one constrained continuation.
@@ -481,8 +486,9 @@ class Stages:
         (``text`` + newline + ``lead`` + value), so the meta-judge and DPO see the score it
         counts with; ``payload.fallback`` keeps what the continuation wrote. Every answer's
         rationale is counted (``rationale_words``): the text before its final line, without
-        lines copied from the prompt."""
-        kind = "score" if value_field == "score" else "winner"
+        lines copied from the prompt (``kind`` as for :func:`rationale_words`; by default
+        'score' or 'winner' after ``value_field``)."""
+        kind = kind or ("score" if value_field == "score" else "winner")
         prompt = request.messages[-1].content
         structure = request.structure.to_dict() if request.structure is not None else None
 
@@ -512,7 +518,7 @@ class Stages:
                 return event(c.text, parsed)
             return Followup(
                 _fallback_request(request, c.text, lead, choices),
-                lambda f: event(c.text, *_fallback_parse(f, parsed, cast)),
+                lambda f: event(c.text, *_fallback_parse(f, parsed, cast, choices)),
             )
 
         return finish
@@ -532,12 +538,12 @@ def _fallback_request(request: Request, text: str, lead: str, choices: tuple[str
 
 
 def _fallback_parse(
-    f: Completion | None, first: Parsed, cast: Callable[[str], Any]
+    f: Completion | None, first: Parsed, cast: Callable[[str], Any], choices: tuple[str, ...]
 ) -> tuple[Parsed, str | None, dict[str, Any]]:
     if f is None:
         return first, first.error, {"text": None, "error": "fallback request failed"}
     value = f.text.strip()
-    ok = value in SCORE_CHOICES + WINNER_CHOICES
+    ok = value in choices
     parsed = Parsed(cast(value), None) if ok else Parsed(None, f"fallback gave {value!r}")
     return (
         parsed,
