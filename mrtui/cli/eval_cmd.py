@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -109,13 +109,21 @@ def eval_(
 
 def print_results(db: Path, run_id: str, iterations: list[int] | None = None) -> None:
     """The run's evaluation results per iteration, with 95% intervals (nothing if none)."""
-    from mrtui.evaluation.report import results, table
+    from mrtui.evaluation.report import results
     from mrtui.store import connect
 
     with connect(db) as con:
         rows = results(con, run_id)
     if iterations:
         rows = [r for r in rows if r["iteration"] in iterations]
+    print_eval_table(run_id, rows)
+
+
+def print_eval_table(run_id: str, rows: list[dict[str, Any]]) -> None:
+    """``eval_results`` rows of one run as a table: a line per suite, metric and judge, a
+    column per iteration (nothing if there are none)."""
+    from mrtui.evaluation.report import table
+
     if not rows:
         return
     columns, lines = table(rows)

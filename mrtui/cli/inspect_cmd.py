@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from .app import DbOption, JsonOption, RunOption, app
+from .eval_cmd import print_eval_table
 from .output import health_pct, print_alarms, print_json, print_table
 
 # Statement types `mrtui sql` runs; anything else (writes, ATTACH, COPY, INSTALL, LOAD, SET,
@@ -105,6 +106,7 @@ def status(
             )
         print_table(columns, [(label, *(get(i) for i in its)) for label, get in lines])
         print_alarms(r["run_id"], its)
+        print_eval_table(r["run_id"], r["evaluation"])
 
 
 @app.command()

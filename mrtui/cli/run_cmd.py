@@ -200,6 +200,9 @@ def print_summary(db: Path, run_id: str) -> None:
         title=f"run {run_id}: summary",
     )
     print_alarms(run_id, rows)
+    from .eval_cmd import print_results
+
+    print_results(db, run_id)
 
 
 @app.command()

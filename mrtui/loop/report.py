@@ -116,8 +116,12 @@ def status(con: Any, run_id: str | None = None, *, pairs: bool = False) -> dict[
     )
     iterations = _iterations(con, run_id, pairs)
     totals = con.execute("SELECT count(*), max(seq), max(created_at) FROM events").fetchall()[0]
+    from mrtui.evaluation.report import results
+
+    evaluation = results(con, run_id)
     for run in runs:
         run["iterations"] = [i for i in iterations if i["run_id"] == run["run_id"]]
+        run["evaluation"] = [e for e in evaluation if e["run_id"] == run["run_id"]]
     return {"events": totals[0], "last_seq": totals[1], "last_event_at": totals[2], "runs": runs}
 
 

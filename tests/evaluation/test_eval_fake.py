@@ -119,3 +119,73 @@ def test_judged_suites_need_a_judge_model() -> None:
         EvalSettings(suites=("mt_bench",))
     with pytest.raises(EvalConfigError, match="unknown suite"):
         EvalSettings(suites=("gsm8k",))
+
+
+class _PairJudge(FakeBackend):
+    """Answers pairwise requests by a rule: 'first' always picks Response A, 'model' picks
+    whichever response is the fake model's (its answers start with 'answer')."""
+
+    def __init__(self, rule: str, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.rule = rule
+
+    def _answer(self, req: Any) -> str:
+        content = req.messages[-1].content
+        if "[Response A]" not in content:
+            return super()._answer(req)
+        a = content.split("[Response A]\n", 1)[1]
+        pick = "A" if self.rule == "first" or a.startswith("answer") else "B"
+        return f"One is better.\nWinner: Response {pick}"
+
+
+@pytest.mark.parametrize(("rule", "win", "disagree"), [("first", 0.5, 1.0), ("model", 1.0, 0.0)])
+def test_pairwise_verdicts_are_read_in_both_orders(
+    tmp_path: Path, rule: str, win: float, disagree: float
+) -> None:
+    db = _run(tmp_path)
+
+    def factory(settings: Any, model: str) -> FakeBackend:
+        if model == "judge":
+            return _PairJudge(rule, sha256=JUDGE)
+        return FakeBackend(sha256=MODEL)
+
+    settings = EvalSettings(suites=("alpaca_eval",), limit=4, judge_model="judge", structured=False)
+    RunSession(db, run_id="main", backend_factory=factory, resolver=_resolver).evaluate(
+        None, settings
+    )
+    # each answer was shown once as A and once as B, against the reference
+    first = "first_key = sample_key"
+    shown = _q(
+        db, f"SELECT sample_key, list({first} ORDER BY {first}) FROM eval_verdicts GROUP BY 1"
+    )
+    assert len(shown) == 4 and all(flags == [False, True] for _, flags in shown)
+    assert all(
+        "reference" in (a, b) for a, b in _q(db, "SELECT first_key, second_key FROM eval_verdicts")
+    )
+    results = dict(_q(db, "SELECT metric, value FROM eval_results WHERE suite = 'alpaca_eval'"))
+    assert results["win_rate"] == win  # a judge that always picks A gives every answer half
+    assert results["order_disagreement"] == disagree
+    outcomes = {o for (o,) in _q(db, "SELECT outcome FROM eval_samples")}
+    assert outcomes == ({"tie"} if rule == "first" else {"win"})
+
+
+def test_a_run_config_evaluates_each_model_as_the_run_goes(tmp_path: Path) -> None:
+    db = tmp_path / "log.duckdb"
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"prompt": "a?"}))
+    config = tmp_path / "run.toml"
+    config.write_text(
+        f'prompts = "{prompts}"\niterations = 1\neval = ["ifeval"]\neval_limit = 3\n'
+        "[defaults]\nk = 2\nn = 2\ntrain = false\n"
+    )
+    settings = load_config(config, {})
+    assert settings.evaluation == EvalSettings(suites=("ifeval",), limit=3)
+    _, factory = _backends()
+    RunSession(db, settings, backend_factory=factory, resolver=_resolver).run()
+    assert _q(db, "SELECT iteration, count(*) FROM eval_generations GROUP BY 1") == [(1, 3)]
+    # the evaluation is part of the logged configuration, so a resume keeps it
+    from mrtui.loop.runner import settings_from_log
+    from mrtui.store import EventLog
+
+    with EventLog(db) as log:
+        assert settings_from_log(log, "main").evaluation == settings.evaluation
