@@ -14,16 +14,20 @@ RUNTIME = 1
 
 def known_errors() -> tuple[tuple[type[BaseException], int], ...]:
     from mrtui.backends.base import BackendError
+    from mrtui.datasets import DatasetError
+    from mrtui.evaluation.settings import EvalConfigError
     from mrtui.loop.prompts import TemplateError
     from mrtui.loop.settings import ConfigError
     from mrtui.store import ReadOnlyViolation, StoreError
 
     return (
         (ConfigError, USAGE),
+        (EvalConfigError, USAGE),
         (TemplateError, USAGE),
         (ReadOnlyViolation, USAGE),
         (StoreError, RUNTIME),
         (BackendError, RUNTIME),
+        (DatasetError, RUNTIME),
     )
 
 

@@ -59,8 +59,8 @@ class EvalSettings:
         needs_judge = [s for s in self.suites if s in JUDGED]
         if needs_judge and not self.judge_model:
             raise EvalConfigError(
-                f"{', '.join(needs_judge)} need a judge: pass --judge-model (a packaged model "
-                "name, a .gguf path or hf:REPO/FILE)"
+                f"{', '.join(needs_judge)} need{'s' if len(needs_judge) == 1 else ''} a judge: "
+                "pass --judge-model (a packaged model name, a .gguf path or hf:REPO/FILE)"
             )
 
     def to_dict(self) -> dict[str, Any]:

@@ -133,6 +133,11 @@ class RunSession:
         that exist when None). Returns the iterations evaluated and the stage reports."""
         from mrtui.evaluation.run import Evaluation
 
+        if not self.db.exists():
+            raise ConfigError(
+                f"no event log at {self.db}; evaluate the log a run wrote (`mrtui run` or "
+                "`mrtui demo` first)"
+            )
         log, run_settings, model = self._open()
         try:
             runner = self._runner(log, run_settings, model)
