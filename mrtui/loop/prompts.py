@@ -26,9 +26,18 @@ PLACEHOLDERS = (
     "judgement_b",
     "response_a",
     "response_b",
+    "reference",
 )
 _SPLIT = re.compile(r"(\{(?:" + "|".join(PLACEHOLDERS) + r")\})")
-BUILTIN = ("actor", "judge", "meta_judge", "eval_answer", "eval_pairwise", "eval_grade")
+BUILTIN = (
+    "actor",
+    "judge",
+    "meta_judge",
+    "eval_answer",
+    "eval_pairwise",
+    "eval_grade",
+    "eval_grade_ref",
+)
 
 
 class TemplateError(ValueError):

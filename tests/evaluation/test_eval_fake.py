@@ -81,6 +81,16 @@ def test_every_suite_logs_its_units_and_the_views_derive_results(tmp_path: Path)
     judges = dict(_q(db, "SELECT suite, any_value(judge_sha256) FROM eval_verdicts GROUP BY 1"))
     assert judges["alpaca_eval"] == JUDGE and judges["mt_bench"] == JUDGE
     assert judges.get("judge-ifeval", MODEL) == MODEL
+    # MT-Bench's math, reasoning and coding answers are graded against GPT-4's reference
+    graded = _q(
+        db,
+        "SELECT v.template, g.reference IS NOT NULL, g.stratum FROM eval_verdicts v "
+        "JOIN eval_generations g USING (sample_key) WHERE v.suite = 'mt_bench'",
+    )
+    assert len(graded) == 12
+    for template, has_reference, category in graded:
+        assert has_reference == (category in ("math", "reasoning", "coding"))
+        assert template == ("eval_grade_ref" if has_reference else "eval_grade")
     metrics = {
         (s, m): (v, lo, hi, n)
         for s, m, v, lo, hi, n in _q(db, "SELECT suite, metric, value, lo, hi, n FROM eval_results")
