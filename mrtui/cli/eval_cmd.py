@@ -36,6 +36,9 @@ def eval_(
             "hf:REPO/FILE."
         ),
     ] = None,
+    judge_backend: Annotated[
+        str | None, typer.Option(help="Backend serving the judge (default: the run's).")
+    ] = None,
     allow_self_judge: Annotated[
         bool,
         typer.Option(help="Let the judge model be the model under evaluation."),
@@ -72,6 +75,7 @@ def eval_(
         suites=parse_suites(",".join(suite)),
         limit=limit,
         judge_model=judge_model,
+        judge_backend=judge_backend,
         allow_self_judge=allow_self_judge or None,
         max_tokens=max_tokens,
         judge_max_tokens=judge_max_tokens,

@@ -13,7 +13,7 @@ loaded once for every iteration's verdicts.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -164,7 +164,10 @@ class Evaluation:
             judge = self.judge_model()
             self.runner.progress(Note(f"loading judge {judge.model_id}"))
             assert self.es.judge_model
-            self._judge = self.runner._backend_factory(self.runner.settings, self.es.judge_model)
+            settings = self.runner.settings
+            if self.es.judge_backend and self.es.judge_backend != settings.backend:
+                settings = replace(settings, backend=self.es.judge_backend, backend_options={})
+            self._judge = self.runner._backend_factory(settings, self.es.judge_model)
         return self._judge
 
     def close(self) -> None:

@@ -29,6 +29,7 @@ class EvalSettings:
     suites: tuple[str, ...] = ("ifeval",)
     limit: int | None = None  # items per suite: a deterministic stratified subset
     judge_model: str | None = None  # the fixed judge of alpaca_eval and mt_bench
+    judge_backend: str | None = None  # the backend that serves it (default: the run's)
     allow_self_judge: bool = False  # let the judge be the model under evaluation
     max_tokens: int = 512  # longest answer
     judge_max_tokens: int = 320  # longest verdict
@@ -98,6 +99,7 @@ RUN_CONFIG_KEYS = {
     "eval": "suites",
     "eval_limit": "limit",
     "eval_judge_model": "judge_model",
+    "eval_judge_backend": "judge_backend",
     "eval_allow_self_judge": "allow_self_judge",
     "eval_max_tokens": "max_tokens",
     "eval_judge_max_tokens": "judge_max_tokens",
