@@ -1,4 +1,5 @@
-"""``mrtui export pairs``: TRL-ready preference pairs (JSONL or Parquet) with provenance."""
+"""``mrtui export pairs``: TRL-ready preference pairs (JSONL or Parquet) with provenance;
+``mrtui export eval``: evaluation samples or results."""
 
 from __future__ import annotations
 
@@ -27,6 +28,45 @@ def _trained_keys(con: Any, run_id: str, iteration: int) -> set[str] | None:
         [run_id, iteration],
     ).fetchall()
     return set(json.loads(row[0][0])) if row else None
+
+
+def out_format(out: Path) -> str:
+    """``.jsonl`` or ``.parquet``, from the file name; anything else is a usage error."""
+    from mrtui.loop.settings import ConfigError
+
+    suffix = out.suffix.lower()
+    if suffix not in (".jsonl", ".parquet"):
+        raise ConfigError(f"--out must end in .jsonl or .parquet, not {suffix or 'nothing'}")
+    return suffix
+
+
+def write_rows(
+    rows: list[dict[str, Any]],
+    out: Path,
+    json_columns: tuple[str, ...] = (),
+    schema: Any = None,
+) -> None:
+    """Write ``rows`` to ``out`` (through a temporary file): JSONL, one object per row (lists
+    and structs as JSON), or Parquet with pyarrow (column types from ``schema``, a pyarrow
+    schema, when given; else from the values). ``json_columns`` hold JSON text: nested
+    objects in JSONL, the text itself in Parquet."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    if out_format(out) == ".jsonl":
+        with tmp.open("w", encoding="utf-8") as fh:
+            for r in rows:
+                r = {k: _json(v) if k in json_columns else v for k, v in r.items()}
+                fh.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)
+    tmp.replace(out)
+
+
+def _json(text: Any) -> Any:
+    return json.loads(text) if isinstance(text, str) else text
 
 
 def _opt(v: Any) -> str:
@@ -103,9 +143,7 @@ def pairs(
         "bt_prior_games": bt_prior_games,
     }
     IterationSettings().with_flat(**{k: v for k, v in given.items() if v is not None})
-    suffix = out.suffix.lower()
-    if suffix not in (".jsonl", ".parquet"):
-        raise ConfigError(f"--out must end in .jsonl or .parquet, not {suffix or 'nothing'}")
+    out_format(out)
     source = "preference_pairs_with(" + ", ".join(f"{k} := {_opt(v)}" for k, v in given.items())
     source += ")"
     rows: list[dict[str, Any]] = []
@@ -135,19 +173,78 @@ def pairs(
             r["prompt"] = [{"role": "user", "content": r["prompt"]}]
             r["chosen"] = [{"role": "assistant", "content": r["chosen"]}]
             r["rejected"] = [{"role": "assistant", "content": r["rejected"]}]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    if suffix == ".jsonl":
-        with tmp.open("w", encoding="utf-8") as fh:
-            for r in rows:
-                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-    else:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        pq.write_table(pa.Table.from_pylist(rows), tmp)
-    tmp.replace(out)
+    write_rows(rows, out)
     counts = {k: sum(1 for r in rows if r["kind"] == k) for k in ("actor", "judge")}
     typer.echo(
         f"wrote {len(rows)} pairs ({counts['actor']} actor, {counts['judge']} judge) to {out}"
     )
+
+
+EVAL_TABLES = {"samples": "eval_samples", "results": "eval_results"}
+EVAL_ORDER = {
+    "samples": "run_id, iteration, suite, seq, judge_model_id",
+    "results": "run_id, iteration, suite, metric, judge_model_id",
+}
+
+
+@export_app.command("eval")
+def eval_(
+    db: DbOption,
+    out: Annotated[Path, typer.Option(help="Output file: .jsonl or .parquet.", dir_okay=False)],
+    run: RunOption = None,
+    iteration: Annotated[
+        list[int] | None, typer.Option(help="Only these iterations (repeatable).")
+    ] = None,
+    suite: Annotated[
+        list[str] | None,
+        typer.Option(help="Only these suites (comma-separated or repeated)."),
+    ] = None,
+    what: Annotated[
+        str,
+        typer.Option(
+            help="'samples': one row per answer and judge (eval_samples: prompt, response, "
+            "checks, verdicts, outcome); 'results': one per metric (eval_results)."
+        ),
+    ] = "samples",
+) -> None:
+    """Evaluation data of `mrtui eval`: every answer with its rule checks or judge verdicts
+    and its outcome, or the metrics with their 95% intervals."""
+    from mrtui.evaluation.settings import SUITE_SETS, parse_suites
+    from mrtui.loop.settings import ConfigError
+    from mrtui.store import connect
+
+    from .errors import RUNTIME, fail
+
+    if what not in EVAL_TABLES:
+        raise ConfigError(f"--what must be 'samples' or 'results', not {what!r}")
+    out_format(out)
+    suites = list(parse_suites(",".join(suite or [])))
+    unknown = [s for s in suites if s not in SUITE_SETS]
+    if unknown:
+        raise ConfigError(f"unknown suite(s) {unknown}; choose from {', '.join(SUITE_SETS)}")
+    with connect(db) as con:
+        cur = con.execute(
+            f"SELECT * FROM {EVAL_TABLES[what]} WHERE ($run IS NULL OR run_id = $run) "
+            "AND (len($its) = 0 OR list_contains($its, iteration)) "
+            "AND (len($suites) = 0 OR list_contains($suites, suite)) "
+            f"ORDER BY {EVAL_ORDER[what]}",
+            {"run": run, "its": list(iteration or []), "suites": suites},
+        )
+        names = [d[0] for d in cur.description]
+        json_columns = tuple(d[0] for d in cur.description if str(d[1]) == "JSON")
+        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        # the view's column types, so a column that is empty in these rows keeps its type
+        schema = con.sql(f"SELECT * FROM {EVAL_TABLES[what]} LIMIT 0").to_arrow_table().schema
+    if not rows:
+        asked = [f"run {run}"] if run else []
+        asked += [f"iteration(s) {list(iteration)}"] if iteration else []
+        asked += [f"suite(s) {suites}"] if suites else []
+        fail(
+            f"no evaluation {what} in {db}"
+            + (f" for {', '.join(asked)}" if asked else "")
+            + f"; create some with `mrtui eval --db {db} --suite ifeval --limit 20`",
+            RUNTIME,
+        )
+    write_rows(rows, out, json_columns, schema)
+    runs = len({r["run_id"] for r in rows})
+    typer.echo(f"wrote {len(rows)} evaluation {what} rows ({runs} run(s)) to {out}")
