@@ -29,6 +29,8 @@ from mrtui.untrusted import safe
 from .base import AppScreen, StatusBar
 from .battle import BattleScreen
 from .detail import PromptDetailScreen
+from .eval_model import EvalReader
+from .evaluation import EvaluationScreen
 from .focus_cache import FocusCache
 from .indexer import PromptIndexer
 from .items import judgement_item, write_item
@@ -72,6 +74,7 @@ class MrtuiApp(App[None]):
         Binding("q", "quit", "Quit"),
         Binding("o", "overview", "Overview"),
         Binding("p", "prompts", "Prompts"),
+        Binding("m", "evaluation", "Evaluation"),
         Binding("r", "refresh", "Refresh"),
         Binding("s", "start_run", "Run/resume"),
         Binding("x", "stop_run", "Stop run"),
@@ -105,6 +108,7 @@ class MrtuiApp(App[None]):
             battles=lambda focus: self.tell(BattlesReady, focus),
             failed=self.read_failed,
         )
+        self.eval_reader = EvalReader(self.db)
         self.indexer = PromptIndexer(
             self, self.source, ready=self._got_index, failed=self.read_failed
         )
@@ -270,6 +274,10 @@ class MrtuiApp(App[None]):
         self.action_overview()
         self.push_screen(PromptListScreen(iteration))
 
+    def action_evaluation(self) -> None:
+        self.action_overview()
+        self.push_screen(EvaluationScreen(self.eval_reader))
+
     def prefetch(self, *prompt_keys: str) -> None:
         self.focus_cache.prefetch(*prompt_keys)
 
@@ -414,6 +422,11 @@ class MrtuiApp(App[None]):
         yield from super().get_system_commands(screen)
         yield SystemCommand("Overview", "Iterations and run-health plots", self.action_overview)
         yield SystemCommand("Prompts", "Browse, filter and search prompts", self.action_prompts)
+        yield SystemCommand(
+            "Evaluation",
+            "Benchmark results per iteration, samples, what changed (mrtui eval)",
+            self.action_evaluation,
+        )
         yield SystemCommand("Refresh", "Read the log again now", self.action_refresh)
         yield SystemCommand(
             "Start or resume run", "Drive the loop from here", self.action_start_run
