@@ -28,6 +28,7 @@ METRIC_KINDS = {
     "score_spread": "points",
 }
 SUITE_ORDER = ("ifeval", "alpaca_eval", "mt_bench", "judge-ifeval")
+SELF_JUDGED = ("judge-ifeval",)  # suites where the evaluated model is the judge
 
 _RESULTS = """
 SELECT run_id, iteration, model_id, suite, metric, value, lo, hi, n, judge_model_id
@@ -72,7 +73,8 @@ def table(rows: list[dict[str, Any]]) -> tuple[list[str], list[tuple[str, ...]]]
     iterations = sorted({r["iteration"] for r in rows})
     cells: dict[tuple[str, str, str], dict[int, str]] = {}
     for r in rows:
-        label = (r["suite"], r["metric"], r.get("judge_model_id") or "")
+        judge = r.get("judge_model_id") or ("the model itself" if r["suite"] in SELF_JUDGED else "")
+        label = (r["suite"], r["metric"], judge)
         cells.setdefault(label, {})[r["iteration"]] = format_metric(r)
 
     def order(label: tuple[str, str, str]) -> tuple[int, str, int, str]:

@@ -144,7 +144,8 @@ SELECT *,
 FROM pairs;
 
 -- One row per (run, iteration, suite, metric, judge): the value, the items it averages (n)
--- and a 95% bootstrap interval [lo, hi] over items. IFEval's prompt-level accuracy leaves
+-- and a 95% bootstrap interval [lo, hi] over items. The judge is NULL where there is none
+-- (IFEval's rule checks) and for judge-ifeval, where the evaluated model judges itself. IFEval's prompt-level accuracy leaves
 -- out prompts with an instruction the checker could not run (`skipped_instructions` counts
 -- them); AlpacaEval's lc_win_rate is the length-controlled win rate (store/evalstats.py).
 CREATE OR REPLACE VIEW eval_results AS
@@ -217,8 +218,9 @@ metrics AS (
         {'metric': 'score_turn2', 'ci': mrtui_eval_ci('mean', g2, NULL), 'n': len(g2)}
     ]) AS m FROM mtb
     UNION ALL
+    -- judge-ifeval's judge is the evaluated model itself: no judge of its own
     SELECT s.run_id, s.iteration, 'judge-ifeval', s.model_sha256, s.model_id,
-           jp.judge_sha256, jp.judge_model_id, unnest([
+           NULL, NULL, unnest([
         {'metric': 'verifiable_pairs',
          'ci': {'value': coalesce(jp.pairs, 0)::DOUBLE, 'lo': NULL::DOUBLE, 'hi': NULL::DOUBLE},
          'n': s.prompts},
