@@ -39,7 +39,7 @@ def _console_script(*args: str | Path) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("args", "usage", "error"),
     [
-        (["eval"], "mrtui", "No such command 'eval'."),
+        (["frobnicate"], "mrtui", "No such command 'frobnicate'."),
         (["run", "--bogus"], "mrtui run", "No such option: --bogus"),
         (["run"], "mrtui run", "Missing option '--db' (env var: 'MRTUI_DB')."),
     ],
@@ -60,7 +60,7 @@ def test_usage_errors_show_usage_and_one_error_line(
 def test_cli_works_without_the_click_package() -> None:
     """typer 0.29 does not depend on click: an install without the hub or train extras lacks it."""
     without_click = (
-        "import sys; sys.modules['click'] = None; sys.argv = ['mrtui', 'eval']; "
+        "import sys; sys.modules['click'] = None; sys.argv = ['mrtui', 'frobnicate']; "
         "from mrtui.cli import main; main()"
     )
     out = subprocess.run(
@@ -68,7 +68,7 @@ def test_cli_works_without_the_click_package() -> None:
     )
     assert out.returncode == 2, out.stderr
     assert "Traceback" not in out.stderr
-    assert out.stderr.endswith("Error: No such command 'eval'.\n")
+    assert out.stderr.endswith("Error: No such command 'frobnicate'.\n")
 
 
 def _raising(exc: Exception) -> Callable[..., object]:
