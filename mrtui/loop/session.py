@@ -100,6 +100,11 @@ class RunSession:
             check(self.settings)
             model = self._resolver(self.settings.model)  # assembles a packaged model once
             return EventLog(self.db), self.settings, model
+        if not self.db.exists():  # never create a log just to find no run in it
+            raise ConfigError(
+                f"no event log at {self.db}; start a run there with `mrtui run` (or "
+                "`mrtui demo`), or pass the log a run wrote"
+            )
         log = EventLog(self.db)
         try:
             settings = settings_from_log(log, self.run_id or "main")
@@ -133,11 +138,6 @@ class RunSession:
         that exist when None). Returns the iterations evaluated and the stage reports."""
         from mrtui.evaluation.run import Evaluation
 
-        if not self.db.exists():
-            raise ConfigError(
-                f"no event log at {self.db}; evaluate the log a run wrote (`mrtui run` or "
-                "`mrtui demo` first)"
-            )
         log, run_settings, model = self._open()
         try:
             runner = self._runner(log, run_settings, model)

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fakes import FakeBackend
 
 from mrtui.backends.base import Request, Result
@@ -102,3 +103,16 @@ def test_a_prompt_longer_than_the_context_is_skipped_for_good(tmp_path: Path) ->
     assert again.reports[0].skipped == 6
     added = _count(db, f"SELECT list(DISTINCT event_type) FROM events WHERE seq > {before}")
     assert set(added) <= {"StageStarted", "StageFinished", "TemplateRegistered"}
+
+
+def test_commands_on_a_missing_log_refuse_without_creating_one(tmp_path: Path) -> None:
+    from mrtui.evaluation.settings import EvalSettings
+    from mrtui.loop.settings import ConfigError
+
+    db = tmp_path / "none.duckdb"
+    session = RunSession(db, run_id="main")
+    with pytest.raises(ConfigError, match="no event log at"):
+        session.train(1)
+    with pytest.raises(ConfigError, match="no event log at"):
+        session.evaluate(None, EvalSettings())
+    assert list(tmp_path.iterdir()) == []
