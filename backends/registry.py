@@ -14,6 +14,7 @@ from .base import BackendError, InferenceBackend
 
 _BACKENDS: dict[str, str] = {
     "llama.cpp": ".llamacpp:LlamaCppBackend",
+    "vllm": ".vllm_backend:VLLMBackend",
 }
 # Other spellings users type for the same backend.
 _ALIASES: dict[str, str] = {"llamacpp": "llama.cpp", "llama_cpp": "llama.cpp"}

@@ -1,0 +1,584 @@
+"""The vLLM backend: one in-process ``vllm.LLM`` runs a whole stage's requests at once.
+
+Written against vLLM 0.33.0 (the version the ``vllm`` extra pins; CUDA only). How our requests
+map to vLLM's objects:
+
+- **Prompt.** Each request's messages are rendered with the model's chat template through the
+  tokenizer vLLM loaded (``LLM.get_tokenizer().apply_chat_template(..., tokenize=False,
+  add_generation_prompt=True)``, or one of our built-in templates with ``chat_format``), the
+  ``assistant_prefix`` is appended verbatim, and the prompt goes to vLLM as token ids
+  (``{"prompt_token_ids": [...]}``, a ``TokensPrompt``). As in the llama.cpp backend, the
+  template's own text is tokenized with its special tokens while message contents and the
+  prefix are tokenized as plain text (``encode(..., split_special_tokens=True)``), so a response
+  that contains ``<|im_end|>`` cannot close its turn. A template that rewrites contents, or a
+  tokenizer without ``split_special_tokens`` (vLLM's Mistral tokenizer), gets the whole prompt
+  tokenized at once, as vLLM's own ``LLM.chat`` would. No BOS is added: the template writes it.
+- **Sampling.** One ``vllm.SamplingParams`` per request: ``n``, ``temperature``, ``top_p``,
+  ``top_k`` (the backend's, 0 = off, as in the OpenAI API), ``max_tokens``, ``seed``, ``stop``.
+  vLLM gives sample ``i`` of a seeded request the seed ``seed + i`` (``ParentRequest``), which
+  is what every mrtui backend records; a request without a seed gets a fresh one, recorded.
+- **Constraints.** ``choices`` → ``StructuredOutputsParams(choice=[...])`` (``max_tokens``
+  becomes the longest choice's bytes + 1, as on llama.cpp); ``structure`` (a
+  :class:`~mrtui.backends.base.FinalLine`) → ``StructuredOutputsParams(regex=...)`` from
+  :func:`~mrtui.backends.constrain.final_line_regex`. vLLM picks the structured-output engine
+  (``auto``: xgrammar, else guidance).
+- **Batch.** ``LLM.generate`` is called once for the whole batch with prefix caching on
+  (``enable_prefix_caching``), so the N judgements of one response share its prompt's KV
+  blocks. ``LLM.generate`` returns when the batch is done, so results come back together at
+  the end (in request order), not one by one. If the batch call raises (a constraint vLLM
+  rejects, say), each request is retried alone so only the bad one fails.
+- **Results.** Each ``CompletionOutput`` becomes a :class:`~mrtui.backends.base.Completion`:
+  ``finish_reason`` "stop"/"length" as is (vLLM's "abort"/"error"/other → a
+  :class:`~mrtui.backends.base.Failure`), ``completion_tokens`` = ``len(token_ids)``,
+  ``prompt_tokens_evaluated`` = prompt tokens − ``RequestOutput.num_cached_tokens`` for
+  ``n == 1`` (for ``n > 1`` vLLM reports one cache count for all samples, so it is None), and
+  ``wall_s`` = the wall time of the batch call the request was part of.
+- **Context.** A prompt of ``max_model_len`` tokens or more is a permanent Failure and is not
+  sent (vLLM would reject it and end the batch call).
+
+Not supported: GGUF files (vLLM 0.33 has no GGUF loader of its own; it moved to the separate
+``vllm-gguf-plugin``, which mrtui does not use), hence also ``hf:...gguf`` references and the
+packaged GGUF models: give a Hugging Face repo id or a local folder in HF format. LoRA adapters,
+streaming results one by one, and CPU inference are not offered. ``mrtui[vllm]`` needs a CUDA
+GPU; vLLM 0.33 wants transformers < 5.21 while ``mrtui[train]`` wants >= 5.24, so install them
+in separate environments.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import random
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from time import perf_counter
+from types import TracebackType
+from typing import Any, Protocol
+
+from .base import (
+    BackendError,
+    BackendInfo,
+    Completion,
+    Failure,
+    Message,
+    Request,
+    Result,
+)
+from .constrain import final_line_regex
+
+BACKEND_NAME = "vllm"
+VLLM_INSTALL_HINT = "pip install 'mrtui[vllm]' (needs a CUDA GPU)"
+TOKENIZER_TEMPLATE = "tokenizer"  # chat_format label for "the tokenizer's own chat template"
+
+# What users may have run llama.cpp on, and the HF repos those GGUFs were made from.
+_GGUF_ORIGINS: dict[str, str] = {
+    "qwen2.5-coder-0.5b-instruct": "Qwen/Qwen2.5-Coder-0.5B-Instruct",
+    "qwen2.5-coder-1.5b-instruct": "Qwen/Qwen2.5-Coder-1.5B-Instruct",
+    "gemma-3-270m": "google/gemma-3-270m",
+}
+
+# Placeholders that stand for message contents while the template renders.
+_SLOT = "\ue000{}\ue001"
+_SLOT_RE = re.compile("\ue000(\\d+)\ue001")
+
+FINISH_REASONS = ("stop", "length")
+
+
+# ---------------------------------------------------------------------------------------------
+# The mapping, as functions of plain data (and of the vLLM classes, passed in), so it is tested
+# without vLLM.
+
+
+class Tokenizer(Protocol):
+    """What the prompt builder uses of a Hugging Face tokenizer (vLLM's ``TokenizerLike``)."""
+
+    def apply_chat_template(self, conversation: Any, *args: Any, **kwargs: Any) -> Any: ...
+
+    def encode(self, text: str, *args: Any, **kwargs: Any) -> list[int]: ...
+
+
+class ChatPrompt:
+    """Messages → prompt token ids through a Hugging Face tokenizer, the same way for every
+    request of a backend (see the module docstring)."""
+
+    def __init__(self, tokenizer: Tokenizer, chat_template: str | None = None) -> None:
+        self._tok = tokenizer
+        self._template = chat_template
+        self._split_special = True  # until the tokenizer shows it cannot
+
+    def render(self, messages: Sequence[Message], assistant_prefix: str | None = None) -> str:
+        """The prompt as text (for display and tests; ``tokens`` is what the model sees)."""
+        return self._render([(m.role, m.content) for m in messages]) + (assistant_prefix or "")
+
+    def tokens(self, messages: Sequence[Message], assistant_prefix: str | None = None) -> list[int]:
+        """Prompt token ids; message contents and the prefix never become special tokens."""
+        full = self.render(messages)
+        pieces = _SLOT_RE.split(
+            self._render([(m.role, _SLOT.format(i)) for i, m in enumerate(messages)])
+        )
+        filled = "".join(messages[int(p)].content if i % 2 else p for i, p in enumerate(pieces))
+        toks: list[int] = []
+        if filled == full and self._split_special:
+            for i, piece in enumerate(pieces):
+                if i % 2:
+                    toks += self._plain(messages[int(piece)].content)
+                else:
+                    toks += self._special(piece)
+            if assistant_prefix:
+                toks += self._plain(assistant_prefix)
+            if self._split_special:
+                return toks
+        # A template that rewrites contents, or a tokenizer that cannot keep special tokens
+        # out of text: the whole prompt at once, as vLLM's LLM.chat would.
+        return self._special(full + (assistant_prefix or ""))
+
+    def _render(self, messages: list[tuple[str, str]]) -> str:
+        kwargs: dict[str, Any] = {"add_generation_prompt": True, "tokenize": False}
+        if self._template is not None:
+            kwargs["chat_template"] = self._template
+        text = self._tok.apply_chat_template(
+            [{"role": r, "content": c} for r, c in messages], **kwargs
+        )
+        if not isinstance(text, str):
+            raise BackendError(f"the chat template rendered {type(text).__name__}, not text")
+        return text
+
+    def _special(self, text: str) -> list[int]:
+        return list(self._tok.encode(text, add_special_tokens=False)) if text else []
+
+    def _plain(self, text: str) -> list[int]:
+        if not text:
+            return []
+        try:
+            return list(self._tok.encode(text, add_special_tokens=False, split_special_tokens=True))
+        except TypeError:  # a tokenizer without the option
+            self._split_special = False
+            return []
+
+
+def structured_outputs(request: Request) -> dict[str, Any] | None:
+    """The ``StructuredOutputsParams`` fields of a request's constraint, or None."""
+    if request.choices is not None:
+        return {"choice": list(request.choices)}
+    if request.structure is not None:
+        return {"regex": final_line_regex(request.structure)}
+    return None
+
+
+def sampling_fields(request: Request, seed: int, *, top_k: int = 0) -> dict[str, Any]:
+    """The ``vllm.SamplingParams`` fields of a request (without its constraint)."""
+    p = request.params
+    max_tokens = p.max_tokens
+    if request.choices is not None:  # the constraint decides the length, as on llama.cpp
+        max_tokens = max(len(c.encode()) for c in request.choices) + 1
+    return {
+        "n": p.n,
+        "temperature": p.temperature,
+        "top_p": p.top_p,
+        "top_k": top_k,
+        "min_p": 0.0,
+        "repetition_penalty": 1.0,
+        "max_tokens": max_tokens,
+        "seed": seed,
+        "stop": list(p.stop),
+    }
+
+
+def to_vllm_sampling_params(
+    request: Request,
+    seed: int,
+    *,
+    sampling_params_cls: Callable[..., Any],
+    structured_outputs_cls: Callable[..., Any],
+    top_k: int = 0,
+) -> Any:
+    """A request's ``vllm.SamplingParams`` (the classes are passed in: vLLM's, or test
+    doubles)."""
+    fields = sampling_fields(request, seed, top_k=top_k)
+    constraint = structured_outputs(request)
+    if constraint is not None:
+        fields["structured_outputs"] = structured_outputs_cls(**constraint)
+    return sampling_params_cls(**fields)
+
+
+def too_long(
+    request: Request, prompt_tokens: int, max_model_len: int, wall_s: float = 0.0
+) -> Failure | None:
+    """The permanent Failure of a prompt that leaves no room in the context, or None."""
+    if prompt_tokens < max_model_len:
+        return None
+    return Failure(
+        request.id,
+        f"prompt is {prompt_tokens} tokens but the context window is {max_model_len} "
+        "(max_model_len; n_ctx on llama.cpp); shorten the prompt or start the backend with a "
+        "larger max_model_len",
+        wall_s,
+        permanent=True,
+    )
+
+
+def results_from_output(
+    request: Request, output: Any, *, seed: int, prompt_tokens: int, wall_s: float
+) -> list[Result]:
+    """A ``vllm.RequestOutput`` as one Completion (or Failure) per sample, in index order.
+
+    ``prompt_tokens`` is the count we sent (used when the output does not carry its prompt)."""
+    sent = getattr(output, "prompt_token_ids", None)
+    n_prompt = len(sent) if sent is not None else prompt_tokens
+    cached = getattr(output, "num_cached_tokens", None)
+    evaluated = None
+    if request.params.n == 1 and isinstance(cached, int):
+        evaluated = min(n_prompt, max(0, n_prompt - cached))
+    results: list[Result] = []
+    seen: set[int] = set()
+    for sample in sorted(output.outputs, key=lambda o: int(o.index)):
+        index = int(sample.index)
+        seen.add(index)
+        reason = sample.finish_reason
+        if reason not in FINISH_REASONS:
+            results.append(
+                Failure(request.id, f"vLLM ended sample {index} with {reason!r}", wall_s)
+            )
+            continue
+        text = str(sample.text)
+        if request.choices is not None and text not in request.choices:
+            results.append(
+                Failure(
+                    request.id,
+                    f"constrained output {text!r} is not one of the choices "
+                    f"{list(request.choices)!r}",
+                    wall_s,
+                )
+            )
+            continue
+        results.append(
+            Completion(
+                request_id=request.id,
+                index=index,
+                text=text,
+                finish_reason=reason,
+                prompt_tokens=n_prompt,
+                completion_tokens=len(sample.token_ids),
+                prompt_tokens_evaluated=evaluated,
+                seed=seed + index,
+                wall_s=wall_s,
+            )
+        )
+    missing = sorted(set(range(request.params.n)) - seen)
+    if missing:
+        results.append(Failure(request.id, f"vLLM returned no sample {missing}", wall_s))
+    return results
+
+
+@dataclass(frozen=True)
+class Job:
+    """One request ready to send: its prompt tokens, seed and vLLM sampling parameters."""
+
+    request: Request
+    tokens: list[int]
+    seed: int
+    params: Any
+
+
+def run_batch(llm: Any, jobs: Sequence[Job]) -> Iterator[Result]:
+    """Send ``jobs`` to ``llm.generate`` in one call and map the outputs back.
+
+    If the batch call raises, each job is sent alone, so only the ones vLLM rejects fail."""
+    if not jobs:
+        return
+    started = perf_counter()
+    try:
+        outputs = _generate(llm, jobs)
+    except Exception:  # one bad request must not fail the batch: find it
+        for job in jobs:
+            started = perf_counter()
+            try:
+                (output,) = _generate(llm, [job])
+            except Exception as e:
+                yield Failure(
+                    job.request.id, f"vLLM failed: {type(e).__name__}: {e}", _since(started)
+                )
+                continue
+            yield from _results(job, output, _since(started))
+        return
+    wall = _since(started)
+    for job, output in zip(jobs, outputs, strict=True):
+        yield from _results(job, output, wall)
+
+
+def _generate(llm: Any, jobs: Sequence[Job]) -> list[Any]:
+    outputs = llm.generate(
+        [{"prompt_token_ids": list(j.tokens)} for j in jobs],
+        [j.params for j in jobs],
+        use_tqdm=False,
+    )
+    if len(outputs) != len(jobs):
+        raise BackendError(f"vLLM returned {len(outputs)} outputs for {len(jobs)} prompts")
+    return list(outputs)
+
+
+def _results(job: Job, output: Any, wall_s: float) -> list[Result]:
+    return results_from_output(
+        job.request, output, seed=job.seed, prompt_tokens=len(job.tokens), wall_s=wall_s
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The backend
+
+
+def _import_vllm() -> Any:
+    try:
+        import vllm
+    except ImportError as e:
+        raise BackendError(f"the vLLM backend needs vLLM: {VLLM_INSTALL_HINT}") from e
+    return vllm
+
+
+def check_model_ref(model: str) -> None:
+    """Refuse what vLLM 0.33 cannot load (GGUF files and mrtui's packaged GGUF models) with a
+    message that says what to give instead."""
+    hint = "give a Hugging Face repo id (e.g. Qwen/Qwen2.5-0.5B-Instruct) or a local HF folder"
+    name = model.removeprefix("hf:")
+    origin = _GGUF_ORIGINS.get(model)
+    if origin is not None:
+        raise BackendError(
+            f"{model!r} is a packaged GGUF model, which vLLM cannot load; use its original "
+            f"weights instead: --model {origin}"
+        )
+    if name.lower().endswith(".gguf") or model.startswith("hf:"):
+        raise BackendError(
+            f"vLLM 0.33 has no GGUF loader (it moved to the separate vllm-gguf-plugin, which "
+            f"mrtui does not use), so {model!r} cannot be served with --backend vllm; {hint}"
+        )
+
+
+def _fresh_seed() -> int:
+    """A seed for requests that gave none, so the one used is still recorded."""
+    return random.SystemRandom().randrange(2**31)
+
+
+def _since(started: float) -> float:
+    return perf_counter() - started
+
+
+def _template_sha(source: Any) -> str | None:
+    if source is None:
+        return None
+    text = source if isinstance(source, str) else json.dumps(source, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class VLLMBackend:
+    """InferenceBackend on an in-process ``vllm.LLM`` (CUDA)."""
+
+    name = BACKEND_NAME
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        tensor_parallel_size: int = 1,
+        max_model_len: int | None = None,
+        gpu_memory_utilization: float = 0.9,
+        enable_prefix_caching: bool = True,
+        dtype: str = "auto",
+        chat_format: str | None = None,
+        seed: int = 0,
+        top_k: int = 0,
+        tokenizer: str | None = None,
+        revision: str | None = None,
+        enforce_eager: bool = False,
+        n_ctx: int | None = None,
+        engine_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Start vLLM on ``model`` (a Hugging Face repo id or a local folder in HF format).
+
+        ``n_ctx`` is another name for ``max_model_len`` (what ``--n-ctx`` sets on every
+        backend). ``chat_format`` is None for the tokenizer's own chat template, or one of
+        the llama.cpp backend's built-in templates (chatml, gemma). ``seed`` seeds vLLM's
+        engine; every request still carries its own seed. ``engine_options`` go to
+        ``vllm.LLM`` as they are (any other ``EngineArgs`` field)."""
+        from .llamacpp import BUILTIN_TEMPLATES
+
+        check_model_ref(model)
+        if n_ctx is not None and max_model_len is not None and n_ctx != max_model_len:
+            raise BackendError(
+                f"n_ctx ({n_ctx}) and max_model_len ({max_model_len}) name the same setting; "
+                "give one"
+            )
+        max_model_len = max_model_len if max_model_len is not None else n_ctx
+        template: str | None = None
+        if chat_format is not None:
+            if chat_format not in BUILTIN_TEMPLATES:
+                raise BackendError(
+                    f"unknown chat_format {chat_format!r}; leave it unset for the tokenizer's "
+                    f"own template, or use one of: {', '.join(BUILTIN_TEMPLATES)}"
+                )
+            template = BUILTIN_TEMPLATES[chat_format]
+        vllm = _import_vllm()
+        try:
+            from vllm.sampling_params import StructuredOutputsParams
+        except ImportError as e:
+            raise BackendError(
+                f"vLLM {vllm.__version__} has no StructuredOutputsParams; mrtui is written for "
+                f"the version its extra pins: {VLLM_INSTALL_HINT}"
+            ) from e
+        self._structured_cls = StructuredOutputsParams
+        self._vllm = vllm
+        self._model = model
+        self._top_k = top_k
+        self._options: dict[str, Any] = {
+            "tensor_parallel_size": tensor_parallel_size,
+            "max_model_len": max_model_len,
+            "gpu_memory_utilization": gpu_memory_utilization,
+            "enable_prefix_caching": enable_prefix_caching,
+            "dtype": dtype,
+            "seed": seed,
+            "tokenizer": tokenizer,
+            "revision": revision,
+            "enforce_eager": enforce_eager,
+            **dict(engine_options or {}),
+        }
+        try:
+            self._llm: Any = vllm.LLM(model, **self._options)
+        except Exception as e:
+            raise BackendError(
+                f"vLLM could not start on {model!r} ({type(e).__name__}: {e}); check the model "
+                "id or folder, the GPU memory (gpu_memory_utilization, max_model_len) and "
+                "tensor_parallel_size"
+            ) from e
+        self._closed = False
+        try:
+            tok = self._llm.get_tokenizer()
+            own = getattr(tok, "chat_template", None)
+            if template is None and not own:
+                raise BackendError(
+                    f"the tokenizer of {model!r} has no chat template; pass chat_format (one "
+                    f"of: {', '.join(BUILTIN_TEMPLATES)})"
+                )
+            self._chat_format = chat_format or TOKENIZER_TEMPLATE
+            self._template_sha = _template_sha(template if template is not None else own)
+            self._prompt = ChatPrompt(tok, template)
+            self._max_model_len: int = int(self._llm.model_config.max_model_len)
+        except BaseException:
+            self.close()
+            raise
+        path = Path(model).expanduser()
+        self._path = str(path.resolve()) if path.exists() else None
+
+    # --- protocol ------------------------------------------------------------------------
+
+    def info(self) -> BackendInfo:
+        extra: dict[str, Any] = {
+            "tensor_parallel_size": self._options["tensor_parallel_size"],
+            "max_model_len": self._max_model_len,
+            "prefix_caching": self._options["enable_prefix_caching"],
+            "gpu_memory_utilization": self._options["gpu_memory_utilization"],
+            "dtype": self._options["dtype"],
+            "tokenizer": self._options["tokenizer"],
+            "revision": self._options["revision"],
+            "chat_template_sha256": self._template_sha,
+            "structured_outputs": "auto (xgrammar, else guidance)",
+            "sampler": f"top_k={self._top_k} min_p=0 repetition_penalty=1",
+        }
+        return BackendInfo(
+            backend=BACKEND_NAME,
+            backend_version=str(self._vllm.__version__),
+            model_id=self._model,
+            model_path=self._path,
+            model_sha256=None,  # a repo id or a folder: no single file to hash
+            chat_format=self._chat_format,
+            extra=extra,
+        )
+
+    def generate(self, requests: Iterable[Request]) -> Iterator[Result]:
+        """Render every request, send them to vLLM in one batch, yield the results."""
+        if self._closed:
+            raise BackendError("this vLLM backend is closed; start a new one")
+        return self._generate(requests)
+
+    def _generate(self, requests: Iterable[Request]) -> Iterator[Result]:
+        jobs: list[Job] = []
+        for req in requests:
+            started = perf_counter()
+            try:
+                tokens = self._prompt.tokens(req.messages, req.assistant_prefix)
+            except Exception as e:  # a template that rejects these messages fails this request
+                yield Failure(req.id, f"could not render the chat template: {e}", _since(started))
+                continue
+            failure = too_long(req, len(tokens), self._max_model_len, _since(started))
+            if failure is not None:
+                yield failure
+                continue
+            seed = req.params.seed if req.params.seed is not None else _fresh_seed()
+            try:
+                params = to_vllm_sampling_params(
+                    req,
+                    seed,
+                    sampling_params_cls=self._vllm.SamplingParams,
+                    structured_outputs_cls=self._structured_cls,
+                    top_k=self._top_k,
+                )
+            except Exception as e:  # vLLM rejects a setting (temperature > 2, say)
+                yield Failure(
+                    req.id,
+                    f"vLLM rejects the sampling settings: {e}",
+                    _since(started),
+                    permanent=True,
+                )
+                continue
+            jobs.append(Job(req, tokens, seed, params))
+        yield from run_batch(self._llm, jobs)
+
+    def close(self) -> None:
+        """Stop vLLM's engine and give back the GPU memory it held."""
+        if getattr(self, "_closed", True):
+            return
+        self._closed = True
+        llm, self._llm = self._llm, None
+        engine_core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        try:
+            if engine_core is not None:
+                engine_core.shutdown()
+        except Exception:
+            pass
+        del llm, engine_core
+        gc.collect()
+        try:
+            from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
+
+            cleanup_dist_env_and_memory()
+        except Exception:
+            pass
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except Exception:
+            pass
+
+    def __enter__(self) -> VLLMBackend:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- extras for tests and tools --------------------------------------------------------
+
+    @property
+    def chat_prompt(self) -> ChatPrompt:
+        return self._prompt
+
+    @property
+    def max_model_len(self) -> int:
+        return self._max_model_len
