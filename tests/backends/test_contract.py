@@ -9,7 +9,9 @@ backend every loop test runs on (tests/fakes.py) is held to the same contract.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -41,6 +43,24 @@ def _llamacpp(model: Callable[[], Path]) -> InferenceBackend:
     return load_backend("llama.cpp", str(model()), n_ctx=512, n_threads=1)
 
 
+VLLM_SKIP = "needs vllm and a CUDA GPU: pip install 'mrtui[vllm]' on a GPU machine"
+
+
+def _vllm(model: Callable[[], Path]) -> InferenceBackend:
+    """vLLM on a small HF model (MRTUI_VLLM_TEST_MODEL), where vLLM and a CUDA GPU are."""
+    if importlib.util.find_spec("vllm") is None:
+        pytest.skip(VLLM_SKIP)
+    torch = pytest.importorskip("torch", reason=VLLM_SKIP)
+    if not torch.cuda.is_available():
+        pytest.skip(VLLM_SKIP)
+    from mrtui.backends.registry import load_backend
+
+    name = os.environ.get("MRTUI_VLLM_TEST_MODEL", "Qwen/Qwen2.5-0.5B-Instruct")
+    return load_backend(
+        "vllm", name, max_model_len=2048, gpu_memory_utilization=0.5, enforce_eager=True
+    )
+
+
 def _fake(model: Callable[[], Path]) -> InferenceBackend:
     return FakeBackend(n_ctx=512)
 
@@ -48,6 +68,7 @@ def _fake(model: Callable[[], Path]) -> InferenceBackend:
 FACTORIES: dict[str, Callable[[Callable[[], Path]], InferenceBackend]] = {
     "fake": _fake,
     "llama.cpp": _llamacpp,
+    "vllm": _vllm,
 }
 
 
