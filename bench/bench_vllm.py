@@ -177,6 +177,12 @@ def main() -> None:
         default=0.4,
         help="share of GPU memory the in-process engine takes (the server holds its own)",
     )
+    ap.add_argument(
+        "--concurrency",
+        type=int,
+        default=64,
+        help="requests the OpenAI backend keeps in flight (enough for the server to batch)",
+    )
     ap.add_argument("--tensor-parallel-size", type=int, default=1)
     ap.add_argument("--max-model-len", type=int, default=4096)
     args = ap.parse_args()
@@ -205,7 +211,9 @@ def main() -> None:
     from mrtui.backends.base import UnsupportedFeature
 
     try:
-        server = load_backend("openai", args.model, endpoints=[args.endpoint])
+        server = load_backend(
+            "openai", args.model, endpoints=[args.endpoint], concurrency=args.concurrency
+        )
         warm_up(server)
     except Exception as e:
         sys.exit(
@@ -319,7 +327,7 @@ def main() -> None:
 - Model: {args.model}; in-process: gpu_memory_utilization {args.gpu_memory_utilization},
   tensor_parallel_size {args.tensor_parallel_size}, max_model_len {info.extra["max_model_len"]},
   prefix caching {info.extra["prefix_caching"]}; server: {args.endpoint}
-  ({server_info.backend} backend {server_info.backend_version})
+  ({server_info.backend} backend {server_info.backend_version}, concurrency {args.concurrency})
 - Work: {len(prompts)} prompts × K={settings.k} responses (one request with n=K per prompt),
   then N={settings.n} judgements per response ({len(judge_reqs)} requests,
   {"structured judging" if structured else "free-text judging"}), max_tokens
