@@ -419,6 +419,8 @@ class VLLMBackend:
                     f"own template, or use one of: {', '.join(BUILTIN_TEMPLATES)}"
                 )
             template = BUILTIN_TEMPLATES[chat_format]
+        path = Path(model).expanduser()
+        self._path = str(path.resolve()) if path.exists() else None  # else a Hub repo id
         vllm = _import_vllm()
         try:
             from vllm.sampling_params import StructuredOutputsParams
@@ -444,7 +446,7 @@ class VLLMBackend:
             **dict(engine_options or {}),
         }
         try:
-            self._llm: Any = vllm.LLM(model, **self._options)
+            self._llm: Any = vllm.LLM(self._path or model, **self._options)
         except Exception as e:
             raise BackendError(
                 f"vLLM could not start on {model!r} ({type(e).__name__}: {e}); check the model "
@@ -467,8 +469,6 @@ class VLLMBackend:
         except BaseException:
             self.close()
             raise
-        path = Path(model).expanduser()
-        self._path = str(path.resolve()) if path.exists() else None
 
     # --- protocol ------------------------------------------------------------------------
 
