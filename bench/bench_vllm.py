@@ -1,7 +1,8 @@
 """One iteration's generation through in-process vLLM versus the OpenAI API against vllm serve.
 
 The check a user with a CUDA GPU runs (vLLM needs one; this script exits with a message
-without it). Start the server first, leaving GPU memory for the in-process engine:
+without it). Install both backends (``pip install -e '.[vllm,openai]'``), then start the server,
+leaving GPU memory for the in-process engine:
 
     vllm serve Qwen/Qwen2.5-0.5B-Instruct --gpu-memory-utilization 0.4 --seed 0
     .venv/bin/python bench/bench_vllm.py --endpoint http://localhost:8000/v1
