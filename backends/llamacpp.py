@@ -17,7 +17,7 @@ import hashlib
 import os
 import random
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
@@ -29,12 +29,12 @@ from .base import (
     BackendInfo,
     Completion,
     Failure,
-    FinalLine,
     Message,
     Request,
     Result,
 )
 from .constrain import choices_gbnf, final_line_gbnf, fit_rationale
+from .llamacpp_batch import BatchEngine, Out, Spec
 from .models import ResolvedModel, file_sha256, resolve_model
 
 BACKEND_NAME = "llama.cpp"
@@ -216,6 +216,8 @@ class LlamaCppBackend:
         verbose: bool = False,
         lora_path: str | None = None,
         top_k: int = 0,
+        parallel: int = 1,
+        batch_ctx: int | None = None,
     ) -> None:
         """Load ``model`` (a .gguf path, hf:OWNER/REPO/FILE or a packaged model name).
 
@@ -224,7 +226,14 @@ class LlamaCppBackend:
         the OpenAI API do; on Qwen 0.5B that costs a few percent of speed against top_k=40, but
         on a model whose nucleus is most of a 150k vocabulary (a random test model) ~10 ms a
         token, which ``top_k=1000`` takes back.
+
+        ``parallel`` > 1 decodes that many sequences together (continuous batching over all the
+        requests of a ``generate`` call, see :mod:`.llamacpp_batch`) in a KV cache of
+        ``batch_ctx`` cells shared by them (default: 4 × ``n_ctx``); each sequence is still
+        limited to ``n_ctx``.
         """
+        if parallel < 1:
+            raise BackendError(f"parallel must be at least 1, got {parallel}")
         llama_cpp = _import_llama_cpp()
         self._resolved: ResolvedModel = resolve_model(model)
         if lora_path is not None and not Path(lora_path).is_file():
@@ -257,6 +266,9 @@ class LlamaCppBackend:
         self._n_ctx: int = self._llm.n_ctx()
         self._counter = _PromptEvalCounter(self._llm)
         self._grammars: dict[str, Any] = {}
+        self._parallel = parallel
+        self._batch_ctx = batch_ctx or 4 * self._n_ctx
+        self._engine: BatchEngine | None = None
         self._closed = False
 
     # --- protocol ------------------------------------------------------------------------
@@ -268,6 +280,7 @@ class LlamaCppBackend:
             "n_threads": self._n_threads,
             "n_batch": self._n_batch,
             "top_k": self._top_k,
+            "parallel": self._parallel,
             "chat_template_sha256": self._template.sha256,
             "arch": md.get("general.architecture"),
             "model_name": md.get("general.name"),
@@ -308,12 +321,18 @@ class LlamaCppBackend:
         # Lexicographic order on tokens puts every shared prefix in one run; the sort is stable,
         # so the samples of one request stay in index order.
         jobs.sort(key=lambda j: j.tokens)
+        if self._parallel > 1:
+            yield from self._run_batched(jobs)
+            return
         for job in jobs:
-            yield self._run(job)
+            yield self._drive(self._steps(job))
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            if self._engine is not None:
+                self._engine.close()
+                self._engine = None
             self._llm.close()
 
     def __enter__(self) -> LlamaCppBackend:
@@ -337,9 +356,33 @@ class LlamaCppBackend:
     def n_ctx(self) -> int:
         return self._n_ctx
 
-    # --- one call ------------------------------------------------------------------------
+    # --- one request: the generations it takes ----------------------------------------------
+    # A job is a generator: it yields a Spec (one generation), receives its Out, and returns
+    # the job's Result. The sequential path runs each Spec on the Llama instance in turn
+    # (``_drive``); the batched path runs the Specs of many jobs together (``_run_batched``).
 
-    def _run(self, job: _Job) -> Result:
+    def _spec(
+        self,
+        job: _Job,
+        tokens: Sequence[int],
+        max_tokens: int,
+        stop: Sequence[str],
+        grammar: str | None,
+    ) -> Spec:
+        params = job.request.params
+        return Spec(
+            (job.request.id, job.index),
+            tuple(tokens),
+            max_tokens,
+            params.temperature,
+            params.top_p,
+            self._top_k,
+            job.seed,
+            tuple(stop),
+            grammar,
+        )
+
+    def _steps(self, job: _Job) -> Generator[Spec, Out, Result]:
         started = perf_counter()
         req, params = job.request, job.request.params
         n_prompt = len(job.tokens)
@@ -355,64 +398,38 @@ class LlamaCppBackend:
         if req.choices is not None:  # the grammar decides the length; max_tokens is not needed
             if not req.choices or not all(req.choices):
                 return Failure(req.id, "choices must be non-empty strings", _since(started))
-            grammar = self._grammar(req.choices)
+            grammar = choices_gbnf(req.choices)
             # Every token carries at least one byte, plus one step for end-of-turn.
             max_tokens = max(len(c.encode()) for c in req.choices) + 1
         elif req.structure is not None:  # max_tokens still applies: a cut answer is "length"
-            two_step = self._final_line_in_two_steps(job, started)
+            two_step = yield from self._final_line_in_two_steps(job, started)
             if two_step is not None:
                 return two_step
-            grammar = self._grammar(req.structure)
-        self._counter.arm()
-        try:
-            out = self._complete(job.tokens, max_tokens, params, job.seed, params.stop, grammar)
-        except Exception as e:  # one bad call must not end the batch
-            self._llm.reset()  # the KV state may be half-written; start the next call clean
-            return Failure(req.id, f"llama.cpp failed: {type(e).__name__}: {e}", _since(started))
-        choice = out["choices"][0]
-        text: str = choice["text"]
-        if req.choices is not None and text not in req.choices:
+            grammar = final_line_gbnf(req.structure)
+        out = yield self._spec(job, job.tokens, max_tokens, params.stop, grammar)
+        if out.error is not None:  # one bad call must not end the batch
+            return Failure(req.id, f"llama.cpp failed: {out.error}", _since(started))
+        if req.choices is not None and out.text not in req.choices:
             return Failure(
                 req.id,
-                f"constrained output {text!r} is not one of the choices {list(req.choices)!r}",
+                f"constrained output {out.text!r} is not one of the choices {list(req.choices)!r}",
                 _since(started),
             )
         return Completion(
             request_id=req.id,
             index=job.index,
-            text=text,
-            finish_reason=choice["finish_reason"] or "length",
+            text=out.text,
+            finish_reason=out.finish_reason,
             prompt_tokens=n_prompt,
-            completion_tokens=int(out["usage"]["completion_tokens"]),
-            prompt_tokens_evaluated=self._counter.first,
+            completion_tokens=out.completion_tokens,
+            prompt_tokens_evaluated=out.evaluated,
             seed=job.seed,
             wall_s=_since(started),
         )
 
-    def _complete(
-        self,
-        tokens: Sequence[int],
-        max_tokens: int,
-        params: Any,
-        seed: int,
-        stop: Sequence[str],
-        grammar: Any,
-    ) -> Any:
-        return self._llm.create_completion(
-            prompt=list(tokens),
-            max_tokens=max_tokens,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            top_k=self._top_k,
-            min_p=0.0,
-            typical_p=1.0,
-            repeat_penalty=1.0,
-            seed=seed & 0xFFFFFFFF,
-            stop=list(stop),
-            grammar=grammar,
-        )
-
-    def _final_line_in_two_steps(self, job: _Job, started: float) -> Completion | None:
+    def _final_line_in_two_steps(
+        self, job: _Job, started: float
+    ) -> Generator[Spec, Out, Completion | None]:
         """A :class:`FinalLine` answer without a grammar over the rationale, which costs about
         as much again per token as generating it: the label is put in the prompt, the model
         reasons freely until it starts its own final line, its lines are joined into one
@@ -426,59 +443,117 @@ class LlamaCppBackend:
         reserve = len(self._template.plain_tokens("\n" + spec.lead)) + 2
         if params.max_tokens <= reserve + 1 or len(head) + params.max_tokens >= self._n_ctx:
             return None
-        self._counter.arm()
-        try:
-            word = (spec.lead.split() or [spec.lead])[0].rstrip(":")
-            # English runs ~4.5 characters a token: tokens past this budget would be cut anyway
-            budget = min(params.max_tokens - reserve, spec.max_chars // 4 + 8)
-            free = self._complete(
-                head,
-                budget,
-                params,
-                job.seed,
-                (f"\n{word}", f"\n**{word}", f"{word}:"),  # where it starts its own final line
-                None,
-            )
-            evaluated = self._counter.first
-            lines = free["choices"][0]["text"].splitlines()
-            rationale = fit_rationale(spec, " ".join(x.strip() for x in lines if x.strip()))
-            if rationale is None:
-                return None
-            tail = self._template.plain_tokens(rationale + "\n" + spec.lead)
-            last = self._complete(
-                head + tail,
-                2 + max(len(c.encode()) for c in spec.choices),
-                params,
-                job.seed,
-                (),
-                self._grammar(spec.choices),
-            )
-        except Exception:
-            self._llm.reset()
+        word = (spec.lead.split() or [spec.lead])[0].rstrip(":")
+        # English runs ~4.5 characters a token: tokens past this budget would be cut anyway
+        budget = min(params.max_tokens - reserve, spec.max_chars // 4 + 8)
+        stops = (f"\n{word}", f"\n**{word}", f"{word}:")  # where it starts its own final line
+        free = yield self._spec(job, head, budget, stops, None)
+        if free.error is not None:
             return None
-        value = last["choices"][0]["text"]
-        if value not in spec.choices:
+        lines = free.text.splitlines()
+        rationale = fit_rationale(spec, " ".join(x.strip() for x in lines if x.strip()))
+        if rationale is None:
+            return None
+        tail = self._template.plain_tokens(rationale + "\n" + spec.lead)
+        choices = choices_gbnf(spec.choices)
+        last = yield self._spec(
+            job, head + tail, 2 + max(len(c.encode()) for c in spec.choices), (), choices
+        )
+        if last.error is not None or last.text not in spec.choices:
             return None
         return Completion(
             request_id=req.id,
             index=job.index,
-            text=f"{spec.label}{rationale}\n{spec.lead}{value}",
+            text=f"{spec.label}{rationale}\n{spec.lead}{last.text}",
             finish_reason="stop",
             prompt_tokens=len(job.tokens),
             completion_tokens=len(head)
             - len(job.tokens)
-            + int(free["usage"]["completion_tokens"])
-            + int(last["usage"]["completion_tokens"]),
-            prompt_tokens_evaluated=evaluated,
+            + free.completion_tokens
+            + last.completion_tokens,
+            prompt_tokens_evaluated=free.evaluated,
             seed=job.seed,
             wall_s=_since(started),
         )
 
-    def _grammar(self, spec: tuple[str, ...] | FinalLine) -> Any:
-        """The compiled grammar of a choice or a :class:`FinalLine`."""
-        return self._compiled(
-            final_line_gbnf(spec) if isinstance(spec, FinalLine) else choices_gbnf(spec)
+    # --- the sequential path: one generation at a time on the Llama instance -----------------
+
+    def _drive(self, steps: Generator[Spec, Out, Result]) -> Result:
+        try:
+            spec = next(steps)
+            while True:
+                spec = steps.send(self._execute(spec))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    def _execute(self, spec: Spec) -> Out:
+        self._counter.arm()
+        try:
+            out = self._complete(spec)
+        except Exception as e:
+            self._llm.reset()  # the KV state may be half-written; start the next call clean
+            return Out(error=f"{type(e).__name__}: {e}")
+        choice = out["choices"][0]
+        return Out(
+            choice["text"],
+            int(out["usage"]["completion_tokens"]),
+            choice["finish_reason"] or "length",
+            self._counter.first,
         )
+
+    def _complete(self, spec: Spec) -> Any:
+        return self._llm.create_completion(
+            prompt=list(spec.prompt),
+            max_tokens=spec.max_tokens,
+            temperature=spec.temperature,
+            top_p=spec.top_p,
+            top_k=spec.top_k,
+            min_p=0.0,
+            typical_p=1.0,
+            repeat_penalty=1.0,
+            seed=spec.seed & 0xFFFFFFFF,
+            stop=list(spec.stop),
+            grammar=None if spec.grammar is None else self._compiled(spec.grammar),
+        )
+
+    # --- the batched path: many generations decoded together (parallel > 1) --------------------
+
+    def _run_batched(self, jobs: Sequence[_Job]) -> Iterator[Result]:
+        engine = self._batch_engine()
+        running: dict[Any, Generator[Spec, Out, Result]] = {}
+
+        def advance(steps: Generator[Spec, Out, Result], out: Out | None) -> Result | None:
+            try:
+                spec = next(steps) if out is None else steps.send(out)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            running[spec.key] = steps
+            engine.submit(spec)
+            return None
+
+        for job in jobs:
+            result = advance(self._steps(job), None)
+            if result is not None:
+                yield result
+        try:
+            for spec, out in engine.run():
+                result = advance(running.pop(spec.key), out)
+                if result is not None:
+                    yield result
+        finally:
+            engine.reset()
+
+    def _batch_engine(self) -> BatchEngine:
+        if self._engine is None:
+            self._engine = BatchEngine(
+                self._llm.model,
+                n_ctx=self._batch_ctx,
+                n_batch=self._n_batch,
+                parallel=self._parallel,
+                n_threads=self._n_threads,
+                seq_limit=self._n_ctx,
+            )
+        return self._engine
 
     def _compiled(self, source: str) -> Any:
         """A GBNF grammar, compiled once and reused."""

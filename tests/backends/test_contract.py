@@ -43,6 +43,14 @@ def _llamacpp(model: Callable[[], Path]) -> InferenceBackend:
     return load_backend("llama.cpp", str(model()), n_ctx=512, n_threads=1)
 
 
+def _llamacpp_batched(model: Callable[[], Path]) -> InferenceBackend:
+    """llama.cpp decoding four sequences at once (continuous batching)."""
+    pytest.importorskip("llama_cpp", reason="needs llama-cpp-python: pip install 'mrtui[llama]'")
+    from mrtui.backends.registry import load_backend
+
+    return load_backend("llama.cpp", str(model()), n_ctx=512, n_threads=1, parallel=4)
+
+
 VLLM_SKIP = "needs vllm and a CUDA GPU: pip install 'mrtui[vllm]' on a GPU machine"
 
 
@@ -69,6 +77,7 @@ FACTORIES: dict[str, Callable[[Callable[[], Path]], InferenceBackend]] = {
     "fake": _fake,
     "llama.cpp": _llamacpp,
     "vllm": _vllm,
+    "llama.cpp-batched": _llamacpp_batched,
 }
 
 

@@ -265,13 +265,14 @@ def test_a_final_line_runs_in_two_steps_when_the_free_reasoning_fits(
     real = tiny._complete
     calls: list[Any] = []
 
-    def scripted(
-        tokens: Any, max_tokens: int, params: Any, seed: int, stop: Any, grammar: Any
-    ) -> Any:
-        calls.append((tuple(stop), grammar is not None))
-        if grammar is None:
-            return {"choices": [{"text": reasoning}], "usage": {"completion_tokens": 17}}
-        return real(tokens, max_tokens, params, seed, stop, grammar)
+    def scripted(spec: Any) -> Any:
+        calls.append((tuple(spec.stop), spec.grammar is not None))
+        if spec.grammar is None:
+            return {
+                "choices": [{"text": reasoning, "finish_reason": "stop"}],
+                "usage": {"completion_tokens": 17},
+            }
+        return real(spec)
 
     monkeypatch.setattr(tiny, "_complete", scripted)
     params = SamplingParams(temperature=0.8, max_tokens=60, seed=1)

@@ -1,0 +1,348 @@
+"""Continuous batching on llama.cpp: many sequences decoded together, through llama-cpp-python's
+bindings of llama.cpp's batch API and llama.cpp's own samplers.
+
+llama.cpp decodes a batch of tokens from several sequences in one pass, and on a CPU a pass over
+16 sequences costs little more than over one (DESIGN.md §3: 63 tokens/s for one sequence, about
+200 for 16 on Qwen 0.5B, 2 threads). The engine keeps up to ``parallel`` sequences in flight, each
+in its own slot (a llama.cpp sequence id), and admits the next piece of work as soon as a slot
+frees, whatever request it belongs to: continuous batching over a whole stage.
+
+The KV cache is unified (``kv_unified``), so a sequence's cells can be shared: a new sequence
+whose prompt starts like what some slot holds (its own last sequence, or another one, running or
+finished) gets that prefix by ``llama_memory_seq_cp``, without evaluating it again; N judgements
+of one response evaluate its prompt once. Finished slots keep their cells for that reuse until
+the space is needed.
+
+Each sequence has its own sampler chain (grammar, then top-k, top-p, temperature and a seeded
+draw, or greedy at temperature 0), so its seed is its own; but a batch computes a sequence's
+logits next to other sequences, in a different order than alone, so the same seed need not give
+the same text as the sequential path (README: what stays reproducible).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+# Prompt tokens a new sequence would evaluate again rather than wait for a running sequence to
+# finish decoding them (then they are copied): below this, waiting is not worth a pass.
+_WORTH_WAITING = 16
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One generation: prompt tokens in, up to ``max_tokens`` out."""
+
+    key: Any
+    prompt: tuple[int, ...]
+    max_tokens: int
+    temperature: float
+    top_p: float
+    top_k: int
+    seed: int
+    stop: tuple[str, ...] = ()
+    grammar: str | None = None  # GBNF source
+
+
+@dataclass
+class Out:
+    """What a spec produced (or why it could not run)."""
+
+    text: str = ""
+    completion_tokens: int = 0
+    finish_reason: str = "length"
+    evaluated: int | None = None  # prompt tokens decoded (after prefix reuse)
+    error: str | None = None
+
+
+@dataclass
+class _Seq:
+    spec: Spec
+    slot: int
+    pending: list[int]  # prompt tokens not decoded yet
+    sampler: Any
+    evaluated: int
+    next_token: int | None = None  # sampled, not yet in the KV cache
+    tokens: list[int] = field(default_factory=list)
+    data: bytearray = field(default_factory=bytearray)
+    out: Out | None = None
+
+
+class BatchEngine:
+    """Up to ``parallel`` sequences decoded together on one llama.cpp context."""
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        n_ctx: int,
+        n_batch: int,
+        parallel: int,
+        n_threads: int,
+        seq_limit: int | None = None,
+    ) -> None:
+        """A context of ``n_ctx`` KV cells shared by ``parallel`` sequences, each of which
+        ends ("length") when it reaches ``seq_limit`` positions (default ``n_ctx``)."""
+        import llama_cpp as L
+
+        self._L = L
+        params = L.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = n_batch
+        params.n_ubatch = n_batch
+        params.n_seq_max = parallel
+        params.kv_unified = True
+        params.n_threads = n_threads
+        params.n_threads_batch = n_threads
+        params.no_perf = True
+        self._ctx = L.llama_init_from_model(model, params)
+        if not self._ctx:
+            raise RuntimeError("llama.cpp could not create a batch context")
+        self._mem = L.llama_get_memory(self._ctx)
+        self._vocab = L.llama_model_get_vocab(model)
+        self.n_ctx = int(L.llama_n_ctx(self._ctx))
+        self.seq_limit = min(seq_limit or self.n_ctx, self.n_ctx)
+        self._n_batch = n_batch
+        self._batch = L.llama_batch_init(n_batch, 0, 1)
+        self.parallel = parallel
+        self._cells: list[list[int]] = [[] for _ in range(parallel)]  # tokens each slot holds
+        self._active: dict[int, _Seq] = {}
+        self._queue: deque[Spec] = deque()
+        self._piece = ctypes.create_string_buffer(256)
+        self._source = 0  # the slot the last admitted prompt copies its prefix from
+
+    # -- public ---------------------------------------------------------------------------
+    def submit(self, spec: Spec) -> None:
+        """Queue a spec; it is admitted when a slot and room in the KV cache are free."""
+        self._queue.append(spec)
+
+    def run(self) -> Iterator[tuple[Spec, Out]]:
+        """Decode until every submitted spec is done, yielding each as it finishes. Specs
+        submitted while iterating (follow-ups) join the running batch."""
+        while self._queue or self._active:
+            yield from self._admit()
+            if not self._active:
+                continue
+            yield from self._step()
+
+    def reset(self) -> None:
+        """Drop what is queued and running (a consumer that stopped early); finished slots
+        keep their cells for prefix reuse."""
+        self._queue.clear()
+        for seq in list(self._active.values()):
+            self._L.llama_sampler_free(seq.sampler)
+            self._L.llama_memory_seq_rm(self._mem, seq.slot, -1, -1)
+            self._cells[seq.slot] = []
+        self._active.clear()
+
+    def close(self) -> None:
+        if self._ctx:
+            for seq in self._active.values():
+                self._L.llama_sampler_free(seq.sampler)
+            self._active.clear()
+            self._L.llama_batch_free(self._batch)
+            self._L.llama_free(self._ctx)
+            self._ctx = None
+
+    # -- admission --------------------------------------------------------------------------
+    def _used(self) -> int:
+        return sum(len(c) for c in self._cells)
+
+    def _admit(self) -> Iterator[tuple[Spec, Out]]:
+        free = [s for s in range(self.parallel) if s not in self._active]
+        while self._queue and free:
+            spec = self._queue[0]
+            if len(spec.prompt) >= self.seq_limit:
+                self._queue.popleft()
+                yield spec, Out(error=f"prompt of {len(spec.prompt)} tokens does not fit n_ctx")
+                continue
+            slot, shared = self._best_slot(spec.prompt, free)
+            if self._soon_shared(spec.prompt) > shared + _WORTH_WAITING:
+                return  # a running sequence is decoding this prompt: copy it once it is in
+            need = len(spec.prompt) - shared + spec.max_tokens
+            if not self._make_room(need, keep=slot, shared=shared) and self._active:
+                return  # wait for a running sequence to finish
+            self._queue.popleft()
+            free.remove(slot)
+            self._place(spec, slot, shared)
+
+    def _best_slot(self, prompt: tuple[int, ...], free: list[int]) -> tuple[int, int]:
+        """A free slot and how many leading prompt tokens it can reuse (copied from the slot
+        that shares the longest prefix; at least one token is left to decode for logits)."""
+        best_src, best = free[0], 0
+        for s, cells in enumerate(self._cells):
+            n = _common(cells, prompt)
+            if n > best:
+                best_src, best = s, n
+        best = min(best, len(prompt) - 1)
+        slot = best_src if best_src in free else free[0]
+        self._source = best_src
+        return slot, best
+
+    def _soon_shared(self, prompt: tuple[int, ...]) -> int:
+        """The longest prefix of ``prompt`` that a running sequence is still decoding (its
+        prompt is partly pending): worth waiting a pass or two for, rather than evaluating
+        the same tokens twice (K samples of one prompt, N judgements of one response)."""
+        best = 0
+        for seq in self._active.values():
+            if seq.pending:
+                best = max(best, _common(list(seq.spec.prompt), prompt))
+        return min(best, len(prompt) - 1)
+
+    def _make_room(self, need: int, *, keep: int, shared: int) -> bool:
+        """Free cells of finished slots (not ``keep``, nor the prefix source) until ``need``
+        more cells fit; False if they cannot."""
+        L = self._L
+        for s in range(self.parallel):
+            if self._used() + need <= self.n_ctx:
+                return True
+            if s in self._active or s == keep or (s == self._source and shared):
+                continue
+            L.llama_memory_seq_rm(self._mem, s, -1, -1)
+            self._cells[s] = []
+        return self._used() + need <= self.n_ctx
+
+    def _place(self, spec: Spec, slot: int, shared: int) -> None:
+        L = self._L
+        src = self._source
+        if src == slot:
+            L.llama_memory_seq_rm(self._mem, slot, shared, -1)
+            self._cells[slot] = self._cells[slot][:shared]
+        else:
+            L.llama_memory_seq_rm(self._mem, slot, -1, -1)
+            if shared:
+                L.llama_memory_seq_cp(self._mem, src, slot, 0, shared)
+            self._cells[slot] = list(spec.prompt[:shared])
+        pending = list(spec.prompt[shared:])
+        self._active[slot] = _Seq(spec, slot, pending, self._sampler(spec), len(pending))
+
+    def _sampler(self, spec: Spec) -> Any:
+        L = self._L
+        chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
+        if spec.grammar is not None:
+            grammar = L.llama_sampler_init_grammar(self._vocab, spec.grammar.encode(), b"root")
+            if not grammar:
+                L.llama_sampler_free(chain)
+                raise ValueError("llama.cpp could not parse the grammar")
+            L.llama_sampler_chain_add(chain, grammar)
+        if spec.temperature <= 0:
+            L.llama_sampler_chain_add(chain, L.llama_sampler_init_greedy())
+        else:
+            if spec.top_k > 0:
+                L.llama_sampler_chain_add(chain, L.llama_sampler_init_top_k(spec.top_k))
+            L.llama_sampler_chain_add(chain, L.llama_sampler_init_top_p(spec.top_p, 1))
+            L.llama_sampler_chain_add(chain, L.llama_sampler_init_temp(spec.temperature))
+            L.llama_sampler_chain_add(chain, L.llama_sampler_init_dist(spec.seed & 0xFFFFFFFF))
+        return chain
+
+    # -- one decode pass ------------------------------------------------------------------
+    def _step(self) -> Iterator[tuple[Spec, Out]]:
+        L, b = self._L, self._batch
+        n = 0
+        outputs: list[tuple[_Seq, int]] = []
+        # sampled tokens first (one each), then prompt chunks in the room left
+        for seq in self._active.values():
+            if seq.next_token is not None and n < self._n_batch:
+                self._add(n, seq.next_token, seq.slot, True)
+                outputs.append((seq, n))
+                n += 1
+        for seq in self._active.values():
+            if not seq.pending or n >= self._n_batch:
+                continue
+            take = min(len(seq.pending), self._n_batch - n)
+            for i in range(take):
+                last = i == take - 1 and take == len(seq.pending)
+                self._add(n, seq.pending[i], seq.slot, last, offset=i)
+                if last:
+                    outputs.append((seq, n))
+                n += 1
+        b.n_tokens = n
+        ret = L.llama_decode(self._ctx, b)
+        if ret != 0:
+            yield from self._fail_all(f"llama_decode returned {ret}")
+            return
+        # the batch is in the KV cache now
+        for seq in self._active.values():
+            if seq.next_token is not None:
+                self._cells[seq.slot].append(seq.next_token)
+        self._commit_prompts(n)
+        for seq, idx in outputs:
+            yield from self._sample(seq, idx)
+
+    def _add(self, i: int, token: int, slot: int, logits: bool, offset: int = 0) -> None:
+        b = self._batch
+        b.token[i] = token
+        b.pos[i] = len(self._cells[slot]) + offset
+        b.n_seq_id[i] = 1
+        b.seq_id[i][0] = slot
+        b.logits[i] = logits
+
+    def _commit_prompts(self, n: int) -> None:
+        """Move the prompt tokens this pass decoded from ``pending`` into the slots' cells."""
+        b = self._batch
+        counts: dict[int, int] = {}
+        for i in range(n):
+            counts[b.seq_id[i][0]] = counts.get(b.seq_id[i][0], 0) + 1
+        for seq in self._active.values():
+            k = counts.get(seq.slot, 0) - (1 if seq.next_token is not None else 0)
+            if k > 0:
+                self._cells[seq.slot] += seq.pending[:k]
+                del seq.pending[:k]
+            seq.next_token = None
+
+    def _sample(self, seq: _Seq, idx: int) -> Iterator[tuple[Spec, Out]]:
+        L = self._L
+        if seq.pending:  # a prompt chunk without its last token: nothing to sample yet
+            return
+        token = int(L.llama_sampler_sample(seq.sampler, self._ctx, idx))
+        spec = seq.spec
+        if L.llama_vocab_is_eog(self._vocab, token):
+            yield self._finish(seq, "stop")
+            return
+        seq.tokens.append(token)
+        seq.data += self._bytes(token)
+        text = seq.data.decode("utf-8", errors="ignore")
+        cuts = [text.find(s) for s in spec.stop if s and s in text]
+        if cuts:
+            yield self._finish(seq, "stop", text[: min(cuts)])
+            return
+        if len(seq.tokens) >= spec.max_tokens or len(self._cells[seq.slot]) + 1 >= self.seq_limit:
+            yield self._finish(seq, "length")
+            return
+        seq.next_token = token
+
+    def _finish(self, seq: _Seq, reason: str, text: str | None = None) -> tuple[Spec, Out]:
+        self._L.llama_sampler_free(seq.sampler)
+        del self._active[seq.slot]
+        if text is None:
+            text = seq.data.decode("utf-8", errors="ignore")
+        return seq.spec, Out(text, len(seq.tokens), reason, seq.evaluated)
+
+    def _fail_all(self, error: str) -> Iterator[tuple[Spec, Out]]:
+        """A failed pass: every running sequence fails; the slots' cells are dropped."""
+        for seq in list(self._active.values()):
+            self._L.llama_sampler_free(seq.sampler)
+            del self._active[seq.slot]
+            yield seq.spec, Out(error=error)
+        self._L.llama_memory_clear(self._mem, True)
+        self._cells = [[] for _ in range(self.parallel)]
+
+    def _bytes(self, token: int) -> bytes:
+        L, buf = self._L, self._piece
+        n = L.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = L.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+        return buf.raw[:n]
+
+
+def _common(a: list[int], b: tuple[int, ...]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
