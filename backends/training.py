@@ -206,7 +206,9 @@ class TrainingBackend(Protocol):
 
     ``out_dir`` must not exist or be empty; it appears only once the model is completely
     written. ``on_step`` is called after every optimizer step; an exception it raises stops the
-    run and nothing is written.
+    run and nothing is written. Under ``accelerate launch`` every process calls ``train`` with
+    the same arguments; the main process writes ``out_dir`` and gets the result, the others get
+    None.
     """
 
     def train(
@@ -216,4 +218,4 @@ class TrainingBackend(Protocol):
         out_dir: Path,
         settings: DPOSettings,
         on_step: StepCallback | None = None,
-    ) -> TrainResult: ...
+    ) -> TrainResult | None: ...

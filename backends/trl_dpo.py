@@ -11,6 +11,14 @@ The run is written to a hidden sibling folder and renamed to ``out_dir`` when co
 checkpoints, no report_to integrations, no progress bars or printed logs: metrics reach the
 caller through ``on_step`` only. torch, transformers, trl, peft and datasets are imported when
 ``train`` runs.
+
+Under ``accelerate launch`` (see ``distributed.py``) every process calls ``train`` with the same
+pairs and settings and TRL trains with DDP, FSDP or DeepSpeed as the launch configures. Then
+``Trainer.save_model`` gathers the weights on every process (FSDP and ZeRO-3 shard them) and the
+main process alone writes them; it reloads them as float32 (merging a LoRA adapter into a float32
+copy of the base) and writes the result as above. ``on_step`` runs on the main process only,
+and ``train`` returns None on the others. The launch's ``mixed_precision`` is overridden by
+``DPOSettings.bf16``, so the logged settings say how the model was trained.
 """
 
 from __future__ import annotations
@@ -23,10 +31,11 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from . import distributed
 from .hf_models import check_hf_folder, share_readable, weights_sha256
 from .training import (
     DPOSettings,
@@ -36,6 +45,8 @@ from .training import (
     TrainingError,
     TrainResult,
 )
+
+_T = TypeVar("_T")
 
 TRAIN_INFO_FILE = "mrtui-train.json"  # provenance written next to the trained weights
 
@@ -114,6 +125,18 @@ def _quiet() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+def _quietly(fn: Callable[..., _T], *args: Any) -> _T:
+    with _quiet(), warnings.catch_warnings():
+        # TRL 1.16 reads names transformers 5.2x renamed; not the caller's concern
+        warnings.filterwarnings("ignore", "`.*` is deprecated and will be removed in v6")
+        return fn(*args)
+
+
+def _launch_stage(out: Path) -> Path:
+    """The staging folder under a launch: the same name on every process."""
+    return out.parent / f".{out.name}.partial"
+
+
 def _versions() -> dict[str, str]:
     import importlib.metadata as md
 
@@ -132,7 +155,7 @@ class TRLDPOBackend:
         out_dir: Path,
         settings: DPOSettings,
         on_step: StepCallback | None = None,
-    ) -> TrainResult:
+    ) -> TrainResult | None:
         t0 = time.perf_counter()
         base = check_hf_folder(base_model)
         if not pairs:
@@ -148,13 +171,21 @@ class TRLDPOBackend:
         except ImportError as e:
             raise _import_error(e) from e
 
+        ranks = distributed.ranks()  # None unless started by accelerate launch or torchrun
+        if ranks is not None and not ranks.is_main:
+            _quietly(_train, base, pairs, _launch_stage(out), settings, None, ranks)
+            return None
         out.parent.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial"))
+        if ranks is None:
+            stage = Path(
+                tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")
+            )
+        else:
+            stage = _launch_stage(out)
+            shutil.rmtree(stage, ignore_errors=True)  # left by a killed launch
+            stage.mkdir()
         try:
-            with _quiet(), warnings.catch_warnings():
-                # TRL 1.16 reads names transformers 5.2x renamed; not the caller's concern
-                warnings.filterwarnings("ignore", "`.*` is deprecated and will be removed in v6")
-                steps, final = _train(base, pairs, stage, settings, on_step)
+            steps, final = _quietly(_train, base, pairs, stage, settings, on_step, ranks)
             info = {
                 "base_model": str(base),
                 "base_weights_sha256": weights_sha256(base),
@@ -184,7 +215,9 @@ def _train(
     stage: Path,
     s: DPOSettings,
     on_step: StepCallback | None,
+    ranks: distributed.Ranks | None = None,
 ) -> tuple[int, dict[str, Any]]:
+    """Train; on the main process (or alone) write the float32 model into ``stage``."""
     import torch
     from datasets import Dataset
     from transformers import (
@@ -197,6 +230,9 @@ def _train(
     from transformers.utils import is_torch_bf16_gpu_available
     from trl import DPOConfig, DPOTrainer
 
+    if ranks is not None:
+        # the logged settings decide the precision, not the launch config's mixed_precision
+        os.environ["ACCELERATE_MIXED_PRECISION"] = "bf16" if s.bf16 else "no"
     set_seed(s.seed)
     tokenizer = AutoTokenizer.from_pretrained(base)
     if not tokenizer.chat_template:
@@ -264,7 +300,7 @@ def _train(
                 return
             if "train_runtime" in logs:
                 summary.update({k: float(logs[k]) for k in _SUMMARY_KEYS if k in logs})
-            elif "loss" in logs and on_step is not None:
+            elif "loss" in logs and on_step is not None and state.is_world_process_zero:
                 on_step(step_metrics(state.global_step, logs))
 
     trainer = DPOTrainer(
@@ -287,13 +323,30 @@ def _train(
     steps = int(trainer.state.global_step)
     device = str(trainer.args.device)
 
-    trained = trainer.model
-    if s.lora:
-        trained = _merged(trained, base, stage, torch)
+    launch: dict[str, Any] = {}
+    if ranks is None:
+        trained = trainer.model
+        if s.lora:
+            trained = _merged(trained, base, stage, torch)
+    else:
+        launch = {
+            "processes": ranks.num_processes,
+            "distributed_type": str(trainer.accelerator.distributed_type.value),
+        }
+        saved = stage / "saved"
+        # every process takes part (FSDP and ZeRO-3 gather their shards); the main one writes
+        trainer.save_model(str(saved))
+        ranks.barrier()
+        del trainer, model, ref_model
+        if not ranks.is_main:
+            return steps, {}
+        trained = _reloaded(saved, base, s, torch)
     trained.save_pretrained(stage)
     tokenizer.save_pretrained(stage)
-    shutil.rmtree(stage / "trainer", ignore_errors=True)
-    del trainer, model, ref_model
+    for scratch in ("trainer", "saved"):
+        shutil.rmtree(stage / scratch, ignore_errors=True)
+    if ranks is None:
+        del trainer, model, ref_model
 
     final: dict[str, Any] = {
         **summary,
@@ -301,6 +354,7 @@ def _train(
         **counts,
         "device": device,
         "dtype": "bfloat16" if s.bf16 else "float32",
+        **launch,
         "versions": _versions(),
     }
     return steps, final
@@ -331,6 +385,30 @@ def _merged(peft_model: Any, base: Path, stage: Path, torch: Any) -> Any:
     merged = PeftModel.from_pretrained(fresh, adapter_dir).merge_and_unload()
     shutil.rmtree(adapter_dir)
     return merged
+
+
+_NOT_SAVED = (
+    "the launch saved no full weights (FSDP with a sharded state dict, or DeepSpeed ZeRO-3 "
+    "without 16-bit gathering); set fsdp_state_dict_type: FULL_STATE_DICT or "
+    "zero3_save_16bit_model: true in the accelerate config (examples in mrtui/assets/accelerate)"
+)
+
+
+def _reloaded(saved: Path, base: Path, s: DPOSettings, torch: Any) -> Any:
+    """What ``Trainer.save_model`` wrote under a launch, as a float32 model: a LoRA adapter merged
+    into a float32 copy of the base, or the full weights upcast to float32."""
+    from transformers import AutoModelForCausalLM
+
+    if s.lora:
+        if not (saved / "adapter_config.json").is_file() or not any(saved.glob("adapter_model*")):
+            raise TrainingError(_NOT_SAVED)
+        from peft import PeftModel
+
+        fresh = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+        return PeftModel.from_pretrained(fresh, saved).merge_and_unload()
+    if not any(saved.glob("*.safetensors")) and not any(saved.glob("pytorch_model*.bin")):
+        raise TrainingError(_NOT_SAVED)
+    return AutoModelForCausalLM.from_pretrained(saved, dtype=torch.float32)
 
 
 def _pair_counts(dataset: Any, max_length: int | None, n_pairs: int) -> dict[str, int]:

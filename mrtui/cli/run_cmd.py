@@ -247,11 +247,18 @@ def train(
     run_id: Annotated[str, typer.Option("--run", help="Run id inside the log.")] = "main",
 ) -> None:
     """DPO on one iteration's pairs, making the next iteration's model (the training stage
-    alone; `run` does it after each iteration's data stages)."""
+    alone; `run` does it after each iteration's data stages). Runs under `accelerate launch`
+    too (DDP, FSDP, DeepSpeed; configs in mrtui/assets/accelerate/), where only the main
+    process reads and writes the log."""
+    from mrtui.backends.distributed import ranks
     from mrtui.loop.session import RunSession
 
     from .progress import RichProgress
 
+    launch = ranks()
+    if launch is not None and not launch.is_main:
+        RunSession(db, run_id=run_id).train(iteration)  # joins the training; says nothing
+        return
     with RichProgress() as progress:
         report = RunSession(db, run_id=run_id, progress=progress).train(iteration)
     ckpt = report.checkpoint

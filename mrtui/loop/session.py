@@ -3,10 +3,14 @@ train``, the TUI): check what can be checked before the log is created or a mode
 open the log as its single writer, drive the :class:`Runner`, and always release the backend
 and the log. Progress goes to a ``ProgressSink`` as typed messages; a :class:`CancelToken`
 stops the run after the unit in flight.
+
+``train`` also runs under ``accelerate launch``: the main process opens the log and runs the
+training stage, which hands the training to the other processes; they never open the log.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +20,7 @@ from .progress import CancelToken, Note, ProgressSink, ignore
 from .runner import BackendFactory, Resolver, Runner, default_backend, default_resolver
 from .settings import ConfigError, EvalSettings, RunSettings
 from .stages import ModelIdentity, StageReport
-from .training import TrainReport, TrainStage
+from .training import PlanHandoff, TrainReport, TrainStage, train_as_worker
 
 
 @dataclass
@@ -77,7 +81,13 @@ class RunSession:
         self._resolver = resolver
         self._train_stage = train_stage
 
-    def _runner(self, log: Any, settings: RunSettings, model: ModelIdentity) -> Runner:
+    def _runner(
+        self,
+        log: Any,
+        settings: RunSettings,
+        model: ModelIdentity,
+        train_stage: Callable[..., TrainStage] | None = None,
+    ) -> Runner:
         return Runner(
             log,
             settings,
@@ -85,9 +95,20 @@ class RunSession:
             # the run's model is resolved once; another (an evaluation's judge) on demand
             resolver=lambda name: model if name == settings.model else self._resolver(name),
             progress=self.progress,
-            train_stage=self._train_stage,
+            train_stage=train_stage or self._train_stage,
             cancel=self.cancel,
         )
+
+    @staticmethod
+    def _single_process(command: str) -> None:
+        from mrtui.backends.distributed import world_size
+
+        if world_size() > 1:
+            raise ConfigError(
+                f"{command} runs in one process; of mrtui's commands only `mrtui train` runs "
+                "under a multi-process launch (accelerate launch -m mrtui train --db LOG "
+                "--iteration N)"
+            )
 
     def _open(self) -> tuple[Any, RunSettings, ModelIdentity]:
         """Checks, then the model, then the log (as its writer): a bad prompt file, template or
@@ -116,6 +137,7 @@ class RunSession:
 
     def run(self) -> SessionResult:
         """Every iteration of the run; returns when done, stopped or failed."""
+        self._single_process("a run")
         log, settings, model = self._open()
         result = SessionResult(settings)
         try:
@@ -138,6 +160,7 @@ class RunSession:
         that exist when None). Returns the iterations evaluated and the stage reports."""
         from mrtui.evaluation.run import Evaluation
 
+        self._single_process("an evaluation")
         log, run_settings, model = self._open()
         try:
             runner = self._runner(log, run_settings, model)
@@ -159,9 +182,30 @@ class RunSession:
             log.close()
 
     def train(self, iteration: int) -> TrainReport:
-        """The training stage of one iteration alone (``mrtui train``)."""
-        log, settings, model = self._open()
+        """The training stage of one iteration alone (``mrtui train``).
+
+        Under ``accelerate launch`` only the main process opens the log (as its writer) and
+        logs; it sends the other processes the training to join, or word that there is none,
+        exactly once whatever happens, and they return a report with ``main_process`` False.
+        """
+        from mrtui.backends.distributed import ranks
+
+        launch = ranks()
+        if launch is None:
+            log, settings, model = self._open()
+            try:
+                return self._runner(log, settings, model).train(iteration)
+            finally:
+                log.close()
+        handoff = PlanHandoff(launch)
+        if not launch.is_main:
+            return train_as_worker(handoff, iteration)
         try:
-            return self._runner(log, settings, model).train(iteration)
+            log, settings, model = self._open()
+            try:
+                stage = functools.partial(self._train_stage, handoff=handoff)
+                return self._runner(log, settings, model, stage).train(iteration)
+            finally:
+                log.close()
         finally:
-            log.close()
+            handoff.close()

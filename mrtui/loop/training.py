@@ -5,23 +5,31 @@ Events: ``TrainingStarted`` (settings, dataset hash, the pair keys used), one
 the dataset and the settings; payload has the model folder and its sha256) and
 ``CheckpointCreated`` (the GGUF that serves iteration t+1). A crash during training leaves no
 ``TrainingFinished``, so the next run trains this iteration again and nothing else.
+
+Under ``accelerate launch`` the main process runs this stage as always and, with a
+``PlanHandoff``, sends the other processes the training to join (``train_as_worker``): they
+never open the log, and every event, the export and the checkpoint come from the main process.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mrtui.store import EventLog, canonical_json, content_key
 from mrtui.store import events as ev
 
 from .progress import CancelToken, Note, ProgressSink, StageBegan, StageEnded, UnitsDone, ignore
 from .settings import ConfigError, IterationSettings
+
+if TYPE_CHECKING:
+    from mrtui.backends.distributed import Ranks
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,67 @@ class TrainReport:
     checkpoint: Checkpoint | None = None
     final: dict[str, Any] | None = None
     stopped: bool = False  # the cancel token stopped it; the next run trains again
+    main_process: bool = True  # False on the other processes of a launch (they log nothing)
+
+
+class PlanHandoff:
+    """The main process's one message to the other processes of a launch: the training they
+    join (base model folder, pairs, settings, output folder) or None (nothing to train: already
+    trained, no pairs, stopped, or the main process failed before training). ``close`` sends
+    None when nothing was sent, so the others never wait for a message that does not come."""
+
+    def __init__(self, ranks: Ranks) -> None:
+        self.ranks = ranks
+        self.sent = False
+
+    @property
+    def alone(self) -> bool:
+        return self.ranks.num_processes == 1
+
+    def send(self, plan: dict[str, Any] | None) -> None:
+        if not self.ranks.is_main or self.sent:
+            raise RuntimeError("only the main process sends the plan, once")
+        self.sent = True
+        self.ranks.broadcast(plan)
+
+    def receive(self) -> dict[str, Any] | None:
+        if self.ranks.is_main:
+            raise RuntimeError("the main process sends the plan")
+        return self.ranks.broadcast(None)
+
+    def close(self) -> None:
+        if self.ranks.is_main and not self.sent:
+            self.send(None)
+
+
+def train_as_worker(handoff: PlanHandoff, iteration: int, trainer: Any = None) -> TrainReport:
+    """A process other than the main one of a launch: join the training the main process
+    sends, if any. It reads no log and writes none; the main process logs and saves."""
+    plan = handoff.receive()
+    if plan is None:
+        return TrainReport(iteration, {"actor": 0, "judge": 0}, skipped=True, main_process=False)
+    from mrtui.backends.training import DPOSettings, PreferencePair
+
+    if trainer is None:
+        from mrtui.backends.trl_dpo import TRLDPOBackend
+
+        trainer = TRLDPOBackend()
+    pairs = [PreferencePair(**p) for p in plan["pairs"]]
+    report = TrainReport(
+        plan["iteration"],
+        {k: sum(1 for p in pairs if p.kind == k) for k in ("actor", "judge")},
+        main_process=False,
+    )
+    t0 = time.perf_counter()
+    trainer.train(
+        Path(plan["base_model"]),
+        pairs,
+        Path(plan["out_dir"]),
+        DPOSettings(**plan["settings"]),
+        None,
+    )
+    report.wall_s = time.perf_counter() - t0
+    return report
 
 
 class _Stopped(Exception):
@@ -102,6 +171,7 @@ class TrainStage:
         trainer: Any = None,
         exporter: Callable[..., Any] | None = None,
         cancel: CancelToken | None = None,
+        handoff: PlanHandoff | None = None,
     ) -> None:
         self.log = log
         self.run_id = run_id
@@ -115,6 +185,7 @@ class TrainStage:
         self._materialize = materialize
         self._trainer = trainer
         self._exporter = exporter
+        self._handoff = handoff
 
     # -- pieces that need the training extra, loaded only when used ----------------------
     def _hf_base(self) -> Path:
@@ -253,28 +324,35 @@ class TrainStage:
             step = ev.TrainingStepLogged(attempt=attempt, **m.to_dict())
             self.log.append([step.event(self.run_id, iteration=self.iteration)])
             self.progress(UnitsDone(self.iteration, "train"))
-            if self.cancel.cancelled:
+            # the other processes of a launch cannot be told to stop mid-run (Ctrl+C stops all)
+            if self.cancel.cancelled and (self._handoff is None or self._handoff.alone):
                 raise _Stopped
 
         t0 = time.perf_counter()
         out_dir = self.workdir / f"iter-{self.iteration + 1}" / f"hf-{attempt}"
-        try:
-            result = self._train_backend().train(
-                base,
-                [
-                    PreferencePair(
-                        p["pair_key"], p["kind"], p["prompt"], p["chosen"], p["rejected"]
-                    )
-                    for p in pairs
-                ],
-                out_dir,
-                dpo,
-                on_step,
+        chosen = [
+            PreferencePair(p["pair_key"], p["kind"], p["prompt"], p["chosen"], p["rejected"])
+            for p in pairs
+        ]
+        if self._handoff is not None:
+            self._handoff.send(
+                {
+                    "run_id": self.run_id,
+                    "iteration": self.iteration,
+                    "attempt": attempt,
+                    "base_model": str(base),
+                    "out_dir": str(out_dir),
+                    "settings": dpo.to_dict(),
+                    "pairs": [dataclasses.asdict(p) for p in chosen],
+                }
             )
+        try:
+            result = self._train_backend().train(base, chosen, out_dir, dpo, on_step)
         except _Stopped:
             wall = time.perf_counter() - t0
             self.progress(StageEnded(self.iteration, "train", 0, 0, wall, stopped=True))
             raise
+        assert result is not None  # only the other processes of a launch get None
         wall = time.perf_counter() - t0
         self.progress(StageEnded(self.iteration, "train", result.steps, 0, wall))
         finished = ev.TrainingFinished(
