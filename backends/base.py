@@ -123,6 +123,9 @@ class Completion:
     prompt_tokens_evaluated: int | None
     seed: int | None
     wall_s: float
+    # Remote backends: the server that answered and the model it says it ran.
+    endpoint: str | None = None
+    served_model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,18 @@ class Failure:
     error: str
     wall_s: float
     permanent: bool = False
+    endpoint: str | None = None  # remote backends: the server that failed it last
+
+
+@dataclass(frozen=True)
+class EndpointEvent:
+    """A remote backend's server went ``"down"`` (its requests go to the others) or came back
+    ``"up"``. Backends with several servers report these from ``endpoint_events()``."""
+
+    endpoint: str
+    state: Literal["down", "up"]
+    error: str | None
+    rerouted: int  # requests moved away from this endpoint so far
 
 
 Result = Completion | Failure

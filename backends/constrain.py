@@ -62,6 +62,13 @@ def final_line_regex(spec: FinalLine) -> str:
     )
 
 
+def rationale_regex(spec: FinalLine) -> str:
+    """The rationale alone (what follows ``spec.label``, up to its sentence end), anchored:
+    for servers that constrain a JSON field rather than the whole text."""
+    lo, hi = spec.min_chars - 2, spec.max_chars - 2
+    return f"^[A-Z0-9]{_body_class(spec)}{{{lo},{hi}}}[{re.escape(_ENDS)}]$"
+
+
 def fit_rationale(spec: FinalLine, line: str) -> str | None:
     """``line`` (free text written after ``spec.label``) cut to a rationale the format accepts:
     its longest start that ends a sentence within the length bounds, or None if it has none

@@ -15,9 +15,14 @@ from .base import BackendError, InferenceBackend
 _BACKENDS: dict[str, str] = {
     "llama.cpp": ".llamacpp:LlamaCppBackend",
     "vllm": ".vllm_backend:VLLMBackend",
+    "openai": ".openai_compat:OpenAICompatBackend",
 }
 # Other spellings users type for the same backend.
-_ALIASES: dict[str, str] = {"llamacpp": "llama.cpp", "llama_cpp": "llama.cpp"}
+_ALIASES: dict[str, str] = {
+    "llamacpp": "llama.cpp",
+    "llama_cpp": "llama.cpp",
+    "openai-compat": "openai",
+}
 
 
 def available_backends() -> dict[str, str]:

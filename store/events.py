@@ -61,7 +61,13 @@ class EventRecord:
     COLUMNS: ClassVar[dict[str, str]] = {}
 
     def payload(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        out = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if value is None and f.metadata.get("omit_if_none"):
+                continue  # an optional field added later: absent rather than null
+            out[f.name] = value
+        return out
 
     def event(
         self,
@@ -101,6 +107,9 @@ class Provenance:
     completion_tokens: int | None = None
     prompt_tokens_evaluated: int | None = None
     finish_reason: str | None = None
+    # Remote backends (openai): the server that answered and the model it reported running.
+    endpoint: str | None = field(default=None, metadata={"omit_if_none": True})
+    served_model: str | None = field(default=None, metadata={"omit_if_none": True})
 
 
 _PROVENANCE_COLUMNS = {
@@ -284,6 +293,20 @@ class UnitSkipped(EventRecord):
     template_sha256: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class EndpointFailed(EventRecord):
+    """A server of a remote backend stopped answering during a stage; the requests it held
+    went to the other endpoints (requests fail, as ``RequestFailed``, only when no endpoint is
+    left). Not a unit of work: ``key`` is None."""
+
+    TYPE = "EndpointFailed"
+    stage: str
+    endpoint: str
+    error: str
+    rerouted: int  # requests moved away from the endpoint so far
+    backend: str
+
+
 # -- training: M_t on iteration t's pairs gives M_{t+1} ---------------------------------------
 
 
@@ -432,6 +455,7 @@ RECORDS: dict[str, type[EventRecord]] = {
         MetaVerdictRecorded,
         RequestFailed,
         UnitSkipped,
+        EndpointFailed,
         TrainingStarted,
         TrainingStepLogged,
         TrainingFinished,

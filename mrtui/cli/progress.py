@@ -91,7 +91,7 @@ class RichProgress:
         elif isinstance(message, StageEnded):
             self._ended()
         elif isinstance(message, Note):
-            self.note(message.text)
+            self.note(message.text, alert=message.alert)
 
     def _began(self, m: StageBegan) -> None:
         # Rich's ETA uses the rate of completed steps; starting at `done` would count the
@@ -124,6 +124,6 @@ class RichProgress:
         self._progress.stop_task(self._task)
         self._task = None
 
-    def note(self, text: str) -> None:
+    def note(self, text: str, *, alert: bool = False) -> None:
         self._start()
-        self._progress.console.print(Text(safe(text), style="dim"))
+        self._progress.console.print(Text(safe(text), style="bold yellow" if alert else "dim"))

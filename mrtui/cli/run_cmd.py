@@ -45,6 +45,15 @@ def run(
         typer.Option(help="GGUF path, hf:REPO/FILE, or a packaged name (see `mrtui models`)."),
     ] = None,
     backend: Annotated[str | None, typer.Option(help="Inference backend.")] = None,
+    endpoint: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--endpoint",
+            help="An OpenAI-compatible server (vllm serve, llama-server, llama_cpp.server, a "
+            "hosted API), e.g. http://127.0.0.1:8000 (repeatable: requests are spread over "
+            "all). Implies --backend openai; the API key is read from $OPENAI_API_KEY.",
+        ),
+    ] = None,
     run_id: Annotated[
         str | None, typer.Option("--run", help="Run id inside the log (default: main).")
     ] = None,
@@ -96,10 +105,24 @@ def run(
         options["n_ctx"] = n_ctx
     if threads is not None:
         options["n_threads"] = threads
+    changes: dict[str, Any] = {}
+    if endpoint:
+        from mrtui.loop.settings import ConfigError
+
+        options["endpoints"] = list(endpoint)
+        if backend is None and settings.backend == "llama.cpp":  # the default: not a server
+            changes["backend"] = "openai"
+        elif settings.backend in ("llama.cpp", "llamacpp", "llama_cpp"):
+            raise ConfigError(
+                "--endpoint names a server; use it with --backend openai (llama.cpp runs the "
+                "model in this process)"
+            )
     if options != settings.backend_options:
+        changes["backend_options"] = options
+    if changes:
         from dataclasses import replace
 
-        settings = replace(settings, backend_options=options)
+        settings = replace(settings, **changes)
     execute(db, settings)
 
 

@@ -42,6 +42,9 @@ class StageEnded:
 @dataclass(frozen=True)
 class Note:
     text: str
+    # Something the user should see until the next one (a server down or back): the TUI
+    # keeps it in the status line, the CLI prints it in colour.
+    alert: bool = False
 
 
 ProgressMessage = StageBegan | UnitsDone | StageEnded | Note

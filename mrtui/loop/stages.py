@@ -190,7 +190,37 @@ class Stages:
                 prompt_tokens_evaluated=result.prompt_tokens_evaluated,
                 finish_reason=result.finish_reason,
             )
+            if result.served_model is not None:
+                prov["served_model"] = result.served_model
+        if result.endpoint is not None:  # remote backends: which server made (or failed) it
+            prov["endpoint"] = result.endpoint
         return prov
+
+    def _endpoint_news(self, stage: str, backend: InferenceBackend, info: BackendInfo) -> None:
+        """Log the servers a remote backend lost (``EndpointFailed``) and tell the front end,
+        whose status line shows it; a server that came back is a note."""
+        drain = getattr(backend, "endpoint_events", None)
+        if drain is None:
+            return
+        for e in drain():
+            if e.state == "down":
+                failed = ev.EndpointFailed(
+                    stage=stage,
+                    endpoint=e.endpoint,
+                    error=e.error or "",
+                    rerouted=e.rerouted,
+                    backend=info.backend,
+                )
+                self.log.append([failed.event(self.run_id, iteration=self.iteration)])
+                self.progress(
+                    Note(
+                        f"endpoint {e.endpoint} is down ({e.error}); its requests go to the "
+                        "other endpoints",
+                        alert=True,
+                    )
+                )
+            else:
+                self.progress(Note(f"endpoint {e.endpoint} is back", alert=True))
 
     def _execute(
         self, stage: str, planned: Sequence[Planned], build: Builder, already: int = 0
@@ -257,12 +287,14 @@ class Stages:
                     self._take(
                         stage, info, result, pending, originals, first_answer, followups, report
                     )
+                    self._endpoint_news(stage, backend, info)
                     if self.cancel.cancelled:
                         break
             finally:
                 close = getattr(stream, "close", None)
                 if close is not None:
                     close()
+            self._endpoint_news(stage, backend, info)
             requests = []
             for f in followups:
                 pending[f.request.id] = f.finish

@@ -20,6 +20,7 @@ class RunProgress:
     stage_total: int = 0  # units of the current stage
     done: int = 0
     failed: int = 0
+    alert: str = ""  # the last alert note (a server down or back), kept in the status line
 
     def start(self) -> None:
         self.running = True
@@ -33,13 +34,12 @@ class RunProgress:
         if isinstance(e, StageBegan):
             self.stage = f"iteration {e.iteration} {e.stage}"
             self.stage_total, self.done, self.failed = e.total, e.done, 0
-            self.state = f"{self.stage}: {e.done}/{e.total}"
+            self.state = self._line()
             return f"iteration {e.iteration} · {e.stage}: {e.total} units ({e.done} already logged)"
         if isinstance(e, UnitsDone):
             self.done += e.n
             self.failed += e.n if e.failed else 0
-            failed = f" ({self.failed} failed)" if self.failed else ""
-            self.state = f"{self.stage}: {self.done}/{self.stage_total}{failed}"
+            self.state = self._line()
             return None
         if isinstance(e, StageEnded):
             how = "stopped" if e.stopped else "finished"
@@ -49,4 +49,14 @@ class RunProgress:
             self.state = ENDED[e.kind]
             return e.text or None
         assert isinstance(e, Note)
+        if e.alert:
+            self.alert = e.text
+            if self.stage:
+                self.state = self._line()
         return e.text or None
+
+    def _line(self) -> str:
+        """The stage's status: units done of planned, failures, the last alert."""
+        failed = f" ({self.failed} failed)" if self.failed else ""
+        alert = f" · {self.alert}" if self.alert else ""
+        return f"{self.stage}: {self.done}/{self.stage_total}{failed}{alert}"

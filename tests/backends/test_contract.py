@@ -13,12 +13,14 @@ import importlib.util
 import json
 import os
 import re
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from fakes import FakeBackend
+from llama_server import LlamaServer, ServedBackend, server_extra_installed
 
 from mrtui.backends.base import (
     BackendInfo,
@@ -73,11 +75,27 @@ def _fake(model: Callable[[], Path]) -> InferenceBackend:
     return FakeBackend(n_ctx=512)
 
 
+def _openai(model: Callable[[], Path]) -> InferenceBackend:
+    """The OpenAI-compatible backend on a real llama_cpp.server process on loopback."""
+    server_extra_installed()
+    from mrtui.backends.registry import load_backend
+
+    path = model()
+    server = LlamaServer(path, Path(tempfile.mkdtemp(prefix="mrtui-server-")), n_ctx=512)
+    try:
+        backend = load_backend("openai", str(path), endpoints=[server.url], backoff_s=0.05)
+    except BaseException:
+        server.stop()
+        raise
+    return ServedBackend(backend, [server])
+
+
 FACTORIES: dict[str, Callable[[Callable[[], Path]], InferenceBackend]] = {
     "fake": _fake,
     "llama.cpp": _llamacpp,
     "vllm": _vllm,
     "llama.cpp-batched": _llamacpp_batched,
+    "openai": _openai,
 }
 
 

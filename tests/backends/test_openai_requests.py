@@ -1,0 +1,375 @@
+"""The OpenAI-compatible backend against scripted servers (httpx's mock transport): what it
+sends to each flavor of server, how it reads the answers, retries, failover and key hygiene.
+The real thing (llama_cpp.server processes) is tests/backends/test_openai_compat.py."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+httpx = pytest.importorskip("httpx", reason="needs httpx: pip install 'mrtui[openai]'")
+
+from mrtui.backends import openai_compat  # noqa: E402
+from mrtui.backends.base import (  # noqa: E402
+    BackendError,
+    Completion,
+    Failure,
+    FinalLine,
+    Message,
+    Request,
+    SamplingParams,
+    UnsupportedFeature,
+)
+from mrtui.backends.constrain import final_line_regex  # noqa: E402
+from mrtui.backends.openai_compat import OpenAICompatBackend, normalize_endpoint  # noqa: E402
+
+SPEC = FinalLine("Reasoning: ", 12, 60, "Score: ", ("0", "1", "2", "3", "4", "5"))
+KEY = "sk-test-0123456789abcdef"
+
+
+class Server:
+    """A scripted OpenAI-compatible server: ``owned_by`` picks its flavor; ``answer`` makes
+    each chat response (or raises an httpx error, or returns an httpx.Response)."""
+
+    def __init__(
+        self,
+        owned_by: str = "vllm",
+        models: tuple[str, ...] = ("served-model",),
+        answer: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> None:
+        self.owned_by = owned_by
+        self.models = models
+        self.answer = answer or self.echo
+        self.bodies: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.lock = threading.Lock()
+
+    @staticmethod
+    def echo(body: dict[str, Any]) -> dict[str, Any]:
+        n = int(body.get("n", 1))
+        return {
+            "model": body["model"],
+            "choices": [
+                {
+                    "index": i,
+                    "message": {"role": "assistant", "content": f"seed {body['seed']} #{i}"},
+                    "finish_reason": "length",
+                    "token_ids": [1, 2, 3],
+                }
+                for i in range(n)
+            ],
+            "usage": {"prompt_tokens": 11, "completion_tokens": 3 * n},
+        }
+
+    def handle(self, request: Any) -> Any:
+        with self.lock:
+            self.headers.append(dict(request.headers))
+        if request.url.path.endswith("/models"):
+            data = [{"id": m, "object": "model", "owned_by": self.owned_by} for m in self.models]
+            return httpx.Response(200, json={"object": "list", "data": data})
+        if request.url.path.endswith("/props"):
+            return httpx.Response(404, json={"detail": "Not Found"})
+        body = json.loads(request.content)
+        with self.lock:
+            self.bodies.append(body)
+        out = self.answer(body)
+        return out if isinstance(out, httpx.Response) else httpx.Response(200, json=out)
+
+
+@pytest.fixture
+def servers(monkeypatch: pytest.MonkeyPatch) -> dict[str, Server]:
+    """host -> scripted server; every client the backend makes talks to them."""
+    table: dict[str, Server] = {}
+
+    def make(**kwargs: Any) -> Any:
+        def route(request: Any) -> Any:
+            return table[request.url.host].handle(request)
+
+        return httpx.Client(transport=httpx.MockTransport(route), **kwargs)
+
+    monkeypatch.setattr(openai_compat, "_make_client", make)
+    return table
+
+
+def ask(rid: str, **params: Any) -> Request:
+    return Request(rid, (Message("user", "Hello"),), SamplingParams(**params))
+
+
+def backend(*hosts: str, **options: Any) -> OpenAICompatBackend:
+    options.setdefault("backoff_s", 0.0)
+    options.setdefault("concurrency", 2)
+    return OpenAICompatBackend("m", endpoints=[f"http://{h}:8000" for h in hosts], **options)
+
+
+def test_endpoints_are_normalized_and_credentials_refused() -> None:
+    assert normalize_endpoint("http://h:8000/") == ("http://h:8000", "http://h:8000/v1")
+    assert normalize_endpoint("https://api.example.com/v1") == (
+        "https://api.example.com/v1",
+        "https://api.example.com/v1",
+    )
+    with pytest.raises(BackendError, match="credentials"):
+        normalize_endpoint("http://user:secret@h:8000")
+    with pytest.raises(BackendError, match="query"):
+        normalize_endpoint("http://h:8000/v1?key=secret")
+    with pytest.raises(BackendError, match="http"):
+        normalize_endpoint("h:8000")
+
+
+def test_vllm_gets_n_in_one_request_and_its_seeds_are_seed_plus_index(
+    servers: dict[str, Server],
+) -> None:
+    servers["a"] = Server("vllm")
+    b = backend("a")
+    assert b.flavor_of("http://a:8000") == "vllm"
+    got = [r for r in b.generate([ask("r", n=3, seed=40, max_tokens=4)])]
+    assert all(isinstance(c, Completion) for c in got)
+    assert sorted((c.index, c.seed, c.completion_tokens) for c in got) == [  # type: ignore[union-attr]
+        (0, 40, 3),
+        (1, 41, 3),
+        (2, 42, 3),
+    ]
+    (body,) = servers["a"].bodies
+    assert body["n"] == 3 and body["seed"] == 40 and body["model"] == "served-model"
+    assert body["top_k"] == -1 and body["min_p"] == 0 and body["repetition_penalty"] == 1
+    c = got[0]
+    assert isinstance(c, Completion)
+    assert c.endpoint == "http://a:8000" and c.served_model == "served-model"
+
+
+def test_vllm_constraints_and_assistant_prefix(servers: dict[str, Server]) -> None:
+    servers["a"] = Server("vllm")
+    b = backend("a")
+    choice = Request(
+        "c",
+        (Message("user", "Rate."),),
+        SamplingParams(max_tokens=8, seed=1),
+        assistant_prefix="Score: ",
+        choices=("1", "2"),
+    )
+    structured = Request("s", (Message("user", "Grade."),), SamplingParams(seed=2), structure=SPEC)
+    list(b.generate([choice, structured]))
+    bodies = {b["seed"]: b for b in servers["a"].bodies}
+    assert bodies[1]["structured_outputs"] == {"choice": ["1", "2"]}
+    assert bodies[1]["messages"][-1] == {"role": "assistant", "content": "Score: "}
+    assert bodies[1]["continue_final_message"] is True
+    assert bodies[1]["add_generation_prompt"] is False
+    assert bodies[1]["max_tokens"] == 2
+    assert bodies[2]["structured_outputs"] == {"regex": final_line_regex(SPEC)}
+
+
+def test_llama_server_gets_a_grammar_and_one_request_per_sample(
+    servers: dict[str, Server],
+) -> None:
+    def answer(body: dict[str, Any]) -> dict[str, Any]:
+        out = Server.echo(body)
+        del out["choices"][0]["token_ids"]
+        out["timings"] = {"prompt_n": 2}
+        return out
+
+    servers["a"] = Server("llamacpp", answer=answer)
+    b = backend("a")
+    got = list(b.generate([ask("r", n=2, seed=7, max_tokens=4)]))
+    assert sorted((c.index, c.seed) for c in got if isinstance(c, Completion)) == [(0, 7), (1, 8)]
+    assert all(isinstance(c, Completion) and c.prompt_tokens_evaluated == 2 for c in got)
+    assert sorted(body["seed"] for body in servers["a"].bodies) == [7, 8]
+    assert all("n" not in body for body in servers["a"].bodies)
+    structured = Request("s", (Message("user", "Grade."),), SamplingParams(seed=2), structure=SPEC)
+    list(b.generate([structured]))
+    assert servers["a"].bodies[-1]["grammar"].startswith('root ::= "Reasoning: "')
+    assert servers["a"].bodies[-1]["top_k"] == 0
+
+
+def test_llama_cpp_python_server_cannot_continue_an_assistant_turn(
+    servers: dict[str, Server],
+) -> None:
+    servers["a"] = Server("me")
+    b = backend("a")
+    req = Request("c", (Message("user", "Rate."),), assistant_prefix="Score: ", choices=("1",))
+    with pytest.raises(UnsupportedFeature, match="assistant_prefix"):
+        b.generate([req])
+    assert servers["a"].bodies == []
+
+
+def test_a_hosted_api_gets_a_json_schema_and_the_answer_is_put_back_in_format(
+    servers: dict[str, Server],
+) -> None:
+    def answer(body: dict[str, Any]) -> dict[str, Any]:
+        out = Server.echo(body)
+        content = {"rationale": "It is right about Paris.", "value": "4"}
+        if body["response_format"]["json_schema"]["name"] == "choice":
+            content = {"value": "B"}
+        out["choices"][0]["message"]["content"] = json.dumps(content)
+        out["choices"][0]["finish_reason"] = "stop"
+        return out
+
+    servers["a"] = Server("openai", models=("gpt-x", "m"), answer=answer)
+    b = backend("a")
+    structured = Request("s", (Message("user", "Grade."),), SamplingParams(seed=2), structure=SPEC)
+    choice = Request("c", (Message("user", "A or B?"),), SamplingParams(seed=3), choices=("A", "B"))
+    got = {r.request_id: r for r in b.generate([structured, choice])}
+    s, c = got["s"], got["c"]
+    assert isinstance(s, Completion) and isinstance(c, Completion)
+    assert s.text == "Reasoning: It is right about Paris.\nScore: 4"
+    assert re.fullmatch(final_line_regex(SPEC), s.text)
+    assert c.text == "B"
+    schema = servers["a"].bodies[0]["response_format"]["json_schema"]["schema"]
+    assert set(schema["required"]) <= {"rationale", "value"}
+    assert all("grammar" not in body and "top_k" not in body for body in servers["a"].bodies)
+
+
+def test_server_errors_are_retried_with_backoff(servers: dict[str, Server]) -> None:
+    calls = Counter[str]()
+
+    def flaky(body: dict[str, Any]) -> Any:
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            return httpx.Response(503, json={"error": {"message": "busy"}})
+        return Server.echo(body)
+
+    servers["a"] = Server("vllm", answer=flaky)
+    (c,) = backend("a").generate([ask("r", seed=1, max_tokens=3)])
+    assert isinstance(c, Completion) and calls["n"] == 3
+
+
+def test_a_request_that_keeps_failing_becomes_a_failure_to_retry_later(
+    servers: dict[str, Server],
+) -> None:
+    servers["a"] = Server("vllm", answer=lambda body: httpx.Response(500, text="boom"))
+    results = list(backend("a", retries=2).generate([ask("r", seed=1), ask("q", seed=2)]))
+    assert [type(r) for r in results] == [Failure, Failure]
+    assert all(not r.permanent and "boom" in r.error for r in results if isinstance(r, Failure))
+    assert len(servers["a"].bodies) == 6  # one try and two retries each
+
+
+def test_a_prompt_too_long_for_the_server_is_a_permanent_failure(
+    servers: dict[str, Server],
+) -> None:
+    message = "Input length (9000) exceeds model's maximum context length (4096)."
+    servers["a"] = Server("vllm", answer=lambda body: httpx.Response(400, json={"error": message}))
+    (f,) = backend("a").generate([ask("r", seed=1)])
+    assert isinstance(f, Failure) and f.permanent and "4096" in f.error
+
+
+def test_requests_of_a_dead_endpoint_go_to_the_others_exactly_once(
+    servers: dict[str, Server],
+) -> None:
+    def dead(body: dict[str, Any]) -> Any:
+        raise httpx.ConnectError("connection refused")
+
+    def slow(body: dict[str, Any]) -> dict[str, Any]:
+        time.sleep(0.01)  # so that b's workers take requests too
+        return Server.echo(body)
+
+    servers["a"] = Server("vllm", answer=slow)
+    servers["b"] = Server("vllm")
+    b = backend("a", "b", dead_after=2)
+    servers["b"].answer = dead  # dies after the start
+    reqs = [ask(f"r{i}", seed=i, max_tokens=2) for i in range(20)]
+    got = list(b.generate(reqs))
+    assert Counter(r.request_id for r in got) == Counter(f"r{i}" for i in range(20))
+    assert all(isinstance(r, Completion) and r.endpoint == "http://a:8000" for r in got)
+    health = b.endpoint_health()
+    assert health["http://b:8000"]["alive"] is False
+    assert health["http://a:8000"]["served"] == 20
+    (event,) = b.endpoint_events()
+    assert event.endpoint == "http://b:8000" and event.state == "down"
+    assert "ConnectError" in (event.error or "")
+    assert b.endpoint_events() == []  # drained
+
+
+def test_with_every_endpoint_down_requests_fail_for_a_rerun(servers: dict[str, Server]) -> None:
+    def dead(body: dict[str, Any]) -> Any:
+        raise httpx.ConnectError("connection refused")
+
+    servers["a"] = Server("vllm")
+    b = backend("a", dead_after=1)
+    servers["a"].answer = dead
+    got = list(b.generate([ask(f"r{i}", seed=i, n=2) for i in range(3)]))
+    assert len(got) == 6  # one failure per sample
+    assert all(isinstance(r, Failure) and not r.permanent for r in got)
+    assert all("no endpoint is up" in r.error for r in got if isinstance(r, Failure))
+
+
+def test_the_api_key_is_sent_but_never_shown(
+    servers: dict[str, Server], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MRTUI_TEST_KEY", KEY)
+    servers["a"] = Server(
+        "openai",
+        models=("m",),
+        answer=lambda body: httpx.Response(400, json={"error": {"message": f"bad key {KEY}"}}),
+    )
+    b = backend("a", api_key_env="MRTUI_TEST_KEY")
+    assert servers["a"].headers[0]["authorization"] == f"Bearer {KEY}"
+    (f,) = b.generate([ask("r", seed=1)])
+    assert isinstance(f, Failure) and KEY not in f.error and "***" in f.error
+    assert KEY not in json.dumps(b.info().to_dict())
+
+
+def test_a_refused_key_stops_the_start_with_what_to_do(
+    servers: dict[str, Server], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MRTUI_TEST_KEY", raising=False)
+
+    class Locked(Server):
+        def handle(self, request: Any) -> Any:
+            return httpx.Response(401, json={"error": "Invalid API key"})
+
+    servers["a"] = Locked()
+    with pytest.raises(BackendError, match=r"\$MRTUI_TEST_KEY is not set"):
+        backend("a", api_key_env="MRTUI_TEST_KEY")
+
+
+def test_a_server_of_another_gguf_is_refused(servers: dict[str, Server], tmp_path: Any) -> None:
+    model = tmp_path / "m2.gguf"
+    model.write_bytes(b"GGUF")
+    servers["a"] = Server("me", models=("/models/m1.gguf",))
+    with pytest.raises(BackendError, match=r"not .*m2\.gguf"):
+        OpenAICompatBackend(str(model), endpoints="http://a:8000")
+    servers["a"] = Server("me", models=("/elsewhere/m2.gguf",))  # the same file name: fine
+    b = OpenAICompatBackend(str(model), endpoints="http://a:8000")
+    assert b.info().extra["served_models"] == {"http://a:8000": "/elsewhere/m2.gguf"}
+
+
+def test_no_endpoint_answering_at_start_is_an_error(servers: dict[str, Server]) -> None:
+    class Down(Server):
+        def handle(self, request: Any) -> Any:
+            raise httpx.ConnectError("connection refused")
+
+    servers["a"] = Down()
+    with pytest.raises(BackendError, match="no endpoint answered"):
+        backend("a")
+
+
+def test_the_module_imports_no_http_client() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, mrtui.backends.openai_compat; print('httpx' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_endpoint_with_the_in_process_backend_is_a_usage_error(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [
+            *(sys.executable, "-m", "mrtui", "run", "--db", str(tmp_path / "x.duckdb")),
+            *("--backend", "llama.cpp", "--endpoint", "http://127.0.0.1:9"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2
+    assert "--endpoint names a server; use it with --backend openai" in out.stderr
+    assert not (tmp_path / "x.duckdb").exists()
