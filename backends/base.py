@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, Self, runtime_checkable
 
 Role = Literal["system", "user", "assistant"]
 
@@ -180,6 +180,19 @@ class BackendError(Exception):
 
 class UnsupportedFeature(BackendError):
     """The request uses a feature this backend does not offer."""
+
+
+class ClosingBackend:
+    """``with backend: ...`` closes the backend at the end of the block."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @runtime_checkable

@@ -21,12 +21,12 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
-from types import TracebackType
 from typing import Any
 
 from .base import (
     BackendError,
     BackendInfo,
+    ClosingBackend,
     Completion,
     Failure,
     Message,
@@ -201,7 +201,7 @@ class _Job:
     tokens: tuple[int, ...]
 
 
-class LlamaCppBackend:
+class LlamaCppBackend(ClosingBackend):
     """InferenceBackend on a local GGUF model through llama-cpp-python."""
 
     name = BACKEND_NAME
@@ -334,17 +334,6 @@ class LlamaCppBackend:
                 self._engine.close()
                 self._engine = None
             self._llm.close()
-
-    def __enter__(self) -> LlamaCppBackend:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # --- extras for tests and tools --------------------------------------------------------
 

@@ -112,7 +112,6 @@ class BatchEngine:
         self._active: dict[int, _Seq] = {}
         self._queue: deque[Spec] = deque()
         self._piece = ctypes.create_string_buffer(256)
-        self._source = 0  # the slot the last admitted prompt copies its prefix from
 
     # -- public ---------------------------------------------------------------------------
     def submit(self, spec: Spec) -> None:
@@ -159,19 +158,19 @@ class BatchEngine:
                 self._queue.popleft()
                 yield spec, Out(error=f"prompt of {len(spec.prompt)} tokens does not fit n_ctx")
                 continue
-            slot, shared = self._best_slot(spec.prompt, free)
+            slot, src, shared = self._best_slot(spec.prompt, free)
             if self._soon_shared(spec.prompt) > shared + _WORTH_WAITING:
                 return  # a running sequence is decoding this prompt: copy it once it is in
             need = len(spec.prompt) - shared + spec.max_tokens
-            if not self._make_room(need, keep=slot, shared=shared) and self._active:
+            if not self._make_room(need, keep={slot, src} if shared else {slot}) and self._active:
                 return  # wait for a running sequence to finish
             self._queue.popleft()
             free.remove(slot)
-            self._place(spec, slot, shared)
+            self._place(spec, slot, src, shared)
 
-    def _best_slot(self, prompt: tuple[int, ...], free: list[int]) -> tuple[int, int]:
-        """A free slot and how many leading prompt tokens it can reuse (copied from the slot
-        that shares the longest prefix; at least one token is left to decode for logits)."""
+    def _best_slot(self, prompt: tuple[int, ...], free: list[int]) -> tuple[int, int, int]:
+        """A free slot, the slot to copy the prompt's prefix from, and how many leading prompt
+        tokens that reuses (at least one token is left to decode for logits)."""
         best_src, best = free[0], 0
         for s, cells in enumerate(self._cells):
             n = _common(cells, prompt)
@@ -179,8 +178,7 @@ class BatchEngine:
                 best_src, best = s, n
         best = min(best, len(prompt) - 1)
         slot = best_src if best_src in free else free[0]
-        self._source = best_src
-        return slot, best
+        return slot, best_src, best
 
     def _soon_shared(self, prompt: tuple[int, ...]) -> int:
         """The longest prefix of ``prompt`` that a running sequence is still decoding (its
@@ -192,22 +190,21 @@ class BatchEngine:
                 best = max(best, _common(list(seq.spec.prompt), prompt))
         return min(best, len(prompt) - 1)
 
-    def _make_room(self, need: int, *, keep: int, shared: int) -> bool:
-        """Free cells of finished slots (not ``keep``, nor the prefix source) until ``need``
-        more cells fit; False if they cannot."""
+    def _make_room(self, need: int, *, keep: set[int]) -> bool:
+        """Free cells of finished slots (not those in ``keep``) until ``need`` more cells fit;
+        False if they cannot."""
         L = self._L
         for s in range(self.parallel):
             if self._used() + need <= self.n_ctx:
                 return True
-            if s in self._active or s == keep or (s == self._source and shared):
+            if s in self._active or s in keep:
                 continue
             L.llama_memory_seq_rm(self._mem, s, -1, -1)
             self._cells[s] = []
         return self._used() + need <= self.n_ctx
 
-    def _place(self, spec: Spec, slot: int, shared: int) -> None:
+    def _place(self, spec: Spec, slot: int, src: int, shared: int) -> None:
         L = self._L
-        src = self._source
         if src == slot:
             L.llama_memory_seq_rm(self._mem, slot, shared, -1)
             self._cells[slot] = self._cells[slot][:shared]

@@ -55,13 +55,13 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .base import (
     BackendError,
     BackendInfo,
+    ClosingBackend,
     Completion,
     EndpointEvent,
     Failure,
@@ -231,7 +231,7 @@ class _Outcome:
 _PROBE = object()  # what ``_take`` hands a worker whose dead endpoint is due for a probe
 
 
-class OpenAICompatBackend:
+class OpenAICompatBackend(ClosingBackend):
     """InferenceBackend on one or more OpenAI-compatible HTTP servers."""
 
     name = BACKEND_NAME
@@ -372,17 +372,6 @@ class OpenAICompatBackend:
             self._cond.notify_all()
         for ep in self._eps:
             ep.client.close()
-
-    def __enter__(self) -> OpenAICompatBackend:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # --- endpoint health -------------------------------------------------------------------
 

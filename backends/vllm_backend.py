@@ -55,12 +55,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
-from types import TracebackType
 from typing import Any, Protocol
 
 from .base import (
     BackendError,
     BackendInfo,
+    ClosingBackend,
     Completion,
     Failure,
     Message,
@@ -372,7 +372,7 @@ def _template_sha(source: Any) -> str | None:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-class VLLMBackend:
+class VLLMBackend(ClosingBackend):
     """InferenceBackend on an in-process ``vllm.LLM`` (CUDA)."""
 
     name = BACKEND_NAME
@@ -561,17 +561,6 @@ class VLLMBackend:
                 torch.cuda.empty_cache()
         except Exception:
             pass
-
-    def __enter__(self) -> VLLMBackend:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # --- extras for tests and tools --------------------------------------------------------
 

@@ -71,7 +71,7 @@ def eval_(
 
     from .progress import RichProgress
 
-    settings = EvalSettings().with_changes(
+    settings = EvalSettings().with_changes(  # replace() validates the combination
         suites=parse_suites(",".join(suite)),
         limit=limit,
         judge_model=judge_model,
@@ -82,7 +82,6 @@ def eval_(
         pair_samples=pair_samples,
         structured=structured,
     )
-    settings = EvalSettings.from_dict(settings.to_dict())  # validate the combination
     session_args = {}
     if threads is not None:
         from mrtui.loop.runner import default_backend
