@@ -187,24 +187,13 @@ def _bt_arrow(n: Any, i: Any, k: Any, w: Any, prior: Any) -> Any:
 
 def register(con: Any) -> None:
     """Make ``mrtui_bt(n, i, k, w, prior_games)`` available on a DuckDB connection."""
-    import duckdb
+    from .udf import create_function
 
-    try:
-        con.create_function(
-            "mrtui_bt",
-            _bt_arrow,
-            [
-                duckdb.sqltype("INTEGER"),
-                duckdb.sqltype("INTEGER[]"),
-                duckdb.sqltype("INTEGER[]"),
-                duckdb.sqltype("DOUBLE[]"),
-                duckdb.sqltype("DOUBLE"),
-            ],
-            duckdb.sqltype("DOUBLE[]"),
-            type="arrow",
-        )
-    except (duckdb.CatalogException, duckdb.NotImplementedException) as exc:
-        # Connections of one process to one file share a database instance; a connection
-        # open in another thread (or the writer's lingering one) may have registered it.
-        if "already" not in str(exc):
-            raise
+    create_function(
+        con,
+        "mrtui_bt",
+        _bt_arrow,
+        ["INTEGER", "INTEGER[]", "INTEGER[]", "DOUBLE[]", "DOUBLE"],
+        "DOUBLE[]",
+        type="arrow",
+    )

@@ -292,22 +292,13 @@ def _eval_ci(kind: Any, y: Any, x: Any) -> dict[str, float | None] | None:
 
 def register(con: Any) -> None:
     """Make ``mrtui_eval_ci(kind, y, x)`` available on a DuckDB connection."""
-    import duckdb
+    from .udf import create_function
 
-    try:
-        con.create_function(
-            "mrtui_eval_ci",
-            _eval_ci,
-            [
-                duckdb.sqltype("VARCHAR"),
-                duckdb.sqltype("DOUBLE[]"),
-                duckdb.sqltype("DOUBLE[]"),
-            ],
-            duckdb.sqltype(_RESULT_TYPE),
-            null_handling="special",  # called with a NULL x (a mean); it answers NULLs itself
-        )
-    except (duckdb.CatalogException, duckdb.NotImplementedException) as exc:
-        # Connections of one process to one file share a database instance; a connection
-        # open in another thread (or the writer's lingering one) may have registered it.
-        if "already" not in str(exc):
-            raise
+    create_function(
+        con,
+        "mrtui_eval_ci",
+        _eval_ci,
+        ["VARCHAR", "DOUBLE[]", "DOUBLE[]"],
+        _RESULT_TYPE,
+        null_handling="special",  # called with a NULL x (a mean); it answers NULLs itself
+    )
