@@ -460,7 +460,7 @@ class LlamaCppBackend(ClosingBackend):
             - len(job.tokens)
             + free.completion_tokens
             + last.completion_tokens,
-            prompt_tokens_evaluated=free.evaluated,
+            prompt_tokens_evaluated=_total(free.evaluated, last.evaluated),
             seed=job.seed,
             wall_s=_since(started),
         )
@@ -517,7 +517,7 @@ class LlamaCppBackend(ClosingBackend):
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
             running[spec.key] = steps
-            engine.submit(spec)
+            engine.submit(spec, follow_up=out is not None)
             return None
 
         for job in jobs:
@@ -551,6 +551,11 @@ class LlamaCppBackend(ClosingBackend):
 
             self._grammars[source] = LlamaGrammar.from_string(source, verbose=False)
         return self._grammars[source]
+
+
+def _total(*counts: int | None) -> int | None:
+    """Prompt tokens evaluated over the calls of one answer (None if any call did not say)."""
+    return None if any(c is None for c in counts) else sum(c for c in counts if c is not None)
 
 
 def _since(started: float) -> float:

@@ -114,9 +114,16 @@ class BatchEngine:
         self._piece = ctypes.create_string_buffer(256)
 
     # -- public ---------------------------------------------------------------------------
-    def submit(self, spec: Spec) -> None:
-        """Queue a spec; it is admitted when a slot and room in the KV cache are free."""
-        self._queue.append(spec)
+    def submit(self, spec: Spec, *, follow_up: bool = False) -> None:
+        """Queue a spec; it is admitted when a slot and room in the KV cache are free.
+
+        A ``follow_up`` continues a sequence that just finished (its prompt is that sequence's
+        text and more): it goes first, so it finds the finished slot's cells still there
+        instead of evaluating them again after other work took the slot."""
+        if follow_up:
+            self._queue.appendleft(spec)
+        else:
+            self._queue.append(spec)
 
     def run(self) -> Iterator[tuple[Spec, Out]]:
         """Decode until every submitted spec is done, yielding each as it finishes. Specs
@@ -151,34 +158,43 @@ class BatchEngine:
         return sum(len(c) for c in self._cells)
 
     def _admit(self) -> Iterator[tuple[Spec, Out]]:
+        """Place queued specs in free slots, in order. A spec whose prompt a running sequence
+        is still decoding waits for it (then copies it) while the specs behind it go ahead,
+        up to ``parallel`` of them looked at past the first waiting one."""
         free = [s for s in range(self.parallel) if s not in self._active]
-        while self._queue and free:
-            spec = self._queue[0]
+        waiting: list[Spec] = []
+        while self._queue and free and len(waiting) <= self.parallel:
+            spec = self._queue.popleft()
             if len(spec.prompt) >= self.seq_limit:
-                self._queue.popleft()
                 yield spec, Out(error=f"prompt of {len(spec.prompt)} tokens does not fit n_ctx")
                 continue
             slot, src, shared = self._best_slot(spec.prompt, free)
             if self._soon_shared(spec.prompt) > shared + _WORTH_WAITING:
-                return  # a running sequence is decoding this prompt: copy it once it is in
+                waiting.append(spec)  # copy the prompt once the running sequence has it
+                continue
             need = len(spec.prompt) - shared + spec.max_tokens
             if not self._make_room(need, keep={slot, src} if shared else {slot}) and self._active:
-                return  # wait for a running sequence to finish
-            self._queue.popleft()
+                waiting.append(spec)  # wait for a running sequence to finish
+                break
             free.remove(slot)
             self._place(spec, slot, src, shared)
+        self._queue.extendleft(reversed(waiting))
 
     def _best_slot(self, prompt: tuple[int, ...], free: list[int]) -> tuple[int, int, int]:
         """A free slot, the slot to copy the prompt's prefix from, and how many leading prompt
-        tokens that reuses (at least one token is left to decode for logits)."""
-        best_src, best = free[0], 0
+        tokens that reuses (at least one token is left to decode for logits). The slot is the
+        prefix's own when that one is free, else the free slot holding the fewest cells, which
+        keeps the others' cells for the sequences that may reuse them."""
+        best_src, best = -1, 0
         for s, cells in enumerate(self._cells):
             n = _common(cells, prompt)
             if n > best:
                 best_src, best = s, n
         best = min(best, len(prompt) - 1)
-        slot = best_src if best_src in free else free[0]
-        return slot, best_src, best
+        if best_src in free:
+            return best_src, best_src, best
+        slot = min(free, key=lambda s: len(self._cells[s]))
+        return slot, (best_src if best else slot), best
 
     def _soon_shared(self, prompt: tuple[int, ...]) -> int:
         """The longest prefix of ``prompt`` that a running sequence is still decoding (its

@@ -1,0 +1,93 @@
+"""The batch engine's reuse of KV cells, on the tiny random Qwen2 through real llama.cpp.
+
+A follow-up (the second step of a structured answer: the first step's prompt and text, then
+more) must find the cells of the sequence it continues, even when other work is queued, and a
+new sequence must not take a slot whose cells a queued prompt could reuse while an empty slot
+is free. ``Out.evaluated`` (prompt tokens actually decoded) shows which happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mrtui.backends.llamacpp_batch import BatchEngine, Out, Spec
+
+
+@pytest.fixture(scope="module")
+def llm(tiny_gguf: Path) -> Iterator[Any]:
+    llama_cpp = pytest.importorskip(
+        "llama_cpp", reason="needs llama-cpp-python: pip install 'mrtui[llama]'"
+    )
+    model = llama_cpp.Llama(model_path=str(tiny_gguf), n_ctx=256, n_threads=1, verbose=False)
+    yield model
+    model.close()
+
+
+def _engine(llm: Any, parallel: int) -> BatchEngine:
+    return BatchEngine(llm.model, n_ctx=1024, n_batch=128, parallel=parallel, n_threads=1)
+
+
+def _spec(key: str, prompt: list[int], max_tokens: int = 8) -> Spec:
+    return Spec(key, tuple(prompt), max_tokens, 0.0, 1.0, 0, 1)
+
+
+def _tokens(llm: Any, text: str) -> list[int]:
+    return list(llm.tokenize(text.encode(), add_bos=False, special=False))
+
+
+def _first(engine: BatchEngine, spec: Spec) -> tuple[list[int], Out]:
+    """Run ``spec`` alone; the tokens its slot now holds (prompt and text but the last)."""
+    engine.submit(spec)
+    ((done, out),) = list(engine.run())
+    assert done == spec and out.error is None and out.completion_tokens == spec.max_tokens
+    (cells,) = [c for c in engine._cells if c]
+    return cells, out
+
+
+def _run_all(engine: BatchEngine) -> dict[str, Out]:
+    outs = {spec.key: out for spec, out in engine.run()}
+    assert all(o.error is None for o in outs.values())
+    return outs
+
+
+def test_a_follow_up_goes_first_and_reuses_the_finished_sequence(llm: Any) -> None:
+    engine = _engine(llm, parallel=1)  # one slot: whatever runs next takes it
+    try:
+        first = _tokens(llm, "Grade this answer about the history of tea in China. " * 3)
+        cells, out = _first(engine, _spec("a", first))
+        assert out.evaluated == len(first)
+        tail = _tokens(llm, " Score: ")
+        other = _tokens(llm, "An unrelated question about rivers and mountains. " * 3)
+        engine.submit(_spec("other", other))
+        engine.submit(_spec("a#2", cells + tail, 2), follow_up=True)
+        outs = _run_all(engine)
+        assert outs["a#2"].evaluated == len(tail)  # only the new tokens were decoded
+        assert outs["other"].evaluated == len(other)
+
+        # The same queue without the follow-up mark: the other prompt takes the slot first.
+        engine.reset()
+        cells, _ = _first(engine, _spec("b", first))
+        engine.submit(_spec("other2", other))
+        engine.submit(_spec("b#2", cells + tail, 2))
+        outs = _run_all(engine)
+        assert outs["b#2"].evaluated == len(cells + tail)
+    finally:
+        engine.close()
+
+
+def test_a_new_sequence_takes_an_empty_slot_and_leaves_reusable_cells(llm: Any) -> None:
+    engine = _engine(llm, parallel=2)
+    try:
+        first = _tokens(llm, "Explain why the sky is blue in two sentences. " * 3)
+        cells, _ = _first(engine, _spec("a", first))
+        other = _tokens(llm, "Write a haiku about autumn leaves and rain. " * 3)
+        engine.submit(_spec("other", other))
+        engine.submit(_spec("again", cells + _tokens(llm, " More:")))
+        outs = _run_all(engine)
+        assert outs["again"].evaluated == len(_tokens(llm, " More:"))
+    finally:
+        engine.close()
