@@ -68,6 +68,15 @@ class Ranks:
 
             PartialState().wait_for_everyone()
 
+    def close(self) -> None:
+        """Leave the process group, once this process's last collective is done: a process
+        that exits still joined can abort ("terminate called without an active exception")
+        while the collective library's threads run."""
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
 
 def ranks() -> Ranks | None:
     """This process's ``Ranks`` under a launch (joining the process group on first use), or

@@ -197,15 +197,18 @@ class RunSession:
                 return self._runner(log, settings, model).train(iteration)
             finally:
                 log.close()
-        handoff = PlanHandoff(launch)
-        if not launch.is_main:
-            return train_as_worker(handoff, iteration)
         try:
-            log, settings, model = self._open()
+            handoff = PlanHandoff(launch)
+            if not launch.is_main:
+                return train_as_worker(handoff, iteration)
             try:
-                stage = functools.partial(self._train_stage, handoff=handoff)
-                return self._runner(log, settings, model, stage).train(iteration)
+                log, settings, model = self._open()
+                try:
+                    stage = functools.partial(self._train_stage, handoff=handoff)
+                    return self._runner(log, settings, model, stage).train(iteration)
+                finally:
+                    log.close()
             finally:
-                log.close()
+                handoff.close()
         finally:
-            handoff.close()
+            launch.close()

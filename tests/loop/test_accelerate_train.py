@@ -45,6 +45,7 @@ class FakeRanks:
     num_processes: int = 2
     plan: Any = None
     sent: list[Any] = field(default_factory=list)
+    closed: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -58,6 +59,9 @@ class FakeRanks:
 
     def barrier(self) -> None:
         pass
+
+    def close(self) -> None:
+        self.closed = True
 
 
 def _sha(path: Path) -> str:
@@ -142,6 +146,7 @@ def test_the_main_process_logs_and_sends_the_training_once(
 
     report = session().train(1)
     assert report.main_process and report.checkpoint is not None and len(trainer.calls) == 1
+    assert main.closed  # it left the process group
 
     (plan,) = main.sent  # exactly one message, before training
     started = _events(db, "TrainingStarted")
@@ -221,7 +226,7 @@ def test_another_process_trains_what_it_is_sent_and_never_opens_the_log(
 # --- real launches -------------------------------------------------------------------------------
 
 
-def _trained_log(tmp_path: Path, tiny_gguf: Path) -> Path:
+def _trained_log(tmp_path: Path, tiny_gguf: Path, **cli: Any) -> Path:
     pytest.importorskip(
         "trl", reason="DPO training needs the train extra: pip install mrtui[train]"
     )
@@ -234,6 +239,7 @@ def _trained_log(tmp_path: Path, tiny_gguf: Path) -> Path:
         dpo_learning_rate=1e-3,
         dpo_max_length=128,
         export_type="f16",
+        **cli,
     )
 
 
@@ -242,8 +248,9 @@ def _launch(cmd: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedP
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
 
 
-def _check_trained_once(db: Path, tiny_gguf: Path, processes: int, kind: str) -> None:
-    """One training, logged once by the main process, and a checkpoint that matches its log."""
+def _check_trained_once(db: Path, tiny_gguf: Path, processes: int, kind: str) -> dict[str, Any]:
+    """One training, logged once by the main process, and a checkpoint that matches its log;
+    returns the TrainingFinished event's ``final`` record."""
     from gguf import GGUFReader
 
     from mrtui.backends.hf_models import weights_sha256
@@ -265,6 +272,7 @@ def _check_trained_once(db: Path, tiny_gguf: Path, processes: int, kind: str) ->
     assert gguf.is_file() and _sha(gguf) == ckpt["model_sha256"] != _sha(tiny_gguf)
     assert ckpt["hf_dir"] == str(model_dir) and ckpt["for_iteration"] == 2
     assert len(GGUFReader(gguf).tensors) == len(GGUFReader(tiny_gguf).tensors)
+    return dict(final)
 
 
 def test_mrtui_train_under_accelerate_launch(tiny_gguf: Path, tmp_path: Path) -> None:
