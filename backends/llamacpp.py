@@ -205,6 +205,7 @@ class LlamaCppBackend(ClosingBackend):
     """InferenceBackend on a local GGUF model through llama-cpp-python."""
 
     name = BACKEND_NAME
+    model_format = "gguf"  # see registry.model_format
 
     def __init__(
         self,

@@ -235,6 +235,7 @@ class OpenAICompatBackend(ClosingBackend):
     """InferenceBackend on one or more OpenAI-compatible HTTP servers."""
 
     name = BACKEND_NAME
+    model_format = "served"  # see registry.model_format
 
     def __init__(
         self,

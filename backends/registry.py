@@ -38,6 +38,15 @@ def _canonical(name: str) -> str:
     return name
 
 
+def model_format(name: str) -> str:
+    """What the backend ``name`` loads a model from (its class's ``model_format``): "gguf" (a
+    GGUF file), "hf" (a Hugging Face folder or repo id) or "served" (servers hold the weights;
+    the backend is told the model's name). Imports the backend's module, not its library."""
+    module_name, _, class_name = _BACKENDS[_canonical(name)].partition(":")
+    cls = getattr(importlib.import_module(module_name, package=__package__), class_name)
+    return str(getattr(cls, "model_format", "gguf"))
+
+
 def load_backend(name: str, model: str, **options: Any) -> InferenceBackend:
     """Import and start the backend called ``name`` on ``model`` with backend ``options``."""
     module_name, _, class_name = _BACKENDS[_canonical(name)].partition(":")

@@ -33,6 +33,13 @@ def default_backend(settings: RunSettings, model: str) -> InferenceBackend:
     return load_backend(settings.backend, model, **settings.backend_options)
 
 
+def hf_folder(model: str) -> str:
+    """An HF folder of ``model`` (a GGUF reference), converted once and cached."""
+    from mrtui.backends.hf_models import materialize_hf
+
+    return str(materialize_hf(model))
+
+
 def default_resolver(model: str) -> ModelIdentity:
     from mrtui.backends.models import resolve_model
 
@@ -51,6 +58,7 @@ class Runner:
         progress: ProgressSink = ignore,
         train_stage: Callable[..., TrainStage] = TrainStage,
         cancel: CancelToken | None = None,
+        hf_folder: Callable[[str], str] = hf_folder,
     ) -> None:
         self.log = log
         self.settings = settings
@@ -62,16 +70,24 @@ class Runner:
         self._backend_model: str | None = None
         self._model: ModelIdentity | None = None
         self._train_stage = train_stage
+        self._hf_folder = hf_folder
         self.train_reports: list[TrainReport] = []
 
     # -- lifecycle ------------------------------------------------------------------------
     def _backend_on(self, checkpoint: Checkpoint) -> InferenceBackend:
-        """The backend serving ``checkpoint``, started (or swapped) on first use."""
+        """The backend serving ``checkpoint``, started (or swapped) on first use. A backend
+        that loads HF folders (vLLM) gets the trained checkpoint's folder, or for the run's own
+        model its GGUF converted once: the run, its identities and its exports stay the same
+        whichever backend serves it."""
+        from mrtui.backends.registry import model_format
+
         ref = (
             self.settings.model
             if checkpoint.hf_dir is None and checkpoint.sha256 == self.model().sha256
             else checkpoint.gguf_path
         )
+        if model_format(self.settings.backend) == "hf":
+            ref = checkpoint.hf_dir or self._hf_folder(ref)
         if self._backend is not None and self._backend_model != ref:
             self.close()
         if self._backend is None:

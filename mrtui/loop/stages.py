@@ -168,13 +168,19 @@ class Stages:
             seed=unit_seed(self.s.seed, key),
         )
 
+    def _model_sha256(self, info: BackendInfo) -> str | None:
+        """The model identity a unit's event records: the file the backend hashed, or where it
+        cannot hash one (a server, vLLM on an HF folder) the identity the run resolved, which
+        the unit keys and the planning queries use too."""
+        return info.model_sha256 or self.model.sha256
+
     def _provenance(
         self, info: BackendInfo, template: Template, request: Request, result: Completion | Failure
     ) -> dict[str, Any]:
         """The :class:`~mrtui.store.events.Provenance` fields of a unit's event."""
         prov: dict[str, Any] = {
             "model_id": info.model_id,
-            "model_sha256": info.model_sha256,
+            "model_sha256": self._model_sha256(info),
             "backend": info.backend,
             "backend_version": info.backend_version,
             "template": template.name,
@@ -359,7 +365,7 @@ class Stages:
                 reason=failure.error,
                 prompt_key=self._about.get(request.id, (None, None))[1],
                 model_id=info.model_id,
-                model_sha256=info.model_sha256,
+                model_sha256=self._model_sha256(info),
                 backend=info.backend,
                 template_sha256=prov["template_sha256"],
             )

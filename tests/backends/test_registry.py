@@ -58,3 +58,21 @@ def test_backend_modules_import_nothing_heavy_or_front_end() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_model_format_says_what_each_backend_loads_without_its_library() -> None:
+    import subprocess
+    import sys
+
+    from mrtui.backends.registry import model_format
+
+    assert model_format("llama.cpp") == model_format("llamacpp") == "gguf"
+    assert model_format("vllm") == "hf"
+    assert model_format("openai") == "served"
+    code = (
+        "import sys; from mrtui.backends.registry import model_format; "
+        "[model_format(n) for n in ('llama.cpp', 'vllm', 'openai')]; "
+        "print(sorted(m for m in ('vllm', 'llama_cpp', 'httpx', 'torch') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -144,3 +144,29 @@ def test_pair_selection_follows_the_schedule_and_the_judge_share_cap() -> None:
     capped = select_pairs(rows, ("actor", "judge"), 0.15)
     judge = [r for r in capped if r["kind"] == "judge"]
     assert len(judge) == 1 and len(judge) / len(capped) <= 0.15
+
+
+def test_a_backend_of_hf_folders_gets_the_run_model_converted_then_each_checkpoint(
+    tmp_path: Path, prompts: Path, tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--backend vllm` with the same config as llama.cpp: iteration 1 is served from the run's
+    GGUF converted to an HF folder (once, cached), iteration 2 from the trained checkpoint's
+    folder; identities stay the GGUF's."""
+    pytest.importorskip("gguf", reason="converting a GGUF needs gguf: pip install gguf")
+    pytest.importorskip("transformers", reason="converting a GGUF needs the train extra")
+    monkeypatch.setenv("MRTUI_CACHE_DIR", str(tmp_path / "cache"))
+    served: list[str] = []
+    trainer = FakeTrainer()
+    with EventLog(tmp_path / "log.duckdb") as log:
+        runner = _runner(log, prompts, trainer, model=str(tiny_gguf), backend="vllm")
+        runner._backend_factory = lambda s, m: served.append(m) or FakeBackend(sha256=None)
+        runner.run()
+        checkpoints = log.query(
+            "SELECT for_iteration, hf_dir, model_sha256 FROM checkpoints ORDER BY 1"
+        )
+        models = log.query("SELECT DISTINCT model_sha256 FROM responses ORDER BY 1")
+    assert len(served) == 2
+    first = Path(served[0])
+    assert (first / "config.json").is_file() and first.is_relative_to(tmp_path / "cache")
+    assert served[1] == checkpoints[0][1]  # iteration 2 ran on the first training's folder
+    assert sorted(m[0] for m in models) == sorted([_sha(str(tiny_gguf)), checkpoints[0][2]])
