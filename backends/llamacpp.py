@@ -461,7 +461,7 @@ class LlamaCppBackend(ClosingBackend):
             - len(job.tokens)
             + free.completion_tokens
             + last.completion_tokens,
-            prompt_tokens_evaluated=_total(free.evaluated, last.evaluated),
+            prompt_tokens_evaluated=free.evaluated,
             seed=job.seed,
             wall_s=_since(started),
         )
@@ -552,11 +552,6 @@ class LlamaCppBackend(ClosingBackend):
 
             self._grammars[source] = LlamaGrammar.from_string(source, verbose=False)
         return self._grammars[source]
-
-
-def _total(*counts: int | None) -> int | None:
-    """Prompt tokens evaluated over the calls of one answer (None if any call did not say)."""
-    return None if any(c is None for c in counts) else sum(c for c in counts if c is not None)
 
 
 def _since(started: float) -> float:

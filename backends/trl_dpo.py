@@ -16,9 +16,9 @@ Under ``accelerate launch`` (see ``distributed.py``) every process calls ``train
 pairs and settings and TRL trains with DDP, FSDP or DeepSpeed as the launch configures. Then
 ``Trainer.save_model`` gathers the weights on every process (FSDP and ZeRO-3 shard them) and the
 main process alone writes them; it reloads them as float32 (merging a LoRA adapter into a float32
-copy of the base) and writes the result as above. A full fine-tune under ZeRO-3 skips that
-round trip: the main process loads DeepSpeed's gathered state dict into a float32 copy of the
-base. Weights that come back empty or misshapen are refused before anything is written.
+copy of the base) and writes the result as above. Weights that come back empty or misshapen
+(ZeRO-3 gave an empty embedding on a GPU check, README) are refused before anything is
+written.
 ``on_step`` runs on the main process only, and ``train`` returns None on the others. The
 launch's ``mixed_precision`` is overridden by ``DPOSettings.bf16``, so the logged settings say
 how the model was trained.
@@ -337,22 +337,13 @@ def _train(
             "distributed_type": str(trainer.accelerator.distributed_type.value),
         }
         saved = stage / "saved"
-        gathered = None
-        if not s.lora and _zero3(trainer):
-            # every process takes part; the main one gets the whole 16-bit state dict (its
-            # save_pretrained path wrote an empty embedding on a GPU check, README)
-            gathered = trainer.accelerator.get_state_dict(trainer.model_wrapped)
-        else:
-            # every process takes part (FSDP and ZeRO-3 gather their shards); the main one writes
-            trainer.save_model(str(saved))
+        # every process takes part (FSDP and ZeRO-3 gather their shards); the main one writes
+        trainer.save_model(str(saved))
         ranks.barrier()
         del trainer, model, ref_model
         if not ranks.is_main:
             return steps, {}
-        if gathered is not None:
-            trained = _from_state_dict(gathered, base, torch)
-        else:
-            trained = _reloaded(saved, base, s, torch)
+        trained = _reloaded(saved, base, s, torch)
         _check_whole(trained, base)
     trained.save_pretrained(stage)
     tokenizer.save_pretrained(stage)
@@ -422,56 +413,6 @@ def _reloaded(saved: Path, base: Path, s: DPOSettings, torch: Any) -> Any:
     if not any(saved.glob("*.safetensors")) and not any(saved.glob("pytorch_model*.bin")):
         raise TrainingError(_NOT_SAVED)
     return AutoModelForCausalLM.from_pretrained(saved, dtype=torch.float32)
-
-
-def _zero3(trainer: Any) -> bool:
-    """True when DeepSpeed ZeRO stage 3 partitions the weights."""
-    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
-    return bool(trainer.is_deepspeed_enabled and plugin is not None and plugin.zero_stage == 3)
-
-
-def _from_state_dict(state: Mapping[str, Any], base: Path, torch: Any) -> Any:
-    """A float32 model of ``base``'s architecture holding the gathered weights ``state``; only
-    tied weights may be missing from it (they are tied again)."""
-    from transformers import AutoModelForCausalLM
-
-    if not state:
-        raise TrainingError(_NOT_SAVED)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    misfits = [
-        f"{k} {tuple(v.shape)} (expected {shapes[k]})"
-        for k, v in state.items()
-        if k in shapes and tuple(v.shape) != shapes[k]
-    ]
-    if misfits:
-        raise TrainingError(
-            f"the gathered weights do not fit {base}'s model: {', '.join(misfits[:3])}"
-            f"{' and more' if len(misfits) > 3 else ''}; nothing was saved. Train with another "
-            "accelerate config (fsdp.yaml or deepspeed_zero2.yaml)"
-        )
-    missing, unexpected = model.load_state_dict(
-        {k: v.float() for k, v in state.items()}, strict=False
-    )
-    tied = set(missing) & _tied_names(model)
-    if unexpected or set(missing) - tied:
-        raise TrainingError(
-            f"the gathered weights do not match {base}'s model (missing "
-            f"{sorted(set(missing) - tied)[:3]}, unexpected {sorted(unexpected)[:3]})"
-        )
-    model.tie_weights()
-    return model
-
-
-def _tied_names(model: Any) -> set[str]:
-    """Parameter names that share their tensor with an earlier one (tied embeddings)."""
-    seen: dict[int, str] = {}
-    tied = set()
-    for name, param in model.named_parameters(remove_duplicate=False):
-        if id(param) in seen:
-            tied.add(name)
-        seen.setdefault(id(param), name)
-    return tied
 
 
 def _check_whole(model: Any, base: Path) -> None:
