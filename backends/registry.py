@@ -38,10 +38,13 @@ def _canonical(name: str) -> str:
     return name
 
 
-def model_format(name: str) -> str:
+def model_format(name: str) -> str | None:
     """What the backend ``name`` loads a model from (its class's ``model_format``): "gguf" (a
     GGUF file), "hf" (a Hugging Face folder or repo id) or "served" (servers hold the weights;
-    the backend is told the model's name). Imports the backend's module, not its library."""
+    the backend is told the model's name); None for a name not registered here (a backend its
+    caller builds). Imports the backend's module, not its library."""
+    if _ALIASES.get(name, name) not in _BACKENDS:
+        return None
     module_name, _, class_name = _BACKENDS[_canonical(name)].partition(":")
     cls = getattr(importlib.import_module(module_name, package=__package__), class_name)
     return str(getattr(cls, "model_format", "gguf"))

@@ -3,14 +3,16 @@
     .venv/bin/python bench/bench_batch.py                 # parallel 16, 2 repeats per side
     .venv/bin/python bench/bench_batch.py --parallel 8 16 --repeats 3
 
-The requests are one demo-sized stage pair on the packaged Qwen2.5-Coder 0.5B: the actor's K
-samples for each of the nine shipped demo prompts (temperature 0.8, 256 tokens at most), then
-N structured judgements of the first answer to each prompt (the demo's judge prompt and
-settings). Each side is a fresh ``LlamaCppBackend`` (load not timed) given the whole batch at
-once, as a stage gives it; sides alternate (sequential, batched, batched, sequential, ...).
-Throughput is generated tokens per second of wall time; the ratio batched ÷ sequential is the
-figure that counts (the machine is shared and absolute rates move). Runs llama.cpp: run it
-alone on the machine.
+The requests are the demo's three stages on the packaged Qwen2.5-Coder 0.5B: the actor's K
+samples for each of the nine shipped demo prompts (temperature 0.8, 256 tokens at most), N
+structured judgements of the first answer to each prompt, and the meta-judge's verdicts on
+every ordered pair of those judgements (the demo's judge and meta-judge prompts and settings).
+The answers and judgements that later stages read are the first run's, so every side gets the
+same requests. Each side is a fresh ``LlamaCppBackend`` (load not timed) given a stage's whole
+batch at once, as a stage gives it; sides alternate (sequential, batched, batched,
+sequential, ...). Throughput is generated tokens per second of wall time; the ratio batched ÷
+sequential is the figure that counts (the machine is shared and absolute rates move). Runs
+llama.cpp: run it alone on the machine.
 """
 
 from __future__ import annotations
@@ -68,36 +70,71 @@ def judges(prompts: list[str], answers: dict[str, str], n: int) -> list[Any]:
     ]
 
 
-def one_run(parallel: int, k: int, n: int, answers: dict[str, str] | None) -> dict[str, Any]:
+def metas(prompts: list[str], answers: dict[str, str], judged: dict[str, list[str]]) -> list[Any]:
+    from mrtui.backends.base import Message, Request, SamplingParams
+    from mrtui.loop.prompts import load_template
+    from mrtui.loop.stages import WINNER_CHOICES, WINNER_LEAD, final_line
+
+    meta = load_template("meta_judge")
+    spec = final_line(WINNER_LEAD, WINNER_CHOICES, 300)
+    out: list[Any] = []
+    for i, p in enumerate(prompts):
+        texts = judged.get(f"j{i}", [])
+        for a, first in enumerate(texts):
+            for b, second in enumerate(texts):
+                if a != b:
+                    k = len(out)
+                    text = meta.render(
+                        question=p, response=answers[f"a{i}"], judgement_a=first, judgement_b=second
+                    )
+                    out.append(
+                        Request(
+                            f"m{i}-{a}{b}",
+                            (Message("user", text),),
+                            SamplingParams(
+                                n=1, temperature=0.8, top_p=0.95, max_tokens=160, seed=300 + k
+                            ),
+                            structure=spec,
+                        )
+                    )
+    return out
+
+
+STAGES = ("actor", "judge", "meta")
+
+
+def one_run(parallel: int, k: int, n: int, fixed: dict[str, Any]) -> dict[str, Any]:
     from mrtui.backends.base import Completion
     from mrtui.backends.llamacpp import LlamaCppBackend
 
     backend = LlamaCppBackend(MODEL, n_ctx=4096, parallel=parallel)
+    res: dict[str, Any] = {"failures": 0}
+
+    def stage(name: str, requests: list[Any]) -> list[Any]:
+        t0 = time.perf_counter()
+        done = list(backend.generate(requests))
+        res[f"{name}_s"] = time.perf_counter() - t0
+        comps = [r for r in done if isinstance(r, Completion)]
+        res[f"{name}_tokens"] = sum(c.completion_tokens for c in comps)
+        res[f"{name}_units"] = len(comps)
+        res["failures"] += len(done) - len(comps)
+        return comps
+
     try:
         acts, prompts = requests(k, n)
-        t0 = time.perf_counter()
-        done = list(backend.generate(acts))
-        t_act = time.perf_counter() - t0
-        comps = [r for r in done if isinstance(r, Completion)]
-        firsts = answers or {c.request_id: c.text for c in comps if c.index == 0}
-        jreq = judges(prompts, firsts, n)
-        t0 = time.perf_counter()
-        jdone = list(backend.generate(jreq))
-        t_judge = time.perf_counter() - t0
-        jcomps = [r for r in jdone if isinstance(r, Completion)]
+        comps = stage("actor", acts)
+        # later stages read the first run's texts, so every side gets the same requests
+        fixed.setdefault("answers", {c.request_id: c.text for c in comps if c.index == 0})
+        jcomps = stage("judge", judges(prompts, fixed["answers"], n))
+        judged: dict[str, list[str]] = {}
+        for c in sorted(jcomps, key=lambda c: (c.request_id, c.index)):
+            judged.setdefault(c.request_id, []).append(c.text)
+        fixed.setdefault("judged", judged)
+        stage("meta", metas(prompts, fixed["answers"], fixed["judged"]))
     finally:
         backend.close()
         gc.collect()
-    return {
-        "actor_tokens": sum(c.completion_tokens for c in comps),
-        "actor_s": t_act,
-        "actor_units": len(comps),
-        "judge_tokens": sum(c.completion_tokens for c in jcomps),
-        "judge_s": t_judge,
-        "judge_units": len(jcomps),
-        "failures": len(done) - len(comps) + len(jdone) - len(jcomps),
-        "answers": firsts,
-    }
+    return res
 
 
 def main() -> None:
@@ -111,45 +148,35 @@ def main() -> None:
     runs: dict[int, list[dict[str, Any]]] = {1: []}
     for p in args.parallel:
         runs[p] = []
-    answers: dict[str, str] | None = None
+    fixed: dict[str, Any] = {}
     order = []
     for r in range(args.repeats):
         sides = [1, *args.parallel]
         order += sides if r % 2 == 0 else sides[::-1]
     for p in order:
-        res = one_run(p, args.k, args.n, answers)
-        answers = answers or res["answers"]  # every run judges the same answers
+        res = one_run(p, args.k, args.n, fixed)
         runs[p].append(res)
-        print(p, {k: v for k, v in res.items() if k != "answers"}, flush=True)
+        print(p, res, flush=True)
 
-    def rate(rs: list[dict[str, Any]], stage: str) -> float:
-        return median([x[f"{stage}_tokens"] / x[f"{stage}_s"] for x in rs])
-
-    base = {s: rate(runs[1], s) for s in ("actor", "judge")}
-    rows = []
-    for p, rs in runs.items():
-        both = median(
-            [(x["actor_tokens"] + x["judge_tokens"]) / (x["actor_s"] + x["judge_s"]) for x in rs]
-        )
-        base_both = median(
+    def rate(rs: list[dict[str, Any]], stages: tuple[str, ...]) -> float:
+        return median(
             [
-                (x["actor_tokens"] + x["judge_tokens"]) / (x["actor_s"] + x["judge_s"])
-                for x in runs[1]
+                sum(x[f"{st}_tokens"] for st in stages) / sum(x[f"{st}_s"] for st in stages)
+                for x in rs
             ]
         )
-        rows.append(
-            (
-                "sequential" if p == 1 else f"batched, parallel {p}",
-                f"{rate(rs, 'actor'):.1f}",
-                f"{rate(rs, 'actor') / base['actor']:.2f}×",
-                f"{rate(rs, 'judge'):.1f}",
-                f"{rate(rs, 'judge') / base['judge']:.2f}×",
-                f"{both:.1f}",
-                f"{both / base_both:.2f}×",
-                f"{median([x['actor_s'] + x['judge_s'] for x in rs]):.1f}",
-                sum(x["failures"] for x in rs),
-            )
-        )
+
+    columns = [(st,) for st in STAGES] + [STAGES]
+    base = [rate(runs[1], c) for c in columns]
+    rows = []
+    for p, rs in runs.items():
+        row: list[Any] = ["sequential" if p == 1 else f"batched, parallel {p}"]
+        for c, b in zip(columns, base, strict=True):
+            row += [f"{rate(rs, c):.1f}", f"{rate(rs, c) / b:.2f}×"]
+        row += [f"{median([sum(x[f'{st}_s'] for st in STAGES) for x in rs]):.1f}"]
+        row += [sum(x["failures"] for x in rs)]
+        rows.append(row)
+    units = {st: runs[1][0][f"{st}_units"] for st in STAGES}
     body = "\n".join(
         [
             "## Batched llama.cpp decoding — `bench/bench_batch.py`",
@@ -157,8 +184,10 @@ def main() -> None:
             f"{today()} · `{command()}` · {machine()} · {load()}",
             "",
             f"Model {MODEL} (2 threads). Requests: K = {args.k} actor samples for each of the 9 "
-            f"demo prompts (≤ 256 tokens, T = 0.8), then N = {args.n} structured judgements of "
-            "the first answer to each prompt (the demo's judge settings). Medians of "
+            f"demo prompts (≤ 256 tokens, T = 0.8; {units['actor']} answers), N = {args.n} "
+            "structured judgements of the first answer to each prompt "
+            f"({units['judge']}), and meta-verdicts on every ordered pair of those judgements "
+            f"({units['meta']}), with the demo's judge and meta-judge settings. Medians of "
             f"{args.repeats} runs per side, sides alternating; tokens/s = generated tokens ÷ "
             "wall time.",
             "",
@@ -169,7 +198,9 @@ def main() -> None:
                     "× seq",
                     "judge tok/s",
                     "× seq",
-                    "both tok/s",
+                    "meta tok/s",
+                    "× seq",
+                    "all tok/s",
                     "× seq",
                     "wall s",
                     "failures",

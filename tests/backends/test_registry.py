@@ -69,6 +69,7 @@ def test_model_format_says_what_each_backend_loads_without_its_library() -> None
     assert model_format("llama.cpp") == model_format("llamacpp") == "gguf"
     assert model_format("vllm") == "hf"
     assert model_format("openai") == "served"
+    assert model_format("fake") is None  # a backend its caller builds
     code = (
         "import sys; from mrtui.backends.registry import model_format; "
         "[model_format(n) for n in ('llama.cpp', 'vllm', 'openai')]; "
