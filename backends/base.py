@@ -7,9 +7,11 @@ turns it into events. Nothing here imports a front end or a heavy library.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import random
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Protocol, Self, runtime_checkable
+from time import perf_counter
+from typing import Any, Literal, Protocol, Self, TypeVar, runtime_checkable
 
 Role = Literal["system", "user", "assistant"]
 
@@ -172,6 +174,37 @@ class BackendInfo:
         d = asdict(self)
         d["extra"] = dict(self.extra)
         return d
+
+
+def since(started: float) -> float:
+    """Seconds since ``started`` (a ``perf_counter`` reading): a result's ``wall_s``."""
+    return perf_counter() - started
+
+
+def request_seed(params: SamplingParams) -> int:
+    """The seed a request runs with: its own, or a fresh one when it gave none, so that the
+    seed used is still recorded (sample i of ``n`` runs with this seed + i)."""
+    return params.seed if params.seed is not None else random.SystemRandom().randrange(2**31)
+
+
+Rendered = TypeVar("Rendered")
+
+
+def rendered(
+    requests: Iterable[Request],
+    render: Callable[[tuple[Message, ...], str | None], Rendered],
+) -> Iterator[tuple[Request, Rendered, float] | Failure]:
+    """Each request with its prompt (``render(messages, assistant_prefix)``) and the time
+    rendering started, or a ``Failure`` for one whose messages the chat template rejects (the
+    batch goes on)."""
+    for req in requests:
+        started = perf_counter()
+        try:
+            prompt = render(req.messages, req.assistant_prefix)
+        except Exception as e:
+            yield Failure(req.id, f"could not render the chat template: {e}", since(started))
+            continue
+        yield req, prompt, started
 
 
 class BackendError(Exception):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
 import re
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -32,6 +31,9 @@ from .base import (
     Message,
     Request,
     Result,
+    rendered,
+    request_seed,
+    since,
 )
 from .constrain import choices_gbnf, final_line_gbnf, fit_rationale
 from .llamacpp_batch import BatchEngine, Out, Spec
@@ -310,14 +312,12 @@ class LlamaCppBackend(ClosingBackend):
 
     def _generate(self, requests: Iterable[Request]) -> Iterator[Result]:
         jobs: list[_Job] = []
-        for req in requests:
-            started = perf_counter()
-            try:
-                tokens = tuple(self._template.tokens(req.messages, req.assistant_prefix))
-            except Exception as e:  # a template that rejects these messages fails this request
-                yield Failure(req.id, f"could not render the chat template: {e}", _since(started))
+        for item in rendered(requests, self._template.tokens):
+            if isinstance(item, Failure):
+                yield item
                 continue
-            base = req.params.seed if req.params.seed is not None else _fresh_seed()
+            req, listed, _ = item
+            tokens, base = tuple(listed), request_seed(req.params)
             jobs.extend(_Job(req, i, base + i, tokens) for i in range(req.params.n))
         # Lexicographic order on tokens puts every shared prefix in one run; the sort is stable,
         # so the samples of one request stay in index order.
@@ -381,13 +381,13 @@ class LlamaCppBackend(ClosingBackend):
                 req.id,
                 f"prompt is {n_prompt} tokens but the context window is {self._n_ctx} "
                 "(n_ctx); shorten the prompt or start the backend with a larger n_ctx",
-                _since(started),
+                since(started),
                 permanent=True,
             )
         grammar, max_tokens = None, params.max_tokens
         if req.choices is not None:  # the grammar decides the length; max_tokens is not needed
             if not req.choices or not all(req.choices):
-                return Failure(req.id, "choices must be non-empty strings", _since(started))
+                return Failure(req.id, "choices must be non-empty strings", since(started))
             grammar = choices_gbnf(req.choices)
             # Every token carries at least one byte, plus one step for end-of-turn.
             max_tokens = max(len(c.encode()) for c in req.choices) + 1
@@ -398,12 +398,12 @@ class LlamaCppBackend(ClosingBackend):
             grammar = final_line_gbnf(req.structure)
         out = yield self._spec(job, job.tokens, max_tokens, params.stop, grammar)
         if out.error is not None:  # one bad call must not end the batch
-            return Failure(req.id, f"llama.cpp failed: {out.error}", _since(started))
+            return Failure(req.id, f"llama.cpp failed: {out.error}", since(started))
         if req.choices is not None and out.text not in req.choices:
             return Failure(
                 req.id,
                 f"constrained output {out.text!r} is not one of the choices {list(req.choices)!r}",
-                _since(started),
+                since(started),
             )
         return Completion(
             request_id=req.id,
@@ -414,7 +414,7 @@ class LlamaCppBackend(ClosingBackend):
             completion_tokens=out.completion_tokens,
             prompt_tokens_evaluated=out.evaluated,
             seed=job.seed,
-            wall_s=_since(started),
+            wall_s=since(started),
         )
 
     def _final_line_in_two_steps(
@@ -463,7 +463,7 @@ class LlamaCppBackend(ClosingBackend):
             + last.completion_tokens,
             prompt_tokens_evaluated=free.evaluated,
             seed=job.seed,
-            wall_s=_since(started),
+            wall_s=since(started),
         )
 
     # --- the sequential path: one generation at a time on the Llama instance -----------------
@@ -552,12 +552,3 @@ class LlamaCppBackend(ClosingBackend):
 
             self._grammars[source] = LlamaGrammar.from_string(source, verbose=False)
         return self._grammars[source]
-
-
-def _since(started: float) -> float:
-    return perf_counter() - started
-
-
-def _fresh_seed() -> int:
-    """A seed for requests that gave none, so the one used is still recorded."""
-    return random.SystemRandom().randrange(2**31)

@@ -47,7 +47,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import random
 import re
 import threading
 import time
@@ -69,6 +68,7 @@ from .base import (
     Request,
     Result,
     UnsupportedFeature,
+    request_seed,
 )
 from .constrain import choices_gbnf, final_line_gbnf, final_line_regex, rationale_regex
 
@@ -117,11 +117,6 @@ def _import_httpx() -> Any:
 def _make_client(**kwargs: Any) -> Any:
     """One endpoint's ``httpx.Client`` (tests replace this to put a mock transport in)."""
     return _import_httpx().Client(**kwargs)
-
-
-def _fresh_seed() -> int:
-    """A seed for requests that gave none, so the one used is still recorded."""
-    return random.SystemRandom().randrange(2**31)
 
 
 def normalize_endpoint(url: str) -> tuple[str, str]:
@@ -537,7 +532,7 @@ class OpenAICompatBackend(ClosingBackend):
                 yield Failure(req.id, "choices must be non-empty strings", 0.0)
                 continue
             n = req.params.n
-            base = req.params.seed if req.params.seed is not None else _fresh_seed()
+            base = request_seed(req.params)
             if native_n and n > 1:
                 jobs.append(_Job(req, 0, n, base, now))
             else:

@@ -49,7 +49,6 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
-import random
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -66,6 +65,9 @@ from .base import (
     Message,
     Request,
     Result,
+    rendered,
+    request_seed,
+    since,
 )
 from .constrain import final_line_regex
 
@@ -299,12 +301,12 @@ def run_batch(llm: Any, jobs: Sequence[Job]) -> Iterator[Result]:
                 (output,) = _generate(llm, [job])
             except Exception as e:
                 yield Failure(
-                    job.request.id, f"vLLM failed: {type(e).__name__}: {e}", _since(started)
+                    job.request.id, f"vLLM failed: {type(e).__name__}: {e}", since(started)
                 )
                 continue
-            yield from _results(job, output, _since(started))
+            yield from _results(job, output, since(started))
         return
-    wall = _since(started)
+    wall = since(started)
     for job, output in zip(jobs, outputs, strict=True):
         yield from _results(job, output, wall)
 
@@ -354,15 +356,6 @@ def check_model_ref(model: str) -> None:
             f"vLLM 0.33 has no GGUF loader (it moved to the separate vllm-gguf-plugin, which "
             f"mrtui does not use), so {model!r} cannot be served with --backend vllm; {hint}"
         )
-
-
-def _fresh_seed() -> int:
-    """A seed for requests that gave none, so the one used is still recorded."""
-    return random.SystemRandom().randrange(2**31)
-
-
-def _since(started: float) -> float:
-    return perf_counter() - started
 
 
 def _template_sha(source: Any) -> str | None:
@@ -504,18 +497,16 @@ class VLLMBackend(ClosingBackend):
 
     def _generate(self, requests: Iterable[Request]) -> Iterator[Result]:
         jobs: list[Job] = []
-        for req in requests:
-            started = perf_counter()
-            try:
-                tokens = self._prompt.tokens(req.messages, req.assistant_prefix)
-            except Exception as e:  # a template that rejects these messages fails this request
-                yield Failure(req.id, f"could not render the chat template: {e}", _since(started))
+        for item in rendered(requests, self._prompt.tokens):
+            if isinstance(item, Failure):
+                yield item
                 continue
-            failure = too_long(req, len(tokens), self._max_model_len, _since(started))
+            req, tokens, started = item
+            failure = too_long(req, len(tokens), self._max_model_len, since(started))
             if failure is not None:
                 yield failure
                 continue
-            seed = req.params.seed if req.params.seed is not None else _fresh_seed()
+            seed = request_seed(req.params)
             try:
                 params = to_vllm_sampling_params(
                     req,
@@ -528,7 +519,7 @@ class VLLMBackend(ClosingBackend):
                 yield Failure(
                     req.id,
                     f"vLLM rejects the sampling settings: {e}",
-                    _since(started),
+                    since(started),
                     permanent=True,
                 )
                 continue
