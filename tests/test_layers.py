@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
+
+from probes import modules_after
 
 FRONT_END = ("textual", "typer", "rich", "click")
 HEAVY = (
@@ -22,9 +21,7 @@ HEAVY = (
 
 
 def _loaded_after(code: str) -> set[str]:
-    probe = f"{code}\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    return {m.split(".")[0] for m in json.loads(out.stdout.strip().splitlines()[-1])}
+    return {m.split(".")[0] for m in modules_after(code)}
 
 
 def test_store_and_backends_load_without_front_end_libraries() -> None:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import importlib
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from probes import modules_after
 
 from mrtui.backends.base import BackendError, InferenceBackend
 from mrtui.backends.registry import available_backends, load_backend
@@ -46,34 +45,24 @@ FRONT_END = ("mrtui.cli", "mrtui.loop")
 
 
 def test_backend_modules_import_nothing_heavy_or_front_end() -> None:
-    code = (
-        "import sys\n"
+    loaded = modules_after(
         "import mrtui.backends, mrtui.backends.registry, mrtui.backends.models\n"
         "import mrtui.backends.llamacpp, mrtui.backends.gguf_io\n"
         "mrtui.backends.available_backends()\n"
         "mrtui.backends.models.list_packaged_models()\n"
-        f"print(sorted(m for m in {HEAVY + FRONT_END!r} if m in sys.modules))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert out.strip() == "[]"
+    assert sorted(loaded & {*HEAVY, *FRONT_END}) == []
 
 
 def test_model_format_says_what_each_backend_loads_without_its_library() -> None:
-    import subprocess
-    import sys
-
     from mrtui.backends.registry import model_format
 
     assert model_format("llama.cpp") == model_format("llamacpp") == "gguf"
     assert model_format("vllm") == "hf"
     assert model_format("openai") == "served"
     assert model_format("fake") is None  # a backend its caller builds
-    code = (
-        "import sys; from mrtui.backends.registry import model_format; "
-        "[model_format(n) for n in ('llama.cpp', 'vllm', 'openai')]; "
-        "print(sorted(m for m in ('vllm', 'llama_cpp', 'httpx', 'torch') if m in sys.modules))"
+    loaded = modules_after(
+        "from mrtui.backends.registry import model_format\n"
+        "[model_format(n) for n in ('llama.cpp', 'vllm', 'openai')]"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert sorted(loaded & {"vllm", "llama_cpp", "httpx", "torch"}) == []

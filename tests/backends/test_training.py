@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from probes import modules_after
 
 from mrtui.backends.base import BackendError
 from mrtui.backends.training import (
@@ -84,13 +83,9 @@ def test_pairs_are_checked() -> None:
 
 
 def test_training_modules_import_no_heavy_library() -> None:
-    code = (
-        "import sys, json\n"
-        "import mrtui.backends.training, mrtui.backends.trl_dpo, mrtui.backends.hf_models\n"
-        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    loaded = modules_after(
+        "import mrtui.backends.training, mrtui.backends.trl_dpo, mrtui.backends.hf_models"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
     assert not loaded & {"torch", "transformers", "trl", "peft", "datasets", "accelerate"}
 
 

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from probes import modules_after
 
 from mrtui.backends.base import (
     BackendError,
@@ -453,10 +452,5 @@ def test_without_vllm_the_error_says_how_to_install_it() -> None:
 
 
 def test_the_module_imports_nothing_heavy() -> None:
-    code = (
-        "import sys, mrtui.backends.vllm_backend\n"
-        "print(sorted(m for m in ('vllm', 'torch', 'transformers', 'llama_cpp') "
-        "if m in sys.modules))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    loaded = modules_after("import mrtui.backends.vllm_backend")
+    assert sorted(loaded & {"vllm", "torch", "transformers", "llama_cpp"}) == []
