@@ -176,8 +176,13 @@ class BatchEngine:
             if not self._make_room(need, keep={slot, src} if shared else {slot}) and self._active:
                 waiting.append(spec)  # wait for a running sequence to finish
                 break
+            try:
+                sampler = self._sampler(spec)
+            except ValueError as e:  # one bad grammar fails its spec, not the batch
+                yield spec, Out(error=str(e))
+                continue
             free.remove(slot)
-            self._place(spec, slot, src, shared)
+            self._place(spec, slot, src, shared, sampler)
         self._queue.extendleft(reversed(waiting))
 
     def _best_slot(self, prompt: tuple[int, ...], free: list[int]) -> tuple[int, int, int]:
@@ -219,7 +224,7 @@ class BatchEngine:
             self._cells[s] = []
         return self._used() + need <= self.n_ctx
 
-    def _place(self, spec: Spec, slot: int, src: int, shared: int) -> None:
+    def _place(self, spec: Spec, slot: int, src: int, shared: int, sampler: Any) -> None:
         L = self._L
         if src == slot:
             L.llama_memory_seq_rm(self._mem, slot, shared, -1)
@@ -230,7 +235,7 @@ class BatchEngine:
                 L.llama_memory_seq_cp(self._mem, src, slot, 0, shared)
             self._cells[slot] = list(spec.prompt[:shared])
         pending = list(spec.prompt[shared:])
-        self._active[slot] = _Seq(spec, slot, pending, self._sampler(spec), len(pending))
+        self._active[slot] = _Seq(spec, slot, pending, sampler, len(pending))
 
     def _sampler(self, spec: Spec) -> Any:
         L = self._L
@@ -316,11 +321,11 @@ class BatchEngine:
             yield self._finish(seq, "stop")
             return
         seq.tokens.append(token)
-        seq.data += self._bytes(token)
-        text = seq.data.decode("utf-8", errors="ignore")
-        cuts = [text.find(s) for s in spec.stop if s and s in text]
-        if cuts:
-            yield self._finish(seq, "stop", text[: min(cuts)])
+        piece = self._bytes(token)
+        seq.data += piece
+        cut = _stop_at(seq.data, len(piece), spec.stop) if spec.stop else None
+        if cut is not None:
+            yield self._finish(seq, "stop", seq.data[:cut].decode("utf-8", errors="ignore"))
             return
         if len(seq.tokens) >= spec.max_tokens or len(self._cells[seq.slot]) + 1 >= self.seq_limit:
             yield self._finish(seq, "length")
@@ -350,6 +355,20 @@ class BatchEngine:
             buf = ctypes.create_string_buffer(-n)
             n = L.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
         return buf.raw[:n]
+
+
+def _stop_at(data: bytearray, new: int, stops: tuple[str, ...]) -> int | None:
+    """Where the earliest stop string that the last ``new`` bytes of ``data`` completed begins,
+    or None. Only those bytes can complete one (every earlier token was checked), so only the
+    tail is searched: the text is not decoded and scanned again for every token."""
+    found = []
+    for stop in stops:
+        b = stop.encode()
+        if b:
+            i = data.find(b, max(0, len(data) - new - len(b) + 1))
+            if i >= 0:
+                found.append(i)
+    return min(found) if found else None
 
 
 def _common(a: list[int], b: tuple[int, ...]) -> int:

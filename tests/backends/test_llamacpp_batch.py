@@ -91,3 +91,34 @@ def test_a_new_sequence_takes_an_empty_slot_and_leaves_reusable_cells(llm: Any) 
         assert outs["again"].evaluated == len(_tokens(llm, " More:"))
     finally:
         engine.close()
+
+
+def test_a_grammar_llama_cpp_cannot_parse_fails_its_spec_not_the_batch(llm: Any) -> None:
+    engine = _engine(llm, parallel=2)
+    try:
+        prompt = _tokens(llm, "Say something about the weather. " * 2)
+        bad = Spec("bad", tuple(prompt), 4, 0.0, 1.0, 0, 1, grammar="root ::= (")
+        engine.submit(bad)
+        engine.submit(_spec("good", prompt))
+        outs = {spec.key: out for spec, out in engine.run()}
+        assert outs["bad"].error is not None and "grammar" in outs["bad"].error
+        assert outs["good"].error is None and outs["good"].completion_tokens == 8
+    finally:
+        engine.close()
+
+
+def test_a_stop_string_cuts_the_text_where_it_begins(llm: Any) -> None:
+    engine = _engine(llm, parallel=1)
+    try:
+        prompt = tuple(_tokens(llm, "Count: one two three four five six. " * 2))
+        engine.submit(Spec("free", prompt, 24, 0.0, 1.0, 0, 1))
+        ((_, free),) = list(engine.run())
+        assert free.error is None and len(free.text) > 4
+        stop = free.text[2:4]  # greedy decoding writes the same text again
+        engine.reset()
+        engine.submit(Spec("cut", prompt, 24, 0.0, 1.0, 0, 1, stop=(stop, "\x00never")))
+        ((_, cut),) = list(engine.run())
+        assert cut.finish_reason == "stop"
+        assert cut.text == free.text[: free.text.index(stop)]
+    finally:
+        engine.close()
