@@ -347,6 +347,13 @@ def _resolve_hf(ref: str) -> ResolvedModel:
 # --- entry point ---------------------------------------------------------------------------
 
 
+def is_gguf_reference(ref: str | Path) -> bool:
+    """True for what ``resolve_model`` takes: a packaged model's name, ``hf:OWNER/REPO/FILE.gguf``
+    or a path ending in .gguf (a folder or a Hub repo id is not one)."""
+    text = str(ref)
+    return text in PACKAGED_MODELS or text.lower().endswith(".gguf")
+
+
 def resolve_model(ref: str | Path) -> ResolvedModel:
     """Resolve a model reference to a checked local GGUF file (see the module docstring)."""
     text = str(ref)

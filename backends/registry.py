@@ -38,6 +38,13 @@ def _canonical(name: str) -> str:
     return name
 
 
+def _backend_class(name: str) -> type:
+    """The class of the backend ``name`` (its module imported, not its library)."""
+    module_name, _, class_name = _BACKENDS[_canonical(name)].partition(":")
+    cls: type = getattr(importlib.import_module(module_name, package=__package__), class_name)
+    return cls
+
+
 def model_format(name: str) -> str | None:
     """What the backend ``name`` loads a model from (its class's ``model_format``): "gguf" (a
     GGUF file), "hf" (a Hugging Face folder or repo id) or "served" (servers hold the weights;
@@ -45,16 +52,12 @@ def model_format(name: str) -> str | None:
     caller builds). Imports the backend's module, not its library."""
     if _ALIASES.get(name, name) not in _BACKENDS:
         return None
-    module_name, _, class_name = _BACKENDS[_canonical(name)].partition(":")
-    cls = getattr(importlib.import_module(module_name, package=__package__), class_name)
-    return str(getattr(cls, "model_format", "gguf"))
+    return str(getattr(_backend_class(name), "model_format", "gguf"))
 
 
 def load_backend(name: str, model: str, **options: Any) -> InferenceBackend:
     """Import and start the backend called ``name`` on ``model`` with backend ``options``."""
-    module_name, _, class_name = _BACKENDS[_canonical(name)].partition(":")
-    module = importlib.import_module(module_name, package=__package__)
-    cls = getattr(module, class_name)
+    cls = _backend_class(name)
     try:
         inspect.signature(cls).bind(model, **options)
     except TypeError as e:

@@ -107,12 +107,13 @@ def run(
         options["n_threads"] = threads
     changes: dict[str, Any] = {}
     if endpoint:
+        from mrtui.backends.registry import model_format
         from mrtui.loop.settings import ConfigError
 
         options["endpoints"] = list(endpoint)
         if backend is None and settings.backend == "llama.cpp":  # the default: not a server
             changes["backend"] = "openai"
-        elif settings.backend in ("llama.cpp", "llamacpp", "llama_cpp"):
+        elif model_format(settings.backend) == "gguf":
             raise ConfigError(
                 "--endpoint names a server; use it with --backend openai (llama.cpp runs the "
                 "model in this process)"

@@ -28,16 +28,17 @@ Resolver = Callable[[str], ModelIdentity]
 
 
 def default_backend(settings: RunSettings, model: str) -> InferenceBackend:
-    from mrtui.backends.registry import load_backend
+    """The run's backend on ``model``. A backend that loads HF folders (vLLM) given a GGUF
+    reference (the run's model, a checkpoint's export, an eval judge) gets the folder it was
+    converted to, once and cached: one config serves either kind of backend."""
+    from mrtui.backends.models import is_gguf_reference
+    from mrtui.backends.registry import load_backend, model_format
 
+    if model_format(settings.backend) == "hf" and is_gguf_reference(model):
+        from mrtui.backends.hf_models import materialize_hf
+
+        model = str(materialize_hf(model))
     return load_backend(settings.backend, model, **settings.backend_options)
-
-
-def hf_folder(model: str) -> str:
-    """An HF folder of ``model`` (a GGUF reference), converted once and cached."""
-    from mrtui.backends.hf_models import materialize_hf
-
-    return str(materialize_hf(model))
 
 
 def default_resolver(model: str) -> ModelIdentity:
@@ -58,7 +59,6 @@ class Runner:
         progress: ProgressSink = ignore,
         train_stage: Callable[..., TrainStage] = TrainStage,
         cancel: CancelToken | None = None,
-        hf_folder: Callable[[str], str] = hf_folder,
     ) -> None:
         self.log = log
         self.settings = settings
@@ -70,15 +70,13 @@ class Runner:
         self._backend_model: str | None = None
         self._model: ModelIdentity | None = None
         self._train_stage = train_stage
-        self._hf_folder = hf_folder
         self.train_reports: list[TrainReport] = []
 
     # -- lifecycle ------------------------------------------------------------------------
     def _backend_on(self, checkpoint: Checkpoint) -> InferenceBackend:
         """The backend serving ``checkpoint``, started (or swapped) on first use. A backend
-        that loads HF folders (vLLM) gets the trained checkpoint's folder, or for the run's own
-        model its GGUF converted once: the run, its identities and its exports stay the same
-        whichever backend serves it."""
+        that loads HF folders (vLLM) gets a trained checkpoint's own folder; the run, its
+        identities and its exports stay the same whichever backend serves it."""
         from mrtui.backends.registry import model_format
 
         ref = (
@@ -86,8 +84,8 @@ class Runner:
             if checkpoint.hf_dir is None and checkpoint.sha256 == self.model().sha256
             else checkpoint.gguf_path
         )
-        if model_format(self.settings.backend) == "hf":
-            ref = checkpoint.hf_dir or self._hf_folder(ref)
+        if model_format(self.settings.backend) == "hf" and checkpoint.hf_dir:
+            ref = checkpoint.hf_dir
         if self._backend is not None and self._backend_model != ref:
             self.close()
         if self._backend is None:

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from fakes import FakeBackend
 
+from mrtui.backends import registry
 from mrtui.backends.export import ExportResult
 from mrtui.backends.training import TrainResult
-from mrtui.loop.runner import Runner
+from mrtui.loop.runner import Runner, default_backend
 from mrtui.loop.settings import load_config
 from mrtui.loop.stages import ModelIdentity
 from mrtui.loop.training import TrainStage, select_pairs
@@ -150,8 +151,8 @@ def test_a_backend_of_hf_folders_gets_the_run_model_converted_then_each_checkpoi
     tmp_path: Path, prompts: Path, tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`--backend vllm` with the same config as llama.cpp: iteration 1 is served from the run's
-    GGUF converted to an HF folder (once, cached), iteration 2 from the trained checkpoint's
-    folder; identities stay the GGUF's."""
+    GGUF converted to an HF folder by the backend factory (once, cached), iteration 2 from the
+    trained checkpoint's folder; identities stay the GGUF's."""
     pytest.importorskip("gguf", reason="converting a GGUF needs gguf: pip install gguf")
     pytest.importorskip("transformers", reason="converting a GGUF needs the train extra")
     monkeypatch.setenv("MRTUI_CACHE_DIR", str(tmp_path / "cache"))
@@ -159,7 +160,10 @@ def test_a_backend_of_hf_folders_gets_the_run_model_converted_then_each_checkpoi
     trainer = FakeTrainer()
     with EventLog(tmp_path / "log.duckdb") as log:
         runner = _runner(log, prompts, trainer, model=str(tiny_gguf), backend="vllm")
-        runner._backend_factory = lambda s, m: served.append(m) or FakeBackend(sha256=None)
+        runner._backend_factory = default_backend  # the real factory, vLLM's loading stood in
+        monkeypatch.setattr(
+            registry, "load_backend", lambda b, m, **o: served.append(m) or FakeBackend(sha256=None)
+        )
         runner.run()
         checkpoints = log.query(
             "SELECT for_iteration, hf_dir, model_sha256 FROM checkpoints ORDER BY 1"
