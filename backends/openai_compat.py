@@ -871,10 +871,6 @@ class OpenAICompatBackend(ClosingBackend):
 
     # --- extras for tests and tools --------------------------------------------------------
 
-    @property
-    def endpoints(self) -> list[str]:
-        return [ep.url for ep in self._eps]
-
     def flavor_of(self, url: str) -> str | None:
         return next((ep.flavor for ep in self._eps if ep.url == url), None)
 

@@ -380,15 +380,20 @@ def _merged(peft_model: Any, base: Path, stage: Path, torch: Any) -> Any:
     if all(p.dtype == torch.float32 for p in peft_model.get_base_model().parameters()):
         return peft_model.merge_and_unload()
     # Trained over a bf16 base: merge into the float32 original, not the rounded copy.
+    adapter_dir = stage / "adapter"
+    peft_model.save_pretrained(adapter_dir)
+    merged = _merged_adapter(adapter_dir, base, torch)
+    shutil.rmtree(adapter_dir)
+    return merged
+
+
+def _merged_adapter(adapter_dir: Path, base: Path, torch: Any) -> Any:
+    """A saved LoRA adapter merged into a float32 copy of the base model."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    adapter_dir = stage / "adapter"
-    peft_model.save_pretrained(adapter_dir)
     fresh = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    merged = PeftModel.from_pretrained(fresh, adapter_dir).merge_and_unload()
-    shutil.rmtree(adapter_dir)
-    return merged
+    return PeftModel.from_pretrained(fresh, adapter_dir).merge_and_unload()
 
 
 _NOT_SAVED = (
@@ -406,10 +411,7 @@ def _reloaded(saved: Path, base: Path, s: DPOSettings, torch: Any) -> Any:
     if s.lora:
         if not (saved / "adapter_config.json").is_file() or not any(saved.glob("adapter_model*")):
             raise TrainingError(_NOT_SAVED)
-        from peft import PeftModel
-
-        fresh = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-        return PeftModel.from_pretrained(fresh, saved).merge_and_unload()
+        return _merged_adapter(saved, base, torch)
     if not any(saved.glob("*.safetensors")) and not any(saved.glob("pytorch_model*.bin")):
         raise TrainingError(_NOT_SAVED)
     return AutoModelForCausalLM.from_pretrained(saved, dtype=torch.float32)
@@ -418,9 +420,10 @@ def _reloaded(saved: Path, base: Path, s: DPOSettings, torch: Any) -> Any:
 def _check_whole(model: Any, base: Path) -> None:
     """Refuse weights that came back empty or misshapen from a sharded launch, before they are
     written and exported as a checkpoint."""
+    import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    with _meta_device():
+    with torch.device("meta"):  # shapes only: no memory for the reference's weights
         reference = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(base))
     shapes = {n: tuple(p.shape) for n, p in reference.named_parameters()}
     bad = [
@@ -433,14 +436,6 @@ def _check_whole(model: Any, base: Path) -> None:
             f"the launch gave back incomplete weights: {', '.join(bad[:3])}; nothing was "
             "saved. Train with another accelerate config (fsdp.yaml or deepspeed_zero2.yaml)"
         )
-
-
-@contextlib.contextmanager
-def _meta_device() -> Iterator[None]:
-    import torch
-
-    with torch.device("meta"):
-        yield
 
 
 def _pair_counts(dataset: Any, max_length: int | None, n_pairs: int) -> dict[str, int]:

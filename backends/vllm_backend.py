@@ -553,13 +553,3 @@ class VLLMBackend(ClosingBackend):
                 torch.cuda.empty_cache()
         except Exception:
             pass
-
-    # --- extras for tests and tools --------------------------------------------------------
-
-    @property
-    def chat_prompt(self) -> ChatPrompt:
-        return self._prompt
-
-    @property
-    def max_model_len(self) -> int:
-        return self._max_model_len

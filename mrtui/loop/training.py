@@ -85,18 +85,16 @@ class PlanHandoff:
             self.send(None)
 
 
-def train_as_worker(handoff: PlanHandoff, iteration: int, trainer: Any = None) -> TrainReport:
+def train_as_worker(handoff: PlanHandoff, iteration: int) -> TrainReport:
     """A process other than the main one of a launch: join the training the main process
     sends, if any. It reads no log and writes none; the main process logs and saves."""
     plan = handoff.receive()
     if plan is None:
         return TrainReport(iteration, {"actor": 0, "judge": 0}, skipped=True, main_process=False)
     from mrtui.backends.training import DPOSettings, PreferencePair
+    from mrtui.backends.trl_dpo import TRLDPOBackend
 
-    if trainer is None:
-        from mrtui.backends.trl_dpo import TRLDPOBackend
-
-        trainer = TRLDPOBackend()
+    trainer = TRLDPOBackend()
     pairs = [PreferencePair(**p) for p in plan["pairs"]]
     report = TrainReport(
         plan["iteration"],
