@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from .base import (
     request_seed,
     since,
 )
+from .chat import template_pieces
 from .constrain import choices_gbnf, final_line_gbnf, fit_rationale
 from .llamacpp_batch import BatchEngine, Out, Spec
 from .models import ResolvedModel, file_sha256, resolve_model
@@ -67,10 +67,6 @@ _CHATML_TEMPLATE = (
 )
 BUILTIN_TEMPLATES: dict[str, str] = {"gemma": _GEMMA_TEMPLATE, "chatml": _CHATML_TEMPLATE}
 FILE_TEMPLATE = "gguf"  # chat_format label for "the template stored in the model file"
-
-# Placeholders that stand for message contents while the template renders.
-_SLOT = "\ue000{}\ue001"
-_SLOT_RE = re.compile("\ue000(\\d+)\ue001")
 
 
 def _import_llama_cpp() -> Any:
@@ -131,35 +127,24 @@ class ChatTemplate:
 
     def render(self, messages: Sequence[Message], assistant_prefix: str | None = None) -> str:
         """The prompt as text (for display and tests; ``tokens`` is what the model sees)."""
-        text = self._render_fn([{"role": m.role, "content": m.content} for m in messages])
-        return text + (assistant_prefix or "")
+        return self._render(messages) + (assistant_prefix or "")
 
     def tokens(self, messages: Sequence[Message], assistant_prefix: str | None = None) -> list[int]:
-        """Prompt tokens; message contents and the prefix never become special tokens.
-
-        The template is rendered with placeholders for the contents, so its own text (which
-        holds the special tokens) and the contents can be tokenized apart. A template that
-        inspects or rewrites contents (trim, split on a tag) renders differently with
-        placeholders; then the whole prompt is tokenized at once, as llama.cpp itself would.
-        """
-        full = self.render(messages)
-        slots = [{"role": m.role, "content": _SLOT.format(i)} for i, m in enumerate(messages)]
-        pieces = _SLOT_RE.split(self._render_fn(slots))  # text, index, text, ..., index, text
-        filled = "".join(messages[int(p)].content if i % 2 else p for i, p in enumerate(pieces))
-        if filled == full:
-            toks: list[int] = []
-            for i, piece in enumerate(pieces):
-                if i % 2:
-                    toks += self._tokenize(messages[int(piece)].content, special=False)
-                else:
-                    toks += self._tokenize(piece, special=True)
-        else:
+        """Prompt tokens; message contents and the prefix never become special tokens (see
+        :func:`.chat.template_pieces`)."""
+        full, pieces = template_pieces(messages, self._render)
+        if pieces is None:
             toks = self._tokenize(full, special=True)
+        else:
+            toks = [t for text, plain in pieces for t in self._tokenize(text, special=not plain)]
         if assistant_prefix:
             toks += self._tokenize(assistant_prefix, special=False)
         if self._add_bos and (not toks or toks[0] != self._bos):
             toks.insert(0, self._bos)
         return toks
+
+    def _render(self, messages: Sequence[Message]) -> str:
+        return self._render_fn([{"role": m.role, "content": m.content} for m in messages])
 
     def plain_tokens(self, text: str) -> list[int]:
         """``text`` as tokens that can never be special (model text continuing a turn)."""

@@ -49,7 +49,6 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +68,7 @@ from .base import (
     request_seed,
     since,
 )
+from .chat import template_pieces
 from .constrain import final_line_regex
 
 BACKEND_NAME = "vllm"
@@ -81,10 +81,6 @@ _GGUF_ORIGINS: dict[str, str] = {
     "qwen2.5-coder-1.5b-instruct": "Qwen/Qwen2.5-Coder-1.5B-Instruct",
     "gemma-3-270m": "google/gemma-3-270m",
 }
-
-# Placeholders that stand for message contents while the template renders.
-_SLOT = "\ue000{}\ue001"
-_SLOT_RE = re.compile("\ue000(\\d+)\ue001")
 
 FINISH_REASONS = ("stop", "length")
 
@@ -113,22 +109,16 @@ class ChatPrompt:
 
     def render(self, messages: Sequence[Message], assistant_prefix: str | None = None) -> str:
         """The prompt as text (for display and tests; ``tokens`` is what the model sees)."""
-        return self._render([(m.role, m.content) for m in messages]) + (assistant_prefix or "")
+        return self._render(messages) + (assistant_prefix or "")
 
     def tokens(self, messages: Sequence[Message], assistant_prefix: str | None = None) -> list[int]:
-        """Prompt token ids; message contents and the prefix never become special tokens."""
-        full = self.render(messages)
-        pieces = _SLOT_RE.split(
-            self._render([(m.role, _SLOT.format(i)) for i, m in enumerate(messages)])
-        )
-        filled = "".join(messages[int(p)].content if i % 2 else p for i, p in enumerate(pieces))
-        toks: list[int] = []
-        if filled == full and self._split_special:
-            for i, piece in enumerate(pieces):
-                if i % 2:
-                    toks += self._plain(messages[int(piece)].content)
-                else:
-                    toks += self._special(piece)
+        """Prompt token ids; message contents and the prefix never become special tokens (see
+        :func:`.chat.template_pieces`)."""
+        full, pieces = template_pieces(messages, self._render)
+        if pieces is not None and self._split_special:
+            toks = [
+                t for text, plain in pieces for t in (self._plain if plain else self._special)(text)
+            ]
             if assistant_prefix:
                 toks += self._plain(assistant_prefix)
             if self._split_special:
@@ -137,12 +127,12 @@ class ChatPrompt:
         # out of text: the whole prompt at once, as vLLM's LLM.chat would.
         return self._special(full + (assistant_prefix or ""))
 
-    def _render(self, messages: list[tuple[str, str]]) -> str:
+    def _render(self, messages: Sequence[Message]) -> str:
         kwargs: dict[str, Any] = {"add_generation_prompt": True, "tokenize": False}
         if self._template is not None:
             kwargs["chat_template"] = self._template
         text = self._tok.apply_chat_template(
-            [{"role": r, "content": c} for r, c in messages], **kwargs
+            [{"role": m.role, "content": m.content} for m in messages], **kwargs
         )
         if not isinstance(text, str):
             raise BackendError(f"the chat template rendered {type(text).__name__}, not text")
