@@ -27,6 +27,19 @@ def gbnf_literal(s: str) -> str:
     return f'"{escaped}"'
 
 
+def choice_max_tokens(choices: Sequence[str]) -> int:
+    """The most tokens a constrained choice can take: every token carries at least one byte,
+    plus one step for the end of the turn."""
+    return max(len(c.encode()) for c in choices) + 1
+
+
+def off_choices(text: str, choices: Sequence[str]) -> str | None:
+    """Why constrained output is refused (it is not one of ``choices``), or None."""
+    if text in choices:
+        return None
+    return f"constrained output {text!r} is not one of the choices {list(choices)!r}"
+
+
 def choices_gbnf(choices: Sequence[str]) -> str:
     """A GBNF grammar that accepts exactly one of ``choices``."""
     return "root ::= " + " | ".join(gbnf_literal(c) for c in choices)

@@ -35,7 +35,13 @@ from .base import (
     since,
 )
 from .chat import template_pieces
-from .constrain import choices_gbnf, final_line_gbnf, fit_rationale
+from .constrain import (
+    choice_max_tokens,
+    choices_gbnf,
+    final_line_gbnf,
+    fit_rationale,
+    off_choices,
+)
 from .llamacpp_batch import BatchEngine, Out, Spec
 from .models import ResolvedModel, file_sha256, resolve_model
 
@@ -373,9 +379,7 @@ class LlamaCppBackend(ClosingBackend):
         if req.choices is not None:  # the grammar decides the length; max_tokens is not needed
             if not req.choices or not all(req.choices):
                 return Failure(req.id, "choices must be non-empty strings", since(started))
-            grammar = choices_gbnf(req.choices)
-            # Every token carries at least one byte, plus one step for end-of-turn.
-            max_tokens = max(len(c.encode()) for c in req.choices) + 1
+            grammar, max_tokens = choices_gbnf(req.choices), choice_max_tokens(req.choices)
         elif req.structure is not None:  # max_tokens still applies: a cut answer is "length"
             two_step = yield from self._final_line_in_two_steps(job, started)
             if two_step is not None:
@@ -384,12 +388,9 @@ class LlamaCppBackend(ClosingBackend):
         out = yield self._spec(job, job.tokens, max_tokens, params.stop, grammar)
         if out.error is not None:  # one bad call must not end the batch
             return Failure(req.id, f"llama.cpp failed: {out.error}", since(started))
-        if req.choices is not None and out.text not in req.choices:
-            return Failure(
-                req.id,
-                f"constrained output {out.text!r} is not one of the choices {list(req.choices)!r}",
-                since(started),
-            )
+        refused = None if req.choices is None else off_choices(out.text, req.choices)
+        if refused is not None:
+            return Failure(req.id, refused, since(started))
         return Completion(
             request_id=req.id,
             index=job.index,
@@ -431,9 +432,7 @@ class LlamaCppBackend(ClosingBackend):
             return None
         tail = self._template.plain_tokens(rationale + "\n" + spec.lead)
         choices = choices_gbnf(spec.choices)
-        last = yield self._spec(
-            job, head + tail, 2 + max(len(c.encode()) for c in spec.choices), (), choices
-        )
+        last = yield self._spec(job, head + tail, choice_max_tokens(spec.choices) + 1, (), choices)
         if last.error is not None or last.text not in spec.choices:
             return None
         return Completion(

@@ -70,7 +70,14 @@ from .base import (
     UnsupportedFeature,
     request_seed,
 )
-from .constrain import choices_gbnf, final_line_gbnf, final_line_regex, rationale_regex
+from .constrain import (
+    choice_max_tokens,
+    choices_gbnf,
+    final_line_gbnf,
+    final_line_regex,
+    off_choices,
+    rationale_regex,
+)
 
 BACKEND_NAME = "openai"
 INSTALL_HINT = "pip install 'mrtui[openai]'"
@@ -781,8 +788,7 @@ class OpenAICompatBackend(ClosingBackend):
             messages.append({"role": "assistant", "content": req.assistant_prefix})
             body.update(continue_final_message=True, add_generation_prompt=False)
         if req.choices is not None:
-            # the constraint decides the length: every token is at least one byte, plus the end
-            body["max_tokens"] = max(len(c.encode()) for c in req.choices) + 1
+            body["max_tokens"] = choice_max_tokens(req.choices)  # the constraint decides
             if caps.constrain == "gbnf":
                 body["grammar"] = choices_gbnf(req.choices)
             elif caps.constrain == "structured_outputs":
@@ -835,15 +841,9 @@ class OpenAICompatBackend(ClosingBackend):
             text = content
             if caps.constrain == "json_schema" and (req.choices or req.structure) is not None:
                 text = _from_json(content, req)
-            if req.choices is not None and text not in req.choices:
-                out.append(
-                    Failure(
-                        req.id,
-                        f"constrained output {text!r} is not one of the choices "
-                        f"{list(req.choices)!r} ({ep.url})",
-                        wall,
-                    )
-                )
+            refused = None if req.choices is None else off_choices(text, req.choices)
+            if refused is not None:
+                out.append(Failure(req.id, f"{refused} ({ep.url})", wall))
                 continue
             token_ids = choice.get("token_ids")
             tokens = (

@@ -69,7 +69,7 @@ from .base import (
     since,
 )
 from .chat import template_pieces
-from .constrain import final_line_regex
+from .constrain import choice_max_tokens, final_line_regex, off_choices
 from .models import PACKAGED_MODELS
 
 BACKEND_NAME = "vllm"
@@ -159,7 +159,7 @@ def sampling_fields(request: Request, seed: int, *, top_k: int = 0) -> dict[str,
     p = request.params
     max_tokens = p.max_tokens
     if request.choices is not None:  # the constraint decides the length, as on llama.cpp
-        max_tokens = max(len(c.encode()) for c in request.choices) + 1
+        max_tokens = choice_max_tokens(request.choices)
     return {
         "n": p.n,
         "temperature": p.temperature,
@@ -230,15 +230,9 @@ def results_from_output(
             )
             continue
         text = str(sample.text)
-        if request.choices is not None and text not in request.choices:
-            results.append(
-                Failure(
-                    request.id,
-                    f"constrained output {text!r} is not one of the choices "
-                    f"{list(request.choices)!r}",
-                    wall_s,
-                )
-            )
+        refused = None if request.choices is None else off_choices(text, request.choices)
+        if refused is not None:
+            results.append(Failure(request.id, refused, wall_s))
             continue
         results.append(
             Completion(
