@@ -10,6 +10,7 @@ training stage, which hands the training to the other processes; they never open
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -191,24 +192,15 @@ class RunSession:
         from mrtui.backends.distributed import ranks
 
         launch = ranks()
-        if launch is None:
+        with contextlib.ExitStack() as closing:  # closed in reverse: log, handoff, launch
+            stage: Callable[..., TrainStage] | None = None
+            if launch is not None:
+                closing.callback(launch.close)
+                handoff = PlanHandoff(launch)
+                if not launch.is_main:
+                    return train_as_worker(handoff, iteration)
+                closing.callback(handoff.close)
+                stage = functools.partial(self._train_stage, handoff=handoff)
             log, settings, model = self._open()
-            try:
-                return self._runner(log, settings, model).train(iteration)
-            finally:
-                log.close()
-        try:
-            handoff = PlanHandoff(launch)
-            if not launch.is_main:
-                return train_as_worker(handoff, iteration)
-            try:
-                log, settings, model = self._open()
-                try:
-                    stage = functools.partial(self._train_stage, handoff=handoff)
-                    return self._runner(log, settings, model, stage).train(iteration)
-                finally:
-                    log.close()
-            finally:
-                handoff.close()
-        finally:
-            launch.close()
+            closing.callback(log.close)
+            return self._runner(log, settings, model, stage).train(iteration)
