@@ -28,6 +28,15 @@ section is rewritten by the script named in it (rerun the command to refresh it)
 """
 
 
+def demo_prompts(count: int | None = None) -> list[str]:
+    """The shipped demo prompts (the first ``count``), read as ``mrtui run --prompts`` reads
+    them."""
+    from mrtui.loop.data import load_prompts
+
+    rows = load_prompts(REPO / "assets" / "prompts" / "demo.jsonl")
+    return [r.text for r in rows][:count]
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:

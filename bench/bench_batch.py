@@ -19,28 +19,23 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, command, load, machine, median, table, today, update_section
+from _common import command, demo_prompts, load, machine, median, table, today, update_section
 
 MODEL = "qwen2.5-coder-0.5b-instruct"
 
 
-def requests(k: int, n: int) -> tuple[list[Any], list[Any]]:
+def requests(k: int) -> tuple[list[Any], list[str]]:
     from mrtui.backends.base import Message, Request, SamplingParams
     from mrtui.loop.prompts import load_template
 
     actor = load_template("actor")
-    prompts = [
-        json.loads(line)["prompt"]
-        for line in (REPO / "assets" / "prompts" / "demo.jsonl").read_text().splitlines()
-        if line.strip()
-    ]
+    prompts = demo_prompts()
     acts = [
         Request(
             f"a{i}",
@@ -121,7 +116,7 @@ def one_run(parallel: int, k: int, n: int, fixed: dict[str, Any]) -> dict[str, A
         return comps
 
     try:
-        acts, prompts = requests(k, n)
+        acts, prompts = requests(k)
         comps = stage("actor", acts)
         # later stages read the first run's texts, so every side gets the same requests
         fixed.setdefault("answers", {c.request_id: c.text for c in comps if c.index == 0})

@@ -25,17 +25,15 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib.util
-import json
 import sys
 import time
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import command, load, machine, table, today, update_section
+from _common import command, demo_prompts, load, machine, table, today, update_section
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 NEEDS = "bench_vllm.py needs vLLM and a CUDA GPU: pip install 'mrtui[vllm]' on a GPU machine"
@@ -55,12 +53,6 @@ def require_vllm_and_gpu() -> None:
 
 # ---------------------------------------------------------------------------------------------
 # requests, as the loop builds them
-
-
-def demo_prompts(count: int) -> list[str]:
-    text = resources.files("mrtui.assets").joinpath("prompts", "demo.jsonl").read_text("utf-8")
-    prompts = [json.loads(line)["prompt"] for line in text.splitlines() if line.strip()]
-    return prompts[:count]
 
 
 def actor_requests(prompts: Sequence[str], settings: Any) -> list[Any]:
