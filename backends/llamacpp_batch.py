@@ -261,11 +261,14 @@ class BatchEngine:
         L, b = self._L, self._batch
         n = 0
         outputs: list[tuple[_Seq, int]] = []
+        sampled: list[tuple[_Seq, int]] = []  # sequences whose sampled token this pass decodes
+        chunks: list[tuple[_Seq, int]] = []  # and how many pending prompt tokens of which
         # sampled tokens first (one each), then prompt chunks in the room left
         for seq in self._active.values():
             if seq.next_token is not None and n < self._n_batch:
                 self._add(n, seq.next_token, seq.slot, True)
                 outputs.append((seq, n))
+                sampled.append((seq, seq.next_token))
                 n += 1
         for seq in self._active.values():
             if not seq.pending or n >= self._n_batch:
@@ -277,16 +280,19 @@ class BatchEngine:
                 if last:
                     outputs.append((seq, n))
                 n += 1
+            chunks.append((seq, take))
         b.n_tokens = n
         ret = L.llama_decode(self._ctx, b)
         if ret != 0:
             yield from self._fail_all(f"llama_decode returned {ret}")
             return
         # the batch is in the KV cache now
-        for seq in self._active.values():
-            if seq.next_token is not None:
-                self._cells[seq.slot].append(seq.next_token)
-        self._commit_prompts(n)
+        for seq, token in sampled:
+            self._cells[seq.slot].append(token)
+            seq.next_token = None
+        for seq, take in chunks:
+            self._cells[seq.slot] += seq.pending[:take]
+            del seq.pending[:take]
         for seq, idx in outputs:
             yield from self._sample(seq, idx)
 
@@ -297,19 +303,6 @@ class BatchEngine:
         b.n_seq_id[i] = 1
         b.seq_id[i][0] = slot
         b.logits[i] = logits
-
-    def _commit_prompts(self, n: int) -> None:
-        """Move the prompt tokens this pass decoded from ``pending`` into the slots' cells."""
-        b = self._batch
-        counts: dict[int, int] = {}
-        for i in range(n):
-            counts[b.seq_id[i][0]] = counts.get(b.seq_id[i][0], 0) + 1
-        for seq in self._active.values():
-            k = counts.get(seq.slot, 0) - (1 if seq.next_token is not None else 0)
-            if k > 0:
-                self._cells[seq.slot] += seq.pending[:k]
-                del seq.pending[:k]
-            seq.next_token = None
 
     def _sample(self, seq: _Seq, idx: int) -> Iterator[tuple[Spec, Out]]:
         L = self._L
