@@ -436,13 +436,16 @@ class OpenAICompatBackend(ClosingBackend):
                 ids = []
         elif r.status_code >= 500:
             return self._mark_unreachable(ep, f"GET /models: HTTP {r.status_code}")
-        flavor = self._flavor
+        flavor, props = self._flavor, None
         if flavor == "auto":
-            flavor = next((_OWNERS[o] for o in owners if o in _OWNERS), None) or self._sniff(ep)
+            flavor = next((_OWNERS[o] for o in owners if o in _OWNERS), None)
+            if flavor is None:  # owned_by says nothing: llama-server answers GET /props
+                props = self._props(ep)
+                flavor = "openai" if props is None else "llama.cpp"
         served = self._pick_model(ep, ids)
         info: dict[str, Any] = {}
         if flavor == "llama.cpp":
-            info = self._llama_server_props(ep)
+            info = _server_info(props if props is not None else self._props(ep) or {})
         with self._cond:
             ep.flavor, ep.served_model, ep.server_info = flavor, served, info
             ep.alive, ep.strikes, ep.cooldown_until = True, 0, 0.0
@@ -455,38 +458,18 @@ class OpenAICompatBackend(ClosingBackend):
             ep.next_probe = time.monotonic() + self._revive_s
         return error
 
-    def _sniff(self, ep: _Endpoint) -> str:
-        """A server whose ``owned_by`` says nothing: llama-server answers ``GET /props``."""
+    def _props(self, ep: _Endpoint) -> dict[str, Any] | None:
+        """llama-server's ``GET /props``, or None from a server that has none."""
         httpx = _import_httpx()
         root = ep.api[: -len("/v1")] if ep.api.endswith("/v1") else ep.api
         try:
             r = ep.client.get(f"{root}/props", timeout=_PROBE_TIMEOUT_S)
-            if r.status_code == 200 and "default_generation_settings" in r.json():
-                return "llama.cpp"
+            props = r.json() if r.status_code == 200 else None
         except (httpx.HTTPError, ValueError, TypeError):
-            pass
-        return "openai"
-
-    def _llama_server_props(self, ep: _Endpoint) -> dict[str, Any]:
-        httpx = _import_httpx()
-        root = ep.api[: -len("/v1")] if ep.api.endswith("/v1") else ep.api
-        try:
-            r = ep.client.get(f"{root}/props", timeout=_PROBE_TIMEOUT_S)
-            props = r.json() if r.status_code == 200 else {}
-        except (httpx.HTTPError, ValueError):
-            return {}
-        settings = props.get("default_generation_settings") or {}
-        template = props.get("chat_template")
-        out: dict[str, Any] = {
-            "n_ctx": settings.get("n_ctx"),
-            "model_path": props.get("model_path"),
-            "build": props.get("build_info"),
-        }
-        if isinstance(template, str):
-            import hashlib
-
-            out["chat_template_sha256"] = hashlib.sha256(template.encode()).hexdigest()
-        return {k: v for k, v in out.items() if v is not None}
+            return None
+        if not isinstance(props, dict) or "default_generation_settings" not in props:
+            return None
+        return props
 
     def _pick_model(self, ep: _Endpoint, ids: list[str]) -> str:
         """The model name to send to ``ep``, from the ids it lists."""
@@ -928,3 +911,19 @@ def _error_message(r: Any) -> str:
 def _describe(e: Exception) -> str:
     text = str(e) or ""
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _server_info(props: dict[str, Any]) -> dict[str, Any]:
+    """What a llama-server's ``/props`` says of it, for the backend's info."""
+    settings = props.get("default_generation_settings") or {}
+    template = props.get("chat_template")
+    out: dict[str, Any] = {
+        "n_ctx": settings.get("n_ctx"),
+        "model_path": props.get("model_path"),
+        "build": props.get("build_info"),
+    }
+    if isinstance(template, str):
+        import hashlib
+
+        out["chat_template_sha256"] = hashlib.sha256(template.encode()).hexdigest()
+    return {k: v for k, v in out.items() if v is not None}
