@@ -216,10 +216,18 @@ class UnsupportedFeature(BackendError):
 
 
 class ClosingBackend:
-    """``with backend: ...`` closes the backend at the end of the block."""
+    """``with backend: ...`` closes the backend at the end of the block; a closed backend
+    refuses more work (``_check_open``)."""
+
+    name: str
+    _closed: bool
 
     def close(self) -> None:
         raise NotImplementedError
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BackendError(f"this {self.name} backend is closed; start a new one")
 
     def __enter__(self) -> Self:
         return self

@@ -297,8 +297,7 @@ class LlamaCppBackend(ClosingBackend):
 
     def generate(self, requests: Iterable[Request]) -> Iterator[Result]:
         """Render all requests, run them in prefix-sharing order, yield each result when done."""
-        if self._closed:
-            raise BackendError("this llama.cpp backend is closed; start a new one")
+        self._check_open()
         return self._generate(requests)
 
     def _generate(self, requests: Iterable[Request]) -> Iterator[Result]:

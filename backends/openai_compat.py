@@ -358,8 +358,7 @@ class OpenAICompatBackend(ClosingBackend):
     def generate(self, requests: Iterable[Request]) -> Iterator[Result]:
         """Check every request against what the servers support (``UnsupportedFeature``
         before anything is sent), then stream the results as they finish."""
-        if self._closed:
-            raise BackendError("this openai backend is closed; start a new one")
+        self._check_open()
         reqs = list(requests)
         with self._cond:
             known = [ep.caps for ep in self._eps if ep.caps is not None]

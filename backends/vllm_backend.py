@@ -470,8 +470,7 @@ class VLLMBackend(ClosingBackend):
 
     def generate(self, requests: Iterable[Request]) -> Iterator[Result]:
         """Render every request, send them to vLLM in one batch, yield the results."""
-        if self._closed:
-            raise BackendError("this vLLM backend is closed; start a new one")
+        self._check_open()
         return self._generate(requests)
 
     def _generate(self, requests: Iterable[Request]) -> Iterator[Result]:
