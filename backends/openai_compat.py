@@ -12,8 +12,24 @@ timeouts, 502-504) is taken out: what it held goes back to the queue for the oth
 it is probed again every ``revive_s`` seconds. Only when no endpoint is left does a request
 become a (non-permanent) :class:`~mrtui.backends.base.Failure`, which the loop logs as
 ``RequestFailed`` and a rerun retries. Every job is settled exactly once, so no result is lost
-or doubled however the retries race. A prompt the server says is longer than its context is a
-permanent failure. Endpoint outages are reported by :meth:`OpenAICompatBackend.endpoint_events`.
+or doubled however the retries race. A request the server calls invalid (HTTP 400, 413, 422;
+e.g. a prompt longer than its context, or a setting it refuses) is a permanent failure: it
+would fail the same way on every rerun. Other 4xx answers (a refused key, an unknown model)
+fail the request for a rerun. Endpoint outages are reported by
+:meth:`OpenAICompatBackend.endpoint_events`.
+
+A choice whose ``finish_reason`` is neither "stop" nor "length" (vLLM's "abort", "error",
+"repetition", a hosted API's "content_filter", ...) is a Failure naming it, as in the vLLM
+backend (:func:`~mrtui.backends.vllm_backend.unfinished`: "abort" and "error" are retried by a
+rerun, the rest are permanent). "eos", "end_turn" and "stop_sequence" count as "stop",
+"max_tokens" as "length", and a choice without a finish reason as "length".
+
+Sampling goes to the server as asked. Two things vLLM would change are kept from it: greedy
+requests (temperature 0) with ``n`` > 1, which vLLM refuses, go as ``n`` requests of one sample
+(seeded ``seed + i``, as everywhere else); and a temperature between 0 and 0.01, which vLLM
+raises to 0.01, is refused before anything is sent to a vLLM server
+(:class:`~mrtui.backends.base.UnsupportedFeature`), since the log records the temperature
+asked for. llama.cpp's servers take any temperature >= 0 as it is (0 is greedy).
 
 What each server supports (``flavor``; ``auto`` reads ``owned_by`` from ``GET /v1/models``):
 
@@ -27,7 +43,8 @@ flavor                        ``n`` > 1     seed          choices / structure   
 ============================  ============  ============  =====================  ===========
 
 .. [1] One request with ``n`` and ``seed``: vLLM seeds sample ``i`` with ``seed + i``, which is
-   the contract's seed of sample ``i``.
+   the contract's seed of sample ``i``. Greedy requests are split as in [3]_ (vLLM refuses
+   greedy sampling with ``n`` > 1).
 .. [2] ``assistant_prefix`` is sent as a final assistant message with
    ``continue_final_message=true, add_generation_prompt=false``.
 .. [3] ``n`` separate requests with seeds ``seed + i`` (llama-cpp-python ignores ``n``,
@@ -78,6 +95,7 @@ from .constrain import (
     off_choices,
     rationale_regex,
 )
+from .vllm_backend import FINISH_REASONS, sample_groups, temperature_refusal, unfinished
 
 BACKEND_NAME = "openai"
 INSTALL_HINT = "pip install 'mrtui[openai]'"
@@ -92,13 +110,14 @@ _OWNERS = {"vllm": "vllm", "llamacpp": "llama.cpp", "me": "llama-cpp-python"}
 class _Caps:
     """What one flavor of server can do."""
 
-    native_n: bool  # one request carries n samples, seeded seed + i
+    native_n: bool  # one request carries n samples, seeded seed + i (greedy: see sample_groups)
     constrain: str  # "gbnf" | "structured_outputs" | "json_schema"
     prefill: bool  # continues a final assistant message
+    vllm_sampling: bool = False  # vLLM's SamplingParams: a temperature in (0, 0.01) is raised
 
 
 _CAPS: dict[str, _Caps] = {
-    "vllm": _Caps(native_n=True, constrain="structured_outputs", prefill=True),
+    "vllm": _Caps(native_n=True, constrain="structured_outputs", prefill=True, vllm_sampling=True),
     "llama.cpp": _Caps(native_n=False, constrain="gbnf", prefill=True),
     "llama-cpp-python": _Caps(native_n=False, constrain="gbnf", prefill=False),
     "openai": _Caps(native_n=False, constrain="json_schema", prefill=False),
@@ -110,6 +129,15 @@ _CONTEXT_RE = re.compile(
     r"exceeds? (the )?(model'?s? )?(maximum|max|available)",
     re.IGNORECASE,
 )
+# HTTP statuses that say the request itself is invalid: it would fail the same way again.
+_INVALID_STATUS = (400, 413, 422)
+# Finish reasons other servers write for ours.
+_FINISH_ALIASES = {
+    "eos": "stop",
+    "stop_sequence": "stop",
+    "end_turn": "stop",
+    "max_tokens": "length",
+}
 _PROBE_TIMEOUT_S = 10.0
 
 
@@ -499,6 +527,9 @@ class OpenAICompatBackend(ClosingBackend):
     # --- requests ---------------------------------------------------------------------------
 
     def _check(self, req: Request, known: list[_Caps]) -> None:
+        refusal = temperature_refusal(req.params)
+        if refusal is not None and any(c.vllm_sampling for c in known):
+            raise UnsupportedFeature(f"request {req.id} (a vLLM server): {refusal}")
         if req.assistant_prefix is not None and not all(c.prefill for c in known):
             raise UnsupportedFeature(
                 "this server cannot continue a partial assistant turn (assistant_prefix, used "
@@ -520,12 +551,11 @@ class OpenAICompatBackend(ClosingBackend):
             if req.choices is not None and not (req.choices and all(req.choices)):
                 yield Failure(req.id, "choices must be non-empty strings", 0.0)
                 continue
-            n = req.params.n
             base = request_seed(req.params)
-            if native_n and n > 1:
-                jobs.append(_Job(req, 0, n, base, now))
-            else:
-                jobs.extend(_Job(req, i, 1, base + i, now) for i in range(n))
+            # vLLM: one request with n (greedy samples one by one); elsewhere one per sample
+            one_each = [(i, 1) for i in range(req.params.n)]
+            groups = sample_groups(req.params) if native_n else one_each
+            jobs.extend(_Job(req, i, count, base + i, now) for i, count in groups)
         needs = frozenset({"native_n"} if any(j.count > 1 for j in jobs) else set()) | (
             frozenset({"prefill"}) if any(r.assistant_prefix is not None for r in reqs) else set()
         )
@@ -712,6 +742,11 @@ class OpenAICompatBackend(ClosingBackend):
         httpx = _import_httpx()
         caps = ep.caps
         assert caps is not None and ep.flavor is not None
+        refusal = temperature_refusal(job.request.params) if caps.vllm_sampling else None
+        if refusal is not None:  # an endpoint that was down when generate checked
+            job.last_endpoint = ep.url
+            error = f"{ep.url} is a vLLM server: {refusal}"
+            return _Outcome(results=self._failures(job, error, permanent=True))
         body = self._body(ep.flavor, caps, ep.served_model or self._model, job)
         started = time.perf_counter()
         try:
@@ -732,10 +767,15 @@ class OpenAICompatBackend(ClosingBackend):
             return _Outcome(
                 error=f"HTTP {r.status_code}: {message}", strike=r.status_code in (502, 503, 504)
             )
-        permanent = _CONTEXT_RE.search(message) is not None
         error = f"{ep.url} answered HTTP {r.status_code}: {message}"
-        if permanent:
+        if _CONTEXT_RE.search(message) is not None:
             error += " (the prompt does not fit the server's context window)"
+            permanent = True
+        elif r.status_code in _INVALID_STATUS:
+            error += " (the server says the request is invalid; it is not retried)"
+            permanent = True
+        else:
+            permanent = False
         return _Outcome(results=self._failures(job, error, permanent=permanent))
 
     def _body(self, flavor: str, caps: _Caps, model: str, job: _Job) -> dict[str, Any]:
@@ -818,8 +858,13 @@ class OpenAICompatBackend(ClosingBackend):
         out: list[Result] = []
         for i, choice in enumerate(choices[: job.count]):
             content = (choice.get("message") or {}).get("content") or ""
-            reason = choice.get("finish_reason") or "length"
-            reason = "stop" if reason in ("eos", "stop_sequence", "end_turn") else reason
+            reason = str(choice.get("finish_reason") or "length")
+            reason = _FINISH_ALIASES.get(reason, reason)
+            if reason not in FINISH_REASONS:
+                out.append(
+                    unfinished(req.id, job.index + i, reason, wall, by=ep.url, endpoint=ep.url)
+                )
+                continue
             text = content
             if caps.constrain == "json_schema" and (req.choices or req.structure) is not None:
                 text = _from_json(content, req)

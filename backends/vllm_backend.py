@@ -17,6 +17,18 @@ map to vLLM's objects:
   ``top_k`` (the backend's, 0 = off, as in the OpenAI API), ``max_tokens``, ``seed``, ``stop``.
   vLLM gives sample ``i`` of a seeded request the seed ``seed + i`` (``ParentRequest``), which
   is what every mrtui backend records; a request without a seed gets a fresh one, recorded.
+  A request with ``n > 1`` goes to vLLM as one request with ``n`` (the loop itself sends every
+  unit as its own ``n = 1`` request with the unit's seed), except a **greedy** one
+  (temperature 0): vLLM refuses greedy sampling with ``n > 1`` (``n must be 1 when using
+  greedy sampling``), so it is split into ``n`` requests of ``n = 1`` seeded ``seed + i``, as
+  the llama.cpp backend runs it. Greedy decoding does not depend on the seed, so its samples
+  are copies of one text; they are still ``n`` results, as on every other backend.
+  **Temperatures go to vLLM as asked, or not at all.** vLLM 0.33 raises a temperature between
+  0 and 0.01 to 0.01 (``SamplingParams.__post_init__``, ``_MAX_TEMP``; only a log line says
+  so), and the log records the sampling the loop asked for, so such a request is refused
+  before anything runs (:class:`~mrtui.backends.base.UnsupportedFeature`, saying to use 0 or
+  at least 0.01). At temperature 0 vLLM sets ``top_p=1, top_k=0, min_p=0`` itself; greedy
+  decoding takes the most likely token whatever they are, so that changes nothing.
 - **Constraints.** ``choices`` → ``StructuredOutputsParams(choice=[...])`` (``max_tokens``
   becomes the longest choice's bytes + 1, as on llama.cpp); ``structure`` (a
   :class:`~mrtui.backends.base.FinalLine`) → ``StructuredOutputsParams(regex=...)`` from
@@ -28,11 +40,14 @@ map to vLLM's objects:
   the end (in request order), not one by one. If the batch call raises (a constraint vLLM
   rejects, say), each request is retried alone so only the bad one fails.
 - **Results.** Each ``CompletionOutput`` becomes a :class:`~mrtui.backends.base.Completion`:
-  ``finish_reason`` "stop"/"length" as is (vLLM's "abort"/"error"/other → a
-  :class:`~mrtui.backends.base.Failure`), ``completion_tokens`` = ``len(token_ids)``,
-  ``prompt_tokens_evaluated`` = prompt tokens − ``RequestOutput.num_cached_tokens`` for
-  ``n == 1`` (for ``n > 1`` vLLM reports one cache count for all samples, so it is None), and
-  ``wall_s`` = the wall time of the batch call the request was part of.
+  ``finish_reason`` "stop"/"length" as is; any other finish reason is a
+  :class:`~mrtui.backends.base.Failure` naming it (:func:`unfinished`): vLLM's "abort" and
+  "error" (a request-level engine error vLLM calls retryable) are retried by a rerun,
+  "repetition" (vLLM's repetition detection) and anything else are permanent, since the
+  same seeded request would end the same way again. ``completion_tokens`` = ``len(token_ids)``,
+  ``prompt_tokens_evaluated`` = prompt tokens − ``RequestOutput.num_cached_tokens`` for a
+  one-sample vLLM request (for ``n > 1`` vLLM reports one cache count for all samples, so it
+  is None), and ``wall_s`` = the wall time of the batch call the request was part of.
 - **Context.** A prompt of ``max_model_len`` tokens or more is a permanent Failure and is not
   sent (vLLM would reject it and end the batch call).
 
@@ -64,6 +79,8 @@ from .base import (
     Message,
     Request,
     Result,
+    SamplingParams,
+    UnsupportedFeature,
     rendered,
     request_seed,
     since,
@@ -76,7 +93,14 @@ BACKEND_NAME = "vllm"
 VLLM_INSTALL_HINT = "pip install 'mrtui[vllm]' (needs a CUDA GPU)"
 TOKENIZER_TEMPLATE = "tokenizer"  # chat_format label for "the tokenizer's own chat template"
 
-FINISH_REASONS = ("stop", "length")
+FINISH_REASONS = ("stop", "length")  # what a Completion's finish_reason can be
+# vLLM's finish reasons (vllm.v1.engine.FinishReason) that say the engine, not the request,
+# went wrong, so a rerun retries them: "abort" (the request was aborted) and "error" (a
+# request-level engine error, retryable per vLLM).
+RETRYABLE_FINISH_REASONS = ("abort", "error")
+# vLLM 0.33 raises a temperature in (0, MIN_TEMPERATURE) to MIN_TEMPERATURE
+# (vllm/sampling_params.py: ``_MAX_TEMP = 1e-2``, applied in ``SamplingParams.__post_init__``).
+MIN_TEMPERATURE = 0.01
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,6 +169,69 @@ class ChatPrompt:
             return []
 
 
+def temperature_refusal(params: SamplingParams) -> str | None:
+    """Why vLLM would not run ``params`` at the temperature asked for, or None.
+
+    vLLM raises a temperature in (0, 0.01) to 0.01 with only a log line; mrtui logs the
+    sampling it asked for, so it sends no such request (this is the message it refuses with)."""
+    t = params.temperature
+    if not 0 < t < MIN_TEMPERATURE:
+        return None
+    return (
+        f"temperature {t:g} is below vLLM's floor: vLLM raises temperatures between 0 and "
+        f"{MIN_TEMPERATURE:g} to {MIN_TEMPERATURE:g}, and the log would record a temperature "
+        f"that was not used; set the stage's temperature (actor_temperature, "
+        f"judge_temperature, meta_temperature) to 0 for greedy decoding or to at least "
+        f"{MIN_TEMPERATURE:g}"
+    )
+
+
+def check_temperature(request: Request) -> None:
+    """Raise ``UnsupportedFeature`` for a request vLLM would run at another temperature."""
+    refusal = temperature_refusal(request.params)
+    if refusal is not None:
+        raise UnsupportedFeature(f"request {request.id}: {refusal}")
+
+
+def sample_groups(params: SamplingParams) -> list[tuple[int, int]]:
+    """How a request's ``n`` samples go to vLLM: (first sample index, samples) per vLLM
+    request. One request with ``n``, except greedy with ``n > 1`` (vLLM refuses it), which
+    is ``n`` requests of one sample (sample ``i`` seeded ``seed + i`` either way)."""
+    if params.n > 1 and params.temperature == 0:
+        return [(i, 1) for i in range(params.n)]
+    return [(0, params.n)]
+
+
+def unfinished(
+    request_id: str,
+    index: int,
+    reason: str | None,
+    wall_s: float,
+    *,
+    by: str = "vLLM",
+    endpoint: str | None = None,
+) -> Failure:
+    """The Failure of sample ``index`` that ended with neither "stop" nor "length".
+
+    "abort", "error" and no reason at all are retried by a rerun; any other reason
+    ("repetition", a hosted API's "content_filter", ...) is permanent, because the same
+    request with the same seed would end the same way again."""
+    retry = reason is None or reason in RETRYABLE_FINISH_REASONS
+    what = "no finish reason" if reason is None else f"finish reason {reason!r}"
+    then = (
+        "a rerun retries it"
+        if retry
+        else "not a finished answer, and the same request would end the same way again"
+    )
+    return Failure(
+        request_id,
+        f"{by} ended sample {index} with {what}, not 'stop' or 'length' ({then})",
+        wall_s,
+        permanent=not retry,
+        endpoint=endpoint,
+    )
+
+
 def structured_outputs(request: Request) -> dict[str, Any] | None:
     """The ``StructuredOutputsParams`` fields of a request's constraint, or None."""
     if request.choices is not None:
@@ -154,14 +241,17 @@ def structured_outputs(request: Request) -> dict[str, Any] | None:
     return None
 
 
-def sampling_fields(request: Request, seed: int, *, top_k: int = 0) -> dict[str, Any]:
-    """The ``vllm.SamplingParams`` fields of a request (without its constraint)."""
+def sampling_fields(
+    request: Request, seed: int, *, top_k: int = 0, n: int | None = None
+) -> dict[str, Any]:
+    """The ``vllm.SamplingParams`` fields of a request (without its constraint); ``n`` (the
+    request's own by default) is the samples of this vLLM request (see :func:`sample_groups`)."""
     p = request.params
     max_tokens = p.max_tokens
     if request.choices is not None:  # the constraint decides the length, as on llama.cpp
         max_tokens = choice_max_tokens(request.choices)
     return {
-        "n": p.n,
+        "n": p.n if n is None else n,
         "temperature": p.temperature,
         "top_p": p.top_p,
         "top_k": top_k,
@@ -180,10 +270,11 @@ def to_vllm_sampling_params(
     sampling_params_cls: Callable[..., Any],
     structured_outputs_cls: Callable[..., Any],
     top_k: int = 0,
+    n: int | None = None,
 ) -> Any:
     """A request's ``vllm.SamplingParams`` (the classes are passed in: vLLM's, or test
     doubles)."""
-    fields = sampling_fields(request, seed, top_k=top_k)
+    fields = sampling_fields(request, seed, top_k=top_k, n=n)
     constraint = structured_outputs(request)
     if constraint is not None:
         fields["structured_outputs"] = structured_outputs_cls(**constraint)
@@ -207,27 +298,36 @@ def too_long(
 
 
 def results_from_output(
-    request: Request, output: Any, *, seed: int, prompt_tokens: int, wall_s: float
+    request: Request,
+    output: Any,
+    *,
+    seed: int,
+    prompt_tokens: int,
+    wall_s: float,
+    first: int = 0,
+    count: int | None = None,
 ) -> list[Result]:
     """A ``vllm.RequestOutput`` as one Completion (or Failure) per sample, in index order.
 
-    ``prompt_tokens`` is the count we sent (used when the output does not carry its prompt)."""
+    The output holds the request's samples ``first`` .. ``first + count - 1`` (all of them by
+    default), the first seeded ``seed``. ``prompt_tokens`` is the count we sent (used when the
+    output does not carry its prompt)."""
+    count = request.params.n if count is None else count
     sent = getattr(output, "prompt_token_ids", None)
     n_prompt = len(sent) if sent is not None else prompt_tokens
     cached = getattr(output, "num_cached_tokens", None)
     evaluated = None
-    if request.params.n == 1 and isinstance(cached, int):
+    if count == 1 and isinstance(cached, int):
         evaluated = min(n_prompt, max(0, n_prompt - cached))
     results: list[Result] = []
     seen: set[int] = set()
     for sample in sorted(output.outputs, key=lambda o: int(o.index)):
-        index = int(sample.index)
-        seen.add(index)
+        own = int(sample.index)
+        index = first + own
+        seen.add(own)
         reason = sample.finish_reason
         if reason not in FINISH_REASONS:
-            results.append(
-                Failure(request.id, f"vLLM ended sample {index} with {reason!r}", wall_s)
-            )
+            results.append(unfinished(request.id, index, reason, wall_s))
             continue
         text = str(sample.text)
         refused = None if request.choices is None else off_choices(text, request.choices)
@@ -243,24 +343,33 @@ def results_from_output(
                 prompt_tokens=n_prompt,
                 completion_tokens=len(sample.token_ids),
                 prompt_tokens_evaluated=evaluated,
-                seed=seed + index,
+                seed=seed + own,
                 wall_s=wall_s,
             )
         )
-    missing = sorted(set(range(request.params.n)) - seen)
-    if missing:
-        results.append(Failure(request.id, f"vLLM returned no sample {missing}", wall_s))
+    missing = sorted(set(range(count)) - seen)
+    results.extend(
+        Failure(request.id, f"vLLM returned no sample {first + i}", wall_s) for i in missing
+    )
     return results
 
 
 @dataclass(frozen=True)
 class Job:
-    """One request ready to send: its prompt tokens, seed and vLLM sampling parameters."""
+    """One vLLM request ready to send: its prompt tokens, seed and vLLM sampling parameters.
+
+    It holds ``params.n`` samples of ``request`` from sample ``first`` on (all of them unless
+    :func:`sample_groups` split the request); ``seed`` is sample ``first``'s seed."""
 
     request: Request
     tokens: list[int]
     seed: int
     params: Any
+    first: int = 0
+
+    @property
+    def count(self) -> int:
+        return int(self.params.n)
 
 
 def run_batch(llm: Any, jobs: Sequence[Job]) -> Iterator[Result]:
@@ -278,9 +387,9 @@ def run_batch(llm: Any, jobs: Sequence[Job]) -> Iterator[Result]:
             try:
                 (output,) = _generate(llm, [job])
             except Exception as e:
-                yield Failure(
-                    job.request.id, f"vLLM failed: {type(e).__name__}: {e}", since(started)
-                )
+                wall = since(started)
+                error = f"vLLM failed: {type(e).__name__}: {e}"
+                yield from (Failure(job.request.id, error, wall) for _ in range(job.count))
                 continue
             yield from _results(job, output, since(started))
         return
@@ -302,7 +411,13 @@ def _generate(llm: Any, jobs: Sequence[Job]) -> list[Any]:
 
 def _results(job: Job, output: Any, wall_s: float) -> list[Result]:
     return results_from_output(
-        job.request, output, seed=job.seed, prompt_tokens=len(job.tokens), wall_s=wall_s
+        job.request,
+        output,
+        seed=job.seed,
+        prompt_tokens=len(job.tokens),
+        wall_s=wall_s,
+        first=job.first,
+        count=job.count,
     )
 
 
@@ -469,9 +584,13 @@ class VLLMBackend(ClosingBackend):
         )
 
     def generate(self, requests: Iterable[Request]) -> Iterator[Result]:
-        """Render every request, send them to vLLM in one batch, yield the results."""
+        """Check every request's temperature (``UnsupportedFeature`` before anything runs),
+        render them, send them to vLLM in one batch, yield the results."""
         self._check_open()
-        return self._generate(requests)
+        reqs = list(requests)
+        for req in reqs:
+            check_temperature(req)
+        return self._generate(reqs)
 
     def _generate(self, requests: Iterable[Request]) -> Iterator[Result]:
         jobs: list[Job] = []
@@ -486,23 +605,28 @@ class VLLMBackend(ClosingBackend):
                 continue
             seed = request_seed(req.params)
             try:
-                params = to_vllm_sampling_params(
-                    req,
-                    seed,
-                    sampling_params_cls=self._vllm.SamplingParams,
-                    structured_outputs_cls=self._structured_cls,
-                    top_k=self._top_k,
-                )
-            except Exception as e:  # vLLM rejects a setting (temperature > 2, say)
-                yield Failure(
-                    req.id,
-                    f"vLLM rejects the sampling settings: {e}",
-                    since(started),
-                    permanent=True,
+                jobs += [
+                    Job(req, tokens, seed + first, self._params(req, seed + first, count), first)
+                    for first, count in sample_groups(req.params)
+                ]
+            except Exception as e:  # vLLM rejects a setting
+                error = f"vLLM rejects the sampling settings: {e}"
+                wall = since(started)
+                yield from (
+                    Failure(req.id, error, wall, permanent=True) for _ in range(req.params.n)
                 )
                 continue
-            jobs.append(Job(req, tokens, seed, params))
         yield from run_batch(self._llm, jobs)
+
+    def _params(self, req: Request, seed: int, n: int) -> Any:
+        return to_vllm_sampling_params(
+            req,
+            seed,
+            sampling_params_cls=self._vllm.SamplingParams,
+            structured_outputs_cls=self._structured_cls,
+            top_k=self._top_k,
+            n=n,
+        )
 
     def close(self) -> None:
         """Stop vLLM's engine and give back the GPU memory it held."""

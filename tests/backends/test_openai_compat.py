@@ -239,6 +239,36 @@ def test_requests_are_spread_and_each_comes_back_once(
         backend.close()
 
 
+def test_greedy_samples_and_low_temperatures_on_a_real_server(
+    server_a: LlamaServer, tiny_gguf: Path
+) -> None:
+    """llama_cpp.server takes temperature 0 (greedy) and any temperature above it as they
+    are: greedy samples go one request each, seeded seed + i, and a temperature below vLLM's
+    0.01 floor is served, not refused."""
+    from mrtui.backends.registry import load_backend
+
+    backend = load_backend(
+        "openai", str(tiny_gguf), endpoints=[server_a.url], api_key_env=KEY_ENV, concurrency=1
+    )
+    try:
+        greedy = SamplingParams(n=3, temperature=0.0, seed=21, max_tokens=4)
+        cool = SamplingParams(temperature=0.005, seed=5, max_tokens=4)
+        got = list(
+            backend.generate(
+                [
+                    Request("g", (Message("user", "Say hi."),), greedy),
+                    Request("c", (Message("user", "Say hi."),), cool),
+                ]
+            )
+        )
+        assert all(isinstance(r, Completion) for r in got), got
+        keys = sorted((c.request_id, c.index, c.seed) for c in got if isinstance(c, Completion))
+        assert keys == [("c", 0, 5), ("g", 0, 21), ("g", 1, 22), ("g", 2, 23)]
+        assert all(c.finish_reason in ("stop", "length") for c in got if isinstance(c, Completion))
+    finally:
+        backend.close()
+
+
 def test_mrtui_run_with_two_endpoints(
     server_a: LlamaServer, server_b: LlamaServer, tiny_gguf: Path, tmp_path: Path
 ) -> None:

@@ -143,6 +143,115 @@ def test_vllm_gets_n_in_one_request_and_its_seeds_are_seed_plus_index(
     assert c.endpoint == "http://a:8000" and c.served_model == "served-model"
 
 
+def strict_vllm(body: dict[str, Any]) -> Any:
+    """vLLM 0.33's chat endpoint on sampling it refuses: greedy with n > 1 is HTTP 400."""
+    n = int(body.get("n", 1))
+    if body["temperature"] == 0 and n > 1:
+        message = f"n must be 1 when using greedy sampling, got {n}."
+        return httpx.Response(400, json={"error": {"message": message, "code": 400}})
+    return Server.echo(body)
+
+
+def test_greedy_samples_go_to_vllm_one_by_one(servers: dict[str, Server]) -> None:
+    """vLLM refuses greedy sampling with n > 1: its samples go as n requests of one sample,
+    seeded seed + i, as on every other server; sampled requests still take one request."""
+    servers["a"] = Server("vllm", answer=strict_vllm)
+    b = backend("a")
+    got = list(b.generate([ask("g", n=3, seed=5, temperature=0.0, max_tokens=4)]))
+    assert all(isinstance(c, Completion) for c in got), got
+    assert sorted((c.index, c.seed) for c in got if isinstance(c, Completion)) == [
+        (0, 5),
+        (1, 6),
+        (2, 7),
+    ]
+    bodies = servers["a"].bodies
+    assert sorted(body["seed"] for body in bodies) == [5, 6, 7]
+    assert all("n" not in body and body["temperature"] == 0 for body in bodies)
+    servers["a"].bodies.clear()
+    got = list(b.generate([ask("s", n=3, seed=5, temperature=0.7, max_tokens=4)]))
+    assert len(got) == 3 and [body["n"] for body in servers["a"].bodies] == [3]
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "permanent"),
+    [
+        (400, "n must be 1 when using greedy sampling, got 3.", True),
+        (422, "Input should be less than or equal to 2", True),
+        (413, "Payload Too Large", True),
+        (404, "The model `m` does not exist.", False),
+        (403, "Forbidden", False),
+    ],
+)
+def test_a_request_the_server_calls_invalid_is_a_permanent_failure_sent_once(
+    servers: dict[str, Server], status: int, message: str, permanent: bool
+) -> None:
+    """A 400-class answer that says the request is invalid would fail the same way on every
+    rerun: it is skipped for good (and not retried now). A refused key or an unknown model
+    can be fixed without changing the request: a rerun tries it again."""
+    servers["a"] = Server(
+        "vllm", answer=lambda body: httpx.Response(status, json={"error": {"message": message}})
+    )
+    (f,) = backend("a", retries=3).generate([ask("r", seed=1)])
+    assert isinstance(f, Failure) and f.permanent is permanent
+    assert f"HTTP {status}: {message}" in f.error and f.endpoint == "http://a:8000"
+    assert len(servers["a"].bodies) == 1
+
+
+def test_temperatures_vllm_would_raise_are_refused_before_anything_is_sent(
+    servers: dict[str, Server],
+) -> None:
+    """vLLM raises a temperature in (0, 0.01) to 0.01, and the log records the one asked
+    for: such a request never reaches a vLLM server; llama.cpp's servers take it as it is."""
+    servers["a"] = Server("vllm")
+    b = backend("a")
+    with pytest.raises(
+        UnsupportedFeature, match=r"request r \(a vLLM server\): temperature 0\.005"
+    ):
+        b.generate([ask("ok", seed=1), ask("r", seed=2, temperature=0.005)])
+    assert servers["a"].bodies == []
+    list(b.generate([ask("edge", seed=3, temperature=0.01), ask("zero", seed=4, temperature=0)]))
+    assert sorted(body["temperature"] for body in servers["a"].bodies) == [0, 0.01]
+
+    servers["l"] = Server("llamacpp")
+    (c,) = backend("l").generate([ask("r", seed=2, temperature=0.005)])
+    assert isinstance(c, Completion)
+    assert servers["l"].bodies[0]["temperature"] == 0.005
+
+
+@pytest.mark.parametrize(
+    ("reason", "outcome"),
+    [
+        ("stop", "stop"),
+        ("length", "length"),
+        ("eos", "stop"),
+        ("end_turn", "stop"),
+        ("max_tokens", "length"),
+        (None, "length"),
+        ("abort", "retry"),
+        ("error", "retry"),
+        ("repetition", "skip"),
+        ("content_filter", "skip"),
+    ],
+)
+def test_finish_reasons_other_than_stop_and_length_are_failures_naming_them(
+    servers: dict[str, Server], reason: str | None, outcome: str
+) -> None:
+    def answer(body: dict[str, Any]) -> dict[str, Any]:
+        out = Server.echo(body)
+        for choice in out["choices"]:
+            choice["finish_reason"] = reason
+        return out
+
+    servers["a"] = Server("vllm", answer=answer)
+    (r,) = backend("a").generate([ask("r", seed=1)])
+    if outcome in ("stop", "length"):
+        assert isinstance(r, Completion) and r.finish_reason == outcome
+        return
+    assert isinstance(r, Failure) and r.permanent is (outcome == "skip")
+    assert f"ended sample 0 with finish reason {reason!r}, not 'stop' or 'length'" in r.error
+    assert r.endpoint == "http://a:8000"
+
+
 def test_vllm_constraints_and_assistant_prefix(servers: dict[str, Server]) -> None:
     servers["a"] = Server("vllm")
     b = backend("a")

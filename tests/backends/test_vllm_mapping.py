@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import sys
+import types
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,17 +29,21 @@ from mrtui.backends.base import (
     Message,
     Request,
     SamplingParams,
+    UnsupportedFeature,
 )
 from mrtui.backends.constrain import final_line_regex
 from mrtui.backends.registry import available_backends, load_backend
 from mrtui.backends.vllm_backend import (
     ChatPrompt,
     Job,
+    VLLMBackend,
     check_model_ref,
     results_from_output,
     run_batch,
+    sample_groups,
     sampling_fields,
     structured_outputs,
+    temperature_refusal,
     to_vllm_sampling_params,
     too_long,
 )
@@ -86,12 +92,19 @@ STRUCTURED_FIELDS = frozenset(
 
 
 class FakeSamplingParams:
-    """vllm.SamplingParams: keyword fields only, and only the ones vLLM 0.33 has."""
+    """vllm.SamplingParams: keyword fields only, and only the ones vLLM 0.33 has; like vLLM
+    0.33's ``__post_init__``, it raises a temperature in (0, 0.01) to 0.01 (keeping what it was
+    given in ``asked_temperature``) and refuses greedy sampling with n > 1."""
 
     def __init__(self, **fields: Any) -> None:
         unknown = set(fields) - SAMPLING_PARAMS_FIELDS
         assert not unknown, f"vllm.SamplingParams has no {sorted(unknown)}"
         self.__dict__.update(fields)
+        self.asked_temperature = t = fields.get("temperature", 1.0)
+        if 0 < t < 0.01:
+            self.temperature = 0.01
+        if t == 0 and fields.get("n", 1) > 1:
+            raise ValueError(f"n must be 1 when using greedy sampling, got {fields['n']}.")
 
 
 class FakeStructuredOutputsParams:
@@ -126,9 +139,11 @@ class FakeRequestOutput:
 
 @dataclass
 class FakeLLM:
-    """vllm.LLM.generate: one RequestOutput per prompt, in prompt order."""
+    """vllm.LLM.generate: one RequestOutput per prompt, in prompt order; every sample ends with
+    "stop" unless ``reasons`` (first prompt token -> finish reason) says otherwise."""
 
     reject: set[int] = field(default_factory=set)  # first prompt token of prompts to refuse
+    reasons: dict[int, str | None] = field(default_factory=dict)
     calls: list[tuple[list[dict[str, list[int]]], list[Any], dict[str, Any]]] = field(
         default_factory=list
     )
@@ -143,7 +158,10 @@ class FakeLLM:
                 p["prompt_token_ids"],
                 [
                     FakeCompletionOutput(
-                        i, f"t{p['prompt_token_ids'][0]}.{i}", [7] * (i + 1), "stop"
+                        i,
+                        f"t{p['prompt_token_ids'][0]}.{i}",
+                        [7] * (i + 1),
+                        self.reasons.get(p["prompt_token_ids"][0], "stop"),
                     )
                     for i in range(sp.n)
                 ],
@@ -257,7 +275,7 @@ def test_aborted_missing_and_off_choice_samples_fail() -> None:
     out = FakeRequestOutput([1, 2], [FakeCompletionOutput(0, "", [], "abort")])
     got = results_from_output(ask("a", n=2), out, seed=0, prompt_tokens=2, wall_s=0.0)
     assert [type(r) for r in got] == [Failure, Failure]
-    assert "'abort'" in got[0].error and "[1]" in got[1].error
+    assert "'abort'" in got[0].error and "no sample 1" in got[1].error
     assert not any(r.permanent for r in got if isinstance(r, Failure))
 
     req = Request("c", (Message("user", "Rate."),), choices=("0", "1"))
@@ -266,11 +284,101 @@ def test_aborted_missing_and_off_choice_samples_fail() -> None:
     assert isinstance(bad, Failure) and "not one of the choices" in bad.error
 
 
+@pytest.mark.parametrize(
+    ("reason", "permanent"),
+    [("abort", False), ("error", False), (None, False), ("repetition", True), ("x", True)],
+)
+def test_a_sample_that_did_not_stop_or_run_out_is_a_failure_naming_why(
+    reason: str | None, permanent: bool
+) -> None:
+    """vLLM's FinishReason is stop, length, abort, error or repetition; only the first two
+    are answers. abort and error (retryable, says vLLM) are left to a rerun; the others
+    would end the same way again."""
+    out = FakeRequestOutput(
+        [1],
+        [
+            FakeCompletionOutput(0, "fine", [1], "stop"),
+            FakeCompletionOutput(1, "so so so", [1, 1, 1], reason),
+        ],
+    )
+    ok, bad = results_from_output(ask("r", n=2), out, seed=3, prompt_tokens=1, wall_s=0.5)
+    assert isinstance(ok, Completion) and ok.finish_reason == "stop"
+    assert isinstance(bad, Failure) and bad.request_id == "r" and bad.wall_s == 0.5
+    assert bad.permanent is permanent
+    named = "no finish reason" if reason is None else f"finish reason {reason!r}"
+    assert f"vLLM ended sample 1 with {named}, not 'stop' or 'length'" in bad.error
+
+
 def test_a_prompt_that_fills_the_context_is_a_permanent_failure() -> None:
     assert too_long(ask("a"), 2047, 2048) is None
     f = too_long(ask("a"), 2048, 2048)
     assert isinstance(f, Failure) and f.permanent
     assert "2048 tokens" in f.error and "max_model_len" in f.error and "n_ctx" in f.error
+
+
+# --- greedy samples and temperatures ---------------------------------------------------------
+
+
+def test_greedy_requests_with_n_are_split_into_one_sample_requests() -> None:
+    assert sample_groups(SamplingParams(n=3, temperature=0.0)) == [(0, 1), (1, 1), (2, 1)]
+    assert sample_groups(SamplingParams(n=1, temperature=0.0)) == [(0, 1)]
+    assert sample_groups(SamplingParams(n=3, temperature=0.8)) == [(0, 3)]
+    assert sample_groups(SamplingParams(n=3, temperature=0.01)) == [(0, 3)]
+
+
+def test_vllm_refuses_greedy_with_n_so_it_never_gets_it() -> None:
+    """The double refuses what vLLM 0.33 refuses; the split requests pass."""
+    req = ask("g", n=2, temperature=0.0, seed=4)
+    with pytest.raises(ValueError, match="greedy"):
+        to_vllm_sampling_params(
+            req,
+            4,
+            sampling_params_cls=FakeSamplingParams,
+            structured_outputs_cls=FakeStructuredOutputsParams,
+        )
+    for first, count in sample_groups(req.params):
+        sp = to_vllm_sampling_params(
+            req,
+            4 + first,
+            sampling_params_cls=FakeSamplingParams,
+            structured_outputs_cls=FakeStructuredOutputsParams,
+            n=count,
+        )
+        assert (sp.n, sp.seed, sp.temperature) == (1, 4 + first, 0.0)
+
+
+def test_temperatures_vllm_would_raise_are_refused_and_others_sent_as_asked() -> None:
+    for t in (0.0, 0.01, 0.8, 1.7):
+        assert temperature_refusal(SamplingParams(temperature=t)) is None
+        sp = to_vllm_sampling_params(
+            ask("t", temperature=t),
+            0,
+            sampling_params_cls=FakeSamplingParams,
+            structured_outputs_cls=FakeStructuredOutputsParams,
+        )
+        assert sp.temperature == sp.asked_temperature == t  # vLLM kept it
+    why = temperature_refusal(SamplingParams(temperature=0.005))
+    assert why is not None and "0.005" in why and "0 for greedy" in why and "0.01" in why
+
+
+def test_results_of_a_split_sample_carry_its_index_and_seed() -> None:
+    out = FakeRequestOutput([1, 2, 3], [FakeCompletionOutput(0, "x", [5], "stop")], 1)
+    (c,) = results_from_output(
+        ask("g", n=3, temperature=0.0), out, seed=12, prompt_tokens=3, wall_s=0.0, first=2, count=1
+    )
+    assert isinstance(c, Completion) and (c.index, c.seed) == (2, 12)
+    assert c.prompt_tokens_evaluated == 2  # one sample per vLLM request: its cache count is its own
+    missing = FakeRequestOutput([1], [])
+    (f,) = results_from_output(
+        ask("g", n=3, temperature=0.0),
+        missing,
+        seed=0,
+        prompt_tokens=1,
+        wall_s=0.0,
+        first=1,
+        count=1,
+    )
+    assert isinstance(f, Failure) and "no sample 1" in f.error
 
 
 # --- one batch -------------------------------------------------------------------------------
@@ -305,14 +413,97 @@ def test_no_jobs_no_call() -> None:
 
 def test_a_request_vllm_rejects_fails_alone() -> None:
     llm = FakeLLM(reject={20})
-    got = list(run_batch(llm, [_job("a", 10), _job("bad", 20), _job("c", 30)]))
+    got = list(run_batch(llm, [_job("a", 10), _job("bad", 20, n=2), _job("c", 30)]))
     assert [(r.request_id, type(r).__name__) for r in got] == [
         ("a", "Completion"),
         ("bad", "Failure"),
+        ("bad", "Failure"),  # one per sample
         ("c", "Completion"),
     ]
     assert "bad request" in got[1].error
     assert len(llm.calls) == 4  # the batch, then each job alone
+
+
+# --- the backend on a stand-in for vLLM's module -----------------------------------------------
+
+
+class FakeEngine(FakeLLM):
+    """vllm.LLM: the calls the backend makes besides ``generate``."""
+
+    def __init__(self, model: str, **options: Any) -> None:
+        super().__init__()
+        self.model_config = types.SimpleNamespace(max_model_len=4096)
+
+    def get_tokenizer(self) -> Any:
+        tok = DoubleTokenizer()
+        tok.chat_template = "chatml"  # type: ignore[attr-defined]
+        return tok
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A ``vllm`` module with the classes the backend uses (the doubles above)."""
+    vllm = types.ModuleType("vllm")
+    vllm.__version__ = "0.33.0"  # type: ignore[attr-defined]
+    vllm.LLM = FakeEngine  # type: ignore[attr-defined]
+    vllm.SamplingParams = FakeSamplingParams  # type: ignore[attr-defined]
+    sampling = types.ModuleType("vllm.sampling_params")
+    sampling.StructuredOutputsParams = FakeStructuredOutputsParams  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "vllm", vllm)
+    monkeypatch.setitem(sys.modules, "vllm.sampling_params", sampling)
+    monkeypatch.setitem(sys.modules, "torch", None)  # close() frees no GPU here
+    return vllm
+
+
+def test_the_backend_sends_greedy_samples_one_by_one_and_others_together(fake_vllm: Any) -> None:
+    with VLLMBackend("Qwen/Qwen2.5-0.5B-Instruct") as b:
+        llm: FakeEngine = b._llm
+        got = list(
+            b.generate(
+                [
+                    Request(
+                        "g", (Message("user", "A"),), SamplingParams(n=3, temperature=0.0, seed=7)
+                    ),
+                    Request(
+                        "s", (Message("user", "B"),), SamplingParams(n=2, temperature=0.5, seed=1)
+                    ),
+                ]
+            )
+        )
+        (call,) = llm.calls  # still one batch
+        _, params, _ = call
+        assert [(p.n, p.seed, p.temperature) for p in params] == [
+            (1, 7, 0.0),
+            (1, 8, 0.0),
+            (1, 9, 0.0),
+            (2, 1, 0.5),
+        ]
+        done = sorted((r.request_id, r.index, r.seed) for r in got if isinstance(r, Completion))
+        assert done == [("g", 0, 7), ("g", 1, 8), ("g", 2, 9), ("s", 0, 1), ("s", 1, 2)]
+
+
+def test_the_backend_refuses_a_temperature_vllm_would_raise_before_running(
+    fake_vllm: Any,
+) -> None:
+    with VLLMBackend("Qwen/Qwen2.5-0.5B-Instruct") as b:
+        llm: FakeEngine = b._llm
+        ok = Request("ok", (Message("user", "A"),), SamplingParams(temperature=0.8))
+        low = Request("low", (Message("user", "B"),), SamplingParams(temperature=0.001))
+        with pytest.raises(UnsupportedFeature, match=r"request low: temperature 0\.001 is below"):
+            b.generate([ok, low])
+        assert llm.calls == []
+        (c,) = b.generate([Request("t", (Message("user", "C"),), SamplingParams(temperature=0.01))])
+        assert isinstance(c, Completion)
+        (sent,) = llm.calls[0][1]
+        assert sent.temperature == sent.asked_temperature == 0.01
+
+
+def test_the_backend_fails_samples_vllm_did_not_finish(fake_vllm: Any) -> None:
+    with VLLMBackend("Qwen/Qwen2.5-0.5B-Instruct") as b:
+        llm: FakeEngine = b._llm
+        llm.reasons = {-1: "repetition"}  # every prompt starts with <|im_start|> (-1)
+        (f,) = b.generate([Request("r", (Message("user", "A"),), SamplingParams(seed=1))])
+        assert isinstance(f, Failure) and f.permanent and "'repetition'" in f.error
 
 
 # --- prompts ---------------------------------------------------------------------------------
