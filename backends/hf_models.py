@@ -75,6 +75,18 @@ def check_hf_folder(path: str | Path) -> Path:
     return p
 
 
+def folder_sha256(folder: str | Path) -> str:
+    """An HF folder's content hash, the identity the log records for it: the sha256 over
+    sorted ``name sha256`` lines of its ``config.json`` and every weights file. Each file's
+    hash is computed once and remembered (see ``models.file_sha256``)."""
+    p = Path(folder)
+    files = sorted({f for pat in _WEIGHT_PATTERNS for f in p.glob(pat)})
+    if not files:
+        raise BackendError(f"{p} has no weights (*.safetensors)")
+    lines = "".join(f"{f.name} {file_sha256(f)}\n" for f in [p / "config.json", *files])
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
 def weights_sha256(folder: str | Path) -> str:
     """Hash of an HF folder's weights: the sha256 of its only weights file, or for sharded
     folders the sha256 over sorted ``name sha256`` lines of every shard."""
@@ -142,10 +154,13 @@ def _convert_gguf(gguf_path: Path, target: Path) -> None:
         del model.config.quantization_config
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
+    from .model_ref import gguf_quantization
+
     source = {
         "gguf_path": str(gguf_path),
         "gguf_sha256": file_sha256(gguf_path),
         "gguf_size": gguf_path.stat().st_size,
+        "gguf_quantization": gguf_quantization(gguf_path),
         "dtype": "float32",
         "transformers": transformers.__version__,
         "created_unix": round(time.time(), 3),
@@ -160,6 +175,8 @@ def share_readable(folder: Path) -> None:
     for f in folder.iterdir():
         if f.is_file():
             os.chmod(f, 0o644)
+        elif f.is_dir():
+            share_readable(f)
 
 
 def _materialize_gguf(gguf_path: Path, cache_dir: Path | None) -> Path:
@@ -196,7 +213,7 @@ def _materialize_gguf(gguf_path: Path, cache_dir: Path | None) -> Path:
 # --- the Hub -----------------------------------------------------------------------------
 
 
-def _download_hf_repo(repo_id: str) -> Path:
+def download_hf_repo(repo_id: str) -> Path:
     try:
         from huggingface_hub import snapshot_download
     except ImportError as e:
@@ -235,7 +252,7 @@ def materialize_hf(model: str | Path, cache_dir: Path | None = None) -> Path:
     """
     text = str(model)
     if text.startswith(HF_PREFIX) and text[len(HF_PREFIX) :].strip("/").count("/") == 1:
-        return _download_hf_repo(text[len(HF_PREFIX) :].strip("/"))
+        return download_hf_repo(text[len(HF_PREFIX) :].strip("/"))
     path = Path(text).expanduser()
     if path.is_dir():
         return check_hf_folder(path)

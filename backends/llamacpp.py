@@ -43,7 +43,8 @@ from .constrain import (
     off_choices,
 )
 from .llamacpp_batch import BatchEngine, Out, Spec
-from .models import ResolvedModel, file_sha256, resolve_model
+from .model_ref import DEFAULT_GGUF_TYPE, ModelRef, gguf_file, resolve_reference
+from .models import file_sha256
 
 BACKEND_NAME = "llama.cpp"
 LLAMA_INSTALL_HINT = "pip install 'mrtui[llama]'"
@@ -212,8 +213,12 @@ class LlamaCppBackend(ClosingBackend):
         top_k: int = 0,
         parallel: int = 1,
         batch_ctx: int | None = None,
+        gguf_type: str = DEFAULT_GGUF_TYPE,
     ) -> None:
-        """Load ``model`` (a .gguf path, hf:OWNER/REPO/FILE or a packaged model name).
+        """Load ``model`` (a .gguf path, hf:OWNER/REPO/FILE.gguf, a packaged model name, an HF
+        model folder or hf:OWNER/REPO). An HF model is converted to a ``gguf_type`` GGUF
+        (f16, q8_0, ...) once and cached under its content hash; the model's identity
+        (``info().model_sha256``) stays the folder's.
 
         ``n_threads`` defaults to every core this process may use (llama-cpp-python's own
         default is half of them). ``top_k=0`` samples from the whole top_p nucleus, as vLLM and
@@ -229,7 +234,8 @@ class LlamaCppBackend(ClosingBackend):
         if parallel < 1:
             raise BackendError(f"parallel must be at least 1, got {parallel}")
         llama_cpp = _import_llama_cpp()
-        self._resolved: ResolvedModel = resolve_model(model)
+        self._resolved: ModelRef = resolve_reference(model)
+        self._path = gguf_file(self._resolved, gguf_type)
         if lora_path is not None and not Path(lora_path).is_file():
             raise BackendError(f"LoRA adapter not found: {lora_path}")
         self._lora_path = lora_path
@@ -239,7 +245,7 @@ class LlamaCppBackend(ClosingBackend):
         self._version: str = llama_cpp.__version__
         try:
             self._llm: Any = llama_cpp.Llama(
-                model_path=str(self._resolved.path),
+                model_path=str(self._path),
                 n_ctx=n_ctx,
                 n_threads=self._n_threads,
                 n_threads_batch=self._n_threads,
@@ -249,7 +255,7 @@ class LlamaCppBackend(ClosingBackend):
             )
         except (ValueError, RuntimeError, OSError) as e:
             raise BackendError(
-                f"llama.cpp could not load {self._resolved.path} ({e}); check that the file is "
+                f"llama.cpp could not load {self._path} ({e}); check that the file is "
                 "a complete GGUF of an architecture this llama-cpp-python supports"
             ) from e
         try:
@@ -282,14 +288,17 @@ class LlamaCppBackend(ClosingBackend):
             "sampler": f"top_k={self._top_k} min_p=0 typical_p=1 repeat_penalty=1; "
             "llama.cpp applies top_p before temperature",
         }
+        if self._resolved.format == "hf":
+            extra["converted_from"] = "hf"
+            extra["gguf_sha256"] = file_sha256(self._path)
         if self._lora_path is not None:
             extra["lora_path"] = self._lora_path
             extra["lora_sha256"] = file_sha256(self._lora_path)
         return BackendInfo(
             backend=BACKEND_NAME,
             backend_version=self._version,
-            model_id=self._resolved.model_id,
-            model_path=str(self._resolved.path),
+            model_id=self._resolved.ref,
+            model_path=str(self._path),
             model_sha256=self._resolved.sha256,
             chat_format=self._template.name,
             extra=extra,

@@ -76,7 +76,7 @@ class DPOSettings:
     )
     bf16: bool = _help(
         "bf16 autocast (LoRA: the frozen base is also held in bf16); fp32 otherwise. The saved "
-        "model is float32 either way",
+        "model is in the dtype it trained in (bf16 or float32; LoRA is merged in float32)",
         False,
     )
     gradient_checkpointing: bool = _help(
@@ -183,9 +183,12 @@ class StepMetrics:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """A finished run. ``model_dir`` is a full HF model folder (config, safetensors, tokenizer)
-    that ``from_pretrained`` and the GGUF exporter read without peft. ``weights_sha256`` is the
-    hash of its weights (see ``hf_models.weights_sha256``). ``final`` holds the run summary:
+    """A finished run. ``model_dir`` is a full HF model folder (config, safetensors in the dtype
+    it trained in, tokenizer; a LoRA run keeps its adapter in ``adapter/``) that
+    ``from_pretrained`` and the GGUF exporter read without peft. ``weights_sha256`` is the
+    hash of its weights (see ``hf_models.weights_sha256``), ``model_sha256`` its content hash
+    (``hf_models.folder_sha256``, the identity the log gives the checkpoint; None from a
+    backend that does not compute it). ``final`` holds the run summary:
     TRL's train_* numbers, pair counts (pairs, pairs_trained, pairs_truncated), device, dtype and
     library versions.
     """
@@ -195,6 +198,7 @@ class TrainResult:
     steps: int
     wall_s: float
     final: Mapping[str, Any]
+    model_sha256: str | None = None
 
 
 StepCallback = Callable[[StepMetrics], None]

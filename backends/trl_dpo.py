@@ -4,8 +4,10 @@ Pairs become TRL's conversational preference rows (prompt = the user turn, chose
 one assistant turn each), so the tokenizer's chat template renders them exactly as inference
 did. The reference model is M_t itself: with LoRA, TRL disables the adapter to get it; for a
 full fine-tune a second copy is loaded from the same folder and passed as ``ref_model``. The
-result is always a full float32 HF folder: a LoRA adapter is merged (into a float32 copy of the
-base, also after bf16 training) so the next iteration and the GGUF exporter need no peft.
+result is a full HF folder in the dtype the run trained in (bf16 with ``bf16``, else float32):
+a LoRA adapter is merged (into a float32 copy of the base, also after bf16 training, then cast)
+so the next iteration and the GGUF exporter need no peft, and the adapter itself is kept in
+``adapter/``. Tied embeddings stay tied.
 
 The run is written to a hidden sibling folder and renamed to ``out_dir`` when complete. No
 checkpoints, no report_to integrations, no progress bars or printed logs: metrics reach the
@@ -15,8 +17,8 @@ caller through ``on_step`` only. torch, transformers, trl, peft and datasets are
 Under ``accelerate launch`` (see ``distributed.py``) every process calls ``train`` with the same
 pairs and settings and TRL trains with DDP, FSDP or DeepSpeed as the launch configures. Then
 ``Trainer.save_model`` gathers the weights on every process (FSDP and ZeRO-3 shard them) and the
-main process alone writes them; it reloads them as float32 (merging a LoRA adapter into a float32
-copy of the base) and writes the result as above. Weights that come back empty or misshapen
+main process alone writes them; it reloads them (merging a LoRA adapter into a float32 copy of
+the base) and writes the result as above. Weights that come back empty or misshapen
 (ZeRO-3 gave an empty embedding on a GPU check, README) are refused before anything is
 written.
 ``on_step`` runs on the main process only, and ``train`` returns None on the others. The
@@ -39,7 +41,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import distributed
-from .hf_models import check_hf_folder, share_readable, weights_sha256
+from .hf_models import check_hf_folder, folder_sha256, share_readable, weights_sha256
 from .training import (
     DPOSettings,
     PreferencePair,
@@ -52,6 +54,7 @@ from .training import (
 _T = TypeVar("_T")
 
 TRAIN_INFO_FILE = "mrtui-train.json"  # provenance written next to the trained weights
+ADAPTER_DIR = "adapter"  # a LoRA run's adapter, kept inside the merged model's folder
 
 # TRL log key → StepMetrics field. Everything else numeric goes to StepMetrics.extra.
 _METRIC_FIELDS = {
@@ -205,6 +208,7 @@ class TRLDPOBackend:
             shutil.rmtree(stage, ignore_errors=True)
         return TrainResult(
             model_dir=out,
+            model_sha256=folder_sha256(out),
             weights_sha256=weights_sha256(out),
             steps=steps,
             wall_s=time.perf_counter() - t0,
@@ -345,6 +349,12 @@ def _train(
             return steps, {}
         trained = _reloaded(saved, base, s, torch)
         _check_whole(trained, base)
+        if s.lora:
+            (stage / ADAPTER_DIR).mkdir()
+            for f in saved.glob("adapter_*"):
+                shutil.copy2(f, stage / ADAPTER_DIR / f.name)
+    if s.bf16:  # the checkpoint costs what the model costs: bf16 when it trained in bf16
+        trained = trained.to(torch.bfloat16)
     trained.save_pretrained(stage)
     tokenizer.save_pretrained(stage)
     for scratch in ("trainer", "saved"):
@@ -376,15 +386,14 @@ def _checkpointing_field(config_cls: Any) -> str:
 
 
 def _merged(peft_model: Any, base: Path, stage: Path, torch: Any) -> Any:
-    """The LoRA adapter merged into a float32 copy of the base model."""
+    """The LoRA adapter merged into a float32 copy of the base model; the adapter is saved in
+    ``stage/adapter`` and kept."""
+    adapter_dir = stage / ADAPTER_DIR
+    peft_model.save_pretrained(adapter_dir)
     if all(p.dtype == torch.float32 for p in peft_model.get_base_model().parameters()):
         return peft_model.merge_and_unload()
     # Trained over a bf16 base: merge into the float32 original, not the rounded copy.
-    adapter_dir = stage / "adapter"
-    peft_model.save_pretrained(adapter_dir)
-    merged = _merged_adapter(adapter_dir, base, torch)
-    shutil.rmtree(adapter_dir)
-    return merged
+    return _merged_adapter(adapter_dir, base, torch)
 
 
 def _merged_adapter(adapter_dir: Path, base: Path, torch: Any) -> Any:

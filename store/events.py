@@ -136,6 +136,12 @@ class RunConfigured(EventRecord):
     overrides: dict[str, dict[str, Any]]
     mrtui_version: str
     evaluation: dict[str, Any] | None = None  # EvalSettings after each iteration, if asked
+    # The model as resolved (backends/model_ref.py): "hf" or "gguf", where it came from
+    # (packaged:NAME, hub:OWNER/REPO, local) and a GGUF's file type (Q4_K_M). Absent in logs
+    # written before mrtui took HF folders.
+    model_format: str | None = field(default=None, metadata={"omit_if_none": True})
+    model_origin: str | None = field(default=None, metadata={"omit_if_none": True})
+    model_quantization: str | None = field(default=None, metadata={"omit_if_none": True})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -321,8 +327,11 @@ class TrainingStarted(EventRecord):
     pair_keys: list[str]
     pairs_used: list[dict[str, str]]  # {pair_key, kind, chosen_key, rejected_key}
     base_model_sha256: str
-    base_model_dir: str
+    base_model_dir: str  # relative to the log's folder when under it
     training_key: str
+    # What the weights trained from are: "hf weights" (an HF folder: the model itself or a
+    # trained checkpoint) or "Q4_K_M dequantisation" (a quantised GGUF's dequantised copy).
+    base_model_origin: str | None = field(default=None, metadata={"omit_if_none": True})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -344,27 +353,38 @@ class TrainingStepLogged(EventRecord):
 class TrainingFinished(EventRecord):
     TYPE = "TrainingFinished"
     attempt: str
-    model_dir: str
+    model_dir: str  # relative to the log's folder when under it
     weights_sha256: str
     steps: int
     wall_s: float
     final: dict[str, Any] | None
     base_model_sha256: str
     dataset_sha256: str
+    # The trained folder's content hash (backends/hf_models.folder_sha256): the checkpoint's
+    # identity. Absent in older logs, whose checkpoints are identified by their GGUF export.
+    model_sha256: str | None = field(default=None, metadata={"omit_if_none": True})
 
 
 @dataclass(frozen=True, kw_only=True)
 class CheckpointCreated(EventRecord):
+    """The model iteration ``for_iteration`` runs on. ``model_sha256`` is its identity: the
+    trained HF folder's content hash (``model_format`` "hf"), or in older logs and for an
+    untrained model a GGUF's sha256 ("gguf"; absent means "gguf"). Paths are relative to the
+    log's folder when under it; ``gguf_path`` is set only where a GGUF export was written (runs
+    served by llama.cpp), with its own hash in ``gguf_sha256``."""
+
     TYPE = "CheckpointCreated"
     for_iteration: int
     model_id: str
     model_sha256: str
-    gguf_path: str
+    gguf_path: str | None
     hf_dir: str | None
     trained_from_sha256: str
     training_key: str | None
     reason: str | None
     export: dict[str, Any] | None = None
+    model_format: str | None = field(default=None, metadata={"omit_if_none": True})
+    gguf_sha256: str | None = field(default=None, metadata={"omit_if_none": True})
 
 
 # -- evaluation of each iteration's model (``mrtui eval``) -------------------------------------

@@ -32,3 +32,22 @@ def tiny_gguf(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
 
     qwen_gguf: Path = request.getfixturevalue("qwen_gguf")
     return build_tiny_qwen2(tmp_path_factory.mktemp("tiny-model"), qwen_gguf)
+
+
+@pytest.fixture(scope="session")
+def tiny_hf(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model as a genuine HF folder (bf16 safetensors, tokenizer, chat template), the
+    kind GPU users hold: no GGUF is behind it, so its identity is its content hash."""
+    pytest.importorskip("transformers", reason="needs the train extra")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from mrtui.backends.hf_models import materialize_hf
+
+    tiny_gguf: Path = request.getfixturevalue("tiny_gguf")
+    converted = materialize_hf(tiny_gguf, tmp_path_factory.mktemp("tiny-hf-cache"))
+    out = tmp_path_factory.mktemp("tiny-hf") / "tiny-qwen2"
+    model = AutoModelForCausalLM.from_pretrained(converted, dtype=torch.bfloat16)
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(converted).save_pretrained(out)
+    return out

@@ -98,6 +98,8 @@ def status(
                 ),
             ),
             ("training", lambda i: i["training"] or "-"),
+            # "hf weights", or "Q4_K_M dequantisation": what the user pays for a GGUF --model
+            ("trained from", lambda i: i["trained_from"] or "-"),
             ("finished", lambda i: "yes" if i["finished"] else "no"),
         ]
         if pairs:

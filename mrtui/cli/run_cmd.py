@@ -290,5 +290,5 @@ def train(
     typer.echo(
         f"iteration {iteration}: {report.pairs['actor']} actor + "
         f"{report.pairs['judge']} judge pairs, {state}; "
-        f"M_{iteration + 1} = {ckpt.gguf_path if ckpt else '-'}"
+        f"M_{iteration + 1} = {(ckpt.hf_dir or ckpt.gguf_path) if ckpt else '-'}"
     )

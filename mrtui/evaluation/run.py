@@ -190,7 +190,9 @@ class Evaluation:
 
     def evaluate(self, iteration: int) -> list[StageReport]:
         checkpoint = self.runner.checkpoint_for(iteration)
-        model = ModelIdentity(checkpoint.model_id, checkpoint.sha256, checkpoint.gguf_path)
+        model = ModelIdentity(
+            checkpoint.model_id, checkpoint.sha256, checkpoint.gguf_path or checkpoint.hf_dir
+        )
         judged = [s for s in self.es.suites if s in JUDGED]
         if judged and self.judge_model().sha256 == model.sha256 and not self.es.allow_self_judge:
             raise EvalConfigError(

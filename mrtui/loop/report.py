@@ -26,7 +26,8 @@ f AS (SELECT run_id, iteration, count(DISTINCT unit_key) AS open_failures
       FROM failures WHERE NOT redone GROUP BY ALL),
 tr AS (SELECT run_id, iteration, bool_or(finished) AS trained, count(*) AS attempts,
               arg_max(actor_pairs, finished) AS trained_actor_pairs,
-              arg_max(judge_pairs, finished) AS trained_judge_pairs
+              arg_max(judge_pairs, finished) AS trained_judge_pairs,
+              arg_max(base_model_origin, started_at) AS trained_from
        FROM training_runs GROUP BY ALL),
 done AS (SELECT DISTINCT run_id, iteration, true AS finished FROM events
          WHERE event_type = 'IterationFinished')
@@ -39,7 +40,7 @@ SELECT s.run_id, s.iteration, s.model_id, s.k, s.n,
        coalesce(f.open_failures, 0) AS open_failures,
        CASE WHEN tr.trained THEN 'done'
             WHEN tr.attempts > 0 THEN 'started (' || tr.attempts || 'x)' END AS training,
-       tr.trained_actor_pairs, tr.trained_judge_pairs,
+       tr.trained_actor_pairs, tr.trained_judge_pairs, tr.trained_from,
        coalesce(done.finished, false) AS finished
 FROM s
 LEFT JOIN p USING (run_id) LEFT JOIN d USING (run_id, iteration)

@@ -16,36 +16,42 @@ from mrtui.store import EventLog, content_key
 from mrtui.store import events as ev
 
 from . import pool
+from .checkpoints import Checkpoint, from_event, require
 from .data import load_prompts
 from .progress import CancelToken, Note, ProgressSink, ignore
 from .prompts import Template, load_template
 from .settings import ConfigError, EvalSettings, IterationSettings, RunSettings
 from .stages import ModelIdentity, StageReport, Stages
-from .training import Checkpoint, TrainReport, TrainStage
+from .training import TrainReport, TrainStage
 
 BackendFactory = Callable[[RunSettings, str], InferenceBackend]
 Resolver = Callable[[str], ModelIdentity]
 
 
 def default_backend(settings: RunSettings, model: str) -> InferenceBackend:
-    """The run's backend on ``model``. A backend that loads HF folders (vLLM) given a GGUF
-    reference (the run's model, a checkpoint's export, an eval judge) gets the folder it was
-    converted to, once and cached: one config serves either kind of backend."""
+    """The run's backend on ``model``. A backend that loads HF folders (vLLM, transformers)
+    given a GGUF reference (the run's model, an eval judge) gets the folder it was converted
+    to, once and cached; llama.cpp converts an HF folder to GGUF itself (once, cached): one
+    config serves either kind of backend."""
     from mrtui.backends.models import is_gguf_reference
     from mrtui.backends.registry import load_backend, model_format
 
-    if model_format(settings.backend) == "hf" and is_gguf_reference(model):
+    options = dict(settings.backend_options)
+    fmt = model_format(settings.backend)
+    if fmt == "hf" and is_gguf_reference(model):
         from mrtui.backends.hf_models import materialize_hf
 
         model = str(materialize_hf(model))
-    return load_backend(settings.backend, model, **settings.backend_options)
+    elif fmt == "gguf":  # an HF model is served in the GGUF type trained models export to
+        options.setdefault("gguf_type", settings.defaults.export_type)
+    return load_backend(settings.backend, model, **options)
 
 
 def default_resolver(model: str) -> ModelIdentity:
-    from mrtui.backends.models import resolve_model
+    from mrtui.backends.model_ref import resolve_reference
 
-    resolved = resolve_model(model)
-    return ModelIdentity(resolved.model_id, resolved.sha256, str(resolved.path))
+    r = resolve_reference(model)
+    return ModelIdentity(r.ref, r.sha256, str(r.path), r.format, r.origin, r.quantization)
 
 
 class Runner:
@@ -74,18 +80,23 @@ class Runner:
 
     # -- lifecycle ------------------------------------------------------------------------
     def _backend_on(self, checkpoint: Checkpoint) -> InferenceBackend:
-        """The backend serving ``checkpoint``, started (or swapped) on first use. A backend
-        that loads HF folders (vLLM) gets a trained checkpoint's own folder; the run, its
-        identities and its exports stay the same whichever backend serves it."""
+        """The backend serving ``checkpoint``, started (or swapped) on first use: the run's
+        model as the user named it, else a trained checkpoint's HF folder for a backend that
+        loads HF folders (vLLM, transformers) and its GGUF export for the others (llama.cpp
+        converts a folder without one). The run's identities stay the same whichever backend
+        serves it."""
         from mrtui.backends.registry import model_format
 
-        ref = (
-            self.settings.model
-            if checkpoint.hf_dir is None and checkpoint.sha256 == self.model().sha256
-            else checkpoint.gguf_path
-        )
-        if model_format(self.settings.backend) == "hf" and checkpoint.hf_dir:
-            ref = checkpoint.hf_dir
+        if checkpoint.sha256 == self.model().sha256:
+            ref = self.settings.model
+        else:
+            hf = model_format(self.settings.backend) == "hf"
+            first, second = (
+                (checkpoint.hf_dir, checkpoint.gguf_path)
+                if hf
+                else (checkpoint.gguf_path, checkpoint.hf_dir)
+            )
+            ref = str(require(first or second, checkpoint.sha256, f"M_{checkpoint.for_iteration}"))
         if self._backend is not None and self._backend_model != ref:
             self.close()
         if self._backend is None:
@@ -93,7 +104,7 @@ class Runner:
             self._backend = self._backend_factory(self.settings, ref)
             self._backend_model = ref
             sha = self._backend.info().model_sha256
-            if sha and sha != checkpoint.sha256:
+            if sha and sha not in checkpoint.served_hashes:
                 raise ConfigError(
                     f"the backend loaded a model with sha256 {sha[:12]}…, not "
                     f"the expected {checkpoint.sha256[:12]}…; check --model"
@@ -111,7 +122,15 @@ class Runner:
         ``CheckpointCreated``."""
         if iteration == 1:
             m = self.model()
-            return Checkpoint(m.model_id, m.sha256, m.path or self.settings.model)
+            path = m.path or self.settings.model
+            return Checkpoint(
+                m.model_id,
+                m.sha256,
+                gguf_path=path if m.format == "gguf" else None,
+                hf_dir=path if m.format == "hf" else None,
+                format=m.format,
+                quantization=m.quantization,
+            )
         rows = self.log.query(
             "SELECT payload FROM events WHERE event_type = ? AND run_id = ? "
             "AND (payload->>'$.for_iteration')::INTEGER = ? ORDER BY seq DESC LIMIT 1",
@@ -124,8 +143,7 @@ class Runner:
                 f"no trained model yet; run iteration {iteration - 1} (with "
                 "training) first"
             )
-        c = ev.parse(ev.CheckpointCreated, rows[0][0])
-        return Checkpoint(c.model_id, c.model_sha256, c.gguf_path, c.hf_dir)
+        return from_event(self.log.path, rows[0][0])
 
     def workdir(self) -> Path:
         """Where trained models of this run live: next to the log file."""
@@ -184,6 +202,9 @@ class Runner:
             record = ev.RunConfigured(
                 model=s.model,
                 model_sha256=model.sha256,
+                model_format=model.format,
+                model_origin=model.origin,
+                model_quantization=model.quantization,
                 backend=s.backend,
                 backend_options=s.backend_options,
                 iterations=s.iterations,
@@ -280,7 +301,9 @@ class Runner:
         """Actor, judge and meta-judge on M_iteration, then (if set) DPO to M_iteration+1."""
         s = self.settings.for_iteration(iteration)
         checkpoint = self.checkpoint_for(iteration)
-        model = ModelIdentity(checkpoint.model_id, checkpoint.sha256, checkpoint.gguf_path)
+        model = ModelIdentity(
+            checkpoint.model_id, checkpoint.sha256, checkpoint.gguf_path or checkpoint.hf_dir
+        )
         templates = self._templates(s)
         self._start_iteration(iteration, s, model)
         stages = Stages(
@@ -341,6 +364,8 @@ class Runner:
         checkpoint: Checkpoint | None = None,
     ) -> TrainReport:
         """DPO on ``iteration``'s pairs (skipped if its checkpoint is already logged)."""
+        from mrtui.backends.registry import model_format
+
         s = s or self.settings.for_iteration(iteration)
         checkpoint = checkpoint or self.checkpoint_for(iteration)
         base = self.checkpoint_for(1)
@@ -350,10 +375,11 @@ class Runner:
             iteration,
             s,
             checkpoint,
-            Path(base.gguf_path),
+            Path(base.gguf_path) if base.gguf_path else None,
             self.workdir(),
             self.progress,
             cancel=self.cancel,
+            export=model_format(self.settings.backend) != "hf",
         )
         return stage.run()
 

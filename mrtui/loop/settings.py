@@ -111,7 +111,9 @@ class IterationSettings:
         metadata={"help": "DPO hyperparameters; each is also a flat dpo_<name> setting"},
     )
     export_type: str = _help(
-        "GGUF type for the next iteration's model: f16, q8_0 or q4_k_m", "q8_0"
+        "GGUF type llama.cpp serves an HF model in (a trained checkpoint, or an HF --model): "
+        "f16, q8_0 (faster on CPUs) or q4_k_m; HF-native backends serve the folder itself",
+        "f16",
     )
     judge_template: str = _help("judge template: built-in name or path", "judge")
     meta_template: str = _help("meta-judge template: built-in name or path", "meta_judge")

@@ -41,9 +41,14 @@ WINNER_LEAD = "Winner: Judgment "
 
 @dataclass(frozen=True)
 class ModelIdentity:
+    """A resolved model (see backends/model_ref.py): ``sha256`` is what the log records."""
+
     model_id: str
     sha256: str
     path: str | None = None
+    format: str = "gguf"  # "gguf" or "hf"
+    origin: str | None = None  # packaged:NAME, hub:OWNER/REPO, local, dequantised:PATH
+    quantization: str | None = None  # a GGUF's file type (Q4_K_M)
 
 
 # A planned unit: its key and what is needed to build its request. Requests (and their
@@ -169,10 +174,11 @@ class Stages:
         )
 
     def _model_sha256(self, info: BackendInfo) -> str | None:
-        """The model identity a unit's event records: the file the backend hashed, or where it
-        cannot hash one (a server, vLLM on an HF folder) the identity the run resolved, which
-        the unit keys and the planning queries use too."""
-        return info.model_sha256 or self.model.sha256
+        """The model identity a unit's event records: the one the run resolved for this
+        iteration (a GGUF's sha256 or an HF folder's content hash), which the unit keys and the
+        planning queries use too, whichever file the backend serves it from (the runner checks
+        that a backend which hashes its file loaded this model)."""
+        return self.model.sha256
 
     def _provenance(
         self, info: BackendInfo, template: Template, request: Request, result: Completion | Failure

@@ -1,10 +1,15 @@
-"""The training stage: DPO on iteration t's pairs turns M_t into M_{t+1}, exported to GGUF.
+"""The training stage: DPO on iteration t's pairs turns M_t into M_{t+1}, an HF folder.
 
-Events: ``TrainingStarted`` (settings, dataset hash, the pair keys used), one
-``TrainingStepLogged`` per logged step, ``TrainingFinished`` (the unit: its key covers M_t,
-the dataset and the settings; payload has the model folder and its sha256) and
-``CheckpointCreated`` (the GGUF that serves iteration t+1). A crash during training leaves no
+Events: ``TrainingStarted`` (settings, dataset hash, the pair keys used, what the weights
+trained from), one ``TrainingStepLogged`` per logged step, ``TrainingFinished`` (the unit: its
+key covers M_t, the dataset and the settings; payload has the model folder and its hashes) and
+``CheckpointCreated`` (M_{t+1}: the folder, identified by its content hash, plus a GGUF export
+when the run's backend loads GGUF files). A crash during training leaves no
 ``TrainingFinished``, so the next run trains this iteration again and nothing else.
+
+M_t's weights are its HF folder when it has one (an HF model, a trained checkpoint); a GGUF
+model trains from its dequantised copy, and ``TrainingStarted.base_model_origin`` says so
+("Q4_K_M dequantisation").
 
 Under ``accelerate launch`` the main process runs this stage as always and, with a
 ``PlanHandoff``, sends the other processes the training to join (``train_as_worker``): they
@@ -18,28 +23,19 @@ import hashlib
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mrtui.store import EventLog, canonical_json, content_key
 from mrtui.store import events as ev
 
+from .checkpoints import Checkpoint, from_event, from_log, log_relative, require
 from .progress import CancelToken, Note, ProgressSink, StageBegan, StageEnded, UnitsDone, ignore
 from .settings import ConfigError, IterationSettings
 
 if TYPE_CHECKING:
     from mrtui.backends.distributed import Ranks
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """The model an iteration runs on: a GGUF for llama.cpp plus, once trained, its HF folder."""
-
-    model_id: str
-    sha256: str
-    gguf_path: str
-    hf_dir: str | None = None
 
 
 @dataclass
@@ -162,7 +158,7 @@ class TrainStage:
         iteration: int,
         settings: IterationSettings,
         model: Checkpoint,
-        base_gguf: Path,
+        base_gguf: Path | None,
         workdir: Path,
         progress: ProgressSink = ignore,
         materialize: Callable[[Path], Path] | None = None,
@@ -170,7 +166,11 @@ class TrainStage:
         exporter: Callable[..., Any] | None = None,
         cancel: CancelToken | None = None,
         handoff: PlanHandoff | None = None,
+        export: bool = True,
     ) -> None:
+        """``base_gguf`` is the run's GGUF (it gives an export its tokenizer; None for a run
+        on an HF model); ``export`` whether M_{t+1} is also written as a GGUF (runs served by
+        llama.cpp or an OpenAI-compatible server)."""
         self.log = log
         self.run_id = run_id
         self.iteration = iteration
@@ -184,19 +184,30 @@ class TrainStage:
         self._trainer = trainer
         self._exporter = exporter
         self._handoff = handoff
+        self._export_gguf = export
 
     # -- pieces that need the training extra, loaded only when used ----------------------
+    def base_origin(self) -> str:
+        """What training starts from: "hf weights", or "<type> dequantisation" for a GGUF."""
+        if self.model.hf_dir:
+            return "hf weights"
+        return f"{self.model.quantization or 'GGUF'} dequantisation"
+
     def _hf_base(self) -> Path:
         if self.model.hf_dir:
-            return Path(self.model.hf_dir)
+            return require(self.model.hf_dir, self.model.sha256, f"M_{self.iteration}'s folder")
         if self._materialize is None:
             from mrtui.backends.hf_models import materialize_hf
 
             self._materialize = materialize_hf
+        gguf = Path(self.model.gguf_path or "")  # the run's model, checked when resolved
         self.progress(
-            Note(f"materialising HF weights of {self.model.model_id} (once per model file)")
+            Note(
+                f"training from a {self.base_origin()} of {self.model.model_id} (pass an HF "
+                "model folder as --model to train from the original weights)"
+            )
         )
-        return self._materialize(Path(self.model.gguf_path))
+        return self._materialize(gguf)
 
     def _train_backend(self) -> Any:
         if self._trainer is None:
@@ -260,28 +271,29 @@ class TrainStage:
             except _Stopped:
                 report.stopped = True
                 return report
-        model_dir = Path(finished.model_dir)
+        model_dir = Path(from_log(self.log.path, finished.model_dir) or finished.model_dir)
         if not model_dir.is_dir():
             raise ConfigError(
                 f"the trained model of iteration {self.iteration} is gone "
-                f"({model_dir}); restore it or start another run with --run"
+                f"(looked for {model_dir}); restore it (or move the log together with its "
+                ".checkpoints folder), or start another run with --run"
             )
-        out = self.workdir / f"iter-{self.iteration + 1}" / f"model-{self.s.export_type}.gguf"
-        self.progress(Note(f"exporting M_{self.iteration + 1} to {self.s.export_type} GGUF"))
-        exported = self._export(model_dir, out)
         ckpt = Checkpoint(
             f"{self.run_id}/iter-{self.iteration + 1}",
-            exported.sha256,
-            str(exported.path),
+            finished.model_sha256 or finished.weights_sha256,
+            None,
             str(model_dir),
+            "hf",
+            for_iteration=self.iteration + 1,
         )
-        self._log_checkpoint(
-            ckpt_key,
-            ckpt,
-            train_key=train_key,
-            reason=None,
-            export={"outtype": exported.outtype, "wall_s": round(exported.wall_s, 3)},
-        )
+        export = None
+        if self._export_gguf:
+            out = self.workdir / f"iter-{self.iteration + 1}" / f"model-{self.s.export_type}.gguf"
+            self.progress(Note(f"exporting M_{self.iteration + 1} to {self.s.export_type} GGUF"))
+            exported = self._export(model_dir, out)
+            ckpt = replace(ckpt, gguf_path=str(exported.path), gguf_sha256=exported.sha256)
+            export = {"outtype": exported.outtype, "wall_s": round(exported.wall_s, 3)}
+        self._log_checkpoint(ckpt_key, ckpt, train_key=train_key, reason=None, export=export)
         report.checkpoint = ckpt
         report.steps = report.steps or finished.steps
         report.final = finished.final
@@ -311,8 +323,9 @@ class TrainStage:
                 {k: p[k] for k in ("pair_key", "kind", "chosen_key", "rejected_key")} for p in pairs
             ],
             base_model_sha256=self.model.sha256,
-            base_model_dir=str(base),
+            base_model_dir=log_relative(self.log.path, base),
             training_key=train_key,
+            base_model_origin=self.base_origin(),
         )
         self.log.append([started.event(self.run_id, iteration=self.iteration)])
         n_steps = dpo.expected_steps(len(pairs))
@@ -355,13 +368,14 @@ class TrainStage:
         self.progress(StageEnded(self.iteration, "train", result.steps, 0, wall))
         finished = ev.TrainingFinished(
             attempt=attempt,
-            model_dir=str(result.model_dir),
+            model_dir=log_relative(self.log.path, result.model_dir),
             weights_sha256=result.weights_sha256,
             steps=result.steps,
             wall_s=round(wall, 3),
             final=dict(result.final) if result.final is not None else None,
             base_model_sha256=self.model.sha256,
             dataset_sha256=dataset_sha,
+            model_sha256=result.model_sha256,
         )
         self.log.append([finished.event(self.run_id, iteration=self.iteration, key=train_key)])
         report.steps, report.wall_s = result.steps, wall
@@ -380,17 +394,18 @@ class TrainStage:
             for_iteration=self.iteration + 1,
             model_id=ckpt.model_id,
             model_sha256=ckpt.sha256,
-            gguf_path=ckpt.gguf_path,
-            hf_dir=ckpt.hf_dir,
+            gguf_path=log_relative(self.log.path, ckpt.gguf_path) if ckpt.gguf_path else None,
+            hf_dir=log_relative(self.log.path, ckpt.hf_dir) if ckpt.hf_dir else None,
             trained_from_sha256=self.model.sha256,
             training_key=train_key,
             reason=reason,
             export=export,
+            model_format=ckpt.format,
+            gguf_sha256=ckpt.gguf_sha256,
         )
         self.log.append([record.event(self.run_id, iteration=self.iteration, key=key)])
 
     def _checkpoint_from_log(self, key: str) -> Checkpoint:
         payload = self.log.payload(key)
         assert payload is not None  # callers check log.has(key) first
-        c = ev.parse(ev.CheckpointCreated, payload)
-        return Checkpoint(c.model_id, c.model_sha256, c.gguf_path, c.hf_dir)
+        return from_event(self.log.path, payload)

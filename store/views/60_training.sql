@@ -15,7 +15,11 @@ SELECT s.run_id, s.iteration, s.payload->>'$.attempt' AS attempt,
        f.payload->>'$.weights_sha256' AS weights_sha256,
        (f.payload->>'$.steps')::INTEGER AS steps,
        (f.payload->>'$.wall_s')::DOUBLE AS wall_s,
-       s.created_at AS started_at, f.created_at AS finished_at
+       s.created_at AS started_at, f.created_at AS finished_at,
+       -- "hf weights" or "Q4_K_M dequantisation" (NULL in logs before mrtui took HF folders)
+       s.payload->>'$.base_model_origin' AS base_model_origin,
+       -- the trained folder's content hash (NULL in older logs)
+       f.payload->>'$.model_sha256' AS model_sha256
 FROM events s
 LEFT JOIN events f ON f.event_type = 'TrainingFinished'
                   AND f.payload->>'$.attempt' = s.payload->>'$.attempt'
@@ -41,7 +45,10 @@ SELECT run_id, iteration AS trained_in_iteration,
        payload->>'$.gguf_path' AS gguf_path, payload->>'$.hf_dir' AS hf_dir,
        payload->>'$.trained_from_sha256' AS trained_from_sha256,
        payload->>'$.training_key' AS training_key, payload->>'$.reason' AS reason,
-       payload->>'$.export.outtype' AS outtype, created_at
+       payload->>'$.export.outtype' AS outtype, created_at,
+       -- what model_sha256 hashes: 'hf' (a trained folder) or 'gguf' (older logs, untrained)
+       coalesce(payload->>'$.model_format', 'gguf') AS model_format,
+       payload->>'$.gguf_sha256' AS gguf_sha256
 FROM events
 WHERE event_type = 'CheckpointCreated';
 

@@ -77,9 +77,13 @@ def test_two_iterations_train_and_chain_models(tiny_gguf: Path, tmp_path: Path) 
     base_sha = _q(db, "SELECT model_sha256 FROM iteration_settings WHERE iteration = 1")[0][0]
     it2_sha = _q(db, "SELECT model_sha256 FROM iteration_settings WHERE iteration = 2")[0][0]
     assert ck[0][4] == base_sha and it2_sha == ck[0][1] != base_sha
-    # iteration 2's generations were made by the trained checkpoint, read back from GGUF
+    # iteration 2's generations were made by the trained checkpoint (identified by its HF
+    # folder's content hash), read back from its GGUF export; paths are relative to the log
     used = {r[0] for r in _q(db, "SELECT DISTINCT model_sha256 FROM responses WHERE iteration = 2")}
-    assert used == {ck[0][1]} and Path(ck[0][2]).is_file()
+    assert used == {ck[0][1]} and (db.parent / ck[0][2]).is_file()
+    from mrtui.backends.hf_models import folder_sha256
+
+    assert ck[0][1] == folder_sha256(db.parent / ck[0][3])
     # training changed the weights, and the second training started from the first's result
     runs = _q(
         db,
@@ -91,7 +95,7 @@ def test_two_iterations_train_and_chain_models(tiny_gguf: Path, tmp_path: Path) 
     from mrtui.backends.hf_models import materialize_hf
 
     before = _weights(materialize_hf(tiny_gguf))
-    after = _weights(Path(runs[0][2]))
+    after = _weights(db.parent / runs[0][2])
     changed = [k for k in before if k in after and not (before[k] == after[k]).all()]
     assert changed, "DPO left every weight unchanged"
     steps = _q(db, "SELECT count(*), count(loss) FROM training_steps")[0]
@@ -110,4 +114,4 @@ def test_two_iterations_train_and_chain_models(tiny_gguf: Path, tmp_path: Path) 
     assert len(_q(db, "SELECT * FROM training_runs")) == 2
     train = mrtui("train", "--db", db, "--iteration", "1", timeout=600)  # the stage alone
     assert train.returncode == 0, train.stderr[-2000:]
-    assert "already trained" in train.stdout and ck[0][2] in train.stdout
+    assert "already trained" in train.stdout and str(db.parent / ck[0][3]) in train.stdout

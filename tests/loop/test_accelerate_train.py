@@ -155,7 +155,7 @@ def test_the_main_process_logs_and_sends_the_training_once(
     assert [p["pair_key"] for p in plan["pairs"]] == started[0]["pair_keys"]
     assert plan["settings"]["max_steps"] == 1 and plan["iteration"] == 1
     assert plan["attempt"] == started[0]["attempt"]
-    assert plan["base_model"] == started[0]["base_model_dir"]
+    assert str(Path(plan["base_model"]).absolute()) == started[0]["base_model_dir"]
     assert Path(plan["out_dir"]).parent == db.parent / "log.checkpoints" / "main" / "iter-2"
     json.dumps(plan)  # plain data: it pickles for the broadcast
 
@@ -253,7 +253,7 @@ def _check_trained_once(db: Path, tiny_gguf: Path, processes: int, kind: str) ->
     returns the TrainingFinished event's ``final`` record."""
     from gguf import GGUFReader
 
-    from mrtui.backends.hf_models import weights_sha256
+    from mrtui.backends.hf_models import folder_sha256, weights_sha256
 
     (finished,) = _events(db, "TrainingFinished")
     (ckpt,) = _events(db, "CheckpointCreated")
@@ -264,13 +264,14 @@ def _check_trained_once(db: Path, tiny_gguf: Path, processes: int, kind: str) ->
     final = finished["final"]
     assert (final["processes"], final["distributed_type"]) == (processes, kind)
 
-    model_dir = Path(finished["model_dir"])
+    model_dir = db.parent / finished["model_dir"]  # recorded relative to the log
     assert weights_sha256(model_dir) == finished["weights_sha256"]
     assert not list(model_dir.parent.glob(".*partial"))
     assert not (model_dir / "saved").exists() and not (model_dir / "adapter_config.json").exists()
-    gguf = Path(ckpt["gguf_path"])
-    assert gguf.is_file() and _sha(gguf) == ckpt["model_sha256"] != _sha(tiny_gguf)
-    assert ckpt["hf_dir"] == str(model_dir) and ckpt["for_iteration"] == 2
+    gguf = db.parent / ckpt["gguf_path"]
+    assert gguf.is_file() and _sha(gguf) == ckpt["gguf_sha256"] != _sha(tiny_gguf)
+    assert ckpt["model_sha256"] == folder_sha256(model_dir) == finished["model_sha256"]
+    assert ckpt["hf_dir"] == finished["model_dir"] and ckpt["for_iteration"] == 2
     assert len(GGUFReader(gguf).tensors) == len(GGUFReader(tiny_gguf).tensors)
     return dict(final)
 

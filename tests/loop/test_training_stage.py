@@ -172,5 +172,6 @@ def test_a_backend_of_hf_folders_gets_the_run_model_converted_then_each_checkpoi
     assert len(served) == 2
     first = Path(served[0])
     assert (first / "config.json").is_file() and first.is_relative_to(tmp_path / "cache")
-    assert served[1] == checkpoints[0][1]  # iteration 2 ran on the first training's folder
+    # iteration 2 ran on the first training's folder (recorded relative to the log)
+    assert Path(served[1]) == tmp_path / checkpoints[0][1]
     assert sorted(m[0] for m in models) == sorted([_sha(str(tiny_gguf)), checkpoints[0][2]])
