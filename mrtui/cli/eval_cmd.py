@@ -32,8 +32,8 @@ def eval_(
     judge_model: Annotated[
         str | None,
         typer.Option(
-            help="The fixed judge of alpaca_eval and mt_bench: packaged name, .gguf path or "
-            "hf:REPO/FILE."
+            help="The fixed judge of alpaca_eval and mt_bench: HF model folder, hf:OWNER/REPO, "
+            "packaged name, .gguf path or hf:OWNER/REPO/FILE.gguf."
         ),
     ] = None,
     judge_backend: Annotated[

@@ -42,7 +42,10 @@ def run(
     ] = None,
     model: Annotated[
         str | None,
-        typer.Option(help="GGUF path, hf:REPO/FILE, or a packaged name (see `mrtui models`)."),
+        typer.Option(
+            help="HF model folder, hf:OWNER/REPO, a .gguf path, hf:OWNER/REPO/FILE.gguf, or a "
+            "packaged name (see `mrtui models`)."
+        ),
     ] = None,
     backend: Annotated[str | None, typer.Option(help="Inference backend.")] = None,
     endpoint: Annotated[
@@ -240,6 +243,14 @@ def demo(
         typer.Option(help="Prompts per iteration, fresh each time, from the 9 shipped."),
     ] = 4,
     threads: Annotated[int | None, typer.Option(help="CPU threads (llama.cpp).")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Another model (HF folder, hf:OWNER/REPO, .gguf, packaged name)."),
+    ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(help="Another backend (e.g. transformers); the preset's options are dropped."),
+    ] = None,
 ) -> None:
     """The packaged demo: two Meta-Rewarding iterations (with DPO between them) of
     Qwen2.5-Coder 0.5B with structured judging, each on its own prompts drawn from the shipped
@@ -257,6 +268,10 @@ def demo(
         settings = load_config(
             preset, {"prompts": str(prompt_file), "prompts_per_iteration": prompts}
         )
+        if model is not None:
+            settings = replace(settings, model=model)
+        if backend is not None and backend != settings.backend:
+            settings = replace(settings, backend=backend, backend_options={})
         if threads is not None:
             options = {**settings.backend_options, "n_threads": threads}
             settings = replace(settings, backend_options=options)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mrtui import __version__
-from mrtui.backends.base import InferenceBackend
+from mrtui.backends.base import BackendError, InferenceBackend
 from mrtui.store import EventLog, content_key
 from mrtui.store import events as ev
 
@@ -87,21 +87,23 @@ class Runner:
         serves it."""
         from mrtui.backends.registry import model_format
 
-        if checkpoint.sha256 == self.model().sha256:
+        own = checkpoint.sha256 == self.model().sha256
+        if own:
             ref = self.settings.model
         else:
             hf = model_format(self.settings.backend) == "hf"
-            first, second = (
-                (checkpoint.hf_dir, checkpoint.gguf_path)
-                if hf
-                else (checkpoint.gguf_path, checkpoint.hf_dir)
-            )
-            ref = str(require(first or second, checkpoint.sha256, f"M_{checkpoint.for_iteration}"))
+            pick = (checkpoint.hf_dir, checkpoint.gguf_path)
+            ref = str((pick if hf else pick[::-1])[0] or pick[0] or pick[1])
         if self._backend is not None and self._backend_model != ref:
             self.close()
         if self._backend is None:
             self.progress(Note(f"loading {checkpoint.model_id} on {self.settings.backend}"))
-            self._backend = self._backend_factory(self.settings, ref)
+            try:
+                self._backend = self._backend_factory(self.settings, ref)
+            except BackendError:
+                if not own:  # a checkpoint that is not where the log says: name it and its hash
+                    require(ref, checkpoint.sha256, f"M_{checkpoint.for_iteration}")
+                raise
             self._backend_model = ref
             sha = self._backend.info().model_sha256
             if sha and sha not in checkpoint.served_hashes:

@@ -36,6 +36,7 @@ class IterationRow:
     failures: int = 0  # failed requests (retried on resume)
     skipped: int = 0  # units skipped for good (UnitSkipped)
     training: str = "-"
+    trained_from: str | None = None  # "hf weights" or "Q4_K_M dequantisation" (training_runs)
     steps: int = 0
     drawn: int | None = None  # prompts drawn from the pool (prompts_per_iteration), else None
 

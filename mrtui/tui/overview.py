@@ -120,6 +120,10 @@ class OverviewScreen(AppScreen):
             last = health[max(health)]
             chars = num(last.mean_response_chars, "{:.0f}")
             hint += f" · mean length {chars} chars in the last iteration"
+        # the costly case is named: weights that went through a quantised GGUF
+        costly = {r.trained_from for r in ov.iterations} - {None, "hf weights"}
+        if costly:
+            hint += f" · trained from a {', '.join(sorted(costly))}"
         self.query_one("#hint", Static).update(lit(hint))
         box = self.query_one("#alarms", Static)
         box.update(lit("\n".join(alarms)))

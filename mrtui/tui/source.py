@@ -171,13 +171,14 @@ class LogSource:
         ).fetchall():
             if it in by_it:
                 by_it[it].drawn = drawn
-        for it, finished, started in con.execute(
-            "SELECT iteration, bool_or(finished), count(*) FROM training_runs WHERE run_id = ? "
-            "GROUP BY ALL",
+        for it, finished, started, origin in con.execute(
+            "SELECT iteration, bool_or(finished), count(*), arg_max(base_model_origin, "
+            "started_at) FROM training_runs WHERE run_id = ? GROUP BY ALL",
             [run],
         ).fetchall():
             if it in by_it:
                 by_it[it].training = "done" if finished else f"started ({started}×)"
+                by_it[it].trained_from = origin
         for it in {
             r[0]
             for r in con.execute(

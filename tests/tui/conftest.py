@@ -106,13 +106,18 @@ class FakeTrainer:
                     step, step / TRAIN_STEPS, 0.69 - 0.1 * step, 0.1, -0.1, 1.0, 0.2, 5e-5, {}
                 )
             )
-        (out_dir / "weights").write_text(f"{base}|{len(pairs)}")
+        weights = f"{base}|{len(pairs)}"
+        (out_dir / "weights").write_text(weights)
         return TrainResult(
             out_dir,
             hashlib.sha256(str(out_dir).encode()).hexdigest(),
             TRAIN_STEPS,
             0.1,
             {"loss": 0.69 - 0.1 * TRAIN_STEPS},
+            # the checkpoint's identity: from the weights, not the (random) folder name, so
+            # every build logs the same model (and the fake backend the same answers); the
+            # same value as its export's hash, which identified checkpoints before
+            model_sha256=hashlib.sha256(f"gguf of {weights}".encode()).hexdigest(),
         )
 
 

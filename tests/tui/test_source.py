@@ -75,7 +75,9 @@ def test_overview_counts_match_the_views(tui_log: Path) -> None:
         assert row.failures == counts["failures"].get(row.iteration, 0) == 0
         assert row.steps == counts["training_steps"].get(row.iteration, 0)
     it1, it2 = ov.iterations
-    assert it1.training in ("done", "checkpoint") and it1.steps == TRAIN_STEPS
+    # the fake run trained from its GGUF, and the overview says what that costs
+    assert it1.training == "done" and it1.steps == TRAIN_STEPS
+    assert it1.trained_from == "GGUF dequantisation"
     assert it2.training == "-" and it2.steps == 0  # iteration 2 does not train
     models = dict(q(tui_log, "SELECT iteration, model_id FROM iteration_settings"))
     assert (it1.model_id, it2.model_id) == (models[1], models[2])
