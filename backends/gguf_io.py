@@ -1,13 +1,18 @@
 """Write GGUF files from Hugging Face-named numpy tensors.
 
-The ``gguf`` package has a writer and the HF → GGUF tensor-name tables but no converter. We copy
-every metadata key (tokenizer, chat template, ...) from a base GGUF of the same model family,
-override the hyperparameters that changed, and write the tensors under their GGUF names. This is
-how trained (e.g. DPO) weights go back to llama.cpp, and how the tests build a tiny model.
+The ``gguf`` package has a writer and the HF → GGUF tensor-name tables but no converter. We take
+the metadata either from a base GGUF of the same model family (every key copied: tokenizer, chat
+template, ...) or from the caller alone (``base_gguf=None``: ``gguf_vocab`` reads the tokenizer
+from the HF folder), override the hyperparameters that changed, and write the tensors under their
+GGUF names. This is how trained (e.g. DPO) weights go back to llama.cpp, and how the tests build a
+tiny model.
 
-Per-architecture fixes to the tensors live in ``_TRANSFORMS``: qwen2 needs none; gemma3 stores
-RMSNorm weights as 1+w and llama-family q/k projections need the rotary permutation (not done yet).
-numpy and gguf are imported inside the functions that need them.
+Per-architecture fixes to the tensors live in ``_TRANSFORMS``: qwen2 and qwen3 need none; gemma3
+stores its RMSNorm weights as 1+w (HF multiplies by 1+w, llama.cpp by the stored weight); llama
+(Llama, Mistral) q/k projections are permuted from HF's half-split rotary layout to the
+interleaved pairs llama.cpp rotates. ``hf_config_to_overrides`` turns ``config.json`` into the
+GGUF hyperparameter keys of each architecture. numpy and gguf are imported inside the functions
+that need them.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ _NAMESPACES = (
     "split.",
     "adapter.",
     "mrtui.",
-)  # gguf.LlamaFileType.ALL_F32 / MOSTLY_F16
+)
 
 
 def _import_gguf() -> Any:
@@ -63,20 +68,45 @@ def _as_is(name: str, array: np.ndarray, hparams: Mapping[str, Any]) -> np.ndarr
 
 
 def _gemma3(name: str, array: np.ndarray, hparams: Mapping[str, Any]) -> np.ndarray:
-    raise NotImplementedError(
-        "GGUF export for gemma3 is not implemented yet: llama.cpp expects its RMSNorm weights "
-        "stored as 1+w (HF stores w); add that shift here and test it against the HF model"
-    )
+    """Gemma3RMSNorm scales by 1+w; llama.cpp's RMS norm scales by the stored weight."""
+    import numpy as np
+
+    if name.endswith("norm.weight"):
+        return array.astype(np.float32) + np.float32(1.0)
+    return array
 
 
 def _llama(name: str, array: np.ndarray, hparams: Mapping[str, Any]) -> np.ndarray:
-    raise NotImplementedError(
-        "GGUF export for llama is not implemented yet: q_proj/k_proj weights need the rotary "
-        "permutation convert_hf_to_gguf.py applies; add it here and test it against the HF model"
-    )
+    """Llama/Mistral q and k rows from HF's rotary layout to llama.cpp's."""
+    n_head = hparams["llama.attention.head_count"]
+    if name.endswith(("q_proj.weight", "q_proj.bias")):
+        return interleave_rotary(array, n_head)
+    if name.endswith(("k_proj.weight", "k_proj.bias")):
+        return interleave_rotary(array, hparams.get("llama.attention.head_count_kv") or n_head)
+    return array
 
 
-_TRANSFORMS: dict[str, Transform] = {"qwen2": _as_is, "gemma3": _gemma3, "llama": _llama}
+def interleave_rotary(array: np.ndarray, n_head: int) -> np.ndarray:
+    """Reorder the rows of each head so that HF's rotary pairs become adjacent.
+
+    HF Llama rotates dimension i of a head together with dimension i + head_dim/2
+    (``rotate_half``); llama.cpp's llama graph (``LLAMA_ROPE_TYPE_NORM``) rotates dimensions 2i
+    and 2i+1. Row i of the first half becomes row 2i, row i of the second half row 2i+1.
+    Works on weights (rows × inputs) and biases (rows).
+    """
+    rows = array.shape[0]
+    if rows % n_head or (rows // n_head) % 2:
+        raise ValueError(f"{rows} rows do not split into {n_head} heads of even size")
+    halves = array.reshape(n_head, 2, rows // n_head // 2, *array.shape[1:])
+    return halves.swapaxes(1, 2).reshape(array.shape)
+
+
+_TRANSFORMS: dict[str, Transform] = {
+    "qwen2": _as_is,
+    "qwen3": _as_is,
+    "gemma3": _gemma3,
+    "llama": _llama,
+}
 
 
 # --- hyperparameters -----------------------------------------------------------------------
@@ -92,6 +122,31 @@ _HF_TO_GGUF = {
     "rope_theta": "rope.freq_base",
     "rms_norm_eps": "attention.layer_norm_rms_epsilon",
 }
+_FLOAT_FIELDS = ("rope_theta", "rms_norm_eps")  # GGUF float32 even when JSON has 500000
+GEMMA3_SWA_PATTERN = 6  # llama.cpp's default for gemma3: every 6th layer attends globally
+
+
+def hf_rope_parameters(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The rotary parameters of an HF config: (global layers, sliding-window layers).
+
+    Reads transformers 5's ``rope_parameters`` (flat, or per layer type as gemma3 has it) and
+    the older ``rope_scaling`` + ``rope_theta`` (+ gemma3's ``rope_local_base_freq``). A
+    top-level ``rope_theta`` wins over one inside ``rope_parameters``.
+    """
+    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
+    rope = rope if isinstance(rope, Mapping) else {}
+    if "full_attention" in rope or "sliding_attention" in rope:
+        full = dict(rope.get("full_attention") or {})
+        local = dict(rope.get("sliding_attention") or {})
+    else:
+        full, local = dict(rope), {}
+    if "rope_type" not in full and "type" in full:
+        full["rope_type"] = full["type"]
+    if config.get("rope_theta") is not None:
+        full["rope_theta"] = config["rope_theta"]
+    if config.get("rope_local_base_freq") is not None:
+        local.setdefault("rope_theta", config["rope_local_base_freq"])
+    return full, local
 
 
 def hf_config_to_overrides(config: Mapping[str, Any], arch: str = "qwen2") -> dict[str, Any]:
@@ -99,15 +154,94 @@ def hf_config_to_overrides(config: Mapping[str, Any], arch: str = "qwen2") -> di
 
     transformers 5 writes ``rope_theta`` inside ``rope_parameters``; it is read from there when
     the top level has none. Fields set to null are left out (they would delete the base key).
+    ``head_dim`` gives the key/value lengths; llama also gets its rotary dimension count, linear
+    rope scaling its type and factor, gemma3 its sliding window, which layers use it (only when
+    they differ from llama.cpp's every-6th-is-global default), the sliding layers' rope base and
+    the final logit soft-cap (``None`` where the model has none, which removes a base key).
     """
-    rope = config.get("rope_parameters")
-    if config.get("rope_theta") is None and isinstance(rope, Mapping) and "rope_theta" in rope:
-        config = {**config, "rope_theta": rope["rope_theta"]}
-    return {
-        f"{arch}.{key}": config[field]
+    full, local = hf_rope_parameters(config)
+    values = {**config, "rope_theta": full.get("rope_theta")}
+    out: dict[str, Any] = {
+        f"{arch}.{key}": float(values[field]) if field in _FLOAT_FIELDS else values[field]
         for field, key in _HF_TO_GGUF.items()
-        if config.get(field) is not None
+        if values.get(field) is not None
     }
+    head_dim = config.get("head_dim")
+    if head_dim is not None:
+        out[f"{arch}.attention.key_length"] = head_dim
+        out[f"{arch}.attention.value_length"] = head_dim
+    if full.get("rope_type") == "linear" and full.get("factor") is not None:
+        out[f"{arch}.rope.scaling.type"] = "linear"
+        out[f"{arch}.rope.scaling.factor"] = float(full["factor"])
+    if arch == "llama":
+        heads, hidden = config.get("num_attention_heads"), config.get("hidden_size")
+        if head_dim is None and heads and hidden:
+            head_dim = hidden // heads
+        if head_dim is not None:
+            out["llama.rope.dimension_count"] = head_dim
+    if arch == "gemma3":
+        out.update(_gemma3_overrides(config, local))
+    return out
+
+
+def gemma3_sliding_layers(config: Mapping[str, Any]) -> list[bool]:
+    """Which layers of a gemma3 config attend through the sliding window.
+
+    ``layer_types`` (transformers ≥ 4.53) when present, else ``sliding_window_pattern``
+    (every n-th layer global; default 6).
+    """
+    types = config.get("layer_types")
+    if types:
+        return [t == "sliding_attention" for t in types]
+    n = config.get("sliding_window_pattern") or config.get("_sliding_window_pattern")
+    pattern = int(n or GEMMA3_SWA_PATTERN)
+    return [bool((i + 1) % pattern) for i in range(int(config.get("num_hidden_layers", 0)))]
+
+
+def _gemma3_overrides(config: Mapping[str, Any], local: Mapping[str, Any]) -> dict[str, Any]:
+    sliding = gemma3_sliding_layers(config)
+    window = config.get("sliding_window")
+    out: dict[str, Any] = {
+        "gemma3.attention.sliding_window": None,
+        "gemma3.attention.sliding_window_pattern": None,
+        "gemma3.final_logit_softcapping": None,
+    }
+    if any(sliding) and window:
+        out["gemma3.attention.sliding_window"] = int(window)
+        default = [i % GEMMA3_SWA_PATTERN < GEMMA3_SWA_PATTERN - 1 for i in range(len(sliding))]
+        if sliding != default:  # an array of per-layer flags; llama.cpp reads it since late 2025
+            out["gemma3.attention.sliding_window_pattern"] = sliding
+        if local.get("rope_theta") is not None:
+            out["gemma3.rope.freq_base_swa"] = float(local["rope_theta"])
+    if config.get("final_logit_softcapping") is not None:
+        out["gemma3.final_logit_softcapping"] = float(config["final_logit_softcapping"])
+    return out
+
+
+def hf_config_to_tensors(config: Mapping[str, Any], arch: str) -> dict[str, np.ndarray]:
+    """Tensors llama.cpp needs that the HF checkpoint does not hold, under their GGUF names.
+
+    Llama 3.1+ rotary scaling (``rope_type: llama3``) is a fixed function of the config in HF;
+    llama.cpp reads it as per-frequency divisors in ``rope_freqs.weight``.
+    """
+    import numpy as np
+
+    full, _ = hf_rope_parameters(config)
+    if arch != "llama" or full.get("rope_type") != "llama3":
+        return {}
+    dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
+    theta = float(full.get("rope_theta", 10000.0))
+    factor = float(full.get("factor", 8.0))
+    low, high = float(full.get("low_freq_factor", 1.0)), float(full.get("high_freq_factor", 4.0))
+    old_ctx = float(full.get("original_max_position_embeddings", 8192))
+    wavelen = 2 * np.pi * theta ** (np.arange(0, dim, 2, dtype=np.float64) / dim)
+    smooth = np.clip((old_ctx / wavelen - low) / max(high - low, 1e-9), 0.0, 1.0)
+    divisors = np.where(
+        wavelen < old_ctx / high,  # high frequencies: unchanged
+        1.0,
+        np.where(wavelen > old_ctx / low, factor, 1.0 / ((1.0 - smooth) / factor + smooth)),
+    )
+    return {"rope_freqs.weight": divisors.astype(np.float32)}
 
 
 def _full_key(key: str, arch: str) -> str:
@@ -151,10 +285,12 @@ _SCALAR_FMT = {
 
 
 @dataclass
-class _Value:
-    value: Any  # strings stay raw bytes so they copy byte for byte
+class GGUFValue:
+    """A metadata value with its GGUF type codes (``gguf.GGUFValueType`` values)."""
+
+    value: Any  # strings read from a file stay raw bytes so they copy byte for byte
     vtype: int
-    sub_type: int | None = None
+    sub_type: int | None = None  # the element type of an array
 
 
 @dataclass(frozen=True)
@@ -167,7 +303,7 @@ class GGUFTensorInfo:
 @dataclass(frozen=True)
 class GGUFHeader:
     version: int
-    metadata: dict[str, _Value]
+    metadata: dict[str, GGUFValue]
     tensors: tuple[GGUFTensorInfo, ...]
 
 
@@ -212,7 +348,7 @@ def read_gguf_header(path: str | Path) -> GGUFHeader:
         if version not in (2, 3):
             raise ValueError(f"{path}: GGUF version {version} is not supported (big-endian?)")
         n_tensors, n_kv = cur.take("Q", 2)
-        meta: dict[str, _Value] = {}
+        meta: dict[str, GGUFValue] = {}
         for _ in range(n_kv):
             key = cur.string().decode()
             (vtype,) = cur.take("I")
@@ -224,9 +360,9 @@ def read_gguf_header(path: str | Path) -> GGUFHeader:
                     items = list(cur.take(_SCALAR_FMT[sub], n))
                 else:
                     raise ValueError(f"{path}: nested array in {key} is not supported")
-                meta[key] = _Value(items, vtype, sub)
+                meta[key] = GGUFValue(items, vtype, sub)
             else:
-                meta[key] = _Value(cur.value(vtype), vtype)
+                meta[key] = GGUFValue(cur.value(vtype), vtype)
         tensors = []
         for _ in range(n_tensors):
             name = cur.string().decode()
@@ -256,20 +392,27 @@ def read_gguf_metadata(path: str | Path) -> dict[str, Any]:
 def write_gguf(
     out_path: str | Path,
     tensors: Mapping[str, np.ndarray],
-    base_gguf: str | Path,
+    base_gguf: str | Path | None,
     arch: str = "qwen2",
     overrides: Mapping[str, Any] | None = None,
     dtype: Literal["f16", "f32"] = "f16",
+    *,
+    extra_tensors: Mapping[str, np.ndarray] | None = None,
 ) -> Path:
     """Write ``tensors`` (HF names, HF shapes) as a GGUF with ``base_gguf``'s metadata.
 
     Tensors are numpy arrays (from torch: ``t.float().cpu().numpy()``), e.g. a model's
     ``state_dict`` after DPO. Rotary ``inv_freq`` buffers are skipped, and so is an
     ``lm_head.weight`` equal to the embeddings (tied; llama.cpp reuses token_embd).
+    ``extra_tensors`` are written as they are, under the GGUF names they have
+    (``hf_config_to_tensors``).
 
     ``overrides`` sets metadata keys; keys outside general., tokenizer., split., adapter.,
     mrtui. and <arch>. get ``<arch>.`` in front (``"block_count"`` → ``"qwen2.block_count"``),
-    and the value None removes a key. Matrices are stored in ``dtype``; vectors (norms,
+    and the value None removes a key. A ``GGUFValue`` is stored with its own type; a plain
+    value keeps the base file's type for a key it has, else gets one from the Python type.
+    With ``base_gguf=None`` the overrides are the whole metadata, tokenizer included
+    (``gguf_vocab.hf_tokenizer_metadata``). Matrices are stored in ``dtype``; vectors (norms,
     biases) stay float32 as llama.cpp expects. The file is written next to ``out_path`` and
     renamed into place when complete.
     """
@@ -283,20 +426,24 @@ def write_gguf(
     arch_ids = {name: a for a, name in gguf.MODEL_ARCH_NAMES.items()}
     out = Path(out_path)
 
-    meta = read_gguf_header(base_gguf).metadata
-    base_arch = meta["general.architecture"].value.decode()
-    keep = {k: v for k, v in meta.items() if not k.startswith(_SKIP_KEYS)}
-    if base_arch != arch:  # hyperparameters of another family mean nothing here
-        keep = {k: v for k, v in keep.items() if not k.startswith(f"{base_arch}.")}
-    keep["general.file_type"] = _Value(_FILE_TYPE[dtype], _UINT32)
+    keep: dict[str, GGUFValue] = {}
+    if base_gguf is not None:
+        meta = read_gguf_header(base_gguf).metadata
+        base_arch = meta["general.architecture"].value.decode()
+        keep = {k: v for k, v in meta.items() if not k.startswith(_SKIP_KEYS)}
+        if base_arch != arch:  # hyperparameters of another family mean nothing here
+            keep = {k: v for k, v in keep.items() if not k.startswith(f"{base_arch}.")}
+    keep["general.file_type"] = GGUFValue(_FILE_TYPE[dtype], _UINT32)
     for key, value in (overrides or {}).items():
         full = _full_key(key, arch)
         if value is None:
             keep.pop(full, None)
+        elif isinstance(value, GGUFValue):
+            keep[full] = value
         elif full in keep:  # keep the base file's type for a known key
-            keep[full] = _Value(value, keep[full].vtype, keep[full].sub_type)
+            keep[full] = GGUFValue(value, keep[full].vtype, keep[full].sub_type)
         else:
-            keep[full] = _Value(value, *_infer_type(value))
+            keep[full] = GGUFValue(value, *_infer_type(value))
     hparams = {k: v.value for k, v in keep.items()}
 
     layers = {int(m.group(1)) for name in tensors if (m := _LAYER_RE.match(name))}
@@ -324,6 +471,10 @@ def write_gguf(
         mapped.append((name, np.ascontiguousarray(arr, dtype=want)))
     if unmapped:
         raise ValueError(f"no GGUF name for {arch} tensors: {', '.join(sorted(unmapped))}")
+    for name, array in (extra_tensors or {}).items():
+        arr = np.asarray(array)
+        want = np.float16 if dtype == "f16" and arr.ndim >= 2 else np.float32
+        mapped.append((name, np.ascontiguousarray(arr, dtype=want)))
     _check_vocab(dict(mapped), hparams)
 
     out.parent.mkdir(parents=True, exist_ok=True)
