@@ -1,5 +1,6 @@
 """``mrtui export pairs``: TRL-ready preference pairs (JSONL or Parquet) with provenance;
-``mrtui export eval``: evaluation samples or results."""
+``mrtui export eval``: evaluation samples or results; ``mrtui export gguf``: an HF model as a
+GGUF file."""
 
 from __future__ import annotations
 
@@ -248,3 +249,37 @@ def eval_(
     write_rows(rows, out, json_columns, schema)
     runs = len({r["run_id"] for r in rows})
     typer.echo(f"wrote {len(rows)} evaluation {what} rows ({runs} run(s)) to {out}")
+
+
+@export_app.command("gguf")
+def gguf(
+    model: Annotated[
+        str,
+        typer.Option(
+            help="An HF model folder (a trained checkpoint's hf-* folder) or hf:OWNER/REPO."
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="The .gguf file to write.", dir_okay=False)],
+    type_: Annotated[
+        str, typer.Option("--type", help="f32, f16, q8_0 or q4_k_m (quantised by llama.cpp).")
+    ] = "f16",
+    base: Annotated[
+        Path | None,
+        typer.Option(
+            help="A GGUF of the same model to take the tokenizer from (default: the folder's)."
+        ),
+    ] = None,
+) -> None:
+    """Write an HF model as a GGUF file llama.cpp loads (qwen2, qwen3, llama, gemma3)."""
+    from mrtui.backends.export import export_gguf
+    from mrtui.backends.model_ref import resolve_reference
+    from mrtui.loop.settings import ConfigError
+
+    ref = resolve_reference(model)
+    if ref.format != "hf":
+        raise ConfigError(f"{model} is already a GGUF file ({ref.path}); nothing to convert")
+    result = export_gguf(ref.path, base, out, outtype=type_)
+    typer.echo(
+        f"wrote {result.path} ({result.outtype}, {result.n_tensors} tensors, "
+        f"sha256 {result.sha256[:12]}…) in {result.wall_s:.1f} s"
+    )

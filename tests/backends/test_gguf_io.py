@@ -143,21 +143,6 @@ def test_vocab_must_match_the_tokenizer(tmp_path: Path, qwen_gguf: Path, base_me
         )
 
 
-@pytest.mark.parametrize(("arch", "hint"), [("gemma3", "1\\+w"), ("llama", "permutation")])
-def test_unfinished_arches_say_what_is_missing(
-    arch: str, hint: str, tmp_path: Path, qwen_gguf: Path, base_meta: dict
-) -> None:
-    cfg = small_config(base_meta)
-    with pytest.raises(NotImplementedError, match=hint):
-        write_gguf(
-            tmp_path / "m.gguf",
-            tiny_qwen2_weights(cfg),
-            qwen_gguf,
-            arch,
-            hf_config_to_overrides(cfg.to_hf_config(), arch),
-        )
-
-
 def test_unknown_arch_is_refused(tmp_path: Path, qwen_gguf: Path) -> None:
     with pytest.raises(ValueError, match="unsupported arch 'mamba'"):
         write_gguf(tmp_path / "m.gguf", {}, qwen_gguf, "mamba", {})
