@@ -16,6 +16,7 @@ _BACKENDS: dict[str, str] = {
     "llama.cpp": ".llamacpp:LlamaCppBackend",
     "vllm": ".vllm_backend:VLLMBackend",
     "openai": ".openai_compat:OpenAICompatBackend",
+    "transformers": ".transformers_backend:TransformersBackend",
 }
 # Other spellings users type for the same backend.
 _ALIASES: dict[str, str] = {

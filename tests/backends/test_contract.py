@@ -71,6 +71,21 @@ def _vllm(model: Callable[[], Path]) -> InferenceBackend:
     )
 
 
+TRANSFORMERS_SKIP = "needs torch and transformers: pip install 'mrtui[train]'"
+
+
+def _transformers(model: Callable[[], Path]) -> InferenceBackend:
+    """transformers on the tiny model converted to an HF folder (cached under MRTUI_CACHE_DIR),
+    decoding up to four sequences together."""
+    pytest.importorskip("torch", reason=TRANSFORMERS_SKIP)
+    pytest.importorskip("transformers", reason=TRANSFORMERS_SKIP)
+    from mrtui.backends.hf_models import materialize_hf
+    from mrtui.backends.registry import load_backend
+
+    folder = materialize_hf(model())
+    return load_backend("transformers", str(folder), max_model_len=512, batch_size=4)
+
+
 def _fake(model: Callable[[], Path]) -> InferenceBackend:
     return FakeBackend(n_ctx=512)
 
@@ -96,6 +111,7 @@ FACTORIES: dict[str, Callable[[Callable[[], Path]], InferenceBackend]] = {
     "vllm": _vllm,
     "llama.cpp-batched": _llamacpp_batched,
     "openai": _openai,
+    "transformers": _transformers,
 }
 
 
