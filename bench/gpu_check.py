@@ -93,9 +93,12 @@ def measured(db: Path) -> dict[str, Any]:
             "sum((payload->>'completion_tokens')::BIGINT) FROM events "
             "WHERE event_type = 'StageFinished' GROUP BY ALL ORDER BY 1, 2"
         ).fetchall()
+        # seconds per optimizer step as TRL timed the training loop (no loading or saving)
         train = con.execute(
-            "SELECT steps, wall_s, model_sha256, base_model_origin FROM training_runs "
-            "WHERE finished ORDER BY iteration"
+            "SELECT r.steps, r.wall_s, r.model_sha256, r.base_model_origin, "
+            "(f.payload->'$.final'->>'seconds_per_step')::DOUBLE FROM training_runs r "
+            "JOIN events f ON f.event_type = 'TrainingFinished' AND f.key = r.training_key "
+            "WHERE r.finished ORDER BY r.iteration"
         ).fetchall()
         served = con.execute(
             "SELECT iteration, any_value(backend), any_value(model_sha256) FROM responses "
@@ -110,11 +113,11 @@ def measured(db: Path) -> dict[str, Any]:
         "served": [{"iteration": i, "backend": b, "model_sha256": s} for i, b, s in served],
     }
     if train:
-        steps, wall, sha, origin = train[0]
+        steps, wall, sha, origin, per_step = train[0]
         out["train"] = {
             "steps": steps,
-            "wall_s": wall,
-            "s_per_step": round(wall / steps, 2) if steps else None,
+            "wall_s": wall,  # with loading the model, merging and saving
+            "s_per_step": round(per_step, 2) if per_step else None,
             "model_sha256": sha,
             "trained_from": origin,
         }
