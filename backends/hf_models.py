@@ -28,6 +28,9 @@ from .base import BackendError
 from .models import GGUF_MAGIC, HF_PREFIX, PACKAGED_MODELS, file_sha256, resolve_model
 
 SOURCE_FILE = "mrtui-source.json"  # provenance written next to a materialised model
+# How materialised folders are made; a cached folder of an older layout is made again.
+# 2: tied embeddings stay tied (see _retie).
+LAYOUT = 2
 _WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 
@@ -152,6 +155,7 @@ def _convert_gguf(gguf_path: Path, target: Path) -> None:
         model.hf_quantizer.remove_quantization_config(model)
     if getattr(model.config, "quantization_config", None) is not None:  # pragma: no cover
         del model.config.quantization_config
+    _retie(model, gguf_path)
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
     from .model_ref import gguf_quantization
@@ -162,11 +166,32 @@ def _convert_gguf(gguf_path: Path, target: Path) -> None:
         "gguf_size": gguf_path.stat().st_size,
         "gguf_quantization": gguf_quantization(gguf_path),
         "dtype": "float32",
+        "layout": LAYOUT,
         "transformers": transformers.__version__,
         "created_unix": round(time.time(), 3),
     }
     (target / SOURCE_FILE).write_text(json.dumps(source, indent=1, sort_keys=True) + "\n")
     share_readable(target)
+
+
+def _retie(model: Any, gguf_path: Path) -> None:
+    """A GGUF without an ``output.weight`` tensor ties the output layer to the embeddings;
+    transformers' GGUF loader copies them into an untied ``lm_head`` instead, which makes the
+    folder (and every checkpoint trained from it) one embedding matrix larger and lets the two
+    drift apart in training. Tie them again, as the model was made."""
+    from .gguf_io import read_gguf_header
+
+    names = {t.name for t in read_gguf_header(gguf_path).tensors}
+    if "output.weight" in names or not hasattr(model, "get_output_embeddings"):
+        return
+    head, embed = model.get_output_embeddings(), model.get_input_embeddings()
+    if head is None or embed is None or head.weight.shape != embed.weight.shape:
+        return
+    model.config.tie_word_embeddings = True
+    text = getattr(model.config, "text_config", None)
+    if text is not None and hasattr(text, "tie_word_embeddings"):
+        text.tie_word_embeddings = True
+    head.weight = embed.weight
 
 
 def share_readable(folder: Path) -> None:
@@ -184,7 +209,9 @@ def _materialize_gguf(gguf_path: Path, cache_dir: Path | None) -> Path:
     root = Path(cache_dir) if cache_dir is not None else hf_cache_dir()
     target = root / sha
     if is_hf_folder(target):
-        return target
+        if (source_of(target) or {}).get("layout") == LAYOUT:
+            return target
+        shutil.rmtree(target, ignore_errors=True)  # an older layout: made again below
     try:
         root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{sha[:16]}.", suffix=".tmp"))

@@ -65,6 +65,7 @@ def run_once(model: str, prompts: int, iterations: int, db: Path) -> dict[str, A
             "prompts_per_iteration": prompts,
             "model": model,
             "iterations": iterations,
+            "dpo_bf16": True,  # the GPU path trains in bf16 (the demo preset's CPU choice is fp32)
         },
     )
     settings = replace(

@@ -65,3 +65,18 @@ def test_a_bad_reference_gets_one_line_naming_the_fix(tmp_path: Path, make, says
     with pytest.raises(BackendError) as e:
         resolve_reference(str(make(tmp_path)))
     assert says in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_dequantised_copy_keeps_tied_embeddings_tied(tiny_gguf: Path, tmp_path: Path) -> None:
+    """The GGUF has no output.weight (its output layer is the embeddings); transformers' loader
+    makes an untied copy, which the dequantised folder must not keep."""
+    from safetensors import safe_open
+
+    from mrtui.backends.gguf_io import read_gguf_header
+    from mrtui.backends.hf_models import materialize_hf
+
+    assert "output.weight" not in {t.name for t in read_gguf_header(tiny_gguf).tensors}
+    folder = materialize_hf(tiny_gguf, tmp_path / "cache")
+    assert json.loads((folder / "config.json").read_text())["tie_word_embeddings"] is True
+    with safe_open(str(folder / "model.safetensors"), "np") as f:
+        assert "lm_head.weight" not in set(f.keys())
