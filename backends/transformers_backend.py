@@ -8,7 +8,7 @@ How our requests map to the model (the decoding itself is :mod:`.transformers_en
   else the CPU; bfloat16 on CUDA and float32 on the CPU unless ``dtype`` says otherwise.
 - **Prompt.** The tokenizer's chat template (or a built-in one, ``chat_format``) renders the
   messages with the generation prompt and ``assistant_prefix`` is appended verbatim, through
-  the same :class:`.vllm_backend.ChatPrompt` as vLLM: message contents and the prefix never
+  the same :class:`.chat.ChatPrompt` as vLLM: message contents and the prefix never
   become special tokens.
 - **Batch.** Every sample (``n`` per request, seeded ``seed + index`` as on every backend) is
   a small program of steps, generations and scorings (:class:`.transformers_engine.DecodeSpec`,
@@ -55,10 +55,10 @@ from .base import (
     Request,
     Result,
     SamplingParams,
-    rendered,
     request_seed,
     since,
 )
+from .chat import ChatPrompt, admitted, too_long
 from .constrain import final_line_regex
 from .model_ref import hf_folder, resolve_reference
 from .models import HF_PREFIX, is_gguf_reference
@@ -74,7 +74,7 @@ from .transformers_engine import (
     run_safely,
     sample_rows,
 )
-from .vllm_backend import TOKENIZER_TEMPLATE, ChatPrompt, too_long
+from .vllm_backend import TOKENIZER_TEMPLATE
 
 BACKEND_NAME = "transformers"
 INSTALL_HINT = "pip install 'mrtui[train]' (on CPU machines install torch==2.13.0 first)"
@@ -267,15 +267,11 @@ class TransformersBackend(ClosingBackend):
 
     def _generate(self, requests: Iterable[Request]) -> Iterator[Result]:
         waiting: list[_Waiting] = []
-        for item in rendered(requests, self._prompt.tokens):
+        for item in admitted(requests, self._prompt.tokens, self._max_model_len):
             if isinstance(item, Failure):
                 yield item
                 continue
             req, tokens, started = item
-            failure = too_long(req, len(tokens), self._max_model_len, since(started))
-            if failure is not None:
-                yield failure
-                continue
             base = request_seed(req.params)
             for i in range(req.params.n):
                 job = _Job(req, i, base + i, tuple(tokens), started)

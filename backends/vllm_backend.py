@@ -68,7 +68,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
-from typing import Any, Protocol
+from typing import Any
 
 from .base import (
     BackendError,
@@ -76,16 +76,14 @@ from .base import (
     ClosingBackend,
     Completion,
     Failure,
-    Message,
     Request,
     Result,
     SamplingParams,
     UnsupportedFeature,
-    rendered,
     request_seed,
     since,
 )
-from .chat import template_pieces
+from .chat import ChatPrompt, Tokenizer, admitted, too_long  # noqa: F401 (re-exported)
 from .constrain import choice_max_tokens, final_line_regex, off_choices
 from .models import PACKAGED_MODELS
 
@@ -106,67 +104,6 @@ MIN_TEMPERATURE = 0.01
 # ---------------------------------------------------------------------------------------------
 # The mapping, as functions of plain data (and of the vLLM classes, passed in), so it is tested
 # without vLLM.
-
-
-class Tokenizer(Protocol):
-    """What the prompt builder uses of a Hugging Face tokenizer (vLLM's ``TokenizerLike``)."""
-
-    def apply_chat_template(self, conversation: Any, *args: Any, **kwargs: Any) -> Any: ...
-
-    def encode(self, text: str, *args: Any, **kwargs: Any) -> list[int]: ...
-
-
-class ChatPrompt:
-    """Messages → prompt token ids through a Hugging Face tokenizer, the same way for every
-    request of a backend (see the module docstring)."""
-
-    def __init__(self, tokenizer: Tokenizer, chat_template: str | None = None) -> None:
-        self._tok = tokenizer
-        self._template = chat_template
-        self._split_special = True  # until the tokenizer shows it cannot
-
-    def render(self, messages: Sequence[Message], assistant_prefix: str | None = None) -> str:
-        """The prompt as text (for display and tests; ``tokens`` is what the model sees)."""
-        return self._render(messages) + (assistant_prefix or "")
-
-    def tokens(self, messages: Sequence[Message], assistant_prefix: str | None = None) -> list[int]:
-        """Prompt token ids; message contents and the prefix never become special tokens (see
-        :func:`.chat.template_pieces`)."""
-        full, pieces = template_pieces(messages, self._render)
-        if pieces is not None and self._split_special:
-            toks = [
-                t for text, plain in pieces for t in (self._plain if plain else self._special)(text)
-            ]
-            if assistant_prefix:
-                toks += self._plain(assistant_prefix)
-            if self._split_special:
-                return toks
-        # A template that rewrites contents, or a tokenizer that cannot keep special tokens
-        # out of text: the whole prompt at once, as vLLM's LLM.chat would.
-        return self._special(full + (assistant_prefix or ""))
-
-    def _render(self, messages: Sequence[Message]) -> str:
-        kwargs: dict[str, Any] = {"add_generation_prompt": True, "tokenize": False}
-        if self._template is not None:
-            kwargs["chat_template"] = self._template
-        text = self._tok.apply_chat_template(
-            [{"role": m.role, "content": m.content} for m in messages], **kwargs
-        )
-        if not isinstance(text, str):
-            raise BackendError(f"the chat template rendered {type(text).__name__}, not text")
-        return text
-
-    def _special(self, text: str) -> list[int]:
-        return list(self._tok.encode(text, add_special_tokens=False)) if text else []
-
-    def _plain(self, text: str) -> list[int]:
-        if not text:
-            return []
-        try:
-            return list(self._tok.encode(text, add_special_tokens=False, split_special_tokens=True))
-        except TypeError:  # a tokenizer without the option
-            self._split_special = False
-            return []
 
 
 def temperature_refusal(params: SamplingParams) -> str | None:
@@ -279,22 +216,6 @@ def to_vllm_sampling_params(
     if constraint is not None:
         fields["structured_outputs"] = structured_outputs_cls(**constraint)
     return sampling_params_cls(**fields)
-
-
-def too_long(
-    request: Request, prompt_tokens: int, max_model_len: int, wall_s: float = 0.0
-) -> Failure | None:
-    """The permanent Failure of a prompt that leaves no room in the context, or None."""
-    if prompt_tokens < max_model_len:
-        return None
-    return Failure(
-        request.id,
-        f"prompt is {prompt_tokens} tokens but the context window is {max_model_len} "
-        "(max_model_len; n_ctx on llama.cpp); shorten the prompt or start the backend with a "
-        "larger max_model_len",
-        wall_s,
-        permanent=True,
-    )
 
 
 def results_from_output(
@@ -594,15 +515,11 @@ class VLLMBackend(ClosingBackend):
 
     def _generate(self, requests: Iterable[Request]) -> Iterator[Result]:
         jobs: list[Job] = []
-        for item in rendered(requests, self._prompt.tokens):
+        for item in admitted(requests, self._prompt.tokens, self._max_model_len):
             if isinstance(item, Failure):
                 yield item
                 continue
             req, tokens, started = item
-            failure = too_long(req, len(tokens), self._max_model_len, since(started))
-            if failure is not None:
-                yield failure
-                continue
             seed = request_seed(req.params)
             try:
                 jobs += [
