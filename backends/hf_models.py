@@ -78,25 +78,27 @@ def check_hf_folder(path: str | Path) -> Path:
     return p
 
 
+def _weights(p: Path) -> list[Path]:
+    """An HF folder's weight files, sorted, or a BackendError when it has none."""
+    files = sorted({f for pat in _WEIGHT_PATTERNS for f in p.glob(pat)})
+    if not files:
+        raise BackendError(f"{p} has no weights (*.safetensors)")
+    return files
+
+
 def folder_sha256(folder: str | Path) -> str:
     """An HF folder's content hash, the identity the log records for it: the sha256 over
     sorted ``name sha256`` lines of its ``config.json`` and every weights file. Each file's
     hash is computed once and remembered (see ``models.file_sha256``)."""
     p = Path(folder)
-    files = sorted({f for pat in _WEIGHT_PATTERNS for f in p.glob(pat)})
-    if not files:
-        raise BackendError(f"{p} has no weights (*.safetensors)")
-    lines = "".join(f"{f.name} {file_sha256(f)}\n" for f in [p / "config.json", *files])
+    lines = "".join(f"{f.name} {file_sha256(f)}\n" for f in [p / "config.json", *_weights(p)])
     return hashlib.sha256(lines.encode()).hexdigest()
 
 
 def weights_sha256(folder: str | Path) -> str:
     """Hash of an HF folder's weights: the sha256 of its only weights file, or for sharded
     folders the sha256 over sorted ``name sha256`` lines of every shard."""
-    p = Path(folder)
-    files = sorted({f for pat in _WEIGHT_PATTERNS for f in p.glob(pat)})
-    if not files:
-        raise BackendError(f"{p} has no weights (*.safetensors)")
+    files = _weights(Path(folder))
     if len(files) == 1:
         return file_sha256(files[0])
     lines = "".join(f"{f.name} {file_sha256(f)}\n" for f in files)

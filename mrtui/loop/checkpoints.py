@@ -43,11 +43,6 @@ class Checkpoint:
         """Hashes a backend may report for this model: its identity or its GGUF export's."""
         return {h for h in (self.sha256, self.gguf_sha256) if h}
 
-    @property
-    def dequantised_training(self) -> bool:
-        """Whether training from this model trains a dequantised copy of quantised weights."""
-        return self.hf_dir is None and self.quantization not in (None, "F32", "F16", "BF16")
-
 
 def log_relative(log_path: Path, path: str | Path) -> str:
     """How a path is recorded in the log: relative to the log's folder when it lies under it,

@@ -91,9 +91,9 @@ class Runner:
         if own:
             ref = self.settings.model
         else:
+            folder, gguf = checkpoint.hf_dir, checkpoint.gguf_path
             hf = model_format(self.settings.backend) == "hf"
-            pick = (checkpoint.hf_dir, checkpoint.gguf_path)
-            ref = str((pick if hf else pick[::-1])[0] or pick[0] or pick[1])
+            ref = str((folder or gguf) if hf else (gguf or folder))
         if self._backend is not None and self._backend_model != ref:
             self.close()
         if self._backend is None:

@@ -173,20 +173,16 @@ class Stages:
             seed=unit_seed(self.s.seed, key),
         )
 
-    def _model_sha256(self, info: BackendInfo) -> str | None:
-        """The model identity a unit's event records: the one the run resolved for this
-        iteration (a GGUF's sha256 or an HF folder's content hash), which the unit keys and the
-        planning queries use too, whichever file the backend serves it from (the runner checks
-        that a backend which hashes its file loaded this model)."""
-        return self.model.sha256
-
     def _provenance(
         self, info: BackendInfo, template: Template, request: Request, result: Completion | Failure
     ) -> dict[str, Any]:
         """The :class:`~mrtui.store.events.Provenance` fields of a unit's event."""
         prov: dict[str, Any] = {
             "model_id": info.model_id,
-            "model_sha256": self._model_sha256(info),
+            # the identity the run resolved for this iteration (a GGUF's sha256 or an HF folder's
+            # content hash), which unit keys and planning queries use, whichever file the
+            # backend serves it from (the runner checks a backend that hashes its file)
+            "model_sha256": self.model.sha256,
             "backend": info.backend,
             "backend_version": info.backend_version,
             "template": template.name,
@@ -371,7 +367,7 @@ class Stages:
                 reason=failure.error,
                 prompt_key=self._about.get(request.id, (None, None))[1],
                 model_id=info.model_id,
-                model_sha256=self._model_sha256(info),
+                model_sha256=self.model.sha256,
                 backend=info.backend,
                 template_sha256=prov["template_sha256"],
             )
