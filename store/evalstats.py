@@ -240,7 +240,8 @@ def bootstrap(
     """The statistic ``kind`` of the items (y, x) and its 95% percentile bootstrap interval:
     (value, lo, hi), plain floats. (None, None, None) for no items, or a ratio with Σ x = 0.
 
-    ``seed`` defaults to one derived from :data:`SEED` and n only; replicates are drawn
+    The items are put in a canonical order first, so their order does not matter. ``seed``
+    defaults to one derived from :data:`SEED` and n only; replicates are drawn
     :data:`CHUNK_CELLS` resampled items at a time (a number of replicates that depends on n
     only), so they are the same on every call. Replicates without a value (a ratio's Σ x = 0)
     are left out of the percentiles; with none left, lo = hi = value."""
@@ -250,6 +251,11 @@ def bootstrap(
     n = len(y)
     if n == 0:
         return None, None, None
+    # The items in a canonical order (by y, then x): every statistic here ignores order, and
+    # so does the interval then. A SQL list() without ORDER BY hands the same items over in
+    # whatever order its threads finished, and the same data must give the same interval.
+    order = np.lexsort((y,) if x is None else (x, y))
+    y, x = y[order], None if x is None else x[order]
     value = float(_statistic(kind, y[None, :], None if x is None else x[None, :])[0])
     if not np.isfinite(value):
         return None, None, None
