@@ -97,6 +97,13 @@ class Request:
     ``structure`` constrains the whole answer to a :class:`FinalLine` format (GBNF on
     llama.cpp, a guided regular expression on vLLM, ``grammar`` on llama.cpp's server);
     backends that cannot constrain raise ``UnsupportedFeature``.
+    ``choice_probs`` asks for the model's probability of each choice (see
+    :mod:`mrtui.backends.choice_probs`). With ``choices``, the completion's text is then the
+    most likely choice (sampling settings do not apply) and ``Completion.choice_probs`` holds
+    the distribution; every backend must serve it or refuse it up front in
+    ``require(CHOICE_PROBS)``. With ``structure``, a backend that knows the distribution at
+    the final line's choice returns it too; one that does not leaves it None and the caller
+    asks for it with a ``choices`` request that continues the answer.
     """
 
     id: str
@@ -105,10 +112,13 @@ class Request:
     assistant_prefix: str | None = None
     choices: tuple[str, ...] | None = None
     structure: FinalLine | None = None
+    choice_probs: bool = False
 
     def __post_init__(self) -> None:
         if self.choices is not None and self.structure is not None:
             raise ValueError("a request takes choices or a structure, not both")
+        if self.choice_probs and self.choices is None and self.structure is None:
+            raise ValueError("choice_probs needs choices or a structure")
 
 
 @dataclass(frozen=True)
@@ -128,6 +138,11 @@ class Completion:
     # Remote backends: the server that answered and the model it says it ran.
     endpoint: str | None = None
     served_model: str | None = None
+    # Asked for with Request.choice_probs: each choice's probability at the choice position,
+    # normalised over the choices (they sum to 1), and the probability the model gave the
+    # choices together before normalising (how sure it was that a choice comes there at all).
+    choice_probs: Mapping[str, float] | None = None
+    choice_mass: float | None = None
 
 
 @dataclass(frozen=True)
@@ -215,6 +230,10 @@ class UnsupportedFeature(BackendError):
     """The request uses a feature this backend does not offer."""
 
 
+# Features a run can require of a backend before it starts (``InferenceBackend.require``).
+CHOICE_PROBS = "choice_probs"  # Request.choice_probs on choices requests
+
+
 class ClosingBackend:
     """``with backend: ...`` closes the backend at the end of the block; a closed backend
     refuses more work (``_check_open``)."""
@@ -243,5 +262,11 @@ class InferenceBackend(Protocol):
     def info(self) -> BackendInfo: ...
 
     def generate(self, requests: Iterable[Request]) -> Iterator[Result]: ...
+
+    def require(self, features: Iterable[str]) -> None:
+        """Raise ``UnsupportedFeature`` (one line that names what to change) unless every one
+        of ``features`` (e.g. :data:`CHOICE_PROBS`) is served; a remote backend may ask its
+        servers. Called once before a run's first request."""
+        ...
 
     def close(self) -> None: ...
