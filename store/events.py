@@ -232,6 +232,12 @@ class Answer(Provenance):
     # and the rationale's words (see mrtui.loop.prompts.rationale_words); None in v1 events.
     structure: dict[str, Any] | None = None
     rationale_words: int | None = None
+    # Probability scoring (settings judge_scoring / meta_scoring = "expected"): the model's
+    # probability of each choice of the final line (backends/choice_probs.py), their mass before
+    # normalising, and "expected" as the scoring that made the value. Omitted when sampled.
+    choice_probs: dict[str, float] | None = field(default=None, metadata={"omit_if_none": True})
+    choice_mass: float | None = field(default=None, metadata={"omit_if_none": True})
+    scoring: str | None = field(default=None, metadata={"omit_if_none": True})
 
 
 _ANSWER_COLUMNS = {
@@ -254,7 +260,10 @@ class JudgementRecorded(Answer, EventRecord):
     }
     prompt_key: str
     judge_index: int
+    # sampled: the score the final line names; expected: Σ s·p(s) over choice_probs
     score: float | None
+    # expected scoring: the score the answer's own final line named (None when it named none)
+    sampled_score: float | None = field(default=None, metadata={"omit_if_none": True})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -271,6 +280,9 @@ class MetaVerdictRecorded(Answer, EventRecord):
     first_key: str
     second_key: str
     winner: str | None  # "A" (first shown wins), "B", or None (tie or unparsed)
+    # expected scoring: P(the judgement shown first is better) = choice_probs["A"]; the winner
+    # is then the more likely one
+    p_first: float | None = field(default=None, metadata={"omit_if_none": True})
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,9 +8,11 @@ that many results, to simulate a process dying mid-stage.
 It keeps the whole ``InferenceBackend`` contract (tests/backends/test_contract.py runs on it)
 the way the llama.cpp backend does: ``params.n`` samples per request with indices 0..n-1 and
 seeds ``seed + index`` (a fresh seed, recorded, when the request has none); ``max_tokens`` and
-``stop`` cut the text; ``choices`` returns exactly one choice; ``structure`` answers with one
-paragraph then the final line, as a grammar would force it; a prompt that does not fit the
-context window fails its samples for good (``permanent``) and the batch goes on. Its tokens
+``stop`` cut the text; ``choices`` returns exactly one choice (with ``choice_probs``, the
+most likely of hash-derived probabilities, see :meth:`FakeBackend.choice_probs`);
+``structure`` answers with one paragraph then the final line, as a grammar would force it; a
+prompt that does not fit the context window fails its samples for good (``permanent``) and
+the batch goes on. Its tokens
 are whitespace-separated words: a message is a role marker plus its words, the generation
 prompt is one more marker and the assistant prefix adds its words. At temperature 0 a sample
 is greedy: it does not depend on the seed. Like llama.cpp it keeps one sequence cached, so
@@ -33,6 +35,7 @@ from mrtui.backends.base import (
     Message,
     Request,
     Result,
+    UnsupportedFeature,
 )
 
 # One token: a word with the whitespace after it (whitespace alone only if there is no word).
@@ -69,8 +72,12 @@ class FakeBackend:
         fail_ids: Iterable[str] = (),
         crash_after: int | None = None,
         n_ctx: int = 4096,
+        position_bias: float = 3.0,
+        unsupported: Iterable[str] = (),
     ) -> None:
         self.sha256 = sha256
+        self.position_bias = position_bias
+        self.unsupported = set(unsupported)
         self.unparseable_every = unparseable_every
         self.fail_ids = set(fail_ids)
         self.crash_after = crash_after
@@ -158,6 +165,13 @@ class FakeBackend:
                 n_tokens += 1
             generated, text, finish = generated[:n_tokens], text[:cut], "stop"
         self._cached = prompt + generated
+        if req.choice_probs and req.choices is not None:
+            probs = self.choice_probs(sample)
+            text = max(probs, key=lambda c: probs[c])
+            return Completion(
+                req.id, index, text, "stop", len(prompt), 1, evaluated, seed, WALL_S,
+                choice_probs=probs, choice_mass=0.9,
+            )  # fmt: skip
         if req.choices is not None and text not in req.choices:
             return Failure(
                 req.id,
@@ -167,6 +181,23 @@ class FakeBackend:
         return Completion(
             req.id, index, text, finish, len(prompt), len(generated), evaluated, seed, WALL_S
         )
+
+    def choice_probs(self, req: Request) -> dict[str, float]:
+        """The fake model's probability of each choice: hash-derived weights of the prompt and
+        the prefix it continues. Between the winners "A" and "B" it leans to the first shown by
+        ``position_bias`` (a factor on A's weight), as small judges do."""
+        assert req.choices is not None
+        content = req.messages[-1].content
+        weights = {c: 1 + _h(content, req.assistant_prefix, c) % 97 for c in req.choices}
+        if set(req.choices) == {"A", "B"}:
+            weights["A"] *= self.position_bias
+        total = sum(weights.values())
+        return {c: w / total for c, w in weights.items()}
+
+    def require(self, features: Iterable[str]) -> None:
+        missing = sorted(set(features) & self.unsupported)
+        if missing:
+            raise UnsupportedFeature(f"the fake backend does not serve {', '.join(missing)}")
 
     def _answer(self, req: Request) -> str:
         """The whole text this fake model writes for one sample, ``req`` with ``n = 1`` and

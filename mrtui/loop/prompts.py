@@ -175,12 +175,24 @@ _WORD = re.compile(r"\w*[^\W\d_]\w*")  # a word has at least one letter
 _COPIED_MIN_CHARS = 20  # shorter lines ("Reasoning:", "1.") are not counted as copies
 
 
+def _final_form(kind: str) -> re.Pattern[str]:
+    return {"score": _SCORE_LINE, "winner": _WINNER_LINE, "response-winner": RESPONSE_WINNER_LINE}[
+        kind
+    ]
+
+
+def before_final_line(text: str, kind: str) -> str:
+    """``text`` without its final line (and what follows it), ``kind`` as for
+    :func:`rationale_words`; all of it when it has no final line."""
+    final = final_line_index(text, _final_form(kind))
+    return text if final is None else "\n".join(text.splitlines()[:final])
+
+
 def rationale_words(text: str, prompt: str, kind: str) -> int:
     """Words of the rationale before the final line (``kind``: 'score', 'winner' (between
     judgments) or 'response-winner')."""
     lines = text.splitlines()
-    form = {"score": _SCORE_LINE, "winner": _WINNER_LINE, "response-winner": RESPONSE_WINNER_LINE}
-    final = final_line_index(text, form[kind])
+    final = final_line_index(text, _final_form(kind))
     kept = [
         line
         for line in (lines if final is None else lines[:final])

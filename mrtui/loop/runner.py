@@ -105,6 +105,7 @@ class Runner:
                     require(ref, checkpoint.sha256, f"M_{checkpoint.for_iteration}")
                 raise
             self._backend_model = ref
+            self._backend.require(self.features())
             sha = self._backend.info().model_sha256
             if sha and sha not in checkpoint.served_hashes:
                 raise ConfigError(
@@ -112,6 +113,15 @@ class Runner:
                     f"the expected {checkpoint.sha256[:12]}…; check --model"
                 )
         return self._backend
+
+    def features(self) -> list[str]:
+        """What the run's settings need of the backend beyond generating text, in any of its
+        iterations (checked when the backend starts, before its first request)."""
+        from mrtui.backends.base import CHOICE_PROBS
+
+        its = range(1, self.settings.iterations + 1)
+        expected = any(self.settings.for_iteration(i).needs_choice_probs for i in its)
+        return [CHOICE_PROBS] if expected else []
 
     def close(self) -> None:
         if self._backend is not None:

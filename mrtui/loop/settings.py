@@ -19,6 +19,7 @@ from mrtui.store.events import SENTENCE_WORDS
 
 DPO_PREFIX = "dpo_"
 MIN_RATIONALE_CHARS = 40  # structured judging: the shortest rationale the grammar allows
+SCORINGS = ("sampled", "expected")  # judge_scoring and meta_scoring
 
 
 class ConfigError(ValueError):
@@ -71,6 +72,23 @@ class IterationSettings:
         "judgements whose rationale has fewer words (not counting lines copied from the "
         "prompt) are left out of meta-judging and judge pairs; 0 keeps them all",
         SENTENCE_WORDS,
+    )
+    judge_scoring: str = _help(
+        "how a judgement's score is read: 'sampled' (the number its final line names, as in "
+        "the paper) or 'expected' (the mean of the scores weighted by the model's probability "
+        "of each at the final line; needs a backend with choice probabilities)",
+        "sampled",
+    )
+    meta_scoring: str = _help(
+        "how a meta-verdict is read: 'sampled' (the winner its final line names; battles "
+        "weighted by ω as in the paper) or 'expected' (P(first judgement better) from the "
+        "winner's probabilities; both orders averaged into a soft outcome)",
+        "sampled",
+    )
+    judge_rationale: bool = _help(
+        "judge and meta-judge write their reasoning before the final line; off: the final "
+        "line comes right after the prompt (cheaper, no reasoning to read)",
+        True,
     )
     score_decimals: bool = _help(
         "accept decimal scores ('Score: 4.5'); off: such a judgement is unparsed", False
@@ -141,6 +159,11 @@ class IterationSettings:
             raise ConfigError(
                 f"weights_scope must be 'response' or 'iteration', got {self.weights_scope!r}"
             )
+        for name in ("judge_scoring", "meta_scoring"):
+            if getattr(self, name) not in SCORINGS:
+                raise ConfigError(
+                    f"{name} must be 'sampled' or 'expected', got {getattr(self, name)!r}"
+                )
         if self.train_kinds not in ("auto", "both", "actor", "judge"):
             raise ConfigError(
                 f"train_kinds must be 'auto', 'both', 'actor' or 'judge', got {self.train_kinds!r}"
@@ -178,6 +201,9 @@ class IterationSettings:
         "rationale_max_chars",
         "min_rationale_words",
         "score_decimals",
+        "judge_scoring",
+        "meta_scoring",
+        "judge_rationale",
         "prompts_per_iteration",
         "prompts_disjoint",
         "seed",
@@ -223,6 +249,11 @@ class IterationSettings:
     def with_flat(self, **changes: Any) -> IterationSettings:
         """A copy with some flat settings changed, validated."""
         return IterationSettings.from_flat({**self.flat(), **changes})
+
+    @property
+    def needs_choice_probs(self) -> bool:
+        """Whether the backend must give choice probabilities (``CHOICE_PROBS``)."""
+        return "expected" in (self.judge_scoring, self.meta_scoring)
 
     def kinds_for(self, iteration: int) -> tuple[str, ...]:
         """Which pair kinds train this iteration's model."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,18 +25,55 @@ from mrtui.backends.base import (
     Request,
     SamplingParams,
 )
+from mrtui.backends.choice_probs import most_likely
 from mrtui.store import EventLog, canonical_json
 from mrtui.store import events as ev
 from mrtui.store.events import key_digest
 
 from .progress import CancelToken, Note, ProgressSink, StageBegan, StageEnded, UnitsDone, ignore
-from .prompts import RATIONALE_LABEL, Parsed, Template, parse_score, parse_winner, rationale_words
+from .prompts import (
+    RATIONALE_LABEL,
+    Parsed,
+    Template,
+    before_final_line,
+    parse_score,
+    parse_winner,
+    rationale_words,
+)
 from .settings import MIN_RATIONALE_CHARS, IterationSettings
 
 SCORE_CHOICES = tuple(str(i) for i in range(6))
 WINNER_CHOICES = ("A", "B")
 SCORE_LEAD = "Score: "
 WINNER_LEAD = "Winner: Judgment "
+PROBS_SUFFIX = "#probs"  # the follow-up request that reads an answer's choice probabilities
+
+
+@dataclass(frozen=True)
+class AnswerKind:
+    """What a judge-like stage's answer is: its event, the field its final line fills, the
+    final line's lead and choices, and how a choice becomes a value."""
+
+    stage: str  # "judge" or "meta"
+    record: type[ev.EventRecord]
+    value_field: str  # "score" or "winner"
+    lead: str
+    choices: tuple[str, ...]
+    cast: Callable[[str], Any]
+    form: str  # the final line's form for prompts.rationale_words / before_final_line
+
+    def from_probs(self, probs: Mapping[str, float], sampled: Any) -> dict[str, Any]:
+        """The event's value fields under expected scoring: a score is Σ s·p(s); a winner is
+        the more likely one, with P(the first shown is better)."""
+        if self.value_field == "score":
+            return {"score": sum(int(c) * p for c, p in probs.items()), "sampled_score": sampled}
+        return {"winner": most_likely(probs), "p_first": probs["A"]}
+
+
+JUDGE = AnswerKind("judge", ev.JudgementRecorded, "score", SCORE_LEAD, SCORE_CHOICES, int, "score")
+META = AnswerKind(
+    "meta", ev.MetaVerdictRecorded, "winner", WINNER_LEAD, WINNER_CHOICES, str, "winner"
+)
 
 
 @dataclass(frozen=True)
@@ -152,12 +189,21 @@ class Stages:
         structure = self.structure(stage)
         if structure is not None:  # only then, so keys of unstructured runs stay as they were
             extra = (*extra, structure.to_dict())
+        if stage != "actor":  # likewise: only what differs from the paper's way of judging
+            if self.scoring(stage) != "sampled":
+                extra = (*extra, {"scoring": self.scoring(stage)})
+            if not self.s.judge_rationale:
+                extra = (*extra, {"rationale": False})
         role = "meta" if stage == "meta" else stage
         return self._keyer(kind, self.templates[tpl].sha256, self._sampling_id(role), *extra)
 
+    def scoring(self, stage: str) -> str:
+        """'sampled' or 'expected' (settings judge_scoring, meta_scoring)."""
+        return self.s.judge_scoring if stage == "judge" else self.s.meta_scoring
+
     def structure(self, stage: str) -> FinalLine | None:
         """The constrained format of a judge or meta-judge answer (structured judging)."""
-        if not self.s.structured_judging or stage == "actor":
+        if not self.s.structured_judging or not self.s.judge_rationale or stage == "actor":
             return None
         lead, choices = (
             (SCORE_LEAD, SCORE_CHOICES) if stage == "judge" else (WINNER_LEAD, WINNER_CHOICES)
@@ -324,7 +370,9 @@ class Stages:
         unit_key = result.request_id.split("#", 1)[0]
         request = originals[unit_key]
         if isinstance(result, Failure):
-            if "#" not in result.request_id:
+            # a failed probability follow-up fails its unit, which is retried on resume
+            if "#" not in result.request_id or result.request_id.endswith(PROBS_SUFFIX):
+                first_answer.pop(unit_key, None)
                 self._log_failure(stage, info, request, result, report)
                 return
             outcome = finish(None)  # a failed fallback still completes the unit
@@ -437,25 +485,16 @@ class Stages:
             response_key, prompt_key, prompt, response, j = args
             self._about[key] = (response_key, prompt_key)
             text = tpl.render(question=prompt, response=response)
-            request = Request(
-                key,
-                (Message("user", text),),
-                self._params("judge", key),
-                structure=self.structure("judge"),
-            )
+            request = self._answer_request(JUDGE, key, text)
             fields = {"prompt_key": prompt_key, "judge_index": j}
             decimals = self.s.score_decimals
             return request, self._finisher(
-                ev.JudgementRecorded,
+                JUDGE,
                 request,
                 response_key,
                 fields,
-                "score",
                 lambda t: parse_score(t, decimals=decimals),
                 self.s.judge_fallback,
-                SCORE_LEAD,
-                SCORE_CHOICES,
-                int,
             )
 
         return self._execute("judge", planned, build, already * self.s.n)
@@ -483,85 +522,125 @@ class Stages:
             text = tpl.render(
                 question=prompt, response=response, judgement_a=first, judgement_b=second
             )
-            request = Request(
-                key,
-                (Message("user", text),),
-                self._params("meta", key),
-                structure=self.structure("meta"),
-            )
+            request = self._answer_request(META, key, text)
             fields = {"prompt_key": pk, "first_key": a, "second_key": b}
             return request, self._finisher(
-                ev.MetaVerdictRecorded,
-                request,
-                rk,
-                fields,
-                "winner",
-                parse_winner,
-                self.s.meta_fallback,
-                WINNER_LEAD,
-                WINNER_CHOICES,
-                str,
+                META, request, rk, fields, parse_winner, self.s.meta_fallback
             )
 
         return self._execute("meta", planned, build)
 
+    def _answer_request(self, kind: AnswerKind, key: str, text: str) -> Request:
+        """A judge or meta-judge request: the answer with its reasoning (free, or structured),
+        or with ``judge_rationale`` off the final line's choice right after the prompt. Under
+        expected scoring it asks for the choice probabilities too."""
+        messages = (Message("user", text),)
+        params = self._params(kind.stage, key)
+        expected = self.scoring(kind.stage) == "expected"
+        if not self.s.judge_rationale:
+            return Request(
+                key, messages, params, assistant_prefix=kind.lead, choices=kind.choices,
+                choice_probs=expected,
+            )  # fmt: skip
+        structure = self.structure(kind.stage)
+        return Request(
+            key, messages, params, structure=structure,
+            choice_probs=expected and structure is not None,
+        )  # fmt: skip
+
     def _finisher(
         self,
-        record: type[ev.EventRecord],
+        kind: AnswerKind,
         request: Request,
         parent_key: str,
         fields: dict[str, Any],
-        value_field: str,
         parse: Callable[[str], Parsed],
         fallback: bool,
-        lead: str,
-        choices: tuple[str, ...],
-        cast: Callable[[str], Any],
-        kind: str | None = None,
     ) -> Finish:
-        """Parse the model's answer into the unit's event; with ``fallback`` on, an answer
-        without a valid final line first gets one constrained continuation.
+        """Parse the model's answer into the unit's event.
 
-        A judgement the fallback rescues is stored with its recovered final line appended
-        (``text`` + newline + ``lead`` + value), so the meta-judge and DPO see the score it
-        counts with; ``payload.fallback`` keeps what the continuation wrote. Every answer's
-        rationale is counted (``rationale_words``): the text before its final line, without
-        lines copied from the prompt (``kind`` as for :func:`rationale_words`; by default
-        'score' or 'winner' after ``value_field``)."""
-        kind = kind or ("score" if value_field == "score" else "winner")
+        Sampled scoring: the final line's value; with ``fallback`` on, an answer without a
+        valid final line first gets one constrained continuation. A judgement the fallback
+        rescues is stored with its recovered final line appended (``text`` + newline + lead +
+        value), so the meta-judge and DPO see the score it counts with; ``payload.fallback``
+        keeps what the continuation wrote.
+
+        Expected scoring: the value comes from the choice probabilities at the final line
+        (:meth:`AnswerKind.from_probs`): those the backend returned with the answer, else a
+        follow-up request that continues the answer's reasoning with the lead and reads them.
+        An answer whose own final line named no choice is stored with the most likely one
+        appended. Every answer's rationale is counted (``rationale_words``)."""
         prompt = request.messages[-1].content
         structure = request.structure.to_dict() if request.structure is not None else None
+        expected = self.scoring(kind.stage) == "expected"
 
         def event(
             text: str,
             parsed: Parsed,
             first_error: str | None = None,
             fallback_info: dict[str, Any] | None = None,
+            probs: Completion | None = None,
         ) -> Outcome:
             if fallback_info is not None and parsed.error is None:
-                text = f"{text.rstrip()}\n{lead}{fallback_info['text'].strip()}"
+                text = f"{text.rstrip()}\n{kind.lead}{fallback_info['text'].strip()}"
             values = {
                 **fields,
-                value_field: parsed.value,
+                kind.value_field: parsed.value,
                 "parse_error": parsed.error,
                 "fallback_used": fallback_info is not None,
                 "structure": structure,
-                "rationale_words": rationale_words(text, prompt, kind),
+                "rationale_words": rationale_words(text, prompt, kind.form)
+                if self.s.judge_rationale
+                else None,
             }
             if fallback_info is not None:
                 values["fallback"] = fallback_info | {"first_parse_error": first_error}
-            return Outcome(record, values, parent_key, text)
+            if probs is not None:
+                assert probs.choice_probs is not None
+                chosen = dict(probs.choice_probs)
+                if parsed.error is not None:  # the answer named no choice: show the likeliest
+                    text = f"{text.rstrip()}\n{kind.lead}{most_likely(chosen)}"
+                values.update(kind.from_probs(chosen, parsed.value))
+                values.update(
+                    parse_error=None, choice_probs=chosen, choice_mass=probs.choice_mass,
+                    scoring="expected",
+                )  # fmt: skip
+            return Outcome(kind.record, values, parent_key, text)
 
         def finish(c: Completion) -> Outcome | Followup:
+            if request.choices is not None:  # no rationale: the answer is the choice itself
+                text = kind.lead + c.text
+                return event(text, parse(text), probs=c if expected else None)
             parsed = parse(c.text)
+            if expected:
+                if c.choice_probs is not None:
+                    return event(c.text, parsed, probs=c)
+                return Followup(
+                    _probs_request(request, before_final_line(c.text, kind.form), kind),
+                    lambda f: event(c.text, parsed, probs=f),
+                )
             if parsed.error is None or parsed.error == ev.TIE or not fallback:
                 return event(c.text, parsed)
             return Followup(
-                _fallback_request(request, c.text, lead, choices),
-                lambda f: event(c.text, *_fallback_parse(f, parsed, cast, choices)),
+                _fallback_request(request, c.text, kind.lead, kind.choices),
+                lambda f: event(c.text, *_fallback_parse(f, parsed, kind.cast, kind.choices)),
             )
 
         return finish
+
+
+def _probs_request(request: Request, reasoning: str, kind: AnswerKind) -> Request:
+    """Continue an answer's reasoning with its final line's lead and read the probability of
+    each choice there (a failure fails the unit, so a resumed run asks again)."""
+    params = SamplingParams(n=1, temperature=0.0, top_p=1.0, max_tokens=2, seed=request.params.seed)
+    return Request(
+        request.id + PROBS_SUFFIX,
+        request.messages,
+        params,
+        assistant_prefix=reasoning.rstrip() + "\n" + kind.lead,
+        choices=kind.choices,
+        choice_probs=True,
+    )
 
 
 def _fallback_request(request: Request, text: str, lead: str, choices: tuple[str, ...]) -> Request:

@@ -49,7 +49,9 @@ FROM (SELECT *, from_json(payload, '{"seed":"BIGINT","wall_s":"DOUBLE","model_id
         "backend":"VARCHAR","backend_version":"VARCHAR","template":"VARCHAR"}') AS p
       FROM events WHERE event_type = 'ResponseGenerated');
 
--- `eligible`: a valid judgement with a rationale of at least the iteration's
+-- `scoring`: 'sampled' (the score its final line names) or 'expected' (Σ s·p(s) over
+-- `choice_probs`, the model's probability of each score; `sampled_score` is then what its own
+-- final line named). `eligible`: a valid judgement with a rationale of at least the iteration's
 -- min_rationale_words (judgements logged before rationales were counted are eligible). Only
 -- eligible judgements are meta-judged and can become judge pairs.
 CREATE OR REPLACE VIEW judgements AS
@@ -60,16 +62,21 @@ SELECT j.run_id, j.iteration, key AS judgement_key, parent_key AS response_key, 
        p.seed, p.wall_s, p.model_id, j.model_sha256, p.backend, p.backend_version, p.template,
        template_sha256, j.seq, j.created_at, payload,
        rationale_words, p.structure IS NOT NULL AS structured,
+       coalesce(p.scoring, 'sampled') AS scoring, p.sampled_score, p.choice_probs,
+       p.choice_mass,
        score IS NOT NULL AND (rationale_words IS NULL
                               OR rationale_words >= coalesce(st.min_rationale_words, 0))
            AS eligible
 FROM (SELECT *, from_json(payload, '{"seed":"BIGINT","wall_s":"DOUBLE","model_id":"VARCHAR",
         "backend":"VARCHAR","backend_version":"VARCHAR","template":"VARCHAR",
-        "structure":"JSON"}') AS p
+        "structure":"JSON","scoring":"VARCHAR","sampled_score":"DOUBLE",
+        "choice_probs":"MAP(VARCHAR, DOUBLE)","choice_mass":"DOUBLE"}') AS p
       FROM events WHERE event_type = 'JudgementRecorded') j
 LEFT JOIN (SELECT run_id, iteration, min_rationale_words FROM iteration_settings) st
        ON st.run_id = j.run_id AND st.iteration = j.iteration;
 
+-- `p_first` (meta_scoring = 'expected'): the meta-judge's probability that the judgement shown
+-- first is the better one; `winner` is then the more likely one.
 CREATE OR REPLACE VIEW meta_verdicts AS
 SELECT run_id, iteration, key AS verdict_key, parent_key AS response_key, prompt_key,
        first_key, second_key, winner,
@@ -79,10 +86,11 @@ SELECT run_id, iteration, key AS verdict_key, parent_key AS response_key, prompt
        completion_tokens, prompt_tokens_evaluated, finish_reason,
        p.seed, p.wall_s, p.model_id, model_sha256, p.backend, p.backend_version, p.template,
        template_sha256, seq, created_at, payload,
-       rationale_words, p.structure IS NOT NULL AS structured
+       rationale_words, p.structure IS NOT NULL AS structured,
+       coalesce(p.scoring, 'sampled') AS scoring, p.p_first, p.choice_mass
 FROM (SELECT *, from_json(payload, '{"seed":"BIGINT","wall_s":"DOUBLE","model_id":"VARCHAR",
         "backend":"VARCHAR","backend_version":"VARCHAR","template":"VARCHAR",
-        "structure":"JSON"}') AS p
+        "structure":"JSON","scoring":"VARCHAR","p_first":"DOUBLE","choice_mass":"DOUBLE"}') AS p
       FROM events WHERE event_type = 'MetaVerdictRecorded');
 
 -- Failed requests. A failed unit stays open and is retried on resume; `redone` says whether

@@ -4,6 +4,9 @@
 -- by the first / second shown judgement, per response (default) or over the whole iteration.
 -- ω1 = win_2nd / (win_1st + win_2nd), ω2 = win_1st / (win_1st + win_2nd),
 -- B_mn = ω1·[r_mn = +1] + ω2·[r_nm = -1]. One row per ordered pair (m, n).
+-- Under meta_scoring = 'expected' a verdict carries p = P(first shown is better), and B_mn is
+-- the soft outcome of both orders, (p_mn + 1 − p_nm) / 2, which cancels a constant position
+-- preference (B_mn + B_nm = 1); with one order only, that order's p (p_mn, or 1 − p_nm).
 
 CREATE OR REPLACE MACRO judge_battles_with(weights_scope := NULL) AS TABLE
 WITH pairs AS (  -- each unordered pair of a meta-judged response once, the latest verdict of
@@ -13,7 +16,9 @@ WITH pairs AS (  -- each unordered pair of a meta-judged response once, the late
            arg_max(mv.r, mv.seq) FILTER (WHERE mv.first_key < mv.second_key) AS r12,
            arg_max(mv.r, mv.seq) FILTER (WHERE mv.first_key > mv.second_key) AS r21,
            arg_max(mv.verdict_key, mv.seq) FILTER (WHERE mv.first_key < mv.second_key) AS v12,
-           arg_max(mv.verdict_key, mv.seq) FILTER (WHERE mv.first_key > mv.second_key) AS v21
+           arg_max(mv.verdict_key, mv.seq) FILTER (WHERE mv.first_key > mv.second_key) AS v21,
+           arg_max(mv.p_first, mv.seq) FILTER (WHERE mv.first_key < mv.second_key) AS p12,
+           arg_max(mv.p_first, mv.seq) FILTER (WHERE mv.first_key > mv.second_key) AS p21
     FROM meta_verdicts mv
     SEMI JOIN meta_targets t ON t.response_key = mv.response_key AND t.run_id = mv.run_id
                             AND t.iteration = mv.iteration
@@ -34,19 +39,24 @@ counts AS (  -- verdicts won by the first / second shown judgement, each order c
 ordered AS (
     SELECT run_id, iteration, response_key, prompt_key, scope_key, j1 AS judgement_m,
            j2 AS judgement_n, v12 AS verdict_mn_key, v21 AS verdict_nm_key, r12 AS r_mn,
-           r21 AS r_nm
+           r21 AS r_nm, p12 AS p_mn, p21 AS p_nm
     FROM scoped
     UNION ALL
-    SELECT run_id, iteration, response_key, prompt_key, scope_key, j2, j1, v21, v12, r21, r12
+    SELECT run_id, iteration, response_key, prompt_key, scope_key, j2, j1, v21, v12, r21, r12,
+           p21, p12
     FROM scoped
 )
 SELECT p.run_id, p.iteration, p.prompt_key, p.response_key, p.judgement_m, p.judgement_n,
        p.verdict_mn_key, p.verdict_nm_key, p.r_mn, p.r_nm, c.win_1st, c.win_2nd,
        CASE WHEN c.win_1st + c.win_2nd > 0 THEN c.win_2nd / (c.win_1st + c.win_2nd) END AS omega1,
        CASE WHEN c.win_1st + c.win_2nd > 0 THEN c.win_1st / (c.win_1st + c.win_2nd) END AS omega2,
-       coalesce(CASE WHEN p.r_mn = 1 THEN c.win_2nd / (c.win_1st + c.win_2nd) ELSE 0 END, 0)
-     + coalesce(CASE WHEN p.r_nm = -1 THEN c.win_1st / (c.win_1st + c.win_2nd) ELSE 0 END, 0)
-           AS b_mn
+       CASE WHEN p.p_mn IS NOT NULL OR p.p_nm IS NOT NULL
+            THEN (coalesce(p.p_mn, 1 - p.p_nm) + 1 - coalesce(p.p_nm, 1 - p.p_mn)) / 2
+            ELSE coalesce(CASE WHEN p.r_mn = 1 THEN c.win_2nd / (c.win_1st + c.win_2nd)
+                               ELSE 0 END, 0)
+               + coalesce(CASE WHEN p.r_nm = -1 THEN c.win_1st / (c.win_1st + c.win_2nd)
+                               ELSE 0 END, 0)
+       END AS b_mn, p.p_mn, p.p_nm
 FROM ordered p
 JOIN counts c USING (run_id, iteration, scope_key);
 
