@@ -74,6 +74,13 @@ JUDGE = AnswerKind("judge", ev.JudgementRecorded, "score", SCORE_LEAD, SCORE_CHO
 META = AnswerKind(
     "meta", ev.MetaVerdictRecorded, "winner", WINNER_LEAD, WINNER_CHOICES, str, "winner"
 )
+# The judge comparing two responses to one prompt (the judge check's pairwise accuracy);
+# its verdicts are not logged as units, so it has no event of its own.
+PAIRWISE = AnswerKind(
+    "pairwise", ev.MetaVerdictRecorded, "winner", "Winner: Response ", WINNER_CHOICES, str,
+    "response-winner",
+)  # fmt: skip
+KINDS = {k.stage: k for k in (JUDGE, META, PAIRWISE)}
 
 
 @dataclass(frozen=True)
@@ -199,16 +206,11 @@ class Stages:
 
     def scoring(self, stage: str) -> str:
         """'sampled' or 'expected' (settings judge_scoring, meta_scoring)."""
-        return self.s.judge_scoring if stage == "judge" else self.s.meta_scoring
+        return scoring_of(self.s, stage)
 
     def structure(self, stage: str) -> FinalLine | None:
         """The constrained format of a judge or meta-judge answer (structured judging)."""
-        if not self.s.structured_judging or not self.s.judge_rationale or stage == "actor":
-            return None
-        lead, choices = (
-            (SCORE_LEAD, SCORE_CHOICES) if stage == "judge" else (WINNER_LEAD, WINNER_CHOICES)
-        )
-        return final_line(lead, choices, self.s.rationale_max_chars)
+        return None if stage == "actor" else structure_of(self.s, KINDS[stage])
 
     def _params(self, role: str, key: str) -> SamplingParams:
         return SamplingParams(
@@ -531,22 +533,7 @@ class Stages:
         return self._execute("meta", planned, build)
 
     def _answer_request(self, kind: AnswerKind, key: str, text: str) -> Request:
-        """A judge or meta-judge request: the answer with its reasoning (free, or structured),
-        or with ``judge_rationale`` off the final line's choice right after the prompt. Under
-        expected scoring it asks for the choice probabilities too."""
-        messages = (Message("user", text),)
-        params = self._params(kind.stage, key)
-        expected = self.scoring(kind.stage) == "expected"
-        if not self.s.judge_rationale:
-            return Request(
-                key, messages, params, assistant_prefix=kind.lead, choices=kind.choices,
-                choice_probs=expected,
-            )  # fmt: skip
-        structure = self.structure(kind.stage)
-        return Request(
-            key, messages, params, structure=structure,
-            choice_probs=expected and structure is not None,
-        )  # fmt: skip
+        return answer_request(kind, self.s, key, text, self._params(kind.stage, key))
 
     def _finisher(
         self,
@@ -616,7 +603,7 @@ class Stages:
                 if c.choice_probs is not None:
                     return event(c.text, parsed, probs=c)
                 return Followup(
-                    _probs_request(request, before_final_line(c.text, kind.form), kind),
+                    probs_request(request, before_final_line(c.text, kind.form), kind),
                     lambda f: event(c.text, parsed, probs=f),
                 )
             if parsed.error is None or parsed.error == ev.TIE or not fallback:
@@ -629,7 +616,42 @@ class Stages:
         return finish
 
 
-def _probs_request(request: Request, reasoning: str, kind: AnswerKind) -> Request:
+def answer_request(
+    kind: AnswerKind, s: IterationSettings, key: str, text: str, params: SamplingParams
+) -> Request:
+    """A judge-like request on the user message ``text``: the answer with its reasoning (free,
+    or structured with ``structured_judging``), or with ``judge_rationale`` off the final
+    line's choice right after the prompt. Under expected scoring it asks for the choice
+    probabilities too (see :func:`probs_request` for backends that give none with a
+    structured answer)."""
+    messages = (Message("user", text),)
+    expected = scoring_of(s, kind.stage) == "expected"
+    if not s.judge_rationale:
+        return Request(
+            key, messages, params, assistant_prefix=kind.lead, choices=kind.choices,
+            choice_probs=expected,
+        )  # fmt: skip
+    structure = structure_of(s, kind)
+    return Request(
+        key, messages, params, structure=structure,
+        choice_probs=expected and structure is not None,
+    )  # fmt: skip
+
+
+def scoring_of(s: IterationSettings, stage: str) -> str:
+    """'sampled' or 'expected': ``judge_scoring`` for judging (pointwise and pairwise),
+    ``meta_scoring`` for meta-judging."""
+    return s.meta_scoring if stage == "meta" else s.judge_scoring
+
+
+def structure_of(s: IterationSettings, kind: AnswerKind) -> FinalLine | None:
+    """The constrained format of a judge-like answer (structured judging), or None."""
+    if not s.structured_judging or not s.judge_rationale:
+        return None
+    return final_line(kind.lead, kind.choices, s.rationale_max_chars)
+
+
+def probs_request(request: Request, reasoning: str, kind: AnswerKind) -> Request:
     """Continue an answer's reasoning with its final line's lead and read the probability of
     each choice there (a failure fails the unit, so a resumed run asks again)."""
     params = SamplingParams(n=1, temperature=0.0, top_p=1.0, max_tokens=2, seed=request.params.seed)
