@@ -115,6 +115,14 @@ COUNTERS: dict[str, Counter] = {
         f"count(*) FILTER (WHERE {_M} AND winner IS NULL AND parse_error IS DISTINCT FROM '{TIE}')",
         "verdicts without a winner line",
     ),
+    "prob_verdicts": Counter(
+        f"count(*) FILTER (WHERE {_M} AND payload->>'$.p_first' IS NOT NULL)",
+        "verdicts that carry the meta-judge's probability for the first shown (expected scoring)",
+    ),
+    "p_first_sum": Counter(
+        f"coalesce(sum((payload->>'$.p_first')::DOUBLE) FILTER (WHERE {_M}), 0)",
+        "sum of the probabilities the meta-judge gave the judgement shown first",
+    ),
     "verdict_pairs": Counter(
         "count(*)",
         "pairs of judgements with a verdict in both orders",
@@ -175,6 +183,12 @@ RATES: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
         ("first_wins",),
         ("first_wins", "second_wins"),
         "share of decided verdicts won by the first-shown judgement",
+    ),
+    "mean_p_first": (
+        ("p_first_sum",),
+        ("prob_verdicts",),
+        "mean probability the meta-judge gave the judgement shown first (0.5: no position "
+        "preference; expected scoring only)",
     ),
     "position_consistency": (
         ("consistent_pairs",),

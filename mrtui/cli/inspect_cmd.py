@@ -9,7 +9,7 @@ import typer
 
 from .app import DbOption, JsonOption, RunOption, app
 from .eval_cmd import print_eval_table
-from .output import health_pct, print_alarms, print_json, print_table
+from .output import health_pct, print_alarms, print_json, print_table, tied_prompts
 
 # Statement types `mrtui sql` runs; anything else (writes, ATTACH, COPY, INSTALL, LOAD, SET,
 # transactions, ...) is refused before it reaches DuckDB. The connection is also read-only
@@ -82,6 +82,7 @@ def status(
             ("judgements without a rationale", lambda i: health_pct(i, "no_rationale_share")),
             ("meta parse failures", lambda i: _pct(i["meta_parse_failure_rate"])),
             ("meta first-position wins", lambda i: _pct(i["first_position_win_rate"])),
+            ("meta P(first shown better)", lambda i: _fmt(i["mean_p_first"])),
             (
                 "meta position consistency",
                 lambda i: (
@@ -103,9 +104,11 @@ def status(
             ("finished", lambda i: "yes" if i["finished"] else "no"),
         ]
         if pairs:
-            lines.insert(
-                -2, ("pairs actor / judge", lambda i: f"{i['actor_pairs']} / {i['judge_pairs']}")
-            )
+            lines[-2:-2] = [
+                ("pairs actor / judge", lambda i: f"{i['actor_pairs']} / {i['judge_pairs']}"),
+                ("prompts whose scores all tie", tied_prompts),
+                ("score-length correlation", lambda i: _fmt(i["score_length_corr"])),
+            ]
         print_table(columns, [(label, *(get(i) for i in its)) for label, get in lines])
         print_alarms(r["run_id"], its)
         print_eval_table(r["run_id"], r["evaluation"])

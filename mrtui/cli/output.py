@@ -57,6 +57,14 @@ def health_pct(row: dict[str, Any], rate: str) -> str:
     return text
 
 
+def tied_prompts(row: dict[str, Any]) -> str:
+    """``3 of 8``: the prompts whose scored responses all tie (no actor pair), of those with
+    two or more scored responses (the judge_signal view); ``-`` when not derived."""
+    if row.get("scored_prompts") is None:
+        return "-"
+    return f"{row['tied_prompts']} of {row['scored_prompts']}"
+
+
 def print_alarms(run_id: str, rows: list[dict[str, Any]]) -> None:
     """One line per alarm that is on, with its advice, under a status or summary table."""
     for r in rows:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from .app import DbOption, app
-from .output import health_pct, print_alarms, print_table, safe
+from .output import health_pct, print_alarms, print_table, safe, tied_prompts
 
 
 def _parse_set(items: list[str]) -> dict[str, Any]:
@@ -208,7 +208,10 @@ def print_summary(db: Path, run_id: str) -> None:
         ("judge fallback used", lambda r: _num(r["judge_fallback_rate"], "{:.0%}")),
         ("share of 5s", lambda r: health_pct(r, "share_of_fives")),
         ("judgements without a rationale", lambda r: health_pct(r, "no_rationale_share")),
+        ("prompts whose scores all tie", tied_prompts),
+        ("score-length correlation", lambda r: _num(r["score_length_corr"], "{:+.2f}")),
         ("meta first-position wins", lambda r: _num(r["first_position_win_rate"], "{:.0%}")),
+        ("meta P(first shown better)", lambda r: _num(r["mean_p_first"], "{:.2f}")),
         ("meta position consistency", lambda r: health_pct(r, "position_consistency")),
         (
             "trained on actor / judge",

@@ -51,6 +51,13 @@ WHERE ? IS NULL OR s.run_id = ?
 ORDER BY s.run_id, s.iteration
 """
 
+# Tied prompts and the score-length correlation (the judge_signal view): derived from the
+# per-response scores, so read only with the derived pairs.
+_SIGNAL = """
+SELECT run_id, iteration, scored_prompts, tied_prompts, score_length_corr, score_per_100_chars
+FROM judge_signal WHERE ? IS NULL OR run_id = ?
+"""
+
 _PAIRS = """
 SELECT run_id, iteration, count(*) FILTER (WHERE kind = 'actor') AS actor_pairs,
        count(*) FILTER (WHERE kind = 'judge') AS judge_pairs
@@ -86,11 +93,11 @@ def rows_as_dicts(cursor: Any) -> list[dict[str, Any]]:
 def _iterations(con: Any, run_id: str | None, pairs: bool) -> list[dict[str, Any]]:
     rows = rows_as_dicts(con.execute(_PROGRESS, [run_id, run_id]))
     health = store_health.read(con)
-    derived = (
-        {(r["run_id"], r["iteration"]): r for r in rows_as_dicts(con.execute(_PAIRS, [run_id] * 2))}
-        if pairs
-        else {}
-    )
+    derived: dict[tuple[str, int], dict[str, Any]] = {}
+    if pairs:
+        for sql in (_PAIRS, _SIGNAL):
+            for d in rows_as_dicts(con.execute(sql, [run_id] * 2)):
+                derived.setdefault((d["run_id"], d["iteration"]), {}).update(d)
     for r in rows:
         h = health.get((r["run_id"], r["iteration"]), store_health.Health())
         r.update(h.as_dict())
@@ -101,6 +108,8 @@ def _iterations(con: Any, run_id: str | None, pairs: bool) -> list[dict[str, Any
         d = derived.get((r["run_id"], r["iteration"]), {})
         r["actor_pairs"] = d.get("actor_pairs", 0) if pairs else None
         r["judge_pairs"] = d.get("judge_pairs", 0) if pairs else None
+        for k in ("scored_prompts", "tied_prompts", "score_length_corr", "score_per_100_chars"):
+            r[k] = d.get(k)
     return rows
 
 

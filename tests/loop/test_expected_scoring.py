@@ -147,3 +147,29 @@ def test_scoring_modes_are_validated_and_keep_units_apart(tmp_path: Path) -> Non
     _run(db, FakeBackend(), prompts=prompts, k=2, n=2, run_id="b", **EXPECTED)
     keys = _rows(db, "SELECT run_id, list(judgement_key) FROM judgements GROUP BY run_id")
     assert not set(keys[0][1]) & set(keys[1][1])
+
+
+def test_health_and_status_report_ties_length_bias_and_the_first_shown_preference(
+    tmp_path: Path,
+) -> None:
+    from mrtui.loop.report import status
+
+    prompts = _prompts(tmp_path, 6)
+    sampled, expected = tmp_path / "sampled.duckdb", tmp_path / "expected.duckdb"
+    _run(sampled, FakeBackend(), prompts=prompts, k=3, n=2, structured_judging=True)
+    _run(expected, FakeBackend(position_bias=4.0), prompts=prompts, k=3, n=2,
+         structured_judging=True, **EXPECTED)  # fmt: skip
+    with connect(sampled) as con:
+        (s,) = status(con, pairs=True)["runs"][0]["iterations"]
+    with connect(expected) as con:
+        (e,) = status(con, pairs=True)["runs"][0]["iterations"]
+        want = con.execute(
+            "SELECT corr(mean_score, response_chars) FROM response_scores WHERE valid_count > 0"
+        ).fetchall()[0][0]
+    assert s["scored_prompts"] == e["scored_prompts"] == 6
+    assert e["tied_prompts"] == 0 and e["score_length_corr"] == pytest.approx(want)
+    assert s["mean_p_first"] is None and s["prob_verdicts"] == 0
+    assert e["prob_verdicts"] == e["verdicts"] > 0 and e["mean_p_first"] > 0.6
+    # the argmax winners follow the fake's position preference: consistency is low, as
+    # sampled verdicts would be, while the soft outcomes cancel it (see the battles test)
+    assert e["first_position_win_rate"] > 0.6
