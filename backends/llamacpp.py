@@ -9,6 +9,10 @@ Prompts are built in one place, ``ChatTemplate``: the chat template renders the 
 the template's own text is tokenized with special tokens allowed while message contents and the
 assistant prefix are tokenized as plain text, so a response that contains ``<|im_end|>`` cannot
 close its turn and speak for the judge.
+
+Choice probabilities (``Request.choice_probs``, :mod:`.choice_probs`) are read from the
+context's logits at the choice position, on both paths. ``Llama.scores`` is no source: without
+``logits_all`` llama-cpp-python leaves it at zero, which reads as a uniform distribution.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from time import perf_counter
 from typing import Any
 
 from .base import (
+    CHOICE_PROBS,
     BackendError,
     BackendInfo,
     ClosingBackend,
@@ -30,11 +35,13 @@ from .base import (
     Message,
     Request,
     Result,
+    UnsupportedFeature,
     rendered,
     request_seed,
     since,
 )
 from .chat import template_pieces
+from .choice_probs import ChoiceProbs, from_logits, matching_tokens, most_likely
 from .constrain import (
     choice_max_tokens,
     choices_gbnf,
@@ -42,12 +49,13 @@ from .constrain import (
     fit_rationale,
     off_choices,
 )
-from .llamacpp_batch import BatchEngine, Out, Spec
+from .llamacpp_batch import BatchEngine, Out, Spec, common_prefix, logits_row, vocab_pieces
 from .model_ref import DEFAULT_GGUF_TYPE, ModelRef, gguf_file, resolve_reference
 from .models import file_sha256
 
 BACKEND_NAME = "llama.cpp"
 LLAMA_INSTALL_HINT = "pip install 'mrtui[llama]'"
+SERVED_FEATURES = frozenset({CHOICE_PROBS})
 
 # Templates we ship for models whose file carries none (our wording of the public formats).
 # Gemma has no system role: a system message is put in front of the first user turn.
@@ -266,6 +274,8 @@ class LlamaCppBackend(ClosingBackend):
         self._n_ctx: int = self._llm.n_ctx()
         self._counter = _PromptEvalCounter(self._llm)
         self._grammars: dict[str, Any] = {}
+        self._pieces: list[str] | None = None
+        self._choice_ids: dict[tuple[str, ...], dict[str, list[int]]] = {}
         self._parallel = parallel
         self._batch_ctx = batch_ctx or 4 * self._n_ctx
         self._engine: BatchEngine | None = None
@@ -327,6 +337,15 @@ class LlamaCppBackend(ClosingBackend):
         for job in jobs:
             yield self._drive(self._steps(job))
 
+    def require(self, features: Iterable[str]) -> None:
+        """Every feature of :mod:`.base` is served (choice probabilities from the logits)."""
+        missing = sorted(set(features) - SERVED_FEATURES)
+        if missing:
+            raise UnsupportedFeature(
+                f"the llama.cpp backend does not serve {', '.join(missing)}; "
+                "turn it off or pick a backend that serves it"
+            )
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True
@@ -357,6 +376,8 @@ class LlamaCppBackend(ClosingBackend):
         max_tokens: int,
         stop: Sequence[str],
         grammar: str | None,
+        *,
+        logits: bool = False,
     ) -> Spec:
         params = job.request.params
         return Spec(
@@ -369,6 +390,7 @@ class LlamaCppBackend(ClosingBackend):
             job.seed,
             tuple(stop),
             grammar,
+            logits,
         )
 
     def _steps(self, job: _Job) -> Generator[Spec, Out, Result]:
@@ -387,6 +409,8 @@ class LlamaCppBackend(ClosingBackend):
         if req.choices is not None:  # the grammar decides the length; max_tokens is not needed
             if not req.choices or not all(req.choices):
                 return Failure(req.id, "choices must be non-empty strings", since(started))
+            if req.choice_probs:
+                return (yield from self._most_likely_choice(job, started))
             grammar, max_tokens = choices_gbnf(req.choices), choice_max_tokens(req.choices)
         elif req.structure is not None:  # max_tokens still applies: a cut answer is "length"
             two_step = yield from self._final_line_in_two_steps(job, started)
@@ -409,6 +433,39 @@ class LlamaCppBackend(ClosingBackend):
             prompt_tokens_evaluated=out.evaluated,
             seed=job.seed,
             wall_s=since(started),
+        )
+
+    def _most_likely_choice(self, job: _Job, started: float) -> Generator[Spec, Out, Result]:
+        """A ``choices`` request with ``choice_probs``: the prompt is evaluated, nothing is
+        sampled, and the answer is the most likely choice at the prompt's end."""
+        req = job.request
+        assert req.choices is not None
+        try:
+            self._choice_tokens(req.choices)
+        except ValueError as e:
+            return Failure(req.id, str(e), since(started), permanent=True)
+        out = yield self._spec(job, job.tokens, 0, (), None, logits=True)
+        if out.error is not None:
+            return Failure(req.id, f"llama.cpp failed: {out.error}", since(started))
+        found = self._distribution(req.choices, out.logits)
+        if found is None:
+            return Failure(
+                req.id, "the model gave none of the choices any probability", since(started)
+            )
+        probs, mass = found
+        text = most_likely(probs)
+        return Completion(
+            request_id=req.id,
+            index=job.index,
+            text=text,
+            finish_reason="stop",
+            prompt_tokens=len(job.tokens),
+            completion_tokens=len(self._template.plain_tokens(text)),
+            prompt_tokens_evaluated=out.evaluated,
+            seed=job.seed,
+            wall_s=since(started),
+            choice_probs=probs,
+            choice_mass=mass,
         )
 
     def _final_line_in_two_steps(
@@ -440,9 +497,11 @@ class LlamaCppBackend(ClosingBackend):
             return None
         tail = self._template.plain_tokens(rationale + "\n" + spec.lead)
         choices = choices_gbnf(spec.choices)
-        last = yield self._spec(job, head + tail, choice_max_tokens(spec.choices) + 1, (), choices)
+        max_tokens = choice_max_tokens(spec.choices) + 1
+        last = yield self._spec(job, head + tail, max_tokens, (), choices, logits=req.choice_probs)
         if last.error is not None or last.text not in spec.choices:
             return None
+        found = self._distribution(spec.choices, last.logits) if req.choice_probs else None
         return Completion(
             request_id=req.id,
             index=job.index,
@@ -456,7 +515,31 @@ class LlamaCppBackend(ClosingBackend):
             prompt_tokens_evaluated=free.evaluated,
             seed=job.seed,
             wall_s=since(started),
+            choice_probs=None if found is None else found[0],
+            choice_mass=None if found is None else found[1],
         )
+
+    # --- choice probabilities ----------------------------------------------------------------
+
+    def _choice_tokens(self, choices: tuple[str, ...]) -> dict[str, list[int]]:
+        """The tokens that count for each choice (:func:`.choice_probs.matching_tokens`),
+        found once per choice tuple; ValueError when a choice has no token of its own."""
+        if choices not in self._choice_ids:
+            if self._pieces is None:
+                self._pieces = vocab_pieces(self._llm.model)
+            self._choice_ids[choices] = matching_tokens(self._pieces, choices)
+        return self._choice_ids[choices]
+
+    def _distribution(self, choices: tuple[str, ...], logits: Any) -> ChoiceProbs | None:
+        """The choices' distribution in ``logits`` (None without logits or when no token
+        spells a choice)."""
+        if logits is None:
+            return None
+        try:
+            ids = self._choice_tokens(choices)
+        except ValueError:
+            return None
+        return from_logits(logits, ids)
 
     # --- the sequential path: one generation at a time on the Llama instance -----------------
 
@@ -471,6 +554,9 @@ class LlamaCppBackend(ClosingBackend):
     def _execute(self, spec: Spec) -> Out:
         self._counter.arm()
         try:
+            logits = self._prompt_logits(spec.prompt) if spec.logits else None
+            if spec.max_tokens == 0:
+                return Out("", 0, "length", self._counter.first, logits=logits)
             out = self._complete(spec)
         except Exception as e:
             self._llm.reset()  # the KV state may be half-written; start the next call clean
@@ -481,7 +567,26 @@ class LlamaCppBackend(ClosingBackend):
             int(out["usage"]["completion_tokens"]),
             choice["finish_reason"] or "length",
             self._counter.first,
+            logits=logits,
         )
+
+    def _prompt_logits(self, tokens: Sequence[int]) -> Any:
+        """The logits after ``tokens``, read from the context: ``Llama.scores`` stays zero
+        without ``logits_all``. The cached prefix is reused as ``Llama.generate`` reuses it
+        (at least the last token is evaluated again), so a generation on the same prompt
+        that follows finds it cached."""
+        import llama_cpp
+
+        llm = self._llm
+        cached = llm.input_ids[: llm.n_tokens].tolist()
+        shared = min(common_prefix(cached, tokens), len(tokens) - 1)
+        if shared > 0 and llm._ctx.kv_cache_seq_rm(-1, shared, -1):
+            llm.n_tokens = shared
+        else:
+            llm.reset()
+            shared = 0
+        llm.eval(list(tokens[shared:]))
+        return logits_row(llama_cpp, llm.ctx, -1, llm.n_vocab())
 
     def _complete(self, spec: Spec) -> Any:
         return self._llm.create_completion(

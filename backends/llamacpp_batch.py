@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import ctypes
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +34,9 @@ _WORTH_WAITING = 16
 
 @dataclass(frozen=True)
 class Spec:
-    """One generation: prompt tokens in, up to ``max_tokens`` out."""
+    """One generation: prompt tokens in, up to ``max_tokens`` out. With ``logits``, the
+    logits where the first token is sampled (the prompt's end) come back too; with
+    ``max_tokens`` 0 as well, the prompt is only evaluated (nothing is sampled)."""
 
     key: Any
     prompt: tuple[int, ...]
@@ -45,6 +47,7 @@ class Spec:
     seed: int
     stop: tuple[str, ...] = ()
     grammar: str | None = None  # GBNF source
+    logits: bool = False
 
 
 @dataclass
@@ -56,6 +59,7 @@ class Out:
     finish_reason: str = "length"
     evaluated: int | None = None  # prompt tokens decoded (after prefix reuse)
     error: str | None = None
+    logits: Any = None  # with Spec.logits: a float32 array over the vocabulary
 
 
 @dataclass
@@ -69,6 +73,7 @@ class _Seq:
     tokens: list[int] = field(default_factory=list)
     data: bytearray = field(default_factory=bytearray)
     out: Out | None = None
+    logits: Any = None
 
 
 class BatchEngine:
@@ -103,6 +108,7 @@ class BatchEngine:
             raise RuntimeError("llama.cpp could not create a batch context")
         self._mem = L.llama_get_memory(self._ctx)
         self._vocab = L.llama_model_get_vocab(model)
+        self._n_vocab = int(L.llama_vocab_n_tokens(self._vocab))
         self.n_ctx = int(L.llama_n_ctx(self._ctx))
         self.seq_limit = min(seq_limit or self.n_ctx, self.n_ctx)
         self._n_batch = n_batch
@@ -192,7 +198,7 @@ class BatchEngine:
         keeps the others' cells for the sequences that may reuse them."""
         best_src, best = -1, 0
         for s, cells in enumerate(self._cells):
-            n = _common(cells, prompt)
+            n = common_prefix(cells, prompt)
             if n > best:
                 best_src, best = s, n
         best = min(best, len(prompt) - 1)
@@ -208,7 +214,7 @@ class BatchEngine:
         best = 0
         for seq in self._active.values():
             if seq.pending:
-                best = max(best, _common(list(seq.spec.prompt), prompt))
+                best = max(best, common_prefix(list(seq.spec.prompt), prompt))
         return min(best, len(prompt) - 1)
 
     def _make_room(self, need: int, *, keep: set[int]) -> bool:
@@ -308,8 +314,13 @@ class BatchEngine:
         L = self._L
         if seq.pending:  # a prompt chunk without its last token: nothing to sample yet
             return
-        token = int(L.llama_sampler_sample(seq.sampler, self._ctx, idx))
         spec = seq.spec
+        if spec.logits and seq.logits is None:
+            seq.logits = self._logits(idx)
+            if spec.max_tokens == 0:
+                yield self._finish(seq, "length")
+                return
+        token = int(L.llama_sampler_sample(seq.sampler, self._ctx, idx))
         if L.llama_vocab_is_eog(self._vocab, token):
             yield self._finish(seq, "stop")
             return
@@ -330,7 +341,11 @@ class BatchEngine:
         del self._active[seq.slot]
         if text is None:
             text = seq.data.decode("utf-8", errors="ignore")
-        return seq.spec, Out(text, len(seq.tokens), reason, seq.evaluated)
+        return seq.spec, Out(text, len(seq.tokens), reason, seq.evaluated, logits=seq.logits)
+
+    def _logits(self, idx: int) -> Any:
+        """A copy of the logits the last pass computed for batch entry ``idx``."""
+        return logits_row(self._L, self._ctx, idx, self._n_vocab)
 
     def _fail_all(self, error: str) -> Iterator[tuple[Spec, Out]]:
         """A failed pass: every running sequence fails; the slots' cells are dropped."""
@@ -342,12 +357,42 @@ class BatchEngine:
         self._cells = [[] for _ in range(self.parallel)]
 
     def _bytes(self, token: int) -> bytes:
-        L, buf = self._L, self._piece
-        n = L.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
-        if n < 0:
-            buf = ctypes.create_string_buffer(-n)
-            n = L.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
-        return buf.raw[:n]
+        return token_bytes(self._L, self._vocab, token, self._piece)
+
+
+def token_bytes(L: Any, vocab: Any, token: int, buf: Any) -> bytes:
+    """The text of ``token`` as llama.cpp writes it (special tokens as nothing), through the
+    reusable buffer ``buf``."""
+    n = L.llama_token_to_piece(vocab, token, buf, len(buf), 0, False)
+    if n < 0:
+        buf = ctypes.create_string_buffer(-n)
+        n = L.llama_token_to_piece(vocab, token, buf, len(buf), 0, False)
+    return bytes(buf.raw[:n])
+
+
+def vocab_pieces(model: Any) -> list[str]:
+    """Every token's text (``pieces[i]`` is token i's), as :mod:`.choice_probs` matches it; a
+    token that is part of a UTF-8 character gets a replacement character, so it cannot pass
+    for a choice."""
+    import llama_cpp as L
+
+    vocab = L.llama_model_get_vocab(model)
+    buf = ctypes.create_string_buffer(256)
+    return [
+        token_bytes(L, vocab, i, buf).decode("utf-8", errors="replace")
+        for i in range(L.llama_vocab_n_tokens(vocab))
+    ]
+
+
+def logits_row(L: Any, ctx: Any, idx: int, n_vocab: int) -> Any:
+    """A float32 copy of the logits llama.cpp's context ``ctx`` holds for output ``idx`` of its
+    last decode (-1: the last one)."""
+    import numpy as np
+
+    row = L.llama_get_logits_ith(ctx, idx)
+    if not row:
+        raise RuntimeError(f"llama.cpp has no logits for output {idx}")
+    return np.ctypeslib.as_array(row, shape=(n_vocab,)).copy()
 
 
 def _stop_at(data: bytearray, new: int, stops: tuple[str, ...]) -> int | None:
@@ -364,7 +409,8 @@ def _stop_at(data: bytearray, new: int, stops: tuple[str, ...]) -> int | None:
     return min(found) if found else None
 
 
-def _common(a: list[int], b: tuple[int, ...]) -> int:
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens ``a`` and ``b`` share."""
     n = 0
     for x, y in zip(a, b, strict=False):
         if x != y:

@@ -21,9 +21,11 @@ How our requests map to the model (the decoding itself is :mod:`.transformers_en
   (finish "stop"), ``max_tokens`` ends it with "length", an end-of-turn token with "stop".
 - **Choices.** Every choice is scored by its teacher-forced log-probability as the
   continuation of the prompt (all its tokens), and one is drawn from softmax(log-probability /
-  temperature) cut to top_p with the sample's seed (temperature 0: the most likely). The
-  normalised probabilities (temperature 1) are what ``_choice_probabilities`` returns;
-  ``Completion`` has no field for them yet.
+  temperature) cut to top_p with the sample's seed (temperature 0: the most likely). With
+  ``choice_probs``, the distribution is instead read from the logits after the prompt by the
+  rule every backend shares (:mod:`.choice_probs`: a choice's tokens with or without
+  surrounding whitespace count for it, so single-token choices only), and the answer is the
+  most likely choice; a FinalLine answer carries the same distribution at its final line.
 - **FinalLine.** The label is put in the prompt, the rationale is generated under a token mask
   (:class:`~.transformers_engine.RationaleRule`: one line, a capital letter or a digit first,
   no digit with ``forbid_digits``) until the model breaks the line after a sentence, starts
@@ -47,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import (
+    CHOICE_PROBS,
     BackendError,
     BackendInfo,
     ClosingBackend,
@@ -55,10 +58,12 @@ from .base import (
     Request,
     Result,
     SamplingParams,
+    UnsupportedFeature,
     request_seed,
     since,
 )
 from .chat import ChatPrompt, admitted, too_long
+from .choice_probs import ChoiceProbs, from_logits, matching_tokens, most_likely
 from .constrain import final_line_regex
 from .model_ref import hf_folder, resolve_reference
 from .models import HF_PREFIX, is_gguf_reference
@@ -79,6 +84,7 @@ from .vllm_backend import TOKENIZER_TEMPLATE
 BACKEND_NAME = "transformers"
 INSTALL_HINT = "pip install 'mrtui[train]' (on CPU machines install torch==2.13.0 first)"
 _DTYPES = ("float32", "bfloat16", "float16")
+SERVED_FEATURES = frozenset({CHOICE_PROBS})
 
 Spec = DecodeSpec | ScoreSpec
 Out = DecodeOut | ScoreOut
@@ -220,6 +226,7 @@ class TransformersBackend(ClosingBackend):
         self._tokenizer = tokenizer
         self._engine: Engine | None = Engine(torch, lm, tokenizer, self._max_model_len)
         self._table: TokenTable | None = None
+        self._choice_ids: dict[tuple[str, ...], dict[str, list[int]]] = {}
         self._closed = False
 
     # --- protocol ------------------------------------------------------------------------
@@ -252,6 +259,15 @@ class TransformersBackend(ClosingBackend):
         """Render every request, run its samples in batches, yield each result when done."""
         self._check_open()
         return self._generate(requests)
+
+    def require(self, features: Iterable[str]) -> None:
+        """Every feature of :mod:`.base` is served (choice probabilities from the logits)."""
+        missing = sorted(set(features) - SERVED_FEATURES)
+        if missing:
+            raise UnsupportedFeature(
+                f"the transformers backend does not serve {', '.join(missing)}; "
+                "turn it off or pick a backend that serves it"
+            )
 
     def close(self) -> None:
         """Free the model (and CUDA's cached memory)."""
@@ -316,6 +332,8 @@ class TransformersBackend(ClosingBackend):
         if req.choices is not None:
             if not req.choices or not all(req.choices):
                 return self._failed(job, "choices must be non-empty strings", permanent=True)
+            if req.choice_probs:
+                return (yield from self._most_likely_choice(job))
             choices = self._choice_tokens(req.choices)
             scored = yield ScoreSpec(job.tokens, choices)
             if not isinstance(scored, ScoreOut) or scored.error is not None:
@@ -328,6 +346,24 @@ class TransformersBackend(ClosingBackend):
         if not isinstance(out, DecodeOut) or out.error is not None:
             return self._failed(job, f"generation failed: {_error(out)}")
         return self._completion(job, out.text, out.finish_reason, out.tokens)
+
+    def _most_likely_choice(self, job: _Job) -> Steps:
+        """A ``choices`` request with ``choice_probs``: the distribution after the prompt, and
+        the most likely choice as the answer (nothing is sampled)."""
+        choices = job.request.choices
+        assert choices is not None
+        try:
+            self._matching(choices)
+        except ValueError as e:
+            return self._failed(job, str(e), permanent=True)
+        scored = yield ScoreSpec(job.tokens, (), logits=True)
+        if not isinstance(scored, ScoreOut) or scored.error is not None:
+            return self._failed(job, f"reading the choices' probabilities failed: {_error(scored)}")
+        found = self._distribution(choices, scored.logits)
+        if found is None:
+            return self._failed(job, "the model gave none of the choices any probability")
+        text = most_likely(found[0])
+        return self._completion(job, text, "stop", len(self._plain(text)), found)
 
     def _final_line(self, job: _Job) -> Steps:
         req, p = job.request, job.request.params
@@ -349,7 +385,7 @@ class TransformersBackend(ClosingBackend):
             return self._failed(job, f"generating the rationale failed: {_error(out)}")
         rationale = close_rationale(spec, out.text)
         body = self._plain(rationale + "\n" + spec.lead)
-        scored = yield ScoreSpec(head + body, choices)
+        scored = yield ScoreSpec(head + body, choices, logits=req.choice_probs)
         if not isinstance(scored, ScoreOut) or scored.error is not None:
             return self._failed(job, f"scoring the final line failed: {_error(scored)}")
         k, _probabilities = self._choose(scored.logprobs, p, job.seed)
@@ -357,14 +393,16 @@ class TransformersBackend(ClosingBackend):
         if not re.fullmatch(final_line_regex(spec), text):
             return self._failed(job, f"the answer {text!r} does not fit the format")
         made = len(head) - len(job.tokens) + out.tokens + len(lead) + len(choices[k])
-        return self._completion(job, text, "stop", made)
+        found = self._distribution(spec.choices, scored.logits) if req.choice_probs else None
+        return self._completion(job, text, "stop", made, found)
 
     def _choose(
         self, logprobs: Sequence[float], params: SamplingParams, seed: int
     ) -> tuple[int, list[float]]:
         """The index of one choice, drawn with the sample's seed (the most likely at
         temperature 0), and every choice's normalised probability under the model: what a
-        ``Completion`` field would carry once base.py has one."""
+        sample's teacher-forced distribution (``choice_probs`` reads :mod:`.choice_probs`'
+        one instead)."""
         torch = self._torch
         (k,) = sample_rows(
             torch,
@@ -376,8 +414,9 @@ class TransformersBackend(ClosingBackend):
         return k, choice_probabilities(logprobs)
 
     def _choice_probabilities(self, request: Request) -> dict[str, float]:
-        """Each of ``request.choices`` with its normalised probability as the continuation of
-        the request's prompt (and assistant prefix)."""
+        """Each of ``request.choices`` with its normalised teacher-forced probability as the
+        continuation of the request's prompt (and assistant prefix): what a sampled choice is
+        drawn from at temperature 1."""
         self._check_open()
         choices = request.choices
         if not choices:
@@ -399,6 +438,24 @@ class TransformersBackend(ClosingBackend):
     def _choice_tokens(self, choices: Sequence[str]) -> tuple[tuple[int, ...], ...]:
         return tuple(self._plain(c) for c in choices)
 
+    def _matching(self, choices: tuple[str, ...]) -> dict[str, list[int]]:
+        """The tokens that count for each choice (:func:`.choice_probs.matching_tokens`),
+        found once per choice tuple; ValueError when a choice has no token of its own."""
+        if choices not in self._choice_ids:
+            self._choice_ids[choices] = matching_tokens(self._token_table().texts, choices)
+        return self._choice_ids[choices]
+
+    def _distribution(self, choices: tuple[str, ...], logits: Any) -> ChoiceProbs | None:
+        """The choices' distribution in ``logits`` (None without logits or when no token
+        spells a choice)."""
+        if logits is None:
+            return None
+        try:
+            ids = self._matching(choices)
+        except ValueError:
+            return None
+        return from_logits(logits, ids)
+
     def _token_table(self) -> TokenTable:
         if self._table is None:
             engine = self._live()
@@ -406,7 +463,9 @@ class TransformersBackend(ClosingBackend):
             self._table = TokenTable(self._torch, self._tokenizer, size, engine.device)
         return self._table
 
-    def _completion(self, job: _Job, text: str, finish: str, tokens: int) -> Completion:
+    def _completion(
+        self, job: _Job, text: str, finish: str, tokens: int, probs: ChoiceProbs | None = None
+    ) -> Completion:
         return Completion(
             request_id=job.request.id,
             index=job.index,
@@ -417,6 +476,8 @@ class TransformersBackend(ClosingBackend):
             prompt_tokens_evaluated=len(job.tokens),  # no prefix cache across calls
             seed=job.seed,
             wall_s=since(job.started),
+            choice_probs=None if probs is None else probs[0],
+            choice_mass=None if probs is None else probs[1],
         )
 
     @staticmethod

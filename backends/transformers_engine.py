@@ -61,16 +61,19 @@ class DecodeOut:
 
 @dataclass(frozen=True)
 class ScoreSpec:
-    """Score each choice (its token ids) as the continuation of ``prompt``."""
+    """Score each choice (its token ids) as the continuation of ``prompt``; with ``logits``,
+    return the logits after ``prompt`` too (for :mod:`.choice_probs`)."""
 
     prompt: tuple[int, ...]
     choices: tuple[tuple[int, ...], ...]
+    logits: bool = False
 
 
 @dataclass(frozen=True)
 class ScoreOut:
     logprobs: tuple[float, ...] = ()
     error: str | None = None
+    logits: Any = None  # with ScoreSpec.logits: a float32 numpy array over the vocabulary
 
 
 class TokenTable:
@@ -386,7 +389,7 @@ class Engine:
             first = torch.log_softmax(logits, -1)
             rows = [(b, c) for b, s in enumerate(specs) for c in s.choices]
             totals = [float(first[b, c[0]]) for b, c in rows]
-            width = max(len(c) for _, c in rows) - 1
+            width = max((len(c) for _, c in rows), default=1) - 1
             if width > 0:  # feed each choice but its last token; score the tokens after
                 index = torch.tensor([b for b, _ in rows], device=self.device)
                 cache.batch_select_indices(index)
@@ -402,8 +405,9 @@ class Engine:
                 for r, (_, c) in enumerate(rows):
                     totals[r] += sum(float(lp[r, j, c[j + 1]]) for j in range(len(c) - 1))
         outs, at = [], 0
-        for s in specs:
-            outs.append(ScoreOut(tuple(totals[at : at + len(s.choices)])))
+        for b, s in enumerate(specs):
+            row = logits[b].cpu().numpy().copy() if s.logits else None
+            outs.append(ScoreOut(tuple(totals[at : at + len(s.choices)]), logits=row))
             at += len(s.choices)
         return outs
 

@@ -23,6 +23,7 @@ from fakes import FakeBackend
 from llama_server import LlamaServer, ServedBackend, server_extra_installed
 
 from mrtui.backends.base import (
+    CHOICE_PROBS,
     BackendInfo,
     Completion,
     Failure,
@@ -33,6 +34,7 @@ from mrtui.backends.base import (
     SamplingParams,
     UnsupportedFeature,
 )
+from mrtui.backends.choice_probs import most_likely
 from mrtui.backends.constrain import final_line_regex
 
 TOO_LONG = "lorem ipsum " * 10_000  # more tokens than any contract backend's context
@@ -283,3 +285,74 @@ def test_structure_gives_a_rationale_then_the_final_line(backend: InferenceBacke
     (c,) = completions(results)
     assert c.finish_reason == "stop"
     assert re.fullmatch(final_line_regex(spec), c.text), c.text
+
+
+def assert_a_distribution(c: Completion, choices: tuple[str, ...]) -> None:
+    """``c`` carries a distribution over exactly ``choices`` and the mass it was made from."""
+    assert c.choice_probs is not None and c.choice_mass is not None, c
+    assert list(c.choice_probs) == list(choices)
+    assert all(0 <= p <= 1 for p in c.choice_probs.values())
+    assert sum(c.choice_probs.values()) == pytest.approx(1.0)
+    assert 0 < c.choice_mass <= 1 + 1e-9
+
+
+def test_require_refuses_what_is_not_served(backend: InferenceBackend) -> None:
+    backend.require([])
+    with pytest.raises(UnsupportedFeature, match="no-such-feature"):
+        backend.require(["no-such-feature"])
+
+
+def test_choice_probs_come_back_or_are_refused_up_front(backend: InferenceBackend) -> None:
+    """With ``choice_probs`` the answer is the most likely choice, whatever the sampling
+    settings say; a backend that cannot say so before the run, in one line."""
+    choices = ("0", "1", "2", "3", "4", "5")
+    req = Request(
+        "p",
+        (Message("user", "Rate this answer from 0 to 5: 'Paris is in France.'"),),
+        SamplingParams(n=2, temperature=1.5, seed=1),
+        assistant_prefix="Score: ",
+        choices=choices,
+        choice_probs=True,
+    )
+    try:
+        backend.require([CHOICE_PROBS])
+    except UnsupportedFeature as e:
+        assert str(e) and "\n" not in str(e)
+        try:
+            results = list(backend.generate([req]))
+        except UnsupportedFeature:
+            return
+        assert results and all(isinstance(r, Failure) and r.permanent for r in results)
+        return
+    got = completions(list(backend.generate([req])))
+    assert sorted(c.index for c in got) == [0, 1]
+    for c in got:
+        assert_a_distribution(c, choices)
+        assert c.text == most_likely(c.choice_probs or {})
+        assert c.finish_reason == "stop"
+    assert got[0].choice_probs == pytest.approx(got[1].choice_probs)
+
+
+def test_a_structured_answer_may_carry_its_final_line_distribution(
+    backend: InferenceBackend,
+) -> None:
+    """Where a backend returns the distribution with a FinalLine answer, it is over exactly
+    the choices, and the answer's own final line is one of them."""
+    spec = FinalLine("Reasoning: ", 12, 60, "Score: ", ("0", "1", "2", "3", "4", "5"))
+    req = Request(
+        "sp",
+        (Message("user", "Grade this answer from 0 to 5: 'Paris is in France.'"),),
+        SamplingParams(max_tokens=120, seed=4),
+        structure=spec,
+        choice_probs=True,
+    )
+    try:
+        results = list(backend.generate([req]))
+    except UnsupportedFeature:
+        return
+    (c,) = completions(results)
+    assert re.fullmatch(final_line_regex(spec), c.text), c.text
+    if c.choice_probs is not None:
+        assert_a_distribution(c, spec.choices)
+    else:
+        assert c.choice_mass is None

@@ -287,3 +287,149 @@ def test_a_final_line_runs_in_two_steps_when_the_free_reasoning_fits(
     (c,) = only_completions(list(tiny.generate([Request("t", JUDGE, params, structure=spec)])))
     assert calls == [(stops, False), ((), True)]  # the free reasoning, then the whole grammar
     assert c.finish_reason == "length" or re.fullmatch(final_line_regex(spec), c.text)
+
+
+# --- choice probabilities ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def batched(tiny_gguf: Path) -> Iterator[LlamaCppBackend]:
+    with LlamaCppBackend(str(tiny_gguf), n_ctx=512, n_threads=1, parallel=3) as b:
+        yield b
+
+
+class Reference:
+    """Choice probabilities computed another way: a second Llama with ``logits_all``, its
+    ``scores`` row, a softmax and every token's text, none of it from the backend."""
+
+    def __init__(self, path: Path) -> None:
+        self.llm = llama_cpp.Llama(
+            model_path=str(path), n_ctx=512, n_threads=1, logits_all=True, verbose=False
+        )
+        self.texts = [
+            self.llm.detokenize([i]).decode("utf-8", errors="replace")
+            for i in range(self.llm.n_vocab())
+        ]
+
+    def probs(self, tokens: list[int], choices: tuple[str, ...]) -> tuple[dict[str, float], float]:
+        import numpy as np
+
+        self.llm.reset()
+        self.llm.eval(tokens)
+        z = np.asarray(self.llm.scores[len(tokens) - 1], dtype=np.float64)
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        totals = {c: 0.0 for c in choices}
+        for i, text in enumerate(self.texts):
+            if text.strip() in totals:
+                totals[text.strip()] += float(p[i])
+        mass = sum(totals.values())
+        return {c: t / mass for c, t in totals.items()}, mass
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_gguf: Path) -> Iterator[Reference]:
+    ref = Reference(tiny_gguf)
+    yield ref
+    ref.llm.close()
+
+
+TEN = tuple(str(i) for i in range(10))
+ADDITION = (Message("user", "What is 2 + 3? Answer with one digit."),)
+
+
+def probs_request(rid: str, prefix: str = "The answer is ", **extra: Any) -> Request:
+    params = SamplingParams(temperature=1.0, seed=7)
+    return Request(rid, ADDITION, params, prefix, TEN, choice_probs=True, **extra)
+
+
+def assert_close(got: Completion, expected: tuple[dict[str, float], float]) -> None:
+    probs, mass = expected
+    assert got.choice_probs is not None and got.choice_mass is not None
+    assert list(got.choice_probs) == list(probs)
+    for c, p in probs.items():
+        assert got.choice_probs[c] == pytest.approx(p, abs=1e-3), c
+    assert got.choice_mass == pytest.approx(mass, rel=1e-2)
+
+
+def test_choice_probs_are_the_next_token_distribution_after_the_prompt(
+    tiny: LlamaCppBackend, batched: LlamaCppBackend, reference: Reference
+) -> None:
+    """Both paths agree with a separate computation from ``logits_all`` scores, and the
+    distribution is the model's (``Llama.scores`` without ``logits_all`` is all zeros, which
+    would give every choice 1/10)."""
+    prompt = tiny.chat_template.tokens(ADDITION, "The answer is ")
+    expected = reference.probs(prompt, TEN)
+    assert max(expected[0].values()) - min(expected[0].values()) > 0.1  # far from uniform
+    for backend in (tiny, batched):
+        (c,) = only_completions(list(backend.generate([probs_request("p")])))
+        assert_close(c, expected)
+        assert c.text == max(expected[0], key=lambda k: expected[0][k])
+        assert (c.finish_reason, c.completion_tokens) == ("stop", 1)
+
+
+def test_choice_probs_reuse_the_cache_and_stay_right(
+    tiny: LlamaCppBackend, batched: LlamaCppBackend, reference: Reference
+) -> None:
+    """A prompt the cache holds is evaluated again only at its last token, and a prompt that is
+    a prefix of what the cache holds (a shorter assistant prefix) gets its own position's
+    distribution, not the cached one's."""
+    short = tiny.chat_template.tokens(ADDITION, "The answer")
+    expected = reference.probs(short, TEN)
+    gen = Request("g", ADDITION, SamplingParams(max_tokens=3, seed=1), "The answer is ")
+    for backend in (tiny, batched):
+        got = only_completions(
+            list(backend.generate([gen, probs_request("a"), probs_request("b")]))
+        )
+        by_id = {c.request_id: c for c in got}
+        assert by_id["b"].prompt_tokens_evaluated == 1
+        assert by_id["b"].choice_probs == pytest.approx(by_id["a"].choice_probs)
+        (c,) = only_completions(list(backend.generate([probs_request("s", "The answer")])))
+        assert c.prompt_tokens_evaluated == 1
+        assert_close(c, expected)
+
+
+def test_choice_probs_need_choices_of_one_token(tiny: LlamaCppBackend) -> None:
+    req = Request(
+        "m", ADDITION, SamplingParams(), None, ("Judgment A", "Judgment B"), choice_probs=True
+    )
+    (r,) = tiny.generate([req])
+    assert isinstance(r, Failure) and r.permanent and "Judgment A" in r.error
+
+
+def test_a_final_line_in_two_steps_carries_the_distribution_at_its_choice(
+    tiny: LlamaCppBackend,
+    batched: LlamaCppBackend,
+    reference: Reference,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Whatever the tiny model reasons, the rationale is taken as "It is right." (so the
+    value is constrained alone); the distribution comes from the position after "Score: "."""
+    import mrtui.backends.llamacpp as module
+
+    monkeypatch.setattr(module, "fit_rationale", lambda spec, text: "It is right.")
+    spec = FinalLine("Reasoning: ", 10, 60, "Score: ", DIGITS)
+    req = Request("s", JUDGE, SamplingParams(max_tokens=60, seed=1), structure=spec)
+    head = tiny.chat_template.tokens(JUDGE) + tiny.chat_template.plain_tokens(spec.label)
+    tail = tiny.chat_template.plain_tokens("It is right.\nScore: ")
+    expected = reference.probs(head + tail, DIGITS)
+    for backend in (tiny, batched):
+        (plain,) = only_completions(list(backend.generate([req])))
+        assert plain.choice_probs is None and plain.choice_mass is None  # not asked for
+        asked = Request("s", JUDGE, req.params, structure=spec, choice_probs=True)
+        (c,) = only_completions(list(backend.generate([asked])))
+        assert c.text.startswith("Reasoning: It is right.\nScore: ") and c.text[-1] in DIGITS
+        assert_close(c, expected)
+
+
+@pytest.mark.slow
+def test_qwen_puts_most_of_its_probability_on_the_right_answer(qwen_gguf: Path) -> None:
+    """A question whose answer is known: 2 + 3 is 5 on both paths."""
+    got = []
+    for parallel in (1, 2):
+        with LlamaCppBackend(str(qwen_gguf), n_ctx=512, n_threads=2, parallel=parallel) as b:
+            (c,) = only_completions(list(b.generate([probs_request("q")])))
+        assert c.text == "5" and c.choice_probs is not None and c.choice_probs["5"] > 0.5
+        assert c.choice_mass is not None and c.choice_mass > 0.5
+        got.append(c.choice_probs)
+    assert got[0] == pytest.approx(got[1], abs=1e-3)

@@ -122,3 +122,35 @@ def test_a_stop_string_cuts_the_text_where_it_begins(llm: Any) -> None:
         assert cut.text == free.text[: free.text.index(stop)]
     finally:
         engine.close()
+
+
+def test_logits_come_back_from_where_the_first_token_is_sampled(llm: Any, tiny_gguf: Path) -> None:
+    """``Spec.logits`` returns the prompt's last position's logits (those of a separate
+    ``logits_all`` instance); with ``max_tokens`` 0 nothing is sampled."""
+    import llama_cpp
+    import numpy as np
+
+    prompt = tuple(_tokens(llm, "Grade this answer about the history of tea. Score: "))
+    full = llama_cpp.Llama(
+        model_path=str(tiny_gguf), n_ctx=256, n_threads=1, logits_all=True, verbose=False
+    )
+    try:
+        full.eval(list(prompt))
+        expected = np.asarray(full.scores[len(prompt) - 1])
+    finally:
+        full.close()
+    engine = _engine(llm, parallel=2)
+    try:
+        engine.submit(Spec("only", prompt, 0, 0.0, 1.0, 0, 1, logits=True))
+        engine.submit(Spec("and-text", prompt, 3, 0.0, 1.0, 0, 1, logits=True))
+        engine.submit(_spec("plain", list(prompt), 3))
+        outs = _run_all(engine)
+    finally:
+        engine.close()
+    only, more = outs["only"], outs["and-text"]
+    assert (only.text, only.completion_tokens, only.finish_reason) == ("", 0, "length")
+    assert more.completion_tokens == 3 and outs["plain"].logits is None
+    assert float(np.abs(expected).max()) > 0.1  # real logits, not a zeroed buffer
+    for out in (only, more):
+        assert out.logits.shape == expected.shape
+        assert np.allclose(out.logits, expected, atol=2e-2)

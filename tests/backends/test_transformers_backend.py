@@ -278,3 +278,109 @@ def test_bad_settings_are_refused_before_loading() -> None:
         TransformersBackend("nowhere", n_ctx=10, max_model_len=20)
     with pytest.raises(BackendError, match="dtype"):
         TransformersBackend("nowhere", dtype="int3")
+
+
+# --- choice probabilities ------------------------------------------------------------------
+
+TEN = tuple(str(i) for i in range(10))
+ADDITION = (Message("user", "What is 2 + 3? Answer with one digit."),)
+
+
+def next_token_probs(
+    backend: TransformersBackend, prompt: list[int], choices: tuple[str, ...]
+) -> tuple[dict[str, float], float]:
+    """The choice distribution computed another way: one unpadded forward pass, a softmax,
+    and every token's text from the tokenizer."""
+    model, tokenizer = backend._live().model, backend._tokenizer
+    with torch.inference_mode():
+        z = model(input_ids=torch.tensor([prompt])).logits[0, -1].double()
+    p = torch.softmax(z, -1).tolist()
+    totals = {c: 0.0 for c in choices}
+    for i in range(len(tokenizer)):
+        text = tokenizer.decode([i]).strip()
+        if text in totals:
+            totals[text] += p[i]
+    mass = sum(totals.values())
+    return {c: t / mass for c, t in totals.items()}, mass
+
+
+def assert_close(got: Completion, expected: tuple[dict[str, float], float]) -> None:
+    probs, mass = expected
+    assert got.choice_probs is not None and got.choice_mass is not None
+    assert list(got.choice_probs) == list(probs)
+    for c, p in probs.items():
+        assert got.choice_probs[c] == pytest.approx(p, abs=1e-4), c
+    assert got.choice_mass == pytest.approx(mass, rel=1e-3)
+
+
+def test_choice_probs_are_the_next_token_distribution_after_the_prompt(
+    backend: TransformersBackend,
+) -> None:
+    """Left-padded next to a longer prompt or alone, the distribution is the one a plain
+    forward pass gives, counting " 5" for "5" too (not the teacher-forced "5" alone)."""
+    prompt = backend._prompt.tokens(ADDITION, "The answer is ")
+    expected = next_token_probs(backend, prompt, TEN)
+    assert max(expected[0].values()) - min(expected[0].values()) > 0.1  # far from uniform
+    params = SamplingParams(n=2, temperature=1.0, seed=3)
+    req = Request("p", ADDITION, params, "The answer is ", TEN, choice_probs=True)
+    other = ask("long", "Write a long story about the sea, please, with many details.")
+    for batch in ([req], [req, other]):
+        got = [r for r in backend.generate(batch) if r.request_id == "p"]
+        assert len(got) == 2
+        for c in got:
+            assert isinstance(c, Completion)
+            assert_close(c, expected)
+            assert c.text == max(expected[0], key=lambda k: expected[0][k])
+            assert (c.finish_reason, c.completion_tokens) == ("stop", 1)
+
+
+def test_choice_probs_need_choices_of_one_token(backend: TransformersBackend) -> None:
+    choices = ("Judgment A", "Judgment B")
+    req = Request("m", ADDITION, SamplingParams(), None, choices, choice_probs=True)
+    (r,) = backend.generate([req])
+    assert isinstance(r, Failure) and r.permanent and "Judgment A" in r.error
+
+
+def test_a_final_line_carries_the_distribution_at_its_choice(backend: TransformersBackend) -> None:
+    spec = SPECS[0]
+    messages = (Message("user", "Grade this answer: 'Paris is in France.'"),)
+    req = Request("s", messages, SamplingParams(max_tokens=200, seed=2), structure=spec)
+    (plain,) = backend.generate([req])
+    assert isinstance(plain, Completion) and plain.choice_probs is None
+    asked = Request("s", messages, req.params, structure=spec, choice_probs=True)
+    (c,) = backend.generate([asked])
+    assert isinstance(c, Completion) and c.text == plain.text  # the same answer, and more
+    rationale = c.text[len(spec.label) : c.text.index("\n")]
+    head = list(backend._prompt.tokens(messages)) + list(backend._plain(spec.label))
+    body = list(backend._plain(rationale + "\n" + spec.lead))
+    assert_close(c, next_token_probs(backend, head + body, spec.choices))
+
+
+def test_choice_probs_agree_with_llama_cpp_on_the_same_model(
+    backend: TransformersBackend, tiny_gguf: Path
+) -> None:
+    """One definition for every backend: the GGUF on llama.cpp (f16 weights) and its HF
+    conversion here give the same distribution, up to the weights' rounding."""
+    pytest.importorskip("llama_cpp", reason="needs llama-cpp-python: pip install 'mrtui[llama]'")
+    from mrtui.backends.llamacpp import LlamaCppBackend
+
+    req = Request("p", ADDITION, SamplingParams(), "The answer is ", TEN, choice_probs=True)
+    (here,) = backend.generate([req])
+    with LlamaCppBackend(str(tiny_gguf), n_ctx=512, n_threads=1) as llama:
+        (there,) = llama.generate([req])
+    assert isinstance(here, Completion) and isinstance(there, Completion)
+    assert here.choice_probs == pytest.approx(there.choice_probs, abs=2e-3)
+    assert here.choice_mass == pytest.approx(there.choice_mass, rel=2e-2)
+
+
+@pytest.mark.slow
+def test_qwen_puts_most_of_its_probability_on_the_right_answer(qwen_gguf: Path) -> None:
+    """A question whose answer is known: 2 + 3 is 5."""
+    from mrtui.backends.hf_models import materialize_hf
+
+    req = Request("q", ADDITION, SamplingParams(), "The answer is ", TEN, choice_probs=True)
+    with TransformersBackend(str(materialize_hf(qwen_gguf)), max_model_len=512) as b:
+        (c,) = b.generate([req])
+    assert isinstance(c, Completion) and c.text == "5", c
+    assert c.choice_probs is not None and c.choice_probs["5"] > 0.5
+    assert c.choice_mass is not None and c.choice_mass > 0.5
