@@ -31,16 +31,28 @@ raises to 0.01, is refused before anything is sent to a vLLM server
 (:class:`~mrtui.backends.base.UnsupportedFeature`), since the log records the temperature
 asked for. llama.cpp's servers take any temperature >= 0 as it is (0 is greedy).
 
-What each server supports (``flavor``; ``auto`` reads ``owned_by`` from ``GET /v1/models``):
+Choice probabilities (``Request.choice_probs`` with ``choices``) come from the server's top
+logprobs at the first generated position (:mod:`~mrtui.backends.openai_logprobs`): the request
+goes without its constraint, as one greedy token with ``top_logprobs`` (the backend's option,
+20 by default); the answer's text is the most likely choice. A choice outside the listed
+tokens counts 0, and an answer that lists none of the choices is a Failure. ``require``
+refuses a server that cannot continue an assistant turn (a judge's choice continues its
+answer), asks each other endpoint once for top logprobs and refuses one that gives none.
+``structure`` requests with ``choice_probs`` are served as without it
+(``Completion.choice_probs`` None). A choices request with ``choice_probs`` goes greedy
+whatever its sampling settings, one token per sample.
 
-============================  ============  ============  =====================  ===========
-flavor                        ``n`` > 1     seed          choices / structure    prefix
-============================  ============  ============  =====================  ===========
-``vllm``                      native [1]_   yes           ``structured_outputs`` yes [2]_
-``llama.cpp`` (llama-server)  split [3]_    yes           ``grammar`` (GBNF)     yes [2]_
-``llama-cpp-python``          split [3]_    yes           ``grammar`` (GBNF)     no
-``openai`` (anything else)    split [3]_    best effort   JSON schema [4]_       no
-============================  ============  ============  =====================  ===========
+What each server supports (``flavor``; ``auto`` reads ``owned_by`` from ``GET /v1/models``;
+logprobs: choice probabilities):
+
+============================  ===========  ===========  ======================  ========  ========
+flavor                        ``n`` > 1    seed         choices / structure     prefix    logprobs
+============================  ===========  ===========  ======================  ========  ========
+``vllm``                      native [1]_  yes          ``structured_outputs``  yes [2]_  yes [5]_
+``llama.cpp`` (llama-server)  split [3]_   yes          ``grammar`` (GBNF)      yes [2]_  yes
+``llama-cpp-python``          split [3]_   yes          ``grammar`` (GBNF)      no        no [6]_
+``openai`` (anything else)    split [3]_   best effort  JSON schema [4]_        no        no [6]_
+============================  ===========  ===========  ======================  ========  ========
 
 .. [1] One request with ``n`` and ``seed``: vLLM seeds sample ``i`` with ``seed + i``, which is
    the contract's seed of sample ``i``. Greedy requests are split as in [3]_ (vLLM refuses
@@ -53,6 +65,10 @@ flavor                        ``n`` > 1     seed          choices / structure   
 .. [4] ``response_format`` ``json_schema``: an enum for choices; for a
    :class:`~mrtui.backends.base.FinalLine`, a rationale matching its pattern and a value, put
    back together into the format's text.
+.. [5] ``top_logprobs`` at most the server's ``--max-logprobs`` (20 by default).
+.. [6] Not at a judge's final line, which continues its answer (no prefix): ``require``
+   refuses them. A choices request without a prefix is served from their top logprobs where
+   they list them (llama-cpp-python does with ``--logits_all``, its default).
 
 The API key comes only from the environment variable named by ``api_key_env`` and is sent as
 ``Authorization: Bearer``; it is in no option, no info and no error message (server messages
@@ -75,6 +91,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .base import (
+    CHOICE_PROBS,
     BackendError,
     BackendInfo,
     ClosingBackend,
@@ -87,6 +104,7 @@ from .base import (
     UnsupportedFeature,
     request_seed,
 )
+from .choice_probs import ChoiceProbs, most_likely
 from .constrain import (
     choice_max_tokens,
     choices_gbnf,
@@ -95,7 +113,24 @@ from .constrain import (
     off_choices,
     rationale_regex,
 )
-from .vllm_backend import FINISH_REASONS, sample_groups, temperature_refusal, unfinished
+from .openai_logprobs import (
+    DEFAULT_TOP_LOGPROBS,
+    SAMPLED,
+    first_position,
+    no_logprobs,
+    no_prefill,
+    probe_body,
+    read_choice_probs,
+    refused_logprobs,
+    request_fields,
+)
+from .vllm_backend import (
+    FINISH_REASONS,
+    sample_groups,
+    temperature_refusal,
+    unfinished,
+    wants_choice_probs,
+)
 
 BACKEND_NAME = "openai"
 INSTALL_HINT = "pip install 'mrtui[openai]'"
@@ -282,6 +317,7 @@ class OpenAICompatBackend(ClosingBackend):
         top_k: int = 0,
         dead_after: int = 3,
         revive_s: float = 30.0,
+        top_logprobs: int = DEFAULT_TOP_LOGPROBS,
     ) -> None:
         """Connect to ``endpoints`` (a URL or a list) serving ``model``.
 
@@ -290,7 +326,9 @@ class OpenAICompatBackend(ClosingBackend):
         sent. ``concurrency`` is per endpoint. ``retries`` bounds the retries of one request
         after timeouts and HTTP 429/5xx; ``backoff_s`` is the first retry's delay, doubled
         each time. ``top_k=0`` samples the whole top_p nucleus, as the llama.cpp backend does
-        (sent to llama.cpp servers and vLLM; hosted APIs get only standard fields)."""
+        (sent to llama.cpp servers and vLLM; hosted APIs get only standard fields).
+        ``top_logprobs`` is how many of the most likely tokens a choice-probability request
+        asks for (at most the servers' limit: 20 on vLLM by default and on OpenAI)."""
         httpx = _import_httpx()
         urls = [endpoints] if isinstance(endpoints, str) else list(endpoints)
         if not urls:
@@ -304,6 +342,7 @@ class OpenAICompatBackend(ClosingBackend):
             ("concurrency", concurrency, 1),
             ("retries", retries, 0),
             ("dead_after", dead_after, 1),
+            ("top_logprobs", top_logprobs, 1),
         ):
             if value < low:
                 raise BackendError(f"{name} must be at least {low}, got {value}")
@@ -319,6 +358,9 @@ class OpenAICompatBackend(ClosingBackend):
         self._top_k = top_k
         self._dead_after = dead_after
         self._revive_s = float(revive_s)
+        self._top_logprobs = top_logprobs
+        # endpoint URL -> None (it lists top logprobs) or why it cannot give choice probs
+        self._logprobs_checked: dict[str, str | None] = {}
         self._api_key_env = api_key_env
         key = os.environ.get(api_key_env) if api_key_env else None
         self._secret = key or None  # only for scrubbing messages; never shown
@@ -380,6 +422,7 @@ class OpenAICompatBackend(ClosingBackend):
                 "api_key_env": self._api_key_env,
                 "api_key_set": self._secret is not None,
                 "top_k": self._top_k,
+                "top_logprobs": self._top_logprobs,
             },
         )
 
@@ -393,6 +436,30 @@ class OpenAICompatBackend(ClosingBackend):
         for req in reqs:
             self._check(req, known)
         return self._generate(reqs)
+
+    def require(self, features: Iterable[str]) -> None:
+        """Raise ``UnsupportedFeature`` unless the servers serve every one of ``features``.
+
+        For :data:`~mrtui.backends.base.CHOICE_PROBS`: a server that cannot continue an
+        assistant turn (llama_cpp.server, hosted APIs) is refused, since a judge's choice
+        continues its answer; each other endpoint that is up is asked once for a token with
+        its top logprobs (the answer is remembered), and one that lists none, or refuses the
+        request, is refused. An endpoint that is down is not asked: its answers to
+        choice-probability requests say so if it lists none."""
+        self._check_open()
+        for feature in features:
+            if feature != CHOICE_PROBS:
+                raise UnsupportedFeature(
+                    f"the openai backend does not know the feature {feature!r}; it serves: "
+                    f"{CHOICE_PROBS}"
+                )
+            for ep in self._eps:
+                caps = ep.caps
+                if caps is not None and not caps.prefill:
+                    raise UnsupportedFeature(no_prefill(ep.url, str(ep.flavor)))
+                refusal = self._top_logprobs_refusal(ep)
+                if refusal is not None:
+                    raise UnsupportedFeature(refusal)
 
     def close(self) -> None:
         with self._cond:
@@ -478,6 +545,36 @@ class OpenAICompatBackend(ClosingBackend):
             ep.alive, ep.strikes, ep.cooldown_until = True, 0, 0.0
         return None
 
+    def _top_logprobs_refusal(self, ep: _Endpoint) -> str | None:
+        """None when ``ep`` lists top logprobs (or could not be asked), else why it cannot
+        give choice probabilities. A definite answer is asked for once."""
+        with self._cond:
+            if ep.url in self._logprobs_checked:
+                return self._logprobs_checked[ep.url]
+            if not ep.alive:
+                return None
+        httpx = _import_httpx()
+        body = probe_body(ep.served_model or self._model, self._top_logprobs)
+        try:
+            r = ep.client.post(f"{ep.api}/chat/completions", json=body)
+        except httpx.HTTPError:
+            return None  # down: not known yet
+        if r.status_code == 429 or r.status_code >= 500:
+            return None
+        refusal: str | None = no_logprobs(ep.url)
+        if r.status_code == 200:
+            try:
+                if first_position(r.json()["choices"][0]) is not None:
+                    refusal = None
+            except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+                pass
+        else:
+            message = self._scrub(_error_message(r))
+            refusal = refused_logprobs(ep.url, self._top_logprobs, r.status_code, message)
+        with self._cond:
+            self._logprobs_checked[ep.url] = refusal
+        return refusal
+
     def _mark_unreachable(self, ep: _Endpoint, error: str) -> str:
         with self._cond:
             ep.alive = False
@@ -527,10 +624,18 @@ class OpenAICompatBackend(ClosingBackend):
     # --- requests ---------------------------------------------------------------------------
 
     def _check(self, req: Request, known: list[_Caps]) -> None:
-        refusal = temperature_refusal(req.params)
+        probs = wants_choice_probs(req)  # sent greedy, whatever its temperature
+        refusal = None if probs else temperature_refusal(req.params)
         if refusal is not None and any(c.vllm_sampling for c in known):
             raise UnsupportedFeature(f"request {req.id} (a vLLM server): {refusal}")
-        if req.assistant_prefix is not None and not all(c.prefill for c in known):
+        no_prefill = req.assistant_prefix is not None and not all(c.prefill for c in known)
+        if no_prefill and probs:
+            raise UnsupportedFeature(
+                "this server cannot continue a partial assistant turn, which choice "
+                "probabilities at a judge's final line need (llama_cpp.server and hosted "
+                f"OpenAI APIs have no way to); use vLLM or llama-server, or {SAMPLED}"
+            )
+        if no_prefill:
             raise UnsupportedFeature(
                 "this server cannot continue a partial assistant turn (assistant_prefix, used "
                 "by judge_fallback / meta_fallback); llama_cpp.server and hosted OpenAI APIs "
@@ -554,7 +659,8 @@ class OpenAICompatBackend(ClosingBackend):
             base = request_seed(req.params)
             # vLLM: one request with n (greedy samples one by one); elsewhere one per sample
             one_each = [(i, 1) for i in range(req.params.n)]
-            groups = sample_groups(req.params) if native_n else one_each
+            native = native_n and not wants_choice_probs(req)  # those go one token each
+            groups = sample_groups(req.params) if native else one_each
             jobs.extend(_Job(req, i, count, base + i, now) for i, count in groups)
         needs = frozenset({"native_n"} if any(j.count > 1 for j in jobs) else set()) | (
             frozenset({"prefill"}) if any(r.assistant_prefix is not None for r in reqs) else set()
@@ -742,7 +848,8 @@ class OpenAICompatBackend(ClosingBackend):
         httpx = _import_httpx()
         caps = ep.caps
         assert caps is not None and ep.flavor is not None
-        refusal = temperature_refusal(job.request.params) if caps.vllm_sampling else None
+        vllm_refuses = caps.vllm_sampling and not wants_choice_probs(job.request)
+        refusal = temperature_refusal(job.request.params) if vllm_refuses else None
         if refusal is not None:  # an endpoint that was down when generate checked
             job.last_endpoint = ep.url
             error = f"{ep.url} is a vLLM server: {refusal}"
@@ -809,7 +916,10 @@ class OpenAICompatBackend(ClosingBackend):
         if req.assistant_prefix is not None:
             messages.append({"role": "assistant", "content": req.assistant_prefix})
             body.update(continue_final_message=True, add_generation_prompt=False)
-        if req.choices is not None:
+        if wants_choice_probs(req):  # unconstrained: read the top logprobs, not the text
+            body.pop("stop", None)
+            body.update(request_fields(self._top_logprobs))
+        elif req.choices is not None:
             body["max_tokens"] = choice_max_tokens(req.choices)  # the constraint decides
             if caps.constrain == "gbnf":
                 body["grammar"] = choices_gbnf(req.choices)
@@ -866,7 +976,14 @@ class OpenAICompatBackend(ClosingBackend):
                 )
                 continue
             text = content
-            if caps.constrain == "json_schema" and (req.choices or req.structure) is not None:
+            probs: ChoiceProbs | None = None
+            if req.choices is not None and wants_choice_probs(req):
+                got = read_choice_probs(req.choices, choice, ep.url)
+                if isinstance(got, str):
+                    out.append(Failure(req.id, got, wall, endpoint=ep.url))
+                    continue
+                probs, text, reason = got, most_likely(got[0]), "stop"
+            elif caps.constrain == "json_schema" and (req.choices or req.structure) is not None:
                 text = _from_json(content, req)
             refused = None if req.choices is None else off_choices(text, req.choices)
             if refused is not None:
@@ -889,6 +1006,8 @@ class OpenAICompatBackend(ClosingBackend):
                     wall_s=wall,
                     endpoint=ep.url,
                     served_model=served,
+                    choice_probs=None if probs is None else probs[0],
+                    choice_mass=None if probs is None else probs[1],
                 )
             )
         return out

@@ -34,6 +34,17 @@ map to vLLM's objects:
   :class:`~mrtui.backends.base.FinalLine`) → ``StructuredOutputsParams(regex=...)`` from
   :func:`~mrtui.backends.constrain.final_line_regex`. vLLM picks the structured-output engine
   (``auto``: xgrammar, else guidance).
+- **Choice probabilities.** A ``choices`` request with ``choice_probs`` goes without its
+  constraint (a constraint could change the logprobs vLLM reports) as one greedy token that
+  brings back its top logprobs: ``SamplingParams(n=1, temperature=0, max_tokens=1,
+  logprobs=top_logprobs)``, one vLLM request per sample. vLLM's logprobs are the model's own
+  (``logprobs_mode`` "raw_logprobs", its default), and ``CompletionOutput.logprobs[0]`` maps
+  each of the ``top_logprobs`` most likely token ids (and the sampled one) to a ``Logprob``
+  with its ``logprob`` and ``decoded_token``; those candidates go to
+  :func:`~mrtui.backends.choice_probs.from_candidates`, and the completion's text is the most
+  likely choice. A choice outside them counts 0; a sample that lists none of the choices is a
+  Failure. ``top_logprobs`` (20 by default) must not exceed the engine's ``max_logprobs``
+  (20 by default; raise it with ``engine_options``), which ``require`` checks.
 - **Batch.** ``LLM.generate`` is called once for the whole batch with prefix caching on
   (``enable_prefix_caching``), so the N judgements of one response share its prompt's KV
   blocks. ``LLM.generate`` returns when the batch is done, so results come back together at
@@ -71,6 +82,7 @@ from time import perf_counter
 from typing import Any
 
 from .base import (
+    CHOICE_PROBS,
     BackendError,
     BackendInfo,
     ClosingBackend,
@@ -84,6 +96,7 @@ from .base import (
     since,
 )
 from .chat import ChatPrompt, Tokenizer, admitted, too_long  # noqa: F401 (re-exported)
+from .choice_probs import from_candidates, most_likely
 from .constrain import choice_max_tokens, final_line_regex, off_choices
 from .models import PACKAGED_MODELS
 
@@ -99,6 +112,8 @@ RETRYABLE_FINISH_REASONS = ("abort", "error")
 # vLLM 0.33 raises a temperature in (0, MIN_TEMPERATURE) to MIN_TEMPERATURE
 # (vllm/sampling_params.py: ``_MAX_TEMP = 1e-2``, applied in ``SamplingParams.__post_init__``).
 MIN_TEMPERATURE = 0.01
+# Top logprobs a choice-probability request asks for: vLLM's default ``max_logprobs``.
+DEFAULT_TOP_LOGPROBS = 20
 
 
 # ---------------------------------------------------------------------------------------------
@@ -123,18 +138,27 @@ def temperature_refusal(params: SamplingParams) -> str | None:
     )
 
 
+def wants_choice_probs(request: Request) -> bool:
+    """Whether ``request`` is answered from the top logprobs (choices with choice_probs):
+    one greedy token per sample, whatever its sampling settings."""
+    return request.choice_probs and request.choices is not None
+
+
 def check_temperature(request: Request) -> None:
     """Raise ``UnsupportedFeature`` for a request vLLM would run at another temperature."""
+    if wants_choice_probs(request):
+        return  # sent greedy
     refusal = temperature_refusal(request.params)
     if refusal is not None:
         raise UnsupportedFeature(f"request {request.id}: {refusal}")
 
 
-def sample_groups(params: SamplingParams) -> list[tuple[int, int]]:
+def sample_groups(params: SamplingParams, *, greedy: bool = False) -> list[tuple[int, int]]:
     """How a request's ``n`` samples go to vLLM: (first sample index, samples) per vLLM
-    request. One request with ``n``, except greedy with ``n > 1`` (vLLM refuses it), which
-    is ``n`` requests of one sample (sample ``i`` seeded ``seed + i`` either way)."""
-    if params.n > 1 and params.temperature == 0:
+    request. One request with ``n``, except greedy with ``n > 1`` (vLLM refuses it; ``greedy``
+    says the request goes greedy whatever its temperature), which is ``n`` requests of one
+    sample (sample ``i`` seeded ``seed + i`` either way)."""
+    if params.n > 1 and (greedy or params.temperature == 0):
         return [(i, 1) for i in range(params.n)]
     return [(0, params.n)]
 
@@ -170,7 +194,10 @@ def unfinished(
 
 
 def structured_outputs(request: Request) -> dict[str, Any] | None:
-    """The ``StructuredOutputsParams`` fields of a request's constraint, or None."""
+    """The ``StructuredOutputsParams`` fields of a request's constraint, or None (also for a
+    choice-probability request, which goes unconstrained)."""
+    if wants_choice_probs(request):
+        return None
     if request.choices is not None:
         return {"choice": list(request.choices)}
     if request.structure is not None:
@@ -179,11 +206,30 @@ def structured_outputs(request: Request) -> dict[str, Any] | None:
 
 
 def sampling_fields(
-    request: Request, seed: int, *, top_k: int = 0, n: int | None = None
+    request: Request,
+    seed: int,
+    *,
+    top_k: int = 0,
+    n: int | None = None,
+    top_logprobs: int = DEFAULT_TOP_LOGPROBS,
 ) -> dict[str, Any]:
     """The ``vllm.SamplingParams`` fields of a request (without its constraint); ``n`` (the
-    request's own by default) is the samples of this vLLM request (see :func:`sample_groups`)."""
+    request's own by default) is the samples of this vLLM request (see :func:`sample_groups`).
+    A choice-probability request is one greedy token with ``top_logprobs`` logprobs."""
     p = request.params
+    if wants_choice_probs(request):
+        return {
+            "n": 1 if n is None else n,
+            "temperature": 0.0,
+            "top_p": 1.0,
+            "top_k": top_k,
+            "min_p": 0.0,
+            "repetition_penalty": 1.0,
+            "max_tokens": 1,
+            "seed": seed,
+            "stop": [],
+            "logprobs": top_logprobs,
+        }
     max_tokens = p.max_tokens
     if request.choices is not None:  # the constraint decides the length, as on llama.cpp
         max_tokens = choice_max_tokens(request.choices)
@@ -208,10 +254,11 @@ def to_vllm_sampling_params(
     structured_outputs_cls: Callable[..., Any],
     top_k: int = 0,
     n: int | None = None,
+    top_logprobs: int = DEFAULT_TOP_LOGPROBS,
 ) -> Any:
     """A request's ``vllm.SamplingParams`` (the classes are passed in: vLLM's, or test
     doubles)."""
-    fields = sampling_fields(request, seed, top_k=top_k, n=n)
+    fields = sampling_fields(request, seed, top_k=top_k, n=n, top_logprobs=top_logprobs)
     constraint = structured_outputs(request)
     if constraint is not None:
         fields["structured_outputs"] = structured_outputs_cls(**constraint)
@@ -251,6 +298,13 @@ def results_from_output(
             results.append(unfinished(request.id, index, reason, wall_s))
             continue
         text = str(sample.text)
+        probs: tuple[dict[str, float], float] | None = None
+        if request.choices is not None and wants_choice_probs(request):
+            got = choice_probs_of(request.choices, sample)
+            if isinstance(got, str):
+                results.append(Failure(request.id, got, wall_s))
+                continue
+            probs, text, reason = got, most_likely(got[0]), "stop"
         refused = None if request.choices is None else off_choices(text, request.choices)
         if refused is not None:
             results.append(Failure(request.id, refused, wall_s))
@@ -266,6 +320,8 @@ def results_from_output(
                 prompt_tokens_evaluated=evaluated,
                 seed=seed + own,
                 wall_s=wall_s,
+                choice_probs=None if probs is None else probs[0],
+                choice_mass=None if probs is None else probs[1],
             )
         )
     missing = sorted(set(range(count)) - seen)
@@ -273,6 +329,28 @@ def results_from_output(
         Failure(request.id, f"vLLM returned no sample {first + i}", wall_s) for i in missing
     )
     return results
+
+
+def choice_probs_of(choices: Sequence[str], sample: Any) -> tuple[dict[str, float], float] | str:
+    """The choice distribution at a ``CompletionOutput``'s first generated position (its
+    ``logprobs[0]``: token id -> ``Logprob``), or why there is none."""
+    logprobs = getattr(sample, "logprobs", None)
+    first = logprobs[0] if logprobs else None
+    if not first:
+        return "vLLM returned no logprobs for the first token, which choice probabilities need"
+    candidates = [
+        (lp.decoded_token, float(lp.logprob))
+        for lp in first.values()
+        if isinstance(lp.decoded_token, str)
+    ]
+    got = from_candidates(choices, candidates)
+    if got is not None:
+        return got
+    top = ", ".join(repr(t) for t, _ in sorted(candidates, key=lambda c: -c[1])[:5])
+    return (
+        f"none of the choices {list(choices)} is among the {len(candidates)} most likely next "
+        f"tokens vLLM listed (the first: {top}), so their probabilities are unknown"
+    )
 
 
 @dataclass(frozen=True)
@@ -403,6 +481,7 @@ class VLLMBackend(ClosingBackend):
         enforce_eager: bool = False,
         n_ctx: int | None = None,
         engine_options: Mapping[str, Any] | None = None,
+        top_logprobs: int = DEFAULT_TOP_LOGPROBS,
     ) -> None:
         """Start vLLM on ``model`` (a Hugging Face repo id or a local folder in HF format).
 
@@ -410,10 +489,14 @@ class VLLMBackend(ClosingBackend):
         backend). ``chat_format`` is None for the tokenizer's own chat template, or one of
         the llama.cpp backend's built-in templates (chatml, gemma). ``seed`` seeds vLLM's
         engine; every request still carries its own seed. ``engine_options`` go to
-        ``vllm.LLM`` as they are (any other ``EngineArgs`` field)."""
+        ``vllm.LLM`` as they are (any other ``EngineArgs`` field). ``top_logprobs`` is how
+        many of the most likely tokens a choice-probability request reads (at most the
+        engine's ``max_logprobs``)."""
         from .llamacpp import BUILTIN_TEMPLATES
 
         check_model_ref(model)
+        if top_logprobs < 1:
+            raise BackendError(f"top_logprobs must be at least 1, got {top_logprobs}")
         if n_ctx is not None and max_model_len is not None and n_ctx != max_model_len:
             raise BackendError(
                 f"n_ctx ({n_ctx}) and max_model_len ({max_model_len}) name the same setting; "
@@ -442,6 +525,7 @@ class VLLMBackend(ClosingBackend):
         self._vllm = vllm
         self._model = model
         self._top_k = top_k
+        self._top_logprobs = top_logprobs
         self._options: dict[str, Any] = {
             "tensor_parallel_size": tensor_parallel_size,
             "max_model_len": max_model_len,
@@ -493,6 +577,7 @@ class VLLMBackend(ClosingBackend):
             "chat_template_sha256": self._template_sha,
             "structured_outputs": "auto (xgrammar, else guidance)",
             "sampler": f"top_k={self._top_k} min_p=0 repetition_penalty=1",
+            "top_logprobs": self._top_logprobs,
         }
         return BackendInfo(
             backend=BACKEND_NAME,
@@ -513,6 +598,25 @@ class VLLMBackend(ClosingBackend):
             check_temperature(req)
         return self._generate(reqs)
 
+    def require(self, features: Iterable[str]) -> None:
+        """Raise ``UnsupportedFeature`` unless every one of ``features`` is served:
+        :data:`~mrtui.backends.base.CHOICE_PROBS` is, with ``top_logprobs`` within the
+        engine's ``max_logprobs``."""
+        self._check_open()
+        for feature in features:
+            if feature != CHOICE_PROBS:
+                raise UnsupportedFeature(
+                    f"the vLLM backend does not know the feature {feature!r}; it serves: "
+                    f"{CHOICE_PROBS}"
+                )
+            limit = getattr(getattr(self._llm, "model_config", None), "max_logprobs", None)
+            if isinstance(limit, int) and 0 <= limit < self._top_logprobs:
+                raise UnsupportedFeature(
+                    f"choice probabilities read top_logprobs={self._top_logprobs} tokens, more "
+                    f"than vLLM's max_logprobs ({limit}); lower top_logprobs or set "
+                    f"engine_options = {{ max_logprobs = {self._top_logprobs} }}"
+                )
+
     def _generate(self, requests: Iterable[Request]) -> Iterator[Result]:
         jobs: list[Job] = []
         for item in admitted(requests, self._prompt.tokens, self._max_model_len):
@@ -524,7 +628,7 @@ class VLLMBackend(ClosingBackend):
             try:
                 jobs += [
                     Job(req, tokens, seed + first, self._params(req, seed + first, count), first)
-                    for first, count in sample_groups(req.params)
+                    for first, count in sample_groups(req.params, greedy=wants_choice_probs(req))
                 ]
             except Exception as e:  # vLLM rejects a setting
                 error = f"vLLM rejects the sampling settings: {e}"
@@ -543,6 +647,7 @@ class VLLMBackend(ClosingBackend):
             structured_outputs_cls=self._structured_cls,
             top_k=self._top_k,
             n=n,
+            top_logprobs=self._top_logprobs,
         )
 
     def close(self) -> None:

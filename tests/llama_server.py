@@ -143,6 +143,9 @@ class ServedBackend:
     def generate(self, requests: Any) -> Any:
         return self.backend.generate(requests)
 
+    def require(self, features: Any) -> None:
+        self.backend.require(features)
+
     def close(self) -> None:
         try:
             self.backend.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,15 @@ from typing import Any
 import pytest
 from llama_server import LlamaServer, server_extra_installed
 
-from mrtui.backends.base import BackendError, Completion, Message, Request, SamplingParams
+from mrtui.backends.base import (
+    CHOICE_PROBS,
+    BackendError,
+    Completion,
+    Message,
+    Request,
+    SamplingParams,
+    UnsupportedFeature,
+)
 from mrtui.loop.progress import Note, ProgressMessage, UnitsDone
 from mrtui.loop.settings import IterationSettings, RunSettings
 from mrtui.store import connect
@@ -296,3 +305,163 @@ def test_mrtui_run_with_two_endpoints(
     assert json.loads(options) == {"endpoints": [server_a.url, server_b.url]}
     assert Counter(t for t, *_ in _units(db))["JudgementRecorded"] == len(PROMPTS) * 2
     _assert_key_not_in_log(db)
+
+
+# --- choice probabilities on a real server ------------------------------------------------------
+
+SCORES = ("0", "1", "2", "3", "4", "5")
+RATE = (
+    Message("system", "You grade answers. Reply with a single digit from 0 to 5 and nothing else."),
+    Message(
+        "user",
+        "Question: What is the capital of France?\nAnswer: Paris is the capital of France.\n"
+        "How good is the answer, from 0 (useless) to 5 (perfect)?",
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def qwen_server(qwen_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    """llama_cpp.server on the packaged Qwen 0.5B: a real model puts the scores among its top
+    logprobs (the tiny random one need not)."""
+    server_extra_installed()
+    with LlamaServer(qwen_gguf, tmp_path_factory.mktemp("qwen-server"), n_ctx=512) as s:
+        yield s
+
+
+def _in_process_choice_probs(
+    model: Path, messages: tuple[Message, ...], choices: tuple[str, ...]
+) -> tuple[dict[str, float], float]:
+    """The choice distribution computed here from the whole vocabulary: the prompt rendered
+    as llama_cpp.server renders it (the GGUF's template), evaluated in-process, the softmax
+    of its last position's logits (backends/choice_probs.py's definition)."""
+    from llama_cpp import Llama
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    from mrtui.backends.choice_probs import from_logits, matching_tokens
+
+    llm = Llama(str(model), n_ctx=512, n_threads=1, logits_all=True, verbose=False)
+    try:
+        eos, bos = llm.token_eos(), llm.token_bos()
+        formatter = Jinja2ChatFormatter(
+            template=llm.metadata["tokenizer.chat_template"],
+            eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
+            bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
+        )
+        rendered = formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
+        tokens = llm.tokenize(
+            rendered.prompt.encode(), add_bos=not rendered.added_special, special=True
+        )
+        llm.eval(tokens)
+        pieces = [
+            llm.detokenize([i]).decode("utf-8", errors="replace") for i in range(llm.n_vocab())
+        ]
+        got = from_logits(llm.scores[len(tokens) - 1], matching_tokens(pieces, choices))
+    finally:
+        llm.close()
+    assert got is not None
+    return got
+
+
+def test_choice_probabilities_on_a_real_server_agree_with_the_model(
+    qwen_server: LlamaServer, qwen_gguf: Path
+) -> None:
+    """A choices request with choice_probs: the probabilities of exactly the choices, summing
+    to 1, the most likely as the text, and the same numbers as the model's own softmax over
+    the whole vocabulary at that position (they agreed to 1e-8 on 2026-12-07). Without a
+    prefix: llama_cpp.server cannot continue an assistant turn."""
+    from mrtui.backends.choice_probs import most_likely
+    from mrtui.backends.registry import load_backend
+
+    backend = load_backend("openai", str(qwen_gguf), endpoints=[qwen_server.url], concurrency=1)
+    try:
+        params = SamplingParams(temperature=0.8, seed=3, max_tokens=64)  # they do not apply
+        req = Request("j", RATE, params, choices=SCORES, choice_probs=True)
+        (c,) = backend.generate([req])
+    finally:
+        backend.close()
+    assert isinstance(c, Completion), c
+    assert c.choice_probs is not None and c.choice_mass is not None
+    assert list(c.choice_probs) == list(SCORES)
+    assert sum(c.choice_probs.values()) == pytest.approx(1)
+    assert c.text == most_likely(c.choice_probs) and c.finish_reason == "stop"
+    assert 0 < c.choice_mass <= 1 + 1e-6
+    expected, mass = _in_process_choice_probs(qwen_gguf, RATE, SCORES)
+    for s in SCORES:
+        assert c.choice_probs[s] == pytest.approx(expected[s], abs=1e-3), s
+    assert c.choice_mass == pytest.approx(mass, abs=1e-3)
+
+
+class _NoLogprobsServer:
+    """A vLLM-like server on loopback that answers chat requests without logprobs."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _send(self, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                if self.path.endswith("/models"):
+                    self._send({"data": [{"id": "m", "owned_by": "vllm"}]})
+                else:
+                    self.send_error(404)
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                message = {"role": "assistant", "content": "yes"}
+                choice = {"index": 0, "message": message, "finish_reason": "length"}
+                self._send({"model": "m", "choices": [choice], "usage": {"prompt_tokens": 3}})
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_require_asks_a_real_server_and_refuses_one_without_logprobs(
+    server_a: LlamaServer, tiny_gguf: Path
+) -> None:
+    """llama_cpp.server lists top logprobs: taken for llama-server (which can continue an
+    answer), it passes the check; as itself it is refused, since it cannot continue the
+    judge's answer to its final line. A server that lists none is refused, in one line."""
+    from mrtui.backends.registry import load_backend
+
+    for flavor, refusal in (("llama.cpp", None), ("auto", "cannot continue")):
+        served = load_backend(
+            "openai", str(tiny_gguf), endpoints=[server_a.url], api_key_env=KEY_ENV, flavor=flavor
+        )
+        try:
+            if refusal is None:
+                served.require([CHOICE_PROBS])
+            else:
+                with pytest.raises(UnsupportedFeature, match=refusal):
+                    served.require([CHOICE_PROBS])
+        finally:
+            served.close()
+    stub = _NoLogprobsServer()
+    try:
+        bare = load_backend("openai", "m", endpoints=[stub.url], api_key_env="")
+        with pytest.raises(
+            UnsupportedFeature,
+            match=rf"^the server at {re.escape(stub.url)} returns no top_logprobs, which "
+            r"choice probabilities need; use judge_scoring = \"sampled\"",
+        ):
+            bare.require([CHOICE_PROBS])
+        bare.close()
+    finally:
+        stub.close()

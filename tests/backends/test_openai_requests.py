@@ -5,6 +5,7 @@ The real thing (llama_cpp.server processes) is tests/backends/test_openai_compat
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 import time
@@ -18,6 +19,7 @@ httpx = pytest.importorskip("httpx", reason="needs httpx: pip install 'mrtui[ope
 
 from mrtui.backends import openai_compat  # noqa: E402
 from mrtui.backends.base import (  # noqa: E402
+    CHOICE_PROBS,
     BackendError,
     Completion,
     Failure,
@@ -482,3 +484,220 @@ def test_endpoint_with_the_in_process_backend_is_a_usage_error(tmp_path: Any) ->
     assert out.returncode == 2
     assert "--endpoint names a server; use it with --backend openai" in out.stderr
     assert not (tmp_path / "x.duckdb").exists()
+
+
+# --- choice probabilities ----------------------------------------------------------------------
+
+
+def with_top_logprobs(top: list[tuple[str, float]] | None) -> Callable[[dict[str, Any]], Any]:
+    """A server whose answers list ``top`` as the first token's top logprobs (chat format),
+    or no logprobs at all (None); the content is the first listed token."""
+
+    def answer(body: dict[str, Any]) -> dict[str, Any]:
+        out = Server.echo(body)
+        choice = out["choices"][0]
+        choice["finish_reason"] = "length"
+        choice["token_ids"] = [1]
+        if top is None:
+            return out
+        choice["message"]["content"] = top[0][0]
+        listed = [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in top]
+        first = {"token": top[0][0], "logprob": top[0][1], "top_logprobs": listed}
+        choice["logprobs"] = {"content": [first]}
+        return out
+
+    return answer
+
+
+SCORES = ("0", "1", "2", "3", "4", "5")
+TOP = [(" 3", -0.5), ("4", -1.5), ("3", -2.0), ("Hello", -3.0), (" 1", -4.0)]
+
+
+def judge(rid: str = "j", prefix: str | None = "Score:", **params: Any) -> Request:
+    return Request(
+        rid,
+        (Message("user", "Rate it."),),
+        SamplingParams(**params),
+        assistant_prefix=prefix,
+        choices=SCORES,
+        choice_probs=True,
+    )
+
+
+@pytest.mark.parametrize("owned_by", ["vllm", "llamacpp"])
+def test_a_choice_probability_request_asks_for_one_unconstrained_token_and_its_top_logprobs(
+    servers: dict[str, Server], owned_by: str
+) -> None:
+    """No grammar, guided choice or JSON schema (a constraint could change the logprobs): one
+    greedy token, whatever the request's sampling, with the configured top_logprobs; the
+    prefix is continued as for any request."""
+    servers["a"] = Server(owned_by, answer=with_top_logprobs(TOP))
+    (c,) = backend("a", top_logprobs=7).generate(
+        [judge(seed=9, temperature=0.9, max_tokens=300, stop=("\n",))]
+    )
+    assert isinstance(c, Completion), c
+    (body,) = servers["a"].bodies
+    assert body["max_tokens"] == 1 and body["temperature"] == 0 and body["top_p"] == 1
+    assert body["logprobs"] is True and body["top_logprobs"] == 7 and body["seed"] == 9
+    assert not {"grammar", "structured_outputs", "response_format", "stop", "n"} & set(body)
+    assert body["messages"][-1] == {"role": "assistant", "content": "Score:"}
+    assert body["continue_final_message"] is True
+
+
+def test_the_answer_is_the_most_likely_choice_with_the_distribution_over_the_choices(
+    servers: dict[str, Server],
+) -> None:
+    """' 3' and '3' both count for 3; 'Hello' is no choice; a choice not listed counts 0;
+    the mass is the choices' total probability before normalising."""
+    servers["a"] = Server("vllm", answer=with_top_logprobs(TOP))
+    (c,) = backend("a").generate([judge(seed=1)])
+    assert isinstance(c, Completion), c
+    p3, p4, p1 = math.exp(-0.5) + math.exp(-2.0), math.exp(-1.5), math.exp(-4.0)
+    mass = p3 + p4 + p1
+    assert c.text == "3" and c.finish_reason == "stop" and c.seed == 1
+    assert c.choice_probs is not None and list(c.choice_probs) == list(SCORES)
+    assert c.choice_probs["3"] == pytest.approx(p3 / mass)
+    assert c.choice_probs["4"] == pytest.approx(p4 / mass)
+    assert c.choice_probs["0"] == 0 and c.choice_probs["5"] == 0
+    assert sum(c.choice_probs.values()) == pytest.approx(1)
+    assert c.choice_mass == pytest.approx(mass)
+    assert c.completion_tokens == 1 and c.endpoint == "http://a:8000"
+
+
+def test_ordinary_requests_carry_no_choice_probabilities(servers: dict[str, Server]) -> None:
+    """Without choice_probs a choices request stays constrained; a structure with
+    choice_probs is served constrained too, its probabilities left to a follow-up."""
+    servers["a"] = Server("vllm", answer=with_top_logprobs([("2", -0.1)]))
+    plain = Request("p", (Message("user", "Rate."),), SamplingParams(seed=1), choices=SCORES)
+    structured = Request(
+        "s", (Message("user", "Grade."),), SamplingParams(seed=2), structure=SPEC, choice_probs=True
+    )
+    got = {r.request_id: r for r in backend("a").generate([plain, structured])}
+    assert all(isinstance(r, Completion) and r.choice_probs is None for r in got.values())
+    assert all("logprobs" not in body for body in servers["a"].bodies)
+    assert {next(iter(body["structured_outputs"])) for body in servers["a"].bodies} == {
+        "choice",
+        "regex",
+    }
+
+
+def test_samples_and_low_temperatures_go_one_greedy_token_each_even_to_vllm(
+    servers: dict[str, Server],
+) -> None:
+    """Sampling settings do not apply: a temperature vLLM would raise is not refused, and n
+    samples are n one-token requests seeded seed + i."""
+    servers["a"] = Server("vllm", answer=with_top_logprobs(TOP))
+    got = list(backend("a").generate([judge(n=2, seed=5, temperature=0.005)]))
+    assert sorted((c.index, c.seed, c.text) for c in got if isinstance(c, Completion)) == [
+        (0, 5, "3"),
+        (1, 6, "3"),
+    ]
+    assert sorted(body["seed"] for body in servers["a"].bodies) == [5, 6]
+    assert all("n" not in body and body["temperature"] == 0 for body in servers["a"].bodies)
+
+
+@pytest.mark.parametrize(
+    ("top", "says"),
+    [
+        ([("Hello", -0.1), ("The", -2.0)], r"none of the choices .* among the 2 most likely"),
+        (None, r"the server at http://a:8000 returns no top_logprobs"),
+    ],
+)
+def test_an_answer_without_a_choice_among_its_top_logprobs_is_a_failure_to_retry(
+    servers: dict[str, Server], top: list[tuple[str, float]] | None, says: str
+) -> None:
+    servers["a"] = Server("llamacpp", answer=with_top_logprobs(top))
+    (f,) = backend("a").generate([judge(seed=1)])
+    assert isinstance(f, Failure) and not f.permanent and f.endpoint == "http://a:8000"
+    assert re.search(says, f.error), f.error
+
+
+def test_a_server_that_cannot_continue_the_answer_refuses_choice_probabilities_at_it(
+    servers: dict[str, Server],
+) -> None:
+    """llama_cpp.server cannot continue an assistant turn: choice probabilities at a judge's
+    final line are refused before anything is sent; without a prefix they are served."""
+    servers["a"] = Server("me", answer=with_top_logprobs(TOP))
+    b = backend("a")
+    with pytest.raises(UnsupportedFeature, match="choice probabilities at a judge's final line"):
+        b.generate([judge(seed=1)])
+    assert servers["a"].bodies == []
+    (c,) = b.generate([judge(prefix=None, seed=1)])
+    assert isinstance(c, Completion) and c.text == "3"
+
+
+def test_the_completions_format_of_top_logprobs_is_read_too() -> None:
+    from mrtui.backends.openai_logprobs import first_position, read_choice_probs
+
+    choice = {"logprobs": {"tokens": ["A"], "top_logprobs": [{"A": -0.2, " B": -1.8, "x": -3}]}}
+    assert first_position(choice) == [("A", -0.2), (" B", -1.8), ("x", -3.0)]
+    probs, mass = read_choice_probs(("A", "B"), choice, "http://a:8000")  # type: ignore[misc]
+    assert probs["A"] == pytest.approx(math.exp(-0.2) / mass)
+    assert mass == pytest.approx(math.exp(-0.2) + math.exp(-1.8))
+    by_bytes = {"logprobs": {"content": [{"top_logprobs": [{"bytes": [66], "logprob": -0.1}]}]}}
+    assert first_position(by_bytes) == [("B", -0.1)]
+    for empty in ({}, {"logprobs": None}, {"logprobs": {"content": []}}):
+        assert first_position(empty) is None
+
+
+@pytest.mark.parametrize("owned_by", ["me", "openai"])
+def test_require_refuses_a_server_that_cannot_continue_the_judges_answer(
+    servers: dict[str, Server], owned_by: str
+) -> None:
+    """A judge's choice continues its answer: llama_cpp.server and hosted APIs, which cannot
+    continue an assistant turn, are refused before a run starts, without asking them."""
+    servers["a"] = Server("vllm", answer=with_top_logprobs(TOP))
+    servers["h"] = Server(owned_by, models=("m",), answer=with_top_logprobs(TOP))
+    b = backend("a", "h")
+    flavor = b.flavor_of("http://h:8000")
+    with pytest.raises(
+        UnsupportedFeature,
+        match=rf"^the server at http://h:8000 \({flavor}\) cannot continue a partial assistant "
+        r"turn, which choice probabilities at a judge's final line need; use vLLM or "
+        r"llama-server, or judge_scoring = \"sampled\" and meta_scoring = \"sampled\"$",
+    ):
+        b.require([CHOICE_PROBS])
+    assert servers["h"].bodies == []
+
+
+def test_require_asks_each_endpoint_once(servers: dict[str, Server]) -> None:
+    servers["a"] = Server("vllm", answer=with_top_logprobs(TOP))
+    servers["b"] = Server("llamacpp", answer=with_top_logprobs(TOP))
+    b = backend("a", "b", top_logprobs=5)
+    b.require([CHOICE_PROBS])
+    b.require([CHOICE_PROBS])
+    for host in ("a", "b"):
+        (probe,) = servers[host].bodies
+        assert probe["max_tokens"] == 1 and probe["logprobs"] is True
+        assert probe["top_logprobs"] == 5
+    b.require([])
+    with pytest.raises(UnsupportedFeature, match="does not know the feature 'telepathy'"):
+        b.require(["telepathy"])
+
+
+@pytest.mark.parametrize(
+    ("answer", "says"),
+    [
+        (
+            with_top_logprobs(None),
+            r"^the server at http://h:8000 returns no top_logprobs, which choice probabilities "
+            r"need; use judge_scoring = \"sampled\"",
+        ),
+        (
+            lambda body: httpx.Response(
+                400, json={"error": {"message": "top_logprobs must be at most 5"}}
+            ),
+            r"refuses a request for top_logprobs=20 \(HTTP 400: top_logprobs must be at most "
+            r"5\); set the backend's top_logprobs option",
+        ),
+    ],
+)
+def test_require_refuses_a_server_that_gives_no_top_logprobs(
+    servers: dict[str, Server], answer: Callable[[dict[str, Any]], Any], says: str
+) -> None:
+    servers["h"] = Server("llamacpp", models=("m",), answer=answer)
+    b = backend("h")
+    for _ in range(2):  # the answer is remembered
+        with pytest.raises(UnsupportedFeature, match=says):
+            b.require([CHOICE_PROBS])
+    assert len(servers["h"].bodies) == 1

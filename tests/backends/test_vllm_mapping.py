@@ -12,6 +12,7 @@ installed.
 from __future__ import annotations
 
 import importlib.util
+import math
 import re
 import sys
 import types
@@ -22,6 +23,7 @@ import pytest
 from probes import modules_after
 
 from mrtui.backends.base import (
+    CHOICE_PROBS,
     BackendError,
     Completion,
     Failure,
@@ -118,13 +120,24 @@ class FakeStructuredOutputsParams:
 
 
 @dataclass
+class FakeLogprob:
+    """vllm.logprobs.Logprob."""
+
+    logprob: float
+    rank: int | None = None
+    decoded_token: str | None = None
+
+
+@dataclass
 class FakeCompletionOutput:
-    """vllm.CompletionOutput (the fields the backend reads)."""
+    """vllm.CompletionOutput (the fields the backend reads); ``logprobs`` is one
+    {token id: Logprob} per generated token, where they were asked for."""
 
     index: int
     text: str
     token_ids: list[int]
     finish_reason: str | None
+    logprobs: list[dict[int, FakeLogprob]] | None = None
 
 
 @dataclass
@@ -144,6 +157,8 @@ class FakeLLM:
 
     reject: set[int] = field(default_factory=set)  # first prompt token of prompts to refuse
     reasons: dict[int, str | None] = field(default_factory=dict)
+    # (token text, logprob) of the most likely next tokens, for requests with ``logprobs``
+    top: list[tuple[str, float]] = field(default_factory=list)
     calls: list[tuple[list[dict[str, list[int]]], list[Any], dict[str, Any]]] = field(
         default_factory=list
     )
@@ -162,6 +177,7 @@ class FakeLLM:
                         f"t{p['prompt_token_ids'][0]}.{i}",
                         [7] * (i + 1),
                         self.reasons.get(p["prompt_token_ids"][0], "stop"),
+                        self._logprobs(sp),
                     )
                     for i in range(sp.n)
                 ],
@@ -169,6 +185,15 @@ class FakeLLM:
             )
             for p, sp in zip(prompts, sampling_params, strict=True)
         ]
+
+    def _logprobs(self, sp: Any) -> list[dict[int, FakeLogprob]] | None:
+        k = getattr(sp, "logprobs", None)
+        if k is None:
+            return None
+        ranked = sorted(self.top, key=lambda t: -t[1])[:k]
+        return [
+            {100 + i: FakeLogprob(lp, i + 1, text) for i, (text, lp) in enumerate(ranked)}
+        ] * sp.max_tokens
 
 
 def ask(rid: str, text: str = "Hi", **params: Any) -> Request:
@@ -504,6 +529,109 @@ def test_the_backend_fails_samples_vllm_did_not_finish(fake_vllm: Any) -> None:
         llm.reasons = {-1: "repetition"}  # every prompt starts with <|im_start|> (-1)
         (f,) = b.generate([Request("r", (Message("user", "A"),), SamplingParams(seed=1))])
         assert isinstance(f, Failure) and f.permanent and "'repetition'" in f.error
+
+
+# --- choice probabilities ----------------------------------------------------------------------
+
+SCORES = ("0", "1", "2", "3", "4", "5")
+TOP = [(" 3", -0.5), ("4", -1.5), ("3", -2.0), ("Hello", -3.0), (" 1", -4.0)]
+
+
+def judge(rid: str = "j", **params: Any) -> Request:
+    return Request(
+        rid,
+        (Message("user", "Rate it."),),
+        SamplingParams(**params),
+        assistant_prefix="Score: ",
+        choices=SCORES,
+        choice_probs=True,
+    )
+
+
+def test_a_choice_probability_request_is_one_unconstrained_greedy_token_with_logprobs() -> None:
+    req = judge(temperature=0.9, max_tokens=300, seed=4, stop=("\n",))
+    assert structured_outputs(req) is None
+    sp = to_vllm_sampling_params(
+        req,
+        4,
+        sampling_params_cls=FakeSamplingParams,
+        structured_outputs_cls=FakeStructuredOutputsParams,
+        top_logprobs=7,
+    )
+    assert not hasattr(sp, "structured_outputs")
+    assert (sp.n, sp.temperature, sp.top_p, sp.max_tokens, sp.seed) == (1, 0.0, 1.0, 1, 4)
+    assert sp.logprobs == 7 and sp.stop == []
+    assert sample_groups(judge(n=3, temperature=0.9).params, greedy=True) == [
+        (0, 1),
+        (1, 1),
+        (2, 1),
+    ]
+
+
+def test_the_first_positions_logprobs_become_the_choice_distribution() -> None:
+    """' 3' and '3' both count for 3 (one definition: backends/choice_probs.py); a choice
+    vLLM did not list counts 0; the text is the most likely choice."""
+    first = {100 + i: FakeLogprob(lp, i + 1, t) for i, (t, lp) in enumerate(TOP)}
+    sample = FakeCompletionOutput(0, " 3", [7], "length", [first])
+    out = FakeRequestOutput([1] * 12, [sample], num_cached_tokens=0)
+    (c,) = results_from_output(judge(seed=2), out, seed=2, prompt_tokens=12, wall_s=0.1)
+    assert isinstance(c, Completion) and c.text == "3" and c.finish_reason == "stop"
+    p3, p4, p1 = math.exp(-0.5) + math.exp(-2.0), math.exp(-1.5), math.exp(-4.0)
+    assert c.choice_probs is not None and list(c.choice_probs) == list(SCORES)
+    assert c.choice_probs["3"] == pytest.approx(p3 / (p3 + p4 + p1))
+    assert c.choice_probs["0"] == 0 and sum(c.choice_probs.values()) == pytest.approx(1)
+    assert c.choice_mass == pytest.approx(p3 + p4 + p1)
+
+
+@pytest.mark.parametrize(
+    ("logprobs", "says"),
+    [
+        ([{5: FakeLogprob(-0.1, 1, "Hello"), 6: FakeLogprob(-2, 2, None)}], "none of the choices"),
+        (None, "no logprobs for the first token"),
+    ],
+)
+def test_a_sample_without_a_choice_among_its_logprobs_is_a_failure_to_retry(
+    logprobs: Any, says: str
+) -> None:
+    out = FakeRequestOutput([1] * 5, [FakeCompletionOutput(0, "Hello", [5], "length", logprobs)])
+    (f,) = results_from_output(judge(), out, seed=0, prompt_tokens=5, wall_s=0.1)
+    assert isinstance(f, Failure) and not f.permanent and says in f.error
+
+
+def test_the_backend_serves_choice_probabilities_one_greedy_token_per_sample(
+    fake_vllm: Any,
+) -> None:
+    with VLLMBackend("Qwen/Qwen2.5-0.5B-Instruct", top_logprobs=3) as b:
+        llm: FakeEngine = b._llm
+        llm.top = TOP
+        got = list(b.generate([judge(n=2, seed=8, temperature=0.005)]))  # no refusal: greedy
+        (call,) = llm.calls
+        assert [(p.n, p.seed, p.temperature, p.logprobs) for p in call[1]] == [
+            (1, 8, 0.0, 3),
+            (1, 9, 0.0, 3),
+        ]
+        assert all(isinstance(c, Completion) for c in got), got
+        # the 3 most likely: ' 3', '4', '3'
+        p3, p4 = math.exp(-0.5) + math.exp(-2.0), math.exp(-1.5)
+        for c in got:
+            assert isinstance(c, Completion) and c.text == "3"
+            assert c.choice_probs is not None and c.choice_probs["1"] == 0
+            assert c.choice_probs["4"] == pytest.approx(p4 / (p3 + p4))
+        assert b.info().extra["top_logprobs"] == 3
+
+
+def test_require_serves_choice_probabilities_within_max_logprobs(fake_vllm: Any) -> None:
+    with VLLMBackend("Qwen/Qwen2.5-0.5B-Instruct") as b:
+        b.require([CHOICE_PROBS])
+        b._llm.model_config.max_logprobs = -1  # no cap
+        b.require([CHOICE_PROBS])
+        b._llm.model_config.max_logprobs = 5
+        with pytest.raises(UnsupportedFeature, match=r"max_logprobs = 20"):
+            b.require([CHOICE_PROBS])
+        with pytest.raises(UnsupportedFeature, match="does not know the feature 'x'"):
+            b.require(["x"])
+    with pytest.raises(BackendError, match="top_logprobs must be at least 1"):
+        VLLMBackend("Qwen/Qwen2.5-0.5B-Instruct", top_logprobs=0)
 
 
 # --- prompts ---------------------------------------------------------------------------------
