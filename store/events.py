@@ -286,6 +286,23 @@ class MetaVerdictRecorded(Answer, EventRecord):
 
 
 @dataclass(frozen=True, kw_only=True)
+class JudgeChecked(EventRecord):
+    """The judge checked on a labelled preference set before an iteration (setting
+    ``judge_check``; mrtui/loop/judgecheck.py): its rates with 95% intervals, whether it is
+    better than chance, and what the run did about it."""
+
+    TYPE = "JudgeChecked"
+    labels: str  # the file as the setting names it ('shipped' for the packaged set)
+    labels_sha256: str
+    model_id: str
+    model_sha256: str
+    n: int
+    result: dict[str, Any]  # JudgeCheck.to_dict() without the per-pair rows
+    better_than_chance: bool
+    action: str  # "continue", "stop" or "actor" (train on actor pairs only)
+
+
+@dataclass(frozen=True, kw_only=True)
 class RequestFailed(Provenance, EventRecord):
     """A request failed; the unit stays open and is retried on resume (token counts and the
     finish reason stay None)."""
@@ -485,6 +502,7 @@ RECORDS: dict[str, type[EventRecord]] = {
         ResponseGenerated,
         JudgementRecorded,
         MetaVerdictRecorded,
+        JudgeChecked,
         RequestFailed,
         UnitSkipped,
         EndpointFailed,

@@ -16,6 +16,7 @@ def known_errors() -> tuple[tuple[type[BaseException], int], ...]:
     from mrtui.backends.base import BackendError
     from mrtui.datasets import DatasetError
     from mrtui.evaluation.settings import EvalConfigError
+    from mrtui.loop.judge_gate import JudgeNoBetterThanChance
     from mrtui.loop.prompts import TemplateError
     from mrtui.loop.settings import ConfigError
     from mrtui.store import ReadOnlyViolation, StoreError
@@ -28,6 +29,7 @@ def known_errors() -> tuple[tuple[type[BaseException], int], ...]:
         (StoreError, RUNTIME),
         (BackendError, RUNTIME),
         (DatasetError, RUNTIME),
+        (JudgeNoBetterThanChance, RUNTIME),
     )
 
 

@@ -317,6 +317,15 @@ class Runner:
             checkpoint.model_id, checkpoint.sha256, checkpoint.gguf_path or checkpoint.hf_dir
         )
         templates = self._templates(s)
+        if s.judge_check:
+            from .judge_gate import gate
+
+            action = gate(
+                self.log, self.settings.run_id, iteration, s, model,
+                lambda: self._backend_on(checkpoint), self.progress,
+            )  # fmt: skip
+            if action == "actor":
+                s = s.with_flat(train_kinds="actor")
         self._start_iteration(iteration, s, model)
         stages = Stages(
             self.log,

@@ -90,6 +90,18 @@ class IterationSettings:
         "line comes right after the prompt (cheaper, no reasoning to read)",
         True,
     )
+    judge_check: str = _help(
+        "before each iteration, check the judge on a labelled preference set (JSONL with "
+        "prompt, chosen, rejected; 'shipped' for the packaged set) and log the result; "
+        "'': no check",
+        "",
+    )
+    judge_check_action: str = _help(
+        "when the checked judge is no better than chance (the 95% interval of its pointwise "
+        "accuracy reaches 0.5): 'stop' the run with an alarm, or train on 'actor' pairs only",
+        "stop",
+    )
+    judge_check_limit: int = _help("labelled pairs the check uses; 0: all of them", 0)
     score_decimals: bool = _help(
         "accept decimal scores ('Score: 4.5'); off: such a judgement is unparsed", False
     )
@@ -164,6 +176,12 @@ class IterationSettings:
                 raise ConfigError(
                     f"{name} must be 'sampled' or 'expected', got {getattr(self, name)!r}"
                 )
+        if self.judge_check_action not in ("stop", "actor"):
+            raise ConfigError(
+                f"judge_check_action must be 'stop' or 'actor', got {self.judge_check_action!r}"
+            )
+        if self.judge_check_limit < 0:
+            raise ConfigError("judge_check_limit must be >= 0 (0: every pair)")
         if self.train_kinds not in ("auto", "both", "actor", "judge"):
             raise ConfigError(
                 f"train_kinds must be 'auto', 'both', 'actor' or 'judge', got {self.train_kinds!r}"
@@ -204,6 +222,9 @@ class IterationSettings:
         "judge_scoring",
         "meta_scoring",
         "judge_rationale",
+        "judge_check",
+        "judge_check_action",
+        "judge_check_limit",
         "prompts_per_iteration",
         "prompts_disjoint",
         "seed",
