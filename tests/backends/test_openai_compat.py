@@ -368,8 +368,9 @@ def test_choice_probabilities_on_a_real_server_agree_with_the_model(
 ) -> None:
     """A choices request with choice_probs: the probabilities of exactly the choices, summing
     to 1, the most likely as the text, and the same numbers as the model's own softmax over
-    the whole vocabulary at that position (they agreed to 1e-8 on 2026-12-07). Without a
-    prefix: llama_cpp.server cannot continue an assistant turn."""
+    the whole vocabulary at that position (they agreed to 1e-8 on 2026-12-07), and as
+    mrtui's in-process llama.cpp backend. Without a prefix: llama_cpp.server cannot continue
+    an assistant turn."""
     from mrtui.backends.choice_probs import most_likely
     from mrtui.backends.registry import load_backend
 
@@ -390,6 +391,15 @@ def test_choice_probabilities_on_a_real_server_agree_with_the_model(
     for s in SCORES:
         assert c.choice_probs[s] == pytest.approx(expected[s], abs=1e-3), s
     assert c.choice_mass == pytest.approx(mass, abs=1e-3)
+    local = load_backend("llama.cpp", str(qwen_gguf), n_ctx=512, n_threads=1)
+    try:
+        (ours,) = local.generate([req])  # mrtui's own llama.cpp backend, same request
+    finally:
+        local.close()
+    assert isinstance(ours, Completion) and ours.choice_probs is not None, ours
+    assert ours.text == c.text
+    for s in SCORES:
+        assert c.choice_probs[s] == pytest.approx(ours.choice_probs[s], abs=1e-2), s
 
 
 class _NoLogprobsServer:
