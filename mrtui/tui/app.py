@@ -42,12 +42,14 @@ from .messages import (
     OverviewRead,
     RecentRead,
     RunLogLine,
+    SignalRead,
 )
 from .modal import TextModal
 from .model import (
     EventRow,
     IterationFocus,
     JudgementInfo,
+    JudgeSignal,
     Overview,
     PromptFocus,
     WriterInfo,
@@ -55,6 +57,7 @@ from .model import (
 from .overview import OverviewScreen
 from .palette import PromptSearch
 from .prompts import PromptListScreen
+from .scores import dist_line, score_head
 from .source import LogSource, writer_info
 from .state import Controller, Index, Losses, TuiState
 from .text import as_markup, lit
@@ -110,7 +113,11 @@ class MrtuiApp(App[None]):
         )
         self.eval_reader = EvalReader(self.db)
         self.indexer = PromptIndexer(
-            self, self.source, ready=self._got_index, failed=self.read_failed
+            self,
+            self.source,
+            ready=self._got_index,
+            failed=self.read_failed,
+            signal=self._got_signal,
         )
         self._refreshing = False
         self._refresh_again = False
@@ -248,6 +255,10 @@ class MrtuiApp(App[None]):
         self.state.set_index(index, judge_pairs)
         self.tell(IndexReady)
 
+    def _got_signal(self, signal: dict[int, JudgeSignal]) -> None:
+        self.state.signal = signal
+        self.tell(SignalRead)
+
     def read_failed(self, exc: BaseException) -> None:
         self.state.last_error = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         self.update_status()
@@ -296,8 +307,12 @@ class MrtuiApp(App[None]):
         self.push_screen(TextModal(title, text, meta, item))
 
     def show_judgement(self, j: JudgementInfo) -> None:
-        score = "unparsed" if j.score is None else f"score {j.score:.0f}"
-        meta = f"{j.key} · {score}" + (f" · {j.parse_error}" if j.parse_error else "")
+        dist = dist_line(j)
+        meta = (
+            f"{j.key} · {score_head(j)}"
+            + (f" · {j.parse_error}" if j.parse_error else "")
+            + (f"\n{dist}" if dist else "")
+        )
         self.show_text(f"judgement {j.judge_index}", j.text, meta, judgement_item(j))
 
     def action_refresh(self) -> None:

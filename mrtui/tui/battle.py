@@ -15,18 +15,22 @@ from mrtui.store.health import orders_agree
 from .base import AppScreen, StatusBar
 from .items import judgement_item, verdict_item
 from .model import Battle, IterationFocus, JudgementInfo, PromptFocus, Verdict
+from .scores import prob, score_cell
 from .text import lit, num
 
 
 def cell(v: Verdict | None) -> str:
-    """The verdict with the row's judgement shown first: A = row wins, B = column wins."""
+    """The verdict with the row's judgement shown first: A = row wins, B = column wins; under
+    expected meta scoring followed by P(the row's judgement, shown first, is better)."""
     if v is None:
         return "·"
     if v.winner == "A":
-        return "A ◀"
-    if v.winner == "B":
-        return "B ▲"
-    return "tie" if v.parse_error == "tie" else "?"
+        text = "A ◀"
+    elif v.winner == "B":
+        text = "B ▲"
+    else:
+        text = "tie" if v.parse_error == "tie" else "?"
+    return text if v.p_first is None else f"{text} {v.p_first:.2f}"
 
 
 def disagrees(b: Battle, m: str, n: str) -> bool:
@@ -102,7 +106,7 @@ class BattleScreen(AppScreen):
                 role = "unparsed: not compared"
             r.add_row(
                 label[j.key],
-                "✗" if j.score is None else f"{j.score:.0f}",
+                score_cell(j),
                 num(j.elo, "{:.0f}"),
                 "-" if j.wins is None else str(j.wins),
                 role,
@@ -119,16 +123,33 @@ class BattleScreen(AppScreen):
         both = [(m, n) for i, m in enumerate(keys) for n in keys[i + 1 :] if self._both(m, n)]
         split = sum(disagrees(b, m, n) for m, n in both)
         shown = "only these are shown (f: all)" if self.only_disagreeing else "f shows only these"
-        summary = (
+        head = (
             f"prompt #{self.focus_data.index} · iteration {self.it.iteration} · response "
-            f"{b.response_key}\nposition wins ({b.scope} scope): first {b.win_1st}, second "
-            f"{b.win_2nd} · ω1 = {num(b.omega1, '{:.3f}')} (weight of a first-shown win), "
-            f"ω2 = {num(b.omega2, '{:.3f}')} · {self._pair}\n"
-            "cell = verdict with the row's judgement shown first (A ◀ row wins, B ▲ column "
-            "wins); its mirror cell is the same pair in the other order\n"
+            f"{b.response_key}\n"
+        )
+        tail = (
             f"AB≠BA: the two orders do not name the same winner for {split} of {len(both)} "
             f"pairs judged both ways; {shown}"
         )
+        if b.expected:
+            ps = [v.p_first for v in b.verdicts.values() if v.p_first is not None]
+            summary = (
+                f"{head}expected meta scoring: mean P(first shown better) "
+                f"{sum(ps) / len(ps):.2f} over {len(ps)} verdicts (0.50: no position "
+                f"preference) · position wins: first {b.win_1st}, second {b.win_2nd} · "
+                f"{self._pair}\n"
+                "cell = the more likely winner with the row's judgement shown first (A ◀ row, "
+                "B ▲ column) and P(row better) in that order; a pair's soft outcome b = "
+                "(P(row better, row first) + 1 − P(column better, column first)) / 2\n" + tail
+            )
+        else:
+            summary = (
+                f"{head}position wins ({b.scope} scope): first {b.win_1st}, second "
+                f"{b.win_2nd} · ω1 = {num(b.omega1, '{:.3f}')} (weight of a first-shown win), "
+                f"ω2 = {num(b.omega2, '{:.3f}')} · {self._pair}\n"
+                "cell = verdict with the row's judgement shown first (A ◀ row wins, B ▲ column "
+                "wins); its mirror cell is the same pair in the other order\n" + tail
+            )
         self.query_one("#summary", Static).update(lit(summary))
 
     def _both(self, m: str, n: str) -> bool:
@@ -151,8 +172,7 @@ class BattleScreen(AppScreen):
         m.clear()
         for a in js:
             cells = [self._cell_text(a.key, c.key) for c in js]
-            score = "✗" if a.score is None else f"{a.score:.0f}"
-            m.add_row(f"{self._label[a.key]} ({score})", *cells, key=a.key)
+            m.add_row(f"{self._label[a.key]} ({score_cell(a)})", *cells, key=a.key)
         if js:
             m.move_cursor(row=cursor.row, column=cursor.column)
 
@@ -202,9 +222,25 @@ class BattleScreen(AppScreen):
             lit(
                 f"verdict {v.key}: winner {v.winner or '-'}"
                 + (f" ({v.parse_error})" if v.parse_error else "")
+                + self._probabilities(v)
                 + "\n…\n"
                 + "\n".join(tail)
             )
+        )
+
+    def _probabilities(self, v: Verdict) -> str:
+        """Under expected meta scoring: this order's P(first better), the other order's, and
+        the pair's soft outcome; "" for a sampled verdict."""
+        if v.p_first is None:
+            return ""
+        first, second = self._label.get(v.first_key, "?"), self._label.get(v.second_key, "?")
+        other = self.battle.verdicts.get((v.second_key, v.first_key))
+        b = self.battle.outcomes.get((v.first_key, v.second_key))
+        return (
+            f" · P({first} better, {first} shown first) {v.p_first:.2f}"
+            f" · P({second} better, {second} shown first) "
+            f"{prob(other.p_first if other is not None else None)}"
+            f" · soft outcome b({first} over {second}) {num(b, '{:.3f}')}"
         )
 
     def action_view_verdict(self) -> None:
@@ -214,7 +250,8 @@ class BattleScreen(AppScreen):
         self.controller.show_text(
             "meta-judge verdict",
             v.text,
-            f"{v.key} · first {v.first_key} · second {v.second_key} · winner {v.winner or '-'}",
+            f"{v.key} · first {v.first_key} · second {v.second_key} · winner {v.winner or '-'}"
+            + self._probabilities(v),
             verdict_item(self.battle, v),
         )
 

@@ -14,6 +14,7 @@ from .base import AppScreen, StatusBar
 from .items import response_item
 from .messages import BattlesReady
 from .model import IterationFocus, PromptFocus, ResponseInfo
+from .scores import dist_line, score_cell, score_head
 from .text import lit, num, one_line
 
 ROLE = {"chosen": "✓ chosen", "rejected": "✗ rejected", None: ""}
@@ -129,7 +130,7 @@ class PromptDetailScreen(AppScreen):
         for x in r.judgements:
             j.add_row(
                 str(x.judge_index),
-                num(x.score, "{:.0f}") if x.score is not None else "✗",
+                score_cell(x, bar=True),
                 num(x.elo, "{:.0f}"),
                 str(x.chars),
                 one_line(x.parse_error or _last_line(x.text), 60),
@@ -266,11 +267,12 @@ class ResponseDetailScreen(AppScreen):
             j = js[k]
             slot.set_class(k == self.selected, "-selected")
             slot.set_class(j.score is None, "-invalid")
+            dist = dist_line(j)
             head = (
-                f"judge {j.judge_index}: "
-                + ("unparsed" if j.score is None else f"score {j.score:.0f}")
+                f"judge {j.judge_index}: {score_head(j)}"
                 + (f" · elo {j.elo:.0f}" if j.elo is not None else "")
                 + (" · fallback" if j.fallback_used else "")
+                + (f"\n{dist}" if dist else "")
             )
             self.query_one(f"#head{i}", Static).update(lit(head))
             self.query_one(f"#body{i}", Static).update(lit(j.text))

@@ -12,7 +12,7 @@ battle needs every verdict of the iteration, so ``LogSource.focus`` reads it fro
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from .model import (
     Battle,
@@ -103,12 +103,14 @@ def read_focus(con: Any, run_id: str | None, prompt_key: str) -> PromptFocus:
             )
         )
     by_key = {r.key: r for itf in focus.iterations.values() for r in itf.responses}
-    for key, rkey, jidx, score, body, perr, fb, chars in q(
+    for key, rkey, jidx, score, body, perr, fb, chars, scoring, sampled, probs, mass in q(
         "SELECT judgement_key, response_key, judge_index, score, judgement, parse_error, "
-        "fallback_used, judgement_chars FROM judgements WHERE run_id = ? "
-        "ORDER BY judge_index, judgement_key"
+        "fallback_used, judgement_chars, scoring, sampled_score, choice_probs, choice_mass "
+        "FROM judgements WHERE run_id = ? ORDER BY judge_index, judgement_key"
     ):
         j = JudgementInfo(key, rkey, jidx, score, body or "", perr, bool(fb), chars or 0)
+        j.scoring, j.sampled_score, j.choice_mass = scoring or "sampled", sampled, mass
+        j.choice_probs = _probs(probs)
         if rkey in by_key:
             by_key[rkey].judgements.append(j)
     for it, chosen, rejected in q(
@@ -139,6 +141,20 @@ def read_focus(con: Any, run_id: str | None, prompt_key: str) -> PromptFocus:
     return focus
 
 
+def _probs(value: Any) -> dict[str, float] | None:
+    """A ``choice_probs`` MAP as DuckDB hands it over (a dict), or None; a hand-edited log's
+    values that are not numbers are left out."""
+    if not isinstance(value, dict):
+        return None
+    out: dict[str, float] = {}
+    for k, v in value.items():
+        try:
+            out[str(k)] = float(v)
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
 @dataclass
 class BattleData:
     """Raw battle rows for some meta-judged responses, applied on the UI thread."""
@@ -147,6 +163,9 @@ class BattleData:
     battles: list[tuple[Any, ...]] = field(default_factory=list)
     elo: list[tuple[Any, ...]] = field(default_factory=list)
     pairs: list[tuple[Any, ...]] = field(default_factory=list)
+    outcomes: list[tuple[Any, ...]] = field(default_factory=list)  # soft b_mn (expected)
+
+    FIELDS: ClassVar[tuple[str, ...]] = ("verdicts", "battles", "elo", "pairs", "outcomes")
 
 
 def battle_keys(focus: PromptFocus, scope: str | None = None) -> list[str]:
@@ -165,8 +184,9 @@ def read_battles(con: Any, run_id: str | None, keys: list[str]) -> BattleData:
         return data
     args = [run_id, keys]
     data.verdicts = con.execute(
-        "SELECT verdict_key, response_key, first_key, second_key, winner, verdict, parse_error "
-        "FROM meta_verdicts WHERE run_id = ? AND list_contains(?, response_key) ORDER BY seq",
+        "SELECT verdict_key, response_key, first_key, second_key, winner, verdict, parse_error, "
+        "p_first FROM meta_verdicts WHERE run_id = ? AND list_contains(?, response_key) "
+        "ORDER BY seq",
         args,
     ).fetchall()
     data.battles = con.execute(
@@ -178,6 +198,11 @@ def read_battles(con: Any, run_id: str | None, keys: list[str]) -> BattleData:
     data.elo = con.execute(
         "SELECT response_key, judgement_key, elo, wins FROM judgement_elo WHERE run_id = ? "
         "AND list_contains(?, response_key)",
+        args,
+    ).fetchall()
+    data.outcomes = con.execute(
+        "SELECT response_key, judgement_m, judgement_n, b_mn FROM judge_battles WHERE run_id = ? "
+        "AND list_contains(?, response_key) AND (p_mn IS NOT NULL OR p_nm IS NOT NULL)",
         args,
     ).fetchall()
     data.pairs = con.execute(
@@ -193,11 +218,14 @@ def apply_battles(focus: PromptFocus, data: BattleData) -> None:
     battles = {
         itf.battle.response_key: itf.battle for itf in focus.iterations.values() if itf.battle
     }
-    for vkey, rkey, first, second, winner, body, perr in data.verdicts:
+    for vkey, rkey, first, second, winner, body, perr, p_first in data.verdicts:
         if rkey in battles:
             battles[rkey].verdicts[(first, second)] = Verdict(
-                vkey, first, second, winner, body or "", perr
+                vkey, first, second, winner, body or "", perr, p_first
             )
+    for rkey, m, n, b_mn in data.outcomes:
+        if rkey in battles and b_mn is not None:
+            battles[rkey].outcomes[(m, n)] = b_mn
     for rkey, w1, w2, o1, o2 in data.battles:
         if rkey in battles:
             b = battles[rkey]

@@ -20,6 +20,10 @@ def judgement_item(j: JudgementInfo) -> dict[str, Any]:
         "elo": j.elo,
         "parse_error": j.parse_error,
         "fallback_used": j.fallback_used,
+        "scoring": j.scoring,
+        "sampled_score": j.sampled_score,
+        "choice_probs": j.choice_probs,
+        "choice_mass": j.choice_mass,
         "text": j.text,
     }
 
@@ -47,6 +51,8 @@ def verdict_item(b: Battle, v: Verdict) -> dict[str, Any]:
         "second_key": v.second_key,
         "winner": v.winner,
         "parse_error": v.parse_error,
+        "p_first": v.p_first,
+        "soft_outcome": b.outcomes.get((v.first_key, v.second_key)),
         "text": v.text,
     }
 

@@ -42,6 +42,10 @@ class IndexReady(Message, bubble=False):
     """The prompt index (score ranges and pairs, ``TuiState.index``) was computed or updated."""
 
 
+class SignalRead(Message, bubble=False):
+    """The judge signal of each iteration (``TuiState.signal``) was computed or updated."""
+
+
 class BattlesReady(Message, bubble=False):
     """ω, Elo and judge pairs of ``focus`` arrived (after its responses)."""
 

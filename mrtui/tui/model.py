@@ -64,6 +64,17 @@ class EventRow:
 
 
 @dataclass
+class JudgeSignal:
+    """How much the judge's scores say in one iteration (the ``judge_signal`` view)."""
+
+    iteration: int
+    scored_prompts: int  # prompts with two or more scored responses
+    tied_prompts: int  # of those, the prompts whose responses all have the same mean score
+    score_length_corr: float | None  # Pearson r of a response's mean score with its length
+    score_per_100_chars: float | None  # the least-squares slope
+
+
+@dataclass
 class PromptRow:
     prompt_key: str
     index: int
@@ -94,6 +105,10 @@ class JudgementInfo:
     chars: int
     elo: float | None = None
     wins: int | None = None
+    scoring: str = "sampled"  # or "expected": ``score`` is Σ s·p(s) over ``choice_probs``
+    sampled_score: float | None = None  # expected scoring: the score its own text named
+    choice_probs: dict[str, float] | None = None  # expected scoring: score '0'..'5' -> p
+    choice_mass: float | None = None  # their probability mass before normalising
 
 
 @dataclass
@@ -122,6 +137,7 @@ class Verdict:
     winner: str | None
     text: str
     parse_error: str | None
+    p_first: float | None = None  # expected meta scoring: P(the judgement shown first is better)
 
 
 @dataclass
@@ -140,6 +156,13 @@ class Battle:
     rejected_key: str | None
     drop_reason: str | None
     ready: bool = False  # verdicts, ω, Elo and the judge pair are filled in
+    # expected meta scoring: (m, n) -> b_mn, the soft outcome of m over n from both orders
+    outcomes: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    @property
+    def expected(self) -> bool:
+        """Whether its verdicts carry P(first better) (meta_scoring = 'expected')."""
+        return any(v.p_first is not None for v in self.verdicts.values())
 
 
 @dataclass

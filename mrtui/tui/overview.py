@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Footer, Log, Static
 from mrtui.store.health import ALARMS, Health
 
 from .base import AppScreen, StatusBar
-from .messages import HealthRead, OverviewRead, RecentRead, RunLogLine
+from .messages import HealthRead, OverviewRead, RecentRead, RunLogLine, SignalRead
 from .model import EventRow, Overview
 from .plots import HealthPlots
 from .state import Losses
@@ -28,6 +28,9 @@ PERCENT = {
     "1st wins": "first_position_win_rate",
     "AB=BA": "position_consistency",
 }
+# the score-length correlation (judge_signal view, read in the background with the prompt
+# index) and the meta-judge's mean P(first shown better) (health, expected meta scoring only)
+LENGTH_R, P_FIRST = "len r", "P(1st)"
 COLUMNS = (
     "iter",
     "model",
@@ -36,10 +39,24 @@ COLUMNS = (
     "judgements",
     "verdicts",
     "failed",
-    *PERCENT,
+    "judge fail",
+    "cut",
+    "5s",
+    LENGTH_R,
+    "no rationale",
+    "1st wins",
+    P_FIRST,
+    "AB=BA",
     "training",
 )
 MARK = " !"  # after a percentage whose alarm is on (text, so it shows without colour too)
+# the columns whose values arrive after the counts (health; len r with the prompt index), with
+# the width each reserves so that the table does not jump when they arrive
+WIDTHS = {c: max(len(c), len("100%" + MARK)) for c in PERCENT} | {
+    LENGTH_R: len("-0.00"),
+    P_FIRST: len(P_FIRST),
+}
+LATE = tuple(c for c in COLUMNS if c in WIDTHS)
 
 
 class OverviewScreen(AppScreen):
@@ -69,9 +86,8 @@ class OverviewScreen(AppScreen):
 
     def on_mount(self) -> None:
         table = self.query_one("#iterations", DataTable)
-        for c in COLUMNS:  # percentages arrive after the counts: reserve their width
-            width = max(len(c), len("100%" + MARK)) if c in PERCENT else None
-            table.add_column(c, key=c, width=width)
+        for c in COLUMNS:
+            table.add_column(c, key=c, width=WIDTHS.get(c))
         self.query_one("#hint", Static).update(lit("reading the log…"))
         recent = self.query_one("#recent", DataTable)
         for c in ("latest events", "at (UTC)", "type", "iter", "key", "text"):
@@ -82,13 +98,19 @@ class OverviewScreen(AppScreen):
         cursor = table.cursor_row
         table.clear()
         alarms: list[str] = []
+        signal = self.state.signal
         for row in ov.iterations:
             h = (health or {}).get(row.iteration)
             on = [ALARMS[name] for name in h.alarms()] if h else []
-            rates = [
-                pct(h.rate(rate)) + (MARK if any(a.rate == rate for a in on) else "") if h else "…"
-                for rate in PERCENT.values()
-            ]
+            late = {
+                c: pct(h.rate(rate)) + (MARK if any(a.rate == rate for a in on) else "")
+                if h
+                else "…"
+                for c, rate in PERCENT.items()
+            }
+            late[P_FIRST] = num(h.rate("mean_p_first")) if h else "…"
+            s = signal.get(row.iteration) if signal is not None else None
+            late[LENGTH_R] = "…" if signal is None else num(s.score_length_corr if s else None)
             if h:
                 alarms += [
                     f"! iteration {row.iteration}: {a.describe(h.rate(a.rate))}; {a.advice}"
@@ -105,7 +127,7 @@ class OverviewScreen(AppScreen):
                 f"{row.judgements}/{expected_j}" if expected_j else str(row.judgements),
                 str(row.verdicts),
                 f"{row.failures} ({row.skipped} skipped)" if row.skipped else str(row.failures),
-                *map(lit, rates),
+                *(lit(late[c]) for c in LATE),
                 lit(row.training + (f" ({row.steps} steps)" if row.steps else "")),
                 key=str(row.iteration),
             )
@@ -167,6 +189,10 @@ class OverviewScreen(AppScreen):
     def on_health_read(self, message: HealthRead) -> None:
         self.show(message.overview, message.health)
         self.show_plots(message.health, message.losses)
+
+    def on_signal_read(self, _: SignalRead) -> None:
+        if self.state.overview is not None:
+            self.show(self.state.overview, self.state.health)
 
     def on_run_log_line(self, message: RunLogLine) -> None:
         self.run_log(message.line)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import socket
 import threading
@@ -20,10 +21,11 @@ from typing import Any
 
 from mrtui.store.health import Health
 
-from .focus import apply_battles, battle_keys, read_battles, read_focus, scope
+from .focus import BattleData, apply_battles, battle_keys, read_battles, read_focus, scope
 from .model import (
     EventRow,
     IterationRow,
+    JudgeSignal,
     Overview,
     PromptFocus,
     PromptRow,
@@ -335,6 +337,20 @@ class LogSource:
                 out.setdefault((key, it), PromptStats()).judge_pair = True
         return out
 
+    def judge_signal(self, run_id: str | None = None) -> dict[int, JudgeSignal]:
+        """Per iteration: tied prompts and the score-length correlation (the ``judge_signal``
+        view, which `mrtui status --pairs` shows). Derived from every response's scores, so
+        the TUI reads it in the background, with the prompt index."""
+        rows = self.sql(
+            "SELECT iteration, scored_prompts, tied_prompts, score_length_corr, "
+            "score_per_100_chars FROM judge_signal WHERE run_id = ?",
+            [run_id or self.run_id],
+        )
+        return {
+            it: JudgeSignal(it, prompts or 0, tied or 0, _finite(corr), _finite(slope))
+            for it, prompts, tied, corr, slope in rows
+        }
+
     def judge_pair_prompts(self, run_id: str | None = None) -> list[tuple[str, int]]:
         """(prompt, iteration) of every judge pair: the slow part of the index (the Elo fit of
         every meta-judged response), so the TUI asks for it after the rest."""
@@ -368,7 +384,7 @@ class LogSource:
         if wide:  # position wins counted over the whole iteration: read the full log
             with self._con() as con:
                 more = read_battles(con, self.run_id, wide)
-            for name in ("verdicts", "battles", "elo", "pairs"):
+            for name in BattleData.FIELDS:
                 getattr(data, name).extend(getattr(more, name))
         focus.read_s = time.perf_counter() - t0
         if on_partial is None:
@@ -384,6 +400,11 @@ def _int(v: Any) -> int:
         return int(v)
     except (TypeError, ValueError):
         return 0
+
+
+def _finite(v: float | None) -> float | None:
+    """``v``, or None where it is not a finite number (a correlation of constant scores)."""
+    return v if v is not None and math.isfinite(v) else None
 
 
 def _like_escape(text: str) -> str:

@@ -22,6 +22,7 @@ from mrtui.store.health import Health
 from .model import (
     IterationFocus,
     JudgementInfo,
+    JudgeSignal,
     Overview,
     PromptFocus,
     PromptStats,
@@ -50,6 +51,7 @@ class TuiState:
     index: Index | None = None  # score ranges and pairs per prompt and iteration
     index_all: dict[str, PromptStats] = field(default_factory=dict)  # the same over iterations
     index_judge: bool = False  # the index holds judge pairs too (they come last)
+    signal: dict[int, JudgeSignal] | None = None  # per iteration, read with the index
     last_ok: float | None = None  # wall clock of the last read that went through
     last_error: str | None = None
     run: RunProgress = field(default_factory=RunProgress)
@@ -91,6 +93,7 @@ class TuiState:
         """Drop what was read for the current run (the user switched runs)."""
         self.index, self.index_all, self.index_judge = None, {}, False
         self.health = None
+        self.signal = None
 
     def status_text(self, now: float) -> tuple[str, bool]:
         """The status line and whether it says the data is stale."""

@@ -4,7 +4,9 @@
 unparseable judgements, ties and unparseable meta-verdicts, and prompts, responses, judgements
 and verdicts that carry hostile text: Rich markup, an ANSI escape, a control character and a
 Textual action link. ``tui_log_iteration`` holds a run whose position wins are counted per
-iteration (``weights_scope = 'iteration'``) next to an ordinary run.
+iteration (``weights_scope = 'iteration'``) next to an ordinary run. ``tui_log_expected`` is
+the same loop under expected scoring (judge and meta-judge scored from the fake backend's
+choice probabilities, structured judging).
 
 ``build_log`` is importable on its own (``from tui.conftest import build_log``), so a
 subprocess can write a log the same way.
@@ -212,6 +214,18 @@ def tui_log_iteration(tmp_path_factory: pytest.TempPathFactory, tui_prompts: Pat
         iterations=1,
         defaults={"train": False, "weights_scope": "iteration", "seed": 7},
     )
+    return db
+
+
+EXPECTED = {"judge_scoring": "expected", "meta_scoring": "expected", "structured_judging": True}
+
+
+@pytest.fixture(scope="session")
+def tui_log_expected(tmp_path_factory: pytest.TempPathFactory, tui_prompts: Path) -> Path:
+    """Run "main" as ``tui_log`` (iteration 1 trained, iteration 2 not) under :data:`EXPECTED`:
+    scores are Σ s·p(s), verdicts carry P(first better), battles soft outcomes."""
+    db = tmp_path_factory.mktemp("tui-log-expected") / "log.duckdb"
+    build_log(db, tui_prompts, defaults=EXPECTED, overrides={2: {"train": False}})
     return db
 
 

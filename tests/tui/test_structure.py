@@ -101,7 +101,7 @@ def test_importing_the_tui_loads_no_cli_module() -> None:
 
 
 def test_reads_records_and_state_do_not_import_textual() -> None:
-    for name in ("source", "focus", "model", "state", "running", "items", "eval_model"):
+    for name in ("source", "focus", "model", "state", "running", "items", "eval_model", "scores"):
         textual = sorted(n for n in _imported(TUI / f"{name}.py") if n.split(".")[0] == "textual")
         assert not textual, f"mrtui/tui/{name}.py imports {textual}"
 
