@@ -32,7 +32,15 @@ RunOption = Annotated[str | None, typer.Option("--run", help="Only this run id."
 
 def _register() -> None:
     # commands register on import
-    for name in ("run_cmd", "inspect_cmd", "export_cmd", "prompts_cmd", "tui_cmd", "eval_cmd"):
+    for name in (
+        "run_cmd",
+        "inspect_cmd",
+        "export_cmd",
+        "prompts_cmd",
+        "tui_cmd",
+        "eval_cmd",
+        "judge_cmd",
+    ):
         importlib.import_module(f"{__package__}.{name}")
 
 
