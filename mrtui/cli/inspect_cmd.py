@@ -9,7 +9,7 @@ import typer
 
 from .app import DbOption, JsonOption, RunOption, app
 from .eval_cmd import print_eval_table
-from .output import health_pct, print_alarms, print_json, print_table, tied_prompts
+from .output import calibrated, health_pct, print_alarms, print_json, print_table, tied_prompts
 
 # Statement types `mrtui sql` runs; anything else (writes, ATTACH, COPY, INSTALL, LOAD, SET,
 # transactions, ...) is refused before it reaches DuckDB. The connection is also read-only
@@ -108,6 +108,7 @@ def status(
                 ("pairs actor / judge", lambda i: f"{i['actor_pairs']} / {i['judge_pairs']}"),
                 ("prompts whose scores all tie", tied_prompts),
                 ("score-length correlation", lambda i: _fmt(i["score_length_corr"])),
+                ("meta consistency, calibrated", calibrated),
             ]
         print_table(columns, [(label, *(get(i) for i in its)) for label, get in lines])
         print_alarms(r["run_id"], its)

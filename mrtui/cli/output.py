@@ -65,6 +65,15 @@ def tied_prompts(row: dict[str, Any]) -> str:
     return f"{row['tied_prompts']} of {row['scored_prompts']}"
 
 
+def calibrated(row: dict[str, Any]) -> str:
+    """``75% of 12 pairs``: the meta-judge's position consistency once its mean preference for
+    the first shown is taken out (expected meta scoring; the judge_signal view); a judge that
+    guesses scores 50%."""
+    if row.get("calibrated_consistency") is None:
+        return "-"
+    return f"{row['calibrated_consistency']:.0%} of {row['prob_pairs']} pairs"
+
+
 def print_alarms(run_id: str, rows: list[dict[str, Any]]) -> None:
     """One line per alarm that is on, with its advice, under a status or summary table."""
     for r in rows:

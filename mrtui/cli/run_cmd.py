@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from .app import DbOption, app
-from .output import health_pct, print_alarms, print_table, safe, tied_prompts
+from .output import calibrated, health_pct, print_alarms, print_table, safe, tied_prompts
 
 
 def _parse_set(items: list[str]) -> dict[str, Any]:
@@ -213,6 +213,7 @@ def print_summary(db: Path, run_id: str) -> None:
         ("meta first-position wins", lambda r: _num(r["first_position_win_rate"], "{:.0%}")),
         ("meta P(first shown better)", lambda r: _num(r["mean_p_first"], "{:.2f}")),
         ("meta position consistency", lambda r: health_pct(r, "position_consistency")),
+        ("meta consistency, calibrated", calibrated),
         (
             "trained on actor / judge",
             lambda r: (

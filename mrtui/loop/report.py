@@ -54,9 +54,20 @@ ORDER BY s.run_id, s.iteration
 # Tied prompts and the score-length correlation (the judge_signal view): derived from the
 # per-response scores, so read only with the derived pairs.
 _SIGNAL = """
-SELECT run_id, iteration, scored_prompts, tied_prompts, score_length_corr, score_per_100_chars
+SELECT run_id, iteration, scored_prompts, tied_prompts, score_length_corr, score_per_100_chars,
+       position_logit, prob_pairs, calibrated_consistency
 FROM judge_signal WHERE ? IS NULL OR run_id = ?
 """
+
+SIGNAL_COLUMNS = (
+    "scored_prompts",
+    "tied_prompts",
+    "score_length_corr",
+    "score_per_100_chars",
+    "position_logit",
+    "prob_pairs",
+    "calibrated_consistency",
+)
 
 _PAIRS = """
 SELECT run_id, iteration, count(*) FILTER (WHERE kind = 'actor') AS actor_pairs,
@@ -108,7 +119,7 @@ def _iterations(con: Any, run_id: str | None, pairs: bool) -> list[dict[str, Any
         d = derived.get((r["run_id"], r["iteration"]), {})
         r["actor_pairs"] = d.get("actor_pairs", 0) if pairs else None
         r["judge_pairs"] = d.get("judge_pairs", 0) if pairs else None
-        for k in ("scored_prompts", "tied_prompts", "score_length_corr", "score_per_100_chars"):
+        for k in SIGNAL_COLUMNS:
             r[k] = d.get(k)
     return rows
 

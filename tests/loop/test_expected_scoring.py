@@ -173,3 +173,23 @@ def test_health_and_status_report_ties_length_bias_and_the_first_shown_preferenc
     # the argmax winners follow the fake's position preference: consistency is low, as
     # sampled verdicts would be, while the soft outcomes cancel it (see the battles test)
     assert e["first_position_win_rate"] > 0.6
+
+
+def test_calibrated_consistency_takes_the_mean_position_preference_out(tmp_path: Path) -> None:
+    import math
+
+    db = tmp_path / "log.duckdb"
+    _run(db, FakeBackend(position_bias=4.0), prompts=_prompts(tmp_path, 6), k=2, n=3,
+         structured_judging=True, **EXPECTED)  # fmt: skip
+    logit = lambda p: math.log(p / (1 - p))  # noqa: E731
+    ps = [p for (p,) in _rows(db, "SELECT p_first FROM meta_verdicts")]
+    bias = sum(map(logit, ps)) / len(ps)
+    pairs = _rows(db, "SELECT p_mn, p_nm FROM judge_battles WHERE judgement_m < judgement_n")
+    agree = [(logit(a) > bias) != (logit(b) > bias) for a, b in pairs]
+    ((got_bias, n, got),) = _rows(
+        db, "SELECT position_logit, prob_pairs, calibrated_consistency FROM judge_signal"
+    )
+    assert got_bias == pytest.approx(bias) and bias > 0.5  # the fake leans to the first shown
+    assert n == len(pairs) > 0 and got == pytest.approx(sum(agree) / len(agree))
+    raw = _rows(db, "SELECT position_consistency FROM iteration_health")[0][0]
+    assert got > raw  # the raw verdicts follow the position far more often
