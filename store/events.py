@@ -286,6 +286,27 @@ class MetaVerdictRecorded(Answer, EventRecord):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ResponsesCompared(Answer, EventRecord):
+    """The judge comparing two responses to one prompt (actor_judging = "pairwise"): the
+    response shown first (``first_key``, as A) against the one shown second. Every pair of a
+    prompt's responses is compared in both orders."""
+
+    TYPE = "ResponsesCompared"
+    COLUMNS: ClassVar[dict[str, str]] = {
+        **_ANSWER_COLUMNS,
+        "first_key": "first_key",
+        "second_key": "second_key",
+        "winner": "winner",
+    }
+    prompt_key: str
+    first_key: str
+    second_key: str
+    winner: str | None  # "A" (first shown wins), "B", or None (tie or unparsed)
+    # expected scoring: P(the response shown first is better) = choice_probs["A"]
+    p_first: float | None = field(default=None, metadata={"omit_if_none": True})
+
+
+@dataclass(frozen=True, kw_only=True)
 class JudgeChecked(EventRecord):
     """The judge checked on a labelled preference set before an iteration (setting
     ``judge_check``; mrtui/loop/judgecheck.py): its rates with 95% intervals, whether it is
@@ -502,6 +523,7 @@ RECORDS: dict[str, type[EventRecord]] = {
         ResponseGenerated,
         JudgementRecorded,
         MetaVerdictRecorded,
+        ResponsesCompared,
         JudgeChecked,
         RequestFailed,
         UnitSkipped,

@@ -219,6 +219,8 @@ class FakeBackend:
             return (
                 f"Judgment {'AB'[h % 2]} reads the response better.\nWinner: Judgment {'AB'[h % 2]}"
             )
+        if "[Response A]" in content:  # two responses compared (pairwise actor judging)
+            return f"Response {'AB'[h % 2]} answers better.\nWinner: Response {'AB'[h % 2]}"
         if "[Response]" in content:
             if self.unparseable_every and h % self.unparseable_every == 0:
                 return "I think this is decent."

@@ -261,6 +261,12 @@ class Runner:
                 required={"question", "response", "judgement_a", "judgement_b"},
             ),
         }
+        if s.actor_judging == "pairwise":
+            templates["pairwise"] = load_template(
+                s.pairwise_template,
+                role="pairwise",
+                required={"question", "response_a", "response_b"},
+            )
         new = []
         for role, t in templates.items():
             key = content_key("template", self.settings.run_id, t.sha256)
@@ -340,6 +346,8 @@ class Runner:
         )
         drawn = pool.draw(self.log, self.settings.run_id, iteration, s, prompts, self.progress)
         reports = [stages.actor(drawn)]
+        if s.actor_judging == "pairwise" and not self.cancel.cancelled:
+            reports.append(stages.pairwise(self._comparisons(iteration, s)))
         if not self.cancel.cancelled:
             todo, judged = self._responses(iteration, s, templates["judge"].sha256, model.sha256)
             reports.append(stages.judge(todo, judged))
@@ -353,7 +361,7 @@ class Runner:
             )
         elif not self.cancel.cancelled:
             reports.append(stages.meta(self._targets(iteration, s)))
-        stages_run = 3 if meta else 2
+        stages_run = (3 if meta else 2) + (s.actor_judging == "pairwise")
         complete = len(reports) == stages_run and not any(r.failed or r.stopped for r in reports)
         if s.train and complete and not self.cancel.cancelled:
             self.close()  # free the inference model's memory for training
@@ -437,6 +445,22 @@ class Runner:
             ).fetchall()[0][0]
             con.execute("DROP TABLE mrtui_judged")
         return todo, judged
+
+    def _comparisons(self, iteration: int, s: IterationSettings) -> list[Any]:
+        """The prompts whose K responses are all in the log, each with its responses (their
+        pairs are compared; the stage skips pairs already compared)."""
+        run_id = self.settings.run_id
+        with self.log.reader() as con:
+            rows = con.execute(
+                "SELECT r.prompt_key, any_value(p.prompt), "
+                "list((r.response_key, r.response) ORDER BY r.sample_index) "
+                "FROM responses r "
+                "JOIN prompts p ON p.prompt_key = r.prompt_key AND p.run_id = r.run_id "
+                "WHERE r.run_id = ? AND r.iteration = ? GROUP BY r.prompt_key "
+                "HAVING count(*) >= ? ORDER BY min(p.seq)",
+                [run_id, iteration, s.k],
+            ).fetchall()
+        return [(pk, prompt, [tuple(x) for x in rs]) for pk, prompt, rs in rows]
 
     def _targets(self, iteration: int, s: IterationSettings) -> list[Any]:
         """Meta-judge targets of prompts whose K×N judgements are all in the log."""

@@ -90,6 +90,16 @@ class IterationSettings:
         "line comes right after the prompt (cheaper, no reasoning to read)",
         True,
     )
+    actor_judging: str = _help(
+        "where actor pairs come from: 'pointwise' (each response's mean judge score, as in the "
+        "paper) or 'pairwise' (the judge compares every two responses of a prompt in both "
+        "orders; a Bradley-Terry fit of the outcomes ranks them)",
+        "pointwise",
+    )
+    pairwise_template: str = _help(
+        "template the judge compares two responses with (pairwise actor judging, judge check)",
+        "eval_pairwise",
+    )
     judge_check: str = _help(
         "before each iteration, check the judge on a labelled preference set (JSONL with "
         "prompt, chosen, rejected; 'shipped' for the packaged set) and log the result; "
@@ -176,6 +186,10 @@ class IterationSettings:
                 raise ConfigError(
                     f"{name} must be 'sampled' or 'expected', got {getattr(self, name)!r}"
                 )
+        if self.actor_judging not in ("pointwise", "pairwise"):
+            raise ConfigError(
+                f"actor_judging must be 'pointwise' or 'pairwise', got {self.actor_judging!r}"
+            )
         if self.judge_check_action not in ("stop", "actor"):
             raise ConfigError(
                 f"judge_check_action must be 'stop' or 'actor', got {self.judge_check_action!r}"
@@ -222,6 +236,8 @@ class IterationSettings:
         "judge_scoring",
         "meta_scoring",
         "judge_rationale",
+        "actor_judging",
+        "pairwise_template",
         "judge_check",
         "judge_check_action",
         "judge_check_limit",

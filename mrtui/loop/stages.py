@@ -33,6 +33,7 @@ from mrtui.store.events import key_digest
 from .progress import CancelToken, Note, ProgressSink, StageBegan, StageEnded, UnitsDone, ignore
 from .prompts import (
     RATIONALE_LABEL,
+    RESPONSE_WINNER_LINE,
     Parsed,
     Template,
     before_final_line,
@@ -54,13 +55,14 @@ class AnswerKind:
     """What a judge-like stage's answer is: its event, the field its final line fills, the
     final line's lead and choices, and how a choice becomes a value."""
 
-    stage: str  # "judge" or "meta"
+    stage: str  # "judge", "meta" or "pairwise"
     record: type[ev.EventRecord]
     value_field: str  # "score" or "winner"
     lead: str
     choices: tuple[str, ...]
     cast: Callable[[str], Any]
     form: str  # the final line's form for prompts.rationale_words / before_final_line
+    role: str  # whose sampling settings it uses: "judge" (judge_temperature, ...) or "meta"
 
     def from_probs(self, probs: Mapping[str, float], sampled: Any) -> dict[str, Any]:
         """The event's value fields under expected scoring: a score is Σ s·p(s); a winner is
@@ -70,17 +72,27 @@ class AnswerKind:
         return {"winner": most_likely(probs), "p_first": probs["A"]}
 
 
-JUDGE = AnswerKind("judge", ev.JudgementRecorded, "score", SCORE_LEAD, SCORE_CHOICES, int, "score")
-META = AnswerKind(
-    "meta", ev.MetaVerdictRecorded, "winner", WINNER_LEAD, WINNER_CHOICES, str, "winner"
+JUDGE = AnswerKind(
+    "judge", ev.JudgementRecorded, "score", SCORE_LEAD, SCORE_CHOICES, int, "score", "judge"
 )
-# The judge comparing two responses to one prompt (the judge check's pairwise accuracy);
-# its verdicts are not logged as units, so it has no event of its own.
+META = AnswerKind(
+    "meta", ev.MetaVerdictRecorded, "winner", WINNER_LEAD, WINNER_CHOICES, str, "winner", "meta"
+)
+# The judge comparing two responses to one prompt: pairwise actor judging, and the judge
+# check's pairwise accuracy. It samples with the judge's settings.
 PAIRWISE = AnswerKind(
-    "pairwise", ev.MetaVerdictRecorded, "winner", "Winner: Response ", WINNER_CHOICES, str,
-    "response-winner",
+    "pairwise", ev.ResponsesCompared, "winner", "Winner: Response ", WINNER_CHOICES, str,
+    "response-winner", "judge",
 )  # fmt: skip
 KINDS = {k.stage: k for k in (JUDGE, META, PAIRWISE)}
+
+# stage -> (unit key prefix, template role in Stages.templates, fallback setting or None)
+STAGES: dict[str, tuple[str, str, str | None]] = {
+    "actor": ("resp", "actor", None),
+    "judge": ("judg", "judge", "judge_fallback"),
+    "meta": ("meta", "meta_judge", "meta_fallback"),
+    "pairwise": ("cmp", "pairwise", "judge_fallback"),
+}
 
 
 @dataclass(frozen=True)
@@ -187,12 +199,10 @@ class Stages:
 
     def unit_keys(self, stage: str) -> Callable[..., str]:
         """The key function of a stage: actor(prompt_key, k), judge(response_key, j),
-        meta(response_key, first_key, second_key)."""
-        kind, tpl, extra = {
-            "actor": ("resp", "actor", ()),
-            "judge": ("judg", "judge", (self.s.judge_fallback,)),
-            "meta": ("meta", "meta_judge", (self.s.meta_fallback,)),
-        }[stage]
+        meta(response_key, first_key, second_key), pairwise(prompt_key, first_key,
+        second_key)."""
+        kind, tpl, fallback = STAGES[stage]
+        extra: tuple[Any, ...] = () if fallback is None else (getattr(self.s, fallback),)
         structure = self.structure(stage)
         if structure is not None:  # only then, so keys of unstructured runs stay as they were
             extra = (*extra, structure.to_dict())
@@ -201,7 +211,7 @@ class Stages:
                 extra = (*extra, {"scoring": self.scoring(stage)})
             if not self.s.judge_rationale:
                 extra = (*extra, {"rationale": False})
-        role = "meta" if stage == "meta" else stage
+        role = KINDS[stage].role if stage in KINDS else stage
         return self._keyer(kind, self.templates[tpl].sha256, self._sampling_id(role), *extra)
 
     def scoring(self, stage: str) -> str:
@@ -444,7 +454,7 @@ class Stages:
         self.progress(UnitsDone(self.iteration, stage, failed=True))
 
     def _template_for(self, stage: str) -> Template:
-        return self.templates[{"actor": "actor", "judge": "judge", "meta": "meta_judge"}[stage]]
+        return self.templates[STAGES[stage][1]]
 
     # -- actor ----------------------------------------------------------------------------
     def actor(self, prompts: Sequence[tuple[str, str]]) -> StageReport:
@@ -532,8 +542,40 @@ class Stages:
 
         return self._execute("meta", planned, build)
 
+    # -- pairwise actor judging -------------------------------------------------------------
+    def pairwise(
+        self, prompts: Sequence[tuple[str, str, Sequence[tuple[str, str]]]]
+    ) -> StageReport:
+        """``prompts``: (prompt_key, prompt, [(response_key, response)]). The judge compares
+        every ordered pair of a prompt's responses (actor_judging = "pairwise"), so each pair
+        is seen in both orders."""
+        tpl = self.templates["pairwise"]
+        key = self.unit_keys("pairwise")
+        planned = [
+            (key(pk, a, b), (pk, prompt, a, first, b, second))
+            for pk, prompt, responses in prompts
+            for a, first in responses
+            for b, second in responses
+            if a != b
+        ]
+
+        def parse(text: str) -> Parsed:
+            return parse_winner(text, RESPONSE_WINNER_LINE)
+
+        def build(key: str, args: tuple[Any, ...]) -> tuple[Request, Finish]:
+            pk, prompt, a, first, b, second = args
+            self._about[key] = (pk, pk)
+            text = tpl.render(question=prompt, response_a=first, response_b=second)
+            request = self._answer_request(PAIRWISE, key, text)
+            fields = {"prompt_key": pk, "first_key": a, "second_key": b}
+            return request, self._finisher(
+                PAIRWISE, request, pk, fields, parse, self.s.judge_fallback
+            )
+
+        return self._execute("pairwise", planned, build)
+
     def _answer_request(self, kind: AnswerKind, key: str, text: str) -> Request:
-        return answer_request(kind, self.s, key, text, self._params(kind.stage, key))
+        return answer_request(kind, self.s, key, text, self._params(kind.role, key))
 
     def _finisher(
         self,

@@ -13,7 +13,8 @@ SELECT run_id, iteration, seq, created_at,
        payload->>'$.model.model_sha256'                    AS model_sha256,
        payload->'$.settings'                               AS settings,
        (payload->>'$.settings.min_rationale_words')::INTEGER AS min_rationale_words,
-       (payload->>'$.settings.bt_prior_games')::DOUBLE     AS bt_prior_games
+       (payload->>'$.settings.bt_prior_games')::DOUBLE     AS bt_prior_games,
+       payload->>'$.settings.actor_judging'                AS actor_judging
 FROM events
 WHERE event_type = 'IterationStarted'
 QUALIFY row_number() OVER (PARTITION BY run_id, iteration ORDER BY seq DESC) = 1;

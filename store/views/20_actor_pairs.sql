@@ -1,5 +1,6 @@
 -- Actor pairs with length control (Meta-Rewarding §3.2). Per prompt, with S_max/S_min the
--- highest/lowest mean scores: chosen = the shortest response scoring in
+-- highest/lowest mean scores (actor_scores: under actor_judging = 'pairwise' the
+-- Bradley-Terry strengths of the responses' comparisons): chosen = the shortest response scoring in
 -- [(1-ρ)S_max + ρS_min, S_max]; rejected = the longest in [S_min, (1-ρ)S_min + ρS_max].
 -- No pair when all scores tie, when the chosen band's shortest response is longer than the
 -- cap, or when chosen would not outscore rejected (possible only for ρ ≥ 0.5).
@@ -12,7 +13,7 @@ WITH scored AS (
            coalesce(max_chosen_chars, st.max_chosen_chars, 0) AS eff_cap,
            max(s.mean_score) OVER w AS s_max,
            min(s.mean_score) OVER w AS s_min
-    FROM response_scores s
+    FROM actor_scores s
     LEFT JOIN iteration_settings st USING (run_id, iteration)
     WHERE s.valid_count > 0
     WINDOW w AS (PARTITION BY s.run_id, s.iteration, s.prompt_key)

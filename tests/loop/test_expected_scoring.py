@@ -193,3 +193,54 @@ def test_calibrated_consistency_takes_the_mean_position_preference_out(tmp_path:
     assert n == len(pairs) > 0 and got == pytest.approx(sum(agree) / len(agree))
     raw = _rows(db, "SELECT position_consistency FROM iteration_health")[0][0]
     assert got > raw  # the raw verdicts follow the position far more often
+
+
+class LongerIsBetter(FakeBackend):
+    """A fake judge that, comparing two responses, prefers the longer one."""
+
+    def choice_probs(self, req: Any) -> dict[str, float]:
+        content = req.messages[-1].content
+        if "[Response A]" not in content:
+            return super().choice_probs(req)
+        a = content.split("[Response A]", 1)[1].split("[Response B]", 1)[0]
+        b = content.split("[Response B]", 1)[1].strip().split("\n\n", 1)[0]
+        la, lb = len(a.split()), len(b.split())
+        p = 0.5 if la == lb else (0.9 if la > lb else 0.1)
+        return {"A": p, "B": 1 - p}
+
+
+@pytest.mark.parametrize("scoring", ["sampled", "expected"])
+def test_pairwise_actor_judging_ranks_responses_by_their_comparisons(
+    tmp_path: Path, scoring: str
+) -> None:
+    db, backend = tmp_path / "log.duckdb", LongerIsBetter()
+    reports = _run(db, backend, prompts=_prompts(tmp_path), k=3, n=2, actor_judging="pairwise",
+                   judge_scoring=scoring, meta_scoring=scoring)  # fmt: skip
+    assert [r.stage for r in reports] == ["actor", "pairwise", "judge", "meta"]
+    assert reports[1].planned == reports[1].done == 4 * 3 * 2  # every ordered pair
+    rows = _rows(db, "SELECT first_key, second_key, winner, p_first, scoring "
+                     "FROM response_comparisons")  # fmt: skip
+    assert len(rows) == 24 and all(s == scoring for *_, s in rows)
+    assert all((p is not None) == (scoring == "expected") for _, _, _, p, _ in rows)
+    strengths = _rows(db, "SELECT prompt_key, response_key, response_chars, comparisons, "
+                          "epsilon FROM response_strengths")  # fmt: skip
+    assert len(strengths) == 12 and all(c == 2 for _, _, _, c, _ in strengths)
+    pairs = {p: (c, r) for p, c, r in _rows(db, "SELECT prompt_key, chosen_key, rejected_key "
+                                                "FROM actor_pairs")}  # fmt: skip
+    if scoring == "expected":  # the judge prefers the longer: chosen is the strongest, longest
+        by_prompt: dict[str, list[tuple[Any, ...]]] = {}
+        for row in strengths:
+            by_prompt.setdefault(row[0], []).append(row)
+        for pk, rs in by_prompt.items():
+            if len({r[2] for r in rs}) == len(rs):  # no two of the same length
+                best = max(rs, key=lambda r: r[4])
+                worst = min(rs, key=lambda r: r[4])
+                assert best[2] == max(r[2] for r in rs) and pairs[pk] == (best[1], worst[1])
+    assert (
+        _rows(db, "SELECT count(*) FROM actor_scores WHERE actor_judging = 'pairwise'")[0][0] == 12
+    )
+    # resuming redoes nothing
+    again = LongerIsBetter()
+    _run(db, again, prompts=_prompts(tmp_path), k=3, n=2, actor_judging="pairwise",
+         judge_scoring=scoring, meta_scoring=scoring)  # fmt: skip
+    assert again.calls == []
