@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from mrtui.backends.base import FinalLine
 from mrtui.backends.constrain import final_line_regex
@@ -133,7 +134,10 @@ def _count(db: Path, sql: str) -> int:
     raise AssertionError("log never became readable")
 
 
-def test_kill_9_mid_run_then_resume(tiny_gguf: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("scoring", ["sampled", "expected"])
+def test_kill_9_mid_run_then_resume(tiny_gguf: Path, tmp_path: Path, scoring: str) -> None:
+    """Killed mid-judging, under either scoring (expected: values from choice probabilities,
+    read by follow-up requests), the same command completes the log as a clean run would."""
     db = tmp_path / "kill.duckdb"
     prompts = _prompts(tmp_path / "p.jsonl", [f"Tell me fact number {i}." for i in range(6)])
     args = [
@@ -156,6 +160,10 @@ def test_kill_9_mid_run_then_resume(tiny_gguf: Path, tmp_path: Path) -> None:
         "meta_max_tokens=24",
         "--set",
         "train=false",
+        "--set",
+        f"judge_scoring={scoring}",
+        "--set",
+        f"meta_scoring={scoring}",
     ]
     proc = subprocess.Popen(
         [sys.executable, "-m", "mrtui", *args],
@@ -163,21 +171,38 @@ def test_kill_9_mid_run_then_resume(tiny_gguf: Path, tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         env={**os.environ, "COLUMNS": "200"},
     )
+    # Sampled judgements are logged one by one: kill after five. Expected ones are logged once
+    # their probabilities are read, after all the stage's answers: kill once judging started.
+    started = "SELECT count(*) FROM events WHERE event_type = 'StageStarted' AND iteration = 1 "
+    when = (
+        "SELECT count(*) >= 5 FROM judgements" if scoring == "sampled"
+        else started + "AND payload->>'$.stage' = 'judge'"
+    )  # fmt: skip
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        if db.exists() and _count(db, "SELECT count(*) FROM judgements") >= 5:
+        if db.exists() and _count(db, when):
             break
         time.sleep(0.05)
     assert proc.poll() is None, proc.communicate()[1][-2000:]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     partial = _count(db, "SELECT count(*) FROM events WHERE key IS NOT NULL")
-    assert 0 < _count(db, "SELECT count(*) FROM judgements") < 54
+    assert _count(db, "SELECT count(*) FROM judgements") < 54
+    assert (
+        _count(
+            db,
+            started.replace("StageStarted", "StageFinished") + "AND payload->>'$.stage' = 'judge'",
+        )
+        == 0
+    )  # fmt: skip  (killed mid-judging)
 
     out = mrtui(*args)  # the same command continues where the killed one stopped
     assert out.returncode == 0, out.stderr[-2000:]
     assert _count(db, "SELECT count(*) FROM events WHERE key IS NOT NULL") > partial
     _check_complete_log(db, prompts=6, k=3, n=3)
+    if scoring == "expected":
+        assert _count(db, "SELECT count(*) FROM judgements WHERE scoring <> 'expected'") == 0
+        assert _count(db, "SELECT count(*) FROM meta_verdicts WHERE p_first IS NULL") == 0
 
 
 def _check_complete_log(db: Path, *, prompts: int, k: int, n: int) -> None:
