@@ -139,6 +139,7 @@ def _print(out: dict[str, Any]) -> None:
     cost = out["cost"]
     typer.echo(
         f"judge_scoring={s['judge_scoring']} judge_rationale={str(s['judge_rationale']).lower()}"
+        f" pairwise_rationale={str(s['pairwise_rationale']).lower()}"
         f" structured_judging={str(s['structured_judging']).lower()} n={s['n']}"
         f" judge_temperature={s['judge_temperature']} · {cost['wall_s']:.0f} s,"
         f" {cost['completion_tokens']} completion tokens · labels: {safe(out['labels'])}"

@@ -74,7 +74,6 @@ if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
 LABEL_KEYS = ("prompt", "chosen", "rejected")
-PAIRWISE_TEMPLATE = "eval_pairwise"
 SHIPPED_LABELS = ("judge_check", "preferences.jsonl")  # inside mrtui.assets
 # The settings that decide how the check judges (what its report calls "settings").
 JUDGE_SETTINGS = (
@@ -90,6 +89,8 @@ JUDGE_SETTINGS = (
     "rationale_max_chars",
     "seed",
     "judge_template",
+    "pairwise_rationale",
+    "pairwise_template",
 )
 RATES = ("pointwise_accuracy", "pairwise_accuracy", "position_consistency", "ties")
 _EXAMPLE = '{"prompt": "...", "chosen": "...", "rejected": "..."}'
@@ -242,13 +243,15 @@ class JudgeCheck:
 
 
 def default_templates(settings: IterationSettings) -> dict[str, Template]:
-    """The run's judge template and the built-in pairwise comparison template."""
+    """The run's judge template and its pairwise comparison template (``pairwise_template``)."""
     return {
         "judge": load_template(
             settings.judge_template, role="judge", required={"question", "response"}
         ),
         "pairwise": load_template(
-            PAIRWISE_TEMPLATE, role="pairwise", required={"question", "response_a", "response_b"}
+            settings.pairwise_template,
+            role="pairwise",
+            required={"question", "response_a", "response_b"},
         ),
     }
 

@@ -87,7 +87,8 @@ class IterationSettings:
     )
     judge_rationale: bool = _help(
         "judge and meta-judge write their reasoning before the final line; off: the final "
-        "line comes right after the prompt (cheaper, no reasoning to read)",
+        "line comes right after the prompt (cheaper, no reasoning to read; pairwise "
+        "comparisons follow pairwise_rationale)",
         True,
     )
     actor_judging: str = _help(
@@ -95,6 +96,12 @@ class IterationSettings:
         "paper) or 'pairwise' (the judge compares every two responses of a prompt in both "
         "orders; a Bradley-Terry fit of the outcomes ranks them)",
         "pointwise",
+    )
+    pairwise_rationale: bool = _help(
+        "the judge writes its reasoning before naming the better of two responses "
+        "(pairwise actor judging, the judge check's pairwise part); off: the verdict comes "
+        "right after the prompt",
+        True,
     )
     pairwise_template: str = _help(
         "template the judge compares two responses with (pairwise actor judging, judge check)",
@@ -237,6 +244,7 @@ class IterationSettings:
         "meta_scoring",
         "judge_rationale",
         "actor_judging",
+        "pairwise_rationale",
         "pairwise_template",
         "judge_check",
         "judge_check_action",

@@ -209,7 +209,7 @@ class Stages:
         if stage != "actor":  # likewise: only what differs from the paper's way of judging
             if self.scoring(stage) != "sampled":
                 extra = (*extra, {"scoring": self.scoring(stage)})
-            if not self.s.judge_rationale:
+            if not rationale_of(self.s, stage):
                 extra = (*extra, {"rationale": False})
         role = KINDS[stage].role if stage in KINDS else stage
         return self._keyer(kind, self.templates[tpl].sha256, self._sampling_id(role), *extra)
@@ -619,7 +619,7 @@ class Stages:
                 "fallback_used": fallback_info is not None,
                 "structure": structure,
                 "rationale_words": rationale_words(text, prompt, kind.form)
-                if self.s.judge_rationale
+                if rationale_of(self.s, kind.stage)
                 else None,
             }
             if fallback_info is not None:
@@ -662,13 +662,14 @@ def answer_request(
     kind: AnswerKind, s: IterationSettings, key: str, text: str, params: SamplingParams
 ) -> Request:
     """A judge-like request on the user message ``text``: the answer with its reasoning (free,
-    or structured with ``structured_judging``), or with ``judge_rationale`` off the final
-    line's choice right after the prompt. Under expected scoring it asks for the choice
+    or structured with ``structured_judging``), or without reasoning (``judge_rationale`` or
+    ``pairwise_rationale`` off, see :func:`rationale_of`) the final line's choice right after
+    the prompt. Under expected scoring it asks for the choice
     probabilities too (see :func:`probs_request` for backends that give none with a
     structured answer)."""
     messages = (Message("user", text),)
     expected = scoring_of(s, kind.stage) == "expected"
-    if not s.judge_rationale:
+    if not rationale_of(s, kind.stage):
         return Request(
             key, messages, params, assistant_prefix=kind.lead, choices=kind.choices,
             choice_probs=expected,
@@ -686,9 +687,15 @@ def scoring_of(s: IterationSettings, stage: str) -> str:
     return s.meta_scoring if stage == "meta" else s.judge_scoring
 
 
+def rationale_of(s: IterationSettings, stage: str) -> bool:
+    """Whether a judge-like answer reasons before its final line: ``pairwise_rationale`` for
+    comparisons of two responses, ``judge_rationale`` for judging and meta-judging."""
+    return s.pairwise_rationale if stage == "pairwise" else s.judge_rationale
+
+
 def structure_of(s: IterationSettings, kind: AnswerKind) -> FinalLine | None:
     """The constrained format of a judge-like answer (structured judging), or None."""
-    if not s.structured_judging or not s.judge_rationale:
+    if not s.structured_judging or not rationale_of(s, kind.stage):
         return None
     return final_line(kind.lead, kind.choices, s.rationale_max_chars)
 

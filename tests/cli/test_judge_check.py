@@ -55,6 +55,7 @@ def test_json_has_the_rates_intervals_settings_and_cost(
         monkeypatch,
         *("--labels", str(labels), "--model", "some-judge", "--json"),
         *("--set", "judge_scoring=expected", "--set", "judge_rationale=false"),
+        *("--set", "pairwise_rationale=false"),
     )
     out = json.loads(capsys.readouterr().out)
     assert code == 0

@@ -72,7 +72,7 @@ class QualityBackend(FakeBackend):
 
 
 def _settings(**kw: Any) -> IterationSettings:
-    base = {"judge_rationale": False, "judge_temperature": 0.0, "n": 1}
+    base = {"judge_rationale": False, "pairwise_rationale": False, "judge_temperature": 0.0, "n": 1}
     return IterationSettings(**{**base, **kw})
 
 
@@ -112,7 +112,10 @@ def test_ties_count_half() -> None:
 
 def test_requests_go_in_one_batch_plus_one_batch_of_probability_followups() -> None:
     backend = QualityBackend()
-    s = _settings(judge_scoring="expected", judge_rationale=True, structured_judging=True, n=2)
+    s = _settings(
+        judge_scoring="expected", judge_rationale=True, pairwise_rationale=True,
+        structured_judging=True, n=2,
+    )  # fmt: skip
     result = check_judge(backend, _pairs(5), s)
     # the fake writes structured answers without probabilities: each gets a follow-up
     assert [len(b) for b in backend.batches] == [5 * 6, 5 * 6]
