@@ -54,7 +54,11 @@ def run_cells(model: str, cells: list[str], limit: int | None, n: int | None, st
     try:
         for cell in cells:
             scoring, rationale = CELLS[cell]
-            changes: dict[str, Any] = {"judge_scoring": scoring, "judge_rationale": rationale}
+            changes: dict[str, Any] = {
+                "judge_scoring": scoring,
+                "judge_rationale": rationale,
+                "pairwise_rationale": rationale,  # the comparisons reason (or not) alike
+            }
             if n is not None:
                 changes["n"] = n
             settings = run.defaults.with_flat(**changes)
@@ -147,7 +151,8 @@ def write(store: Path) -> None:
         "Each row is one judge check (`mrtui judge check`) on "
         "`assets/judge_check/preferences.jsonl` (24 bench pairs, 36 IFEval pairs) with the "
         "demo preset's judge settings (structured judging, judge temperature 0.8, llama.cpp "
-        "with 16 parallel sequences) and the row's `judge_scoring`, `judge_rationale` and n "
+        "with 16 parallel sequences) and the row's `judge_scoring`, `judge_rationale` (and "
+        "`pairwise_rationale` alike) and n "
         "(judgements per response, pointwise). *Pointwise accuracy*: score(chosen) > "
         "score(rejected), ties half. *Pairwise accuracy*: the judge compares the two "
         "responses in both orders (sampled: agreeing verdicts decide, disagreeing ones count "
