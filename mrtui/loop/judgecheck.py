@@ -63,8 +63,8 @@ from .stages import (
     JUDGE,
     PAIRWISE,
     AnswerKind,
-    _fallback_request,
     answer_request,
+    fallback_request,
     probs_request,
     scoring_of,
     unit_seed,
@@ -398,7 +398,7 @@ def _take(unit: _Unit, c: Completion, s: IterationSettings, expected: bool) -> R
         return probs_request(request, before_final_line(c.text, kind.form), kind)
     unit.value, unit.error = _parse(kind, c.text, s)
     if unit.value is None and unit.error != TIE and s.judge_fallback:
-        return _fallback_request(request, c.text, kind.lead, kind.choices)
+        return fallback_request(request, c.text, kind.lead, kind.choices)
     return None
 
 

@@ -651,7 +651,7 @@ class Stages:
             if parsed.error is None or parsed.error == ev.TIE or not fallback:
                 return event(c.text, parsed)
             return Followup(
-                _fallback_request(request, c.text, kind.lead, kind.choices),
+                fallback_request(request, c.text, kind.lead, kind.choices),
                 lambda f: event(c.text, *_fallback_parse(f, parsed, kind.cast, kind.choices)),
             )
 
@@ -714,7 +714,7 @@ def probs_request(request: Request, reasoning: str, kind: AnswerKind) -> Request
     )
 
 
-def _fallback_request(request: Request, text: str, lead: str, choices: tuple[str, ...]) -> Request:
+def fallback_request(request: Request, text: str, lead: str, choices: tuple[str, ...]) -> Request:
     """Continue the model's own answer with a final line whose value is constrained."""
     prefix = text.rstrip() + "\n" + lead
     params = SamplingParams(n=1, temperature=0.0, top_p=1.0, max_tokens=2, seed=request.params.seed)
