@@ -70,7 +70,7 @@ def gate(
     else:
         pairs = read_labels(source, limit)
         progress(Note(f"iteration {iteration}: checking the judge on {len(pairs)} labelled pairs"))
-        result = check_judge(backend(), pairs, s, progress=progress)
+        result = check_judge(backend(), pairs, s, progress=progress, iteration=iteration)
         summary = {k: v for k, v in result.to_dict().items() if k != "pairs"}
         lo = (summary["intervals"].get("pointwise_accuracy") or [None])[0]
         better = lo is not None and lo > CHANCE

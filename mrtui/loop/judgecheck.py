@@ -263,9 +263,11 @@ def check_judge(
     templates: Mapping[str, Template] | None = None,
     *,
     progress: ProgressSink = ignore,
+    iteration: int = 0,
 ) -> JudgeCheck:
     """Judge every labelled pair pointwise and pairwise with ``settings`` (see the module
-    docstring) and measure how often the judge prefers the chosen response."""
+    docstring) and measure how often the judge prefers the chosen response. Progress is
+    reported as stage "judge check" of ``iteration`` (0 outside a run)."""
     if not pairs:
         raise LabelsError("no labelled pairs to check")
     tpl = dict(templates) if templates is not None else default_templates(settings)
@@ -274,7 +276,7 @@ def check_judge(
         backend.require([CHOICE_PROBS])
     units = _plan(pairs, settings, tpl)
     total = len(units)
-    progress(StageBegan(0, "judge check", total, 0))
+    progress(StageBegan(iteration, "judge check", total, 0))
     t0 = time.perf_counter()
     cost = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0}
     errors: list[str] = []
@@ -292,7 +294,7 @@ def check_judge(
                 followups.append(follow)
                 continue
         _note(unit, errors)
-        progress(UnitsDone(0, "judge check", failed=unit.value is None))
+        progress(UnitsDone(iteration, "judge check", failed=unit.value is None))
     for result in _results(backend, followups, cost):
         unit = by_id[result.request_id.split("#", 1)[0]]
         if isinstance(result, Failure):
@@ -301,9 +303,9 @@ def check_judge(
         else:
             _take_followup(unit, result, expected)
         _note(unit, errors)
-        progress(UnitsDone(0, "judge check", failed=unit.value is None))
+        progress(UnitsDone(iteration, "judge check", failed=unit.value is None))
     wall = time.perf_counter() - t0
-    progress(StageEnded(0, "judge check", total, failures, wall, cost["completion_tokens"]))
+    progress(StageEnded(iteration, "judge check", total, failures, wall, cost["completion_tokens"]))
     return _measure(pairs, units, settings, tpl, {"wall_s": round(wall, 3), **cost}, errors,
                     failures)  # fmt: skip
 
