@@ -249,7 +249,27 @@ def _verdicts(results: dict[str, Any]) -> list[str]:
                 f"(no rationale): **{'yes' if beyond else 'no'}**; combined-order pairwise "
                 f"probabilities reach 80%: **{'yes' if e['pairwise_accuracy'] >= 0.8 else 'no'}**."
             )
+            out.append(f"- {_short(model)}: {_paired(e, s)}")
     return out
+
+
+def _paired(e: dict[str, Any], s: dict[str, Any]) -> str:
+    """Expected minus sampled on the same pairs, with a paired 95% bootstrap interval of the
+    difference (the per-pair outcomes resampled together): tighter than comparing the two
+    cells' own intervals, which ignore that both judged the same pairs."""
+    from mrtui.store.evalstats import bootstrap
+
+    parts = []
+    for key, label in (("pointwise", "pointwise"), ("pairwise", "pairwise")):
+        diff = [a[key] - b[key] for a, b in zip(e["pairs"], s["pairs"], strict=True)]
+        value, lo, hi = bootstrap("mean", diff)
+        assert value is not None and lo is not None and hi is not None
+        sure = "excludes 0" if lo > 0 or hi < 0 else "includes 0"
+        parts.append(
+            f"{label} {100 * value:+.0f} points [{100 * lo:+.0f}, {100 * hi:+.0f}] "
+            f"(the interval {sure})"
+        )
+    return "expected − sampled on the same pairs (paired bootstrap): " + "; ".join(parts) + "."
 
 
 def main() -> None:
