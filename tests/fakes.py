@@ -28,6 +28,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 
 from mrtui.backends.base import (
+    CHOICE_PROBS,
     BackendError,
     BackendInfo,
     Completion,
@@ -195,7 +196,7 @@ class FakeBackend:
         return {c: w / total for c, w in weights.items()}
 
     def require(self, features: Iterable[str]) -> None:
-        missing = sorted(set(features) & self.unsupported)
+        missing = sorted(set(features) - ({CHOICE_PROBS} - self.unsupported))
         if missing:
             raise UnsupportedFeature(f"the fake backend does not serve {', '.join(missing)}")
 
