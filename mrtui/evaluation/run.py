@@ -31,6 +31,7 @@ from mrtui.loop.settings import IterationSettings
 from mrtui.loop.stages import (
     SCORE_CHOICES,
     SCORE_LEAD,
+    AnswerKind,
     Finish,
     ModelIdentity,
     Outcome,
@@ -393,9 +394,8 @@ class Evaluation:
             structure=structure,
         )
         fields = {**fields, "mode": "grade" if step.startswith("grade") else step}
-        finish = stages._finisher(
-            ev.EvalJudged, request, parent, fields, value, parse, True, lead, choices, cast, kind
-        )
+        answer = AnswerKind(step, ev.EvalJudged, value, lead, choices, cast, kind, "judge")
+        finish = stages._finisher(answer, request, parent, fields, parse, True)
         return request, finish
 
     def _judge_keyer(self, stages: EvalStages, suite: str, step: str) -> Callable[..., str]:
