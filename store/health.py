@@ -230,8 +230,8 @@ ALARMS: dict[str, Alarm] = {
         "meta-judge position consistency",
         "the meta-judge follows the position, not the judgements: check the meta-judge "
         "template and its parse failures and ties; judge pairs from it are weak, consider "
-        "train_kinds=actor or meta_scoring=expected (its soft outcomes cancel a constant "
-        "preference; see the calibrated consistency in mrtui status --pairs)",
+        "train_kinds=actor; under meta_scoring=expected the soft outcomes cancel a constant "
+        "preference: read the calibrated consistency in mrtui status --pairs",
     ),
     "truncated": Alarm(
         "truncated_share",
