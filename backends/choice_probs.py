@@ -17,7 +17,7 @@ longer choice is scored by its first token, so choices must differ in their firs
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 ChoiceProbs = tuple[dict[str, float], float]  # (normalised probabilities, mass)
@@ -71,6 +71,45 @@ def from_logits(logits: Any, ids: Mapping[str, Sequence[int]]) -> ChoiceProbs | 
     log_norm = top + math.log(float(np.exp(z - top).sum()))
     totals = {c: float(np.exp(z[list(t)] - log_norm).sum()) for c, t in ids.items()}
     return _normalised(list(ids), totals)
+
+
+def none_listed(choices: Sequence[str], candidates: Sequence[tuple[str, float]], where: str) -> str:
+    """Why a server's top logprobs give no distribution: none of ``choices`` is among them
+    (``where`` names the server, e.g. "at URL")."""
+    top = ", ".join(repr(t) for t, _ in sorted(candidates, key=lambda c: -c[1])[:5])
+    return (
+        f"none of the choices {list(choices)} is among the {len(candidates)} most likely next "
+        f"tokens {where} (the first: {top}), so their probabilities are unknown"
+    )
+
+
+class VocabularyChoices:
+    """A local backend's choice tokens: the vocabulary's texts read once (on first use, from
+    ``pieces``), and :func:`matching_tokens` once per choice tuple."""
+
+    def __init__(self, pieces: Callable[[], Sequence[str]]) -> None:
+        self._read = pieces
+        self._pieces: Sequence[str] | None = None
+        self._ids: dict[tuple[str, ...], dict[str, list[int]]] = {}
+
+    def ids(self, choices: tuple[str, ...]) -> dict[str, list[int]]:
+        """The tokens that count for each choice; ValueError when a choice has none."""
+        if choices not in self._ids:
+            if self._pieces is None:
+                self._pieces = self._read()
+            self._ids[choices] = matching_tokens(self._pieces, choices)
+        return self._ids[choices]
+
+    def distribution(self, choices: tuple[str, ...], logits: Any) -> ChoiceProbs | None:
+        """The choices' distribution in ``logits`` (None without logits or when no token
+        spells a choice)."""
+        if logits is None:
+            return None
+        try:
+            ids = self.ids(choices)
+        except ValueError:
+            return None
+        return from_logits(logits, ids)
 
 
 def most_likely(probs: Mapping[str, float]) -> str:

@@ -41,7 +41,7 @@ from .base import (
     since,
 )
 from .chat import template_pieces
-from .choice_probs import ChoiceProbs, from_logits, matching_tokens, most_likely
+from .choice_probs import VocabularyChoices, most_likely
 from .constrain import (
     choice_max_tokens,
     choices_gbnf,
@@ -274,8 +274,7 @@ class LlamaCppBackend(ClosingBackend):
         self._n_ctx: int = self._llm.n_ctx()
         self._counter = _PromptEvalCounter(self._llm)
         self._grammars: dict[str, Any] = {}
-        self._pieces: list[str] | None = None
-        self._choice_ids: dict[tuple[str, ...], dict[str, list[int]]] = {}
+        self._choices = VocabularyChoices(lambda: vocab_pieces(self._llm.model))
         self._parallel = parallel
         self._batch_ctx = batch_ctx or 4 * self._n_ctx
         self._engine: BatchEngine | None = None
@@ -441,13 +440,13 @@ class LlamaCppBackend(ClosingBackend):
         req = job.request
         assert req.choices is not None
         try:
-            self._choice_tokens(req.choices)
+            self._choices.ids(req.choices)
         except ValueError as e:
             return Failure(req.id, str(e), since(started), permanent=True)
         out = yield self._spec(job, job.tokens, 0, (), None, logits=True)
         if out.error is not None:
             return Failure(req.id, f"llama.cpp failed: {out.error}", since(started))
-        found = self._distribution(req.choices, out.logits)
+        found = self._choices.distribution(req.choices, out.logits)
         if found is None:
             return Failure(
                 req.id, "the model gave none of the choices any probability", since(started)
@@ -501,7 +500,7 @@ class LlamaCppBackend(ClosingBackend):
         last = yield self._spec(job, head + tail, max_tokens, (), choices, logits=req.choice_probs)
         if last.error is not None or last.text not in spec.choices:
             return None
-        found = self._distribution(spec.choices, last.logits) if req.choice_probs else None
+        found = self._choices.distribution(spec.choices, last.logits) if req.choice_probs else None
         return Completion(
             request_id=req.id,
             index=job.index,
@@ -518,28 +517,6 @@ class LlamaCppBackend(ClosingBackend):
             choice_probs=None if found is None else found[0],
             choice_mass=None if found is None else found[1],
         )
-
-    # --- choice probabilities ----------------------------------------------------------------
-
-    def _choice_tokens(self, choices: tuple[str, ...]) -> dict[str, list[int]]:
-        """The tokens that count for each choice (:func:`.choice_probs.matching_tokens`),
-        found once per choice tuple; ValueError when a choice has no token of its own."""
-        if choices not in self._choice_ids:
-            if self._pieces is None:
-                self._pieces = vocab_pieces(self._llm.model)
-            self._choice_ids[choices] = matching_tokens(self._pieces, choices)
-        return self._choice_ids[choices]
-
-    def _distribution(self, choices: tuple[str, ...], logits: Any) -> ChoiceProbs | None:
-        """The choices' distribution in ``logits`` (None without logits or when no token
-        spells a choice)."""
-        if logits is None:
-            return None
-        try:
-            ids = self._choice_tokens(choices)
-        except ValueError:
-            return None
-        return from_logits(logits, ids)
 
     # --- the sequential path: one generation at a time on the Llama instance -----------------
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .choice_probs import ChoiceProbs, from_candidates
+from .choice_probs import ChoiceProbs, from_candidates, none_listed
 
 DEFAULT_TOP_LOGPROBS = 20  # OpenAI's limit and vLLM's default --max-logprobs
 SAMPLED = 'judge_scoring = "sampled" and meta_scoring = "sampled"'  # no choice probabilities
@@ -133,10 +133,4 @@ def read_choice_probs(
     if candidates is None:
         return no_logprobs(url)
     got = from_candidates(choices, candidates)
-    if got is not None:
-        return got
-    top = ", ".join(repr(t) for t, _ in sorted(candidates, key=lambda c: -c[1])[:5])
-    return (
-        f"none of the choices {list(choices)} is among the {len(candidates)} most likely next "
-        f"tokens at {url} (the first: {top}), so their probabilities are unknown"
-    )
+    return got if got is not None else none_listed(choices, candidates, f"at {url}")

@@ -63,7 +63,7 @@ from .base import (
     since,
 )
 from .chat import ChatPrompt, admitted, too_long
-from .choice_probs import ChoiceProbs, from_logits, matching_tokens, most_likely
+from .choice_probs import ChoiceProbs, VocabularyChoices, most_likely
 from .constrain import final_line_regex
 from .model_ref import hf_folder, resolve_reference
 from .models import HF_PREFIX, is_gguf_reference
@@ -226,7 +226,7 @@ class TransformersBackend(ClosingBackend):
         self._tokenizer = tokenizer
         self._engine: Engine | None = Engine(torch, lm, tokenizer, self._max_model_len)
         self._table: TokenTable | None = None
-        self._choice_ids: dict[tuple[str, ...], dict[str, list[int]]] = {}
+        self._choices = VocabularyChoices(lambda: self._token_table().texts)
         self._closed = False
 
     # --- protocol ------------------------------------------------------------------------
@@ -353,13 +353,13 @@ class TransformersBackend(ClosingBackend):
         choices = job.request.choices
         assert choices is not None
         try:
-            self._matching(choices)
+            self._choices.ids(choices)
         except ValueError as e:
             return self._failed(job, str(e), permanent=True)
         scored = yield ScoreSpec(job.tokens, (), logits=True)
         if not isinstance(scored, ScoreOut) or scored.error is not None:
             return self._failed(job, f"reading the choices' probabilities failed: {_error(scored)}")
-        found = self._distribution(choices, scored.logits)
+        found = self._choices.distribution(choices, scored.logits)
         if found is None:
             return self._failed(job, "the model gave none of the choices any probability")
         text = most_likely(found[0])
@@ -393,7 +393,9 @@ class TransformersBackend(ClosingBackend):
         if not re.fullmatch(final_line_regex(spec), text):
             return self._failed(job, f"the answer {text!r} does not fit the format")
         made = len(head) - len(job.tokens) + out.tokens + len(lead) + len(choices[k])
-        found = self._distribution(spec.choices, scored.logits) if req.choice_probs else None
+        found = (
+            self._choices.distribution(spec.choices, scored.logits) if req.choice_probs else None
+        )
         return self._completion(job, text, "stop", made, found)
 
     def _choose(
@@ -437,24 +439,6 @@ class TransformersBackend(ClosingBackend):
 
     def _choice_tokens(self, choices: Sequence[str]) -> tuple[tuple[int, ...], ...]:
         return tuple(self._plain(c) for c in choices)
-
-    def _matching(self, choices: tuple[str, ...]) -> dict[str, list[int]]:
-        """The tokens that count for each choice (:func:`.choice_probs.matching_tokens`),
-        found once per choice tuple; ValueError when a choice has no token of its own."""
-        if choices not in self._choice_ids:
-            self._choice_ids[choices] = matching_tokens(self._token_table().texts, choices)
-        return self._choice_ids[choices]
-
-    def _distribution(self, choices: tuple[str, ...], logits: Any) -> ChoiceProbs | None:
-        """The choices' distribution in ``logits`` (None without logits or when no token
-        spells a choice)."""
-        if logits is None:
-            return None
-        try:
-            ids = self._matching(choices)
-        except ValueError:
-            return None
-        return from_logits(logits, ids)
 
     def _token_table(self) -> TokenTable:
         if self._table is None:

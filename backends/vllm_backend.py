@@ -96,7 +96,7 @@ from .base import (
     since,
 )
 from .chat import ChatPrompt, Tokenizer, admitted, too_long  # noqa: F401 (re-exported)
-from .choice_probs import from_candidates, most_likely
+from .choice_probs import from_candidates, most_likely, none_listed
 from .constrain import choice_max_tokens, final_line_regex, off_choices
 from .models import PACKAGED_MODELS
 
@@ -344,13 +344,7 @@ def choice_probs_of(choices: Sequence[str], sample: Any) -> tuple[dict[str, floa
         if isinstance(lp.decoded_token, str)
     ]
     got = from_candidates(choices, candidates)
-    if got is not None:
-        return got
-    top = ", ".join(repr(t) for t, _ in sorted(candidates, key=lambda c: -c[1])[:5])
-    return (
-        f"none of the choices {list(choices)} is among the {len(candidates)} most likely next "
-        f"tokens vLLM listed (the first: {top}), so their probabilities are unknown"
-    )
+    return got if got is not None else none_listed(choices, candidates, "vLLM listed")
 
 
 @dataclass(frozen=True)
