@@ -267,43 +267,43 @@ class JudgementRecorded(Answer, EventRecord):
 
 
 @dataclass(frozen=True, kw_only=True)
-class MetaVerdictRecorded(Answer, EventRecord):
-    TYPE = "MetaVerdictRecorded"
-    VERSION = 2
-    COLUMNS: ClassVar[dict[str, str]] = {
-        **_ANSWER_COLUMNS,
-        "first_key": "first_key",
-        "second_key": "second_key",
-        "winner": "winner",
-    }
+class Verdict(Answer):
+    """What a meta-verdict and a comparison of two responses share: the item shown first
+    (``first_key``, as A) against the one shown second, and the winner."""
+
     prompt_key: str
     first_key: str
     second_key: str
     winner: str | None  # "A" (first shown wins), "B", or None (tie or unparsed)
-    # expected scoring: P(the judgement shown first is better) = choice_probs["A"]; the winner
-    # is then the more likely one
+    # expected scoring: P(the item shown first is better) = choice_probs["A"]; the winner is
+    # then the more likely one
     p_first: float | None = field(default=None, metadata={"omit_if_none": True})
+
+
+_VERDICT_COLUMNS = {
+    **_ANSWER_COLUMNS,
+    "first_key": "first_key",
+    "second_key": "second_key",
+    "winner": "winner",
+}
 
 
 @dataclass(frozen=True, kw_only=True)
-class ResponsesCompared(Answer, EventRecord):
-    """The judge comparing two responses to one prompt (actor_judging = "pairwise"): the
-    response shown first (``first_key``, as A) against the one shown second. Every pair of a
-    prompt's responses is compared in both orders."""
+class MetaVerdictRecorded(Verdict, EventRecord):
+    """The meta-judge comparing two judgements of one response."""
+
+    TYPE = "MetaVerdictRecorded"
+    VERSION = 2
+    COLUMNS: ClassVar[dict[str, str]] = _VERDICT_COLUMNS
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResponsesCompared(Verdict, EventRecord):
+    """The judge comparing two responses to one prompt (actor_judging = "pairwise"). Every
+    pair of a prompt's responses is compared in both orders."""
 
     TYPE = "ResponsesCompared"
-    COLUMNS: ClassVar[dict[str, str]] = {
-        **_ANSWER_COLUMNS,
-        "first_key": "first_key",
-        "second_key": "second_key",
-        "winner": "winner",
-    }
-    prompt_key: str
-    first_key: str
-    second_key: str
-    winner: str | None  # "A" (first shown wins), "B", or None (tie or unparsed)
-    # expected scoring: P(the response shown first is better) = choice_probs["A"]
-    p_first: float | None = field(default=None, metadata={"omit_if_none": True})
+    COLUMNS: ClassVar[dict[str, str]] = _VERDICT_COLUMNS
 
 
 @dataclass(frozen=True, kw_only=True)
