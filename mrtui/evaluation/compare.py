@@ -224,6 +224,13 @@ def signed(value: float | None, metric: str) -> str:
     return f"{value:+.2f}"
 
 
+def p_text(p: float | None) -> str:
+    """A p-value as written: three decimals, ``<0.001`` below that."""
+    if p is None:
+        return "-"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def significant(result: Any) -> bool:
     """Both the test (p < α) and the 95% interval (excluding 0) say there is a difference."""
     if result.p_value is None or result.lo is None:
@@ -243,11 +250,11 @@ def verdict(metric: str, result: Any, target: float) -> str:
         return (
             f"B is {word}: {signed(result.difference, metric)} {unit} "
             f"[{signed(result.lo, metric)}, {signed(result.hi, metric)}], "
-            f"p = {result.p_value:.3g}, n = {n}"
+            f"p = {p_text(result.p_value)}, n = {n}"
         )
     if result.p_value is not None and result.p_value < ALPHA:
         return (
-            f"unclear: p = {result.p_value:.3g} but the 95% interval includes 0 (n = {n}); "
+            f"unclear: p = {p_text(result.p_value)} but the 95% interval includes 0 (n = {n}); "
             "evaluate more items"
         )
     if result.mde is None:
@@ -265,4 +272,54 @@ def verdict(metric: str, result: Any, target: float) -> str:
     return (
         f"no detectable change: n = {n} can only see a {_size(result.mde, kind)} change; "
         f"n ≥ {needed} needed for {_size(target, kind).replace('-point', '')} {unit}"
+    )
+
+
+MIN_PRIOR = 20  # paired items a comparison needs before its spread sizes the next evaluation
+
+
+def choose_limit(
+    con: Any | None, run_id: str, suites: Sequence[str], target: float
+) -> tuple[int, float, str]:
+    """(n, σ_d, why): the items per suite for a minimum detectable difference of ``target`` in
+    a rate (80% power, α = 0.05, two-sided), the σ_d it assumed, and why. With a log whose run
+    has two evaluated iterations compared on at least :data:`MIN_PRIOR` items of a rate metric
+    of these suites, the largest σ_d of that comparison sizes n; otherwise the worst case for
+    a rate (Var(B − A) = 1/2, :func:`mrtui.store.paired.limit_for_target`)."""
+    import math
+
+    from mrtui.store.paired import WORST_VARIANCE, limit_for_target, n_for_mde
+
+    if not 0 < target < 1:
+        raise EvalConfigError(
+            f"--target-mde is a difference in a rate, between 0 and 1 (0.05 = 5 points), "
+            f"got {target}"
+        )
+    its = evaluated(con, run_id) if con is not None else []
+    if len(its) >= 2:
+        a, b = Side(run_id, its[-2]), Side(run_id, its[-1])
+        usable = [
+            r
+            for r in compare(con, a, b, suites)
+            if METRIC_KINDS.get(r["metric"]) == "rate" and r["sd"] and r["n"] >= MIN_PRIOR
+        ]
+        if usable:
+            widest = max(usable, key=lambda r: r["sd"])
+            n = n_for_mde(widest["sd"], target)
+            return (
+                n,
+                widest["sd"],
+                (
+                    f"σ_d = {widest['sd']:.3f}, the widest spread of the last comparison "
+                    f"({a} vs {b}: {widest['suite']} {widest['metric']}, n = {widest['n']})"
+                ),
+            )
+    sd = math.sqrt(WORST_VARIANCE)
+    return (
+        limit_for_target(target),
+        sd,
+        (
+            f"σ_d = {sd:.3f}, the worst case for a rate (two models at 50% that agree only by "
+            f"chance); no earlier comparison of run {run_id!r} with {MIN_PRIOR}+ paired items"
+        ),
     )
