@@ -2,10 +2,11 @@
 bindings of llama.cpp's batch API and llama.cpp's own samplers.
 
 llama.cpp decodes a batch of tokens from several sequences in one pass, and on a CPU a pass over
-16 sequences costs little more than over one (DESIGN.md §3: 63 tokens/s for one sequence, about
-200 for 16 on Qwen 0.5B, 2 threads). The engine keeps up to ``parallel`` sequences in flight, each
-in its own slot (a llama.cpp sequence id), and admits the next piece of work as soon as a slot
-frees, whatever request it belongs to: continuous batching over a whole stage.
+16 sequences costs little more than over one (docs/backends.md, "llama.cpp, batched": 63
+tokens/s for one sequence, about 200 for 16 on Qwen 0.5B, 2 threads). The engine keeps up to
+``parallel`` sequences in flight, each in its own slot (a llama.cpp sequence id), and admits
+the next piece of work as soon as a slot frees, whatever request it belongs to: continuous
+batching over a whole stage.
 
 The KV cache is unified (``kv_unified``), so a sequence's cells can be shared: a new sequence
 whose prompt starts like what some slot holds (its own last sequence, or another one, running or
@@ -16,7 +17,7 @@ the space is needed.
 Each sequence has its own sampler chain (grammar, then top-k, top-p, temperature and a seeded
 draw, or greedy at temperature 0), so its seed is its own; but a batch computes a sequence's
 logits next to other sequences, in a different order than alone, so the same seed need not give
-the same text as the sequential path (README: what stays reproducible).
+the same text as the sequential path (docs/running.md: what stays reproducible).
 """
 
 from __future__ import annotations

@@ -20,9 +20,10 @@ RESULTS = BENCH_DIR / "RESULTS.md"
 
 HEADER = """# mrtui benchmarks
 
-Targets come from DESIGN.md §4. Every number that is compared with a target is a **ratio
-against a baseline measured in the same run** (or an absolute time where the target is one),
-and the **median of several repeats**: the benchmark machine is small and shared, so absolute
+Targets are listed in [docs/architecture.md](../docs/architecture.md#performance-targets).
+Every number that is compared with a target is a **ratio against a baseline measured in the
+same run** (or an absolute time where the target is one), and the **median of several
+repeats**: the benchmark machine is small and shared, so absolute
 timings move by ±20% or more from run to run. The summary is written by hand; every other
 section is rewritten by the script named in it (rerun the command to refresh it).
 """
