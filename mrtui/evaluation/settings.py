@@ -16,8 +16,11 @@ SUITE_SETS = {
     "alpaca_eval": "alpaca_eval",
     "mt_bench": "mt_bench",
     "judge-ifeval": "ifeval",
+    "arena_hard": "arena_hard",
 }
-JUDGED = ("alpaca_eval", "mt_bench")  # suites that need --judge-model
+JUDGED = ("alpaca_eval", "mt_bench", "arena_hard")  # suites that need --judge-model
+# arena_hard's baseline: the run's M1 answers, or the answers shipped with Arena-Hard v2.0
+BASELINE_M1, BASELINE_SHIPPED = "m1", "shipped"
 
 
 class EvalConfigError(ValueError):
@@ -28,7 +31,7 @@ class EvalConfigError(ValueError):
 class EvalSettings:
     suites: tuple[str, ...] = ("ifeval",)
     limit: int | None = None  # items per suite: a deterministic stratified subset
-    judge_model: str | None = None  # the fixed judge of alpaca_eval and mt_bench
+    judge_model: str | None = None  # the fixed judge of alpaca_eval, mt_bench and arena_hard
     judge_backend: str | None = None  # the backend that serves it (default: the run's)
     allow_self_judge: bool = False  # let the judge be the model under evaluation
     max_tokens: int = 512  # longest answer
@@ -38,6 +41,10 @@ class EvalSettings:
     pair_samples: int = 4  # judge-ifeval: answers sampled per prompt to find verifiable pairs
     pair_temperature: float = 0.8
     seed: int = 0
+    # arena_hard's baseline: "m1" (the run's iteration-1 answers), "shipped" (Arena-Hard
+    # v2.0's own baseline answers), or answers logged by a model: its model id, sha256 (or a
+    # prefix of 8+ characters), or RUN:ITERATION
+    baseline: str = BASELINE_M1
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.suites if s not in SUITE_SETS]
@@ -57,6 +64,11 @@ class EvalSettings:
             raise EvalConfigError("rationale_max_chars must be at least 60")
         if not 0 <= self.pair_temperature <= 2:
             raise EvalConfigError("pair_temperature must be in [0, 2]")
+        if not self.baseline.strip() or self.baseline != self.baseline.strip():
+            raise EvalConfigError(
+                f"--baseline {self.baseline!r} is not a baseline; give m1, shipped, a logged "
+                "model id or sha256, or RUN:ITERATION"
+            )
         needs_judge = [s for s in self.suites if s in JUDGED]
         if needs_judge and not self.judge_model:
             raise EvalConfigError(
@@ -103,6 +115,7 @@ RUN_CONFIG_KEYS = {
     "eval_allow_self_judge": "allow_self_judge",
     "eval_max_tokens": "max_tokens",
     "eval_judge_max_tokens": "judge_max_tokens",
+    "eval_baseline": "baseline",
 }
 
 
