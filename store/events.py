@@ -460,6 +460,12 @@ class EvalSampleGenerated(Provenance, EventRecord):
     sample_index: int  # 0, except judge-ifeval's several samples per prompt
     prompt: str  # this turn's user message
     reference: str | None = None  # AlpacaEval: the baseline's (GPT-4-1106) answer
+    # The answer cache (absent in older logs): the content key of the request that made the
+    # answer (model sha256, rendered messages, template, sampling; defined once as
+    # mrtui.evaluation.run.answer_key), and, for an answer copied from an earlier answer with
+    # the same key instead of generated, that answer's sample key.
+    answer_key: str | None = field(default=None, metadata={"omit_if_none": True})
+    cached_from: str | None = field(default=None, metadata={"omit_if_none": True})
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -7,7 +7,13 @@ M_t for t > 1 the checkpoint iteration t-1 trained). Units go through the loop's
 machinery (:class:`~mrtui.loop.stages.Stages`): deterministic keys, skipped when logged,
 failures logged and retried on resume, provenance on every event. All answers of an iteration
 come first, so the evaluated model is loaded once; the judge model (alpaca_eval, mt_bench) is
-loaded once for every iteration's verdicts.
+loaded once for every iteration's verdicts. Each stage sends all its requests to the backend
+in one call; on llama.cpp they are decoded :data:`EVAL_PARALLEL` at a time unless the run set
+its own ``parallel``.
+
+An answer is never generated twice: one whose :func:`answer_key` (model, rendered request,
+template, sampling) the log already holds, from any run or iteration, is logged as a copy of
+that answer (``cached_from``) instead.
 """
 
 from __future__ import annotations
@@ -17,9 +23,16 @@ from dataclasses import dataclass, replace
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from mrtui.backends.base import Completion, InferenceBackend, Message, Request, SamplingParams
+from mrtui.backends.base import (
+    BackendInfo,
+    Completion,
+    InferenceBackend,
+    Message,
+    Request,
+    SamplingParams,
+)
 from mrtui.datasets.evalsets import MT_BENCH_REFERENCE_CATEGORIES
-from mrtui.loop.progress import CancelToken, Note, ProgressSink
+from mrtui.loop.progress import CancelToken, Note, ProgressSink, UnitsDone
 from mrtui.loop.prompts import (
     RESPONSE_WINNER_LINE,
     Template,
@@ -33,6 +46,7 @@ from mrtui.loop.stages import (
     SCORE_LEAD,
     AnswerKind,
     Finish,
+    Followup,
     ModelIdentity,
     Outcome,
     StageReport,
@@ -51,6 +65,39 @@ if TYPE_CHECKING:
 RESPONSE_LEAD = "Winner: Response "
 PAIR_CHOICES = ("A", "B")
 GRADE_CHOICES = tuple(str(i) for i in range(1, 11))
+
+# How many answers llama.cpp decodes together in an evaluation whose run set no ``parallel``
+# backend option (bench/RESULTS.md, section eval). vLLM and the servers take a stage's
+# requests at once anyway.
+EVAL_PARALLEL = 16
+EVAL_BACKEND_OPTIONS: dict[str, dict[str, Any]] = {"llama.cpp": {"parallel": EVAL_PARALLEL}}
+
+
+def eval_backend_options(backend: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options an evaluation adds to a backend's ``options``: those of
+    :data:`EVAL_BACKEND_OPTIONS` that ``options`` does not set itself."""
+    return {k: v for k, v in EVAL_BACKEND_OPTIONS.get(backend, {}).items() if k not in options}
+
+
+def answer_key(model_sha256: str, template_sha256: str, request: Request) -> str:
+    """The answer cache's key: what makes two answers the same answer. The model, the
+    template, the request as sent (its rendered messages and any prefix or constraint) and
+    its sampling; the seed only when sampling (greedy decoding does not use it), so a greedy
+    answer is shared by every run and iteration that asks the same model the same thing."""
+    params = request.params.to_dict()
+    if request.params.temperature == 0:
+        params.pop("seed", None)
+    return content_key(
+        "evans",
+        model_sha256,
+        template_sha256,
+        [[m.role, m.content] for m in request.messages],
+        request.assistant_prefix,
+        request.structure.to_dict() if request.structure is not None else None,
+        request.choices,
+        request.choice_probs,
+        params,
+    )
 
 
 @dataclass(frozen=True)
@@ -129,7 +176,95 @@ class EvalStages(Stages):
         )
 
     def _template_for(self, stage: str) -> Template:
-        return self.templates[stage.rsplit("/", 1)[-1].rstrip("0123456789")]
+        return self.templates[_step(stage)]
+
+    def _run_units(
+        self, stage: str, todo: Sequence[tuple[Request, Finish]], report: StageReport
+    ) -> None:
+        """Answers the log holds already (the same :func:`answer_key`) are copied, not
+        generated; a request that repeats another of the stage waits for that one's answer."""
+        if _step(stage) != "answer":
+            super()._run_units(stage, todo, report)
+            return
+        keys = {
+            r.id: answer_key(self.model.sha256, self.templates["answer"].sha256, r) for r, _ in todo
+        }
+        first: dict[str, tuple[Request, Finish]] = {}
+        repeats = []
+        for request, finish in self._reuse(stage, todo, keys, report):
+            if keys[request.id] in first:
+                repeats.append((request, finish))
+            else:
+                first[keys[request.id]] = (request, finish)
+        if first and not self.cancel.cancelled:
+            super()._run_units(stage, list(first.values()), report)
+        if repeats and not self.cancel.cancelled:
+            left = self._reuse(stage, repeats, keys, report)
+            if left and not self.cancel.cancelled:  # their first failed: generate them too
+                super()._run_units(stage, left, report)
+
+    def _reuse(
+        self,
+        stage: str,
+        todo: Sequence[tuple[Request, Finish]],
+        keys: Mapping[str, str],
+        report: StageReport,
+    ) -> list[tuple[Request, Finish]]:
+        """Log a copy of the earliest generated answer with each unit's answer key, where the
+        log has one; return the units it has none for."""
+        wanted = sorted({keys[r.id] for r, _ in todo})
+        rows = (
+            self.log.query(
+                "SELECT answer_key, sample_key, response, finish_reason, prompt_tokens, "
+                "completion_tokens, model_id, backend, backend_version FROM eval_generations "
+                "WHERE cached_from IS NULL AND answer_key IN (SELECT unnest(?::VARCHAR[])) "
+                "QUALIFY row_number() OVER (PARTITION BY answer_key ORDER BY seq) = 1",
+                [wanted],
+            )
+            if wanted
+            else []
+        )
+        found = {row[0]: row[1:] for row in rows}
+        template = self._template_for(stage)
+        left, copies = [], []
+        for request, finish in todo:
+            hit = found.get(keys[request.id])
+            if hit is None:
+                left.append((request, finish))
+                continue
+            source, text, reason, prompt_tokens, tokens, model_id, backend, version = hit
+            answer = Completion(
+                request.id, 0, text or "", reason or "stop", prompt_tokens or 0, tokens or 0,
+                prompt_tokens_evaluated=0, seed=request.params.seed, wall_s=0.0,
+            )  # fmt: skip
+            outcome = finish(answer)
+            assert not isinstance(outcome, Followup)  # answers have no follow-up request
+            info = BackendInfo(backend, version or "", model_id, None, self.model.sha256, None)
+            prov = self._provenance(info, template, request, answer)
+            record = outcome.record(**outcome.fields, **prov, cached_from=source)
+            copies.append(
+                record.event(
+                    self.run_id,
+                    iteration=self.iteration,
+                    key=request.id,
+                    parent_key=outcome.parent_key,
+                    text=outcome.text,
+                )
+            )
+        if copies:
+            self.log.append(copies)
+            report.done += len(copies)
+            for _ in copies:
+                self.progress(UnitsDone(self.iteration, stage))
+            self.progress(
+                Note(f"{stage}: {len(copies)} answers copied from the log (same model and request)")
+            )
+        return left
+
+
+def _step(stage: str) -> str:
+    """The template role of an evaluation stage ``suite/step`` (answer2 -> answer)."""
+    return stage.rsplit("/", 1)[-1].rstrip("0123456789")
 
 
 class Evaluation:
@@ -168,6 +303,8 @@ class Evaluation:
             settings = self.runner.settings
             if self.es.judge_backend and self.es.judge_backend != settings.backend:
                 settings = replace(settings, backend=self.es.judge_backend, backend_options={})
+            extra = eval_backend_options(settings.backend, settings.backend_options)
+            settings = replace(settings, backend_options={**settings.backend_options, **extra})
             self._judge = self.runner._backend_factory(settings, self.es.judge_model)
         return self._judge
 
@@ -200,7 +337,9 @@ class Evaluation:
                 f"the judge {self.es.judge_model} is the model under evaluation (iteration "
                 f"{iteration}); pass another --judge-model, or --allow-self-judge to use it"
             )
-        own = self._stages(iteration, model, lambda: self.runner._backend_on(checkpoint))
+        run = self.runner.settings
+        options = eval_backend_options(run.backend, run.backend_options)
+        own = self._stages(iteration, model, lambda: self.runner._backend_on(checkpoint, options))
         reports: list[StageReport] = []
         for suite in self.es.suites:
             if self.runner.cancel.cancelled:
@@ -252,6 +391,7 @@ class Evaluation:
         )
 
     def _params(self, key: str, *, judge: bool, temperature: float = 0.0) -> SamplingParams:
+        """Sampling of a verdict (``judge``) or an answer; the seed comes from ``key``."""
         return SamplingParams(
             n=1,
             temperature=temperature,
@@ -294,8 +434,11 @@ class Evaluation:
             text = item.turns[turn]
             messages += (Message("user", tpl.render(prompt=text)),)
             stages._about[key] = (parent, item.key)
+            # the seed depends on what is asked, not on the run, so a sampled answer (judge-ifeval)
+            # is the same in every run and iteration of the same model, and can be reused
+            seed_key = content_key("evseed", item.key, turn, s)
             request = Request(
-                key, messages, self._params(key, judge=False, temperature=temperature)
+                key, messages, self._params(seed_key, judge=False, temperature=temperature)
             )
             fields = {
                 "suite": suite,
@@ -307,6 +450,7 @@ class Evaluation:
                 "sample_index": s,
                 "prompt": text,
                 "reference": item.reference(turn),
+                "answer_key": answer_key(stages.model.sha256, tpl.sha256, request),
             }
 
             def finish(c: Completion) -> Outcome:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -73,18 +74,21 @@ class Runner:
         self._backend_factory = backend_factory
         self._resolver = resolver
         self._backend: InferenceBackend | None = None
-        self._backend_model: str | None = None
+        self._backend_model: tuple[str, dict[str, Any]] | None = None  # (ref, extra options)
         self._model: ModelIdentity | None = None
         self._train_stage = train_stage
         self.train_reports: list[TrainReport] = []
 
     # -- lifecycle ------------------------------------------------------------------------
-    def _backend_on(self, checkpoint: Checkpoint) -> InferenceBackend:
+    def _backend_on(
+        self, checkpoint: Checkpoint, options: dict[str, Any] | None = None
+    ) -> InferenceBackend:
         """The backend serving ``checkpoint``, started (or swapped) on first use: the run's
         model as the user named it, else a trained checkpoint's HF folder for a backend that
         loads HF folders (vLLM, transformers) and its GGUF export for the others (llama.cpp
         converts a folder without one). The run's identities stay the same whichever backend
-        serves it."""
+        serves it. ``options`` are backend options over the run's (evaluation's parallel
+        decoding); a backend started with other ones is swapped."""
         from mrtui.backends.registry import model_format
 
         own = checkpoint.sha256 == self.model().sha256
@@ -94,17 +98,23 @@ class Runner:
             folder, gguf = checkpoint.hf_dir, checkpoint.gguf_path
             hf = model_format(self.settings.backend) == "hf"
             ref = str((folder or gguf) if hf else (gguf or folder))
-        if self._backend is not None and self._backend_model != ref:
+        wanted = (ref, dict(options or {}))
+        if self._backend is not None and self._backend_model != wanted:
             self.close()
         if self._backend is None:
             self.progress(Note(f"loading {checkpoint.model_id} on {self.settings.backend}"))
+            settings = self.settings
+            if options:
+                settings = replace(
+                    settings, backend_options={**settings.backend_options, **options}
+                )
             try:
-                self._backend = self._backend_factory(self.settings, ref)
+                self._backend = self._backend_factory(settings, ref)
             except BackendError:
                 if not own:  # a checkpoint that is not where the log says: name it and its hash
                     require(ref, checkpoint.sha256, f"M_{checkpoint.for_iteration}")
                 raise
-            self._backend_model = ref
+            self._backend_model = wanted
             self._backend.require(self.features())
             sha = self._backend.info().model_sha256
             if sha and sha not in checkpoint.served_hashes:

@@ -3,16 +3,22 @@
 -- Rates are fractions in [0, 1]; MT-Bench grades are 1-10; intervals are 95% percentile
 -- bootstraps over items (mrtui_eval_ci, store/evalstats.py).
 
--- One row per answer of an evaluated model (one turn of one item).
+-- One row per answer of an evaluated model (one turn of one item). `answer_key`: the content
+-- key of the request that made it (model, rendered messages, template, sampling); NULL in
+-- logs older than the answer cache. `cached_from`: for an answer copied from an earlier one
+-- with the same `answer_key` instead of generated, that answer's sample_key (NULL when this
+-- answer was generated); its tokens and backend are the earlier answer's, its wall_s 0.
 CREATE OR REPLACE VIEW eval_generations AS
 SELECT run_id, iteration, key AS sample_key, parent_key, prompt_key AS item_key,
        item_index AS turn, p.suite, p.eval_set, p.item_id, p.stratum, p.sample_index,
        p.prompt, p.reference, text AS response, text_chars AS response_chars,
        prompt_tokens, completion_tokens, finish_reason, p.seed, p.wall_s, p.model_id,
-       model_sha256, p.backend, seq, created_at
+       model_sha256, p.backend, seq, created_at, p.answer_key, p.cached_from,
+       p.backend_version
 FROM (SELECT *, from_json(payload, '{"suite":"VARCHAR","eval_set":"VARCHAR","item_id":"VARCHAR",
         "stratum":"VARCHAR","sample_index":"INTEGER","prompt":"VARCHAR","reference":"VARCHAR",
-        "seed":"BIGINT","wall_s":"DOUBLE","model_id":"VARCHAR","backend":"VARCHAR"}') AS p
+        "seed":"BIGINT","wall_s":"DOUBLE","model_id":"VARCHAR","backend":"VARCHAR",
+        "answer_key":"VARCHAR","cached_from":"VARCHAR","backend_version":"VARCHAR"}') AS p
       FROM events WHERE event_type = 'EvalSampleGenerated');
 
 -- The rule checker's latest result per sample (IFEval): per instruction followed (true),
