@@ -211,13 +211,16 @@ def _limit_for(db: Path, run_id: str, suites: tuple[str, ...], target: float) ->
     )
     for suite in suites:
         size = len(items(suite, None))
-        if size < n:
+        if suite == "mt_bench":
+            typer.echo(
+                f"  mt_bench's 1-10 grades are not a rate: evaluated at the same limit "
+                f"({min(n, size)} of its {size} questions)"
+            )
+        elif size < n:
             typer.echo(
                 f"  {suite} has only {size} items: all are evaluated, enough for about "
-                f"{100 * mde(sd, size):.0f} points"  # type: ignore[operator]
+                f"{100 * (mde(sd, size) or 0.0):.0f} points"
             )
-        if suite == "mt_bench":
-            typer.echo("  mt_bench's 1-10 grades are not a rate: evaluated at the same limit")
     return n
 
 
