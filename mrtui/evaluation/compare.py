@@ -224,11 +224,15 @@ def signed(value: float | None, metric: str) -> str:
     return f"{value:+.2f}"
 
 
-def p_text(p: float | None) -> str:
-    """A p-value as written: three decimals, ``<0.001`` below that."""
+def p_text(p: float | None, *, equals: bool = False) -> str:
+    """A p-value as written: three decimals, ``<0.001`` below that; with ``equals``, as
+    ``p = 0.042`` or ``p < 0.001``."""
     if p is None:
-        return "-"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
+        return "p = -" if equals else "-"
+    text = "<0.001" if p < 0.001 else f"{p:.3f}"
+    if equals:
+        return f"p {text[0]} {text[1:]}" if text[0] == "<" else f"p = {text}"
+    return text
 
 
 def significant(result: Any) -> bool:
@@ -250,12 +254,12 @@ def verdict(metric: str, result: Any, target: float) -> str:
         return (
             f"B is {word}: {signed(result.difference, metric)} {unit} "
             f"[{signed(result.lo, metric)}, {signed(result.hi, metric)}], "
-            f"p = {p_text(result.p_value)}, n = {n}"
+            f"{p_text(result.p_value, equals=True)}, n = {n}"
         )
     if result.p_value is not None and result.p_value < ALPHA:
         return (
-            f"unclear: p = {p_text(result.p_value)} but the 95% interval includes 0 (n = {n}); "
-            "evaluate more items"
+            f"unclear: {p_text(result.p_value, equals=True)} but the 95% interval includes 0 "
+            f"(n = {n}); evaluate more items"
         )
     if result.mde is None:
         same = "pass/fail" if result.test == "mcnemar-exact" else "difference"
