@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mrtui.evaluation.report import METRIC_KINDS, results, table
+from mrtui.evaluation.report import METRIC_KINDS, SELF_JUDGED, results, table
 
 from .source import READ_TIMEOUT_S
 
@@ -47,6 +47,9 @@ class EvalData:
     iterations: list[int] = field(default_factory=list)  # evaluated, in order
     suites: list[str] = field(default_factory=list)
     lines: list[MetricLine] = field(default_factory=list)
+    # (suite, metric, judge label) -> iteration -> its paired comparison with the evaluated
+    # iteration before it (a row of mrtui.evaluation.compare.compare)
+    paired: dict[tuple[str, str, str], dict[int, dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -152,7 +155,8 @@ class EvalReader:
                 [run_id],
             ).fetchall()
             rows = results(con, run_id) if evaluated else []
-        data = EvalData(run_id, seq, sorted({it for it, _ in evaluated}))
+            paired = _paired(con, run_id) if evaluated else {}
+        data = EvalData(run_id, seq, sorted({it for it, _ in evaluated}), paired=paired)
         data.suites = sorted({s for _, s in evaluated})
         by_label: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
         for r in rows:
@@ -246,6 +250,24 @@ class EvalReader:
             while len(self._details) > DETAILS_KEPT:
                 self._details.popitem(last=False)
         return detail
+
+
+def _paired(con: Any, run_id: str | None) -> dict[tuple[str, str, str], dict[int, Any]]:
+    """Each evaluated iteration against the one before it, per suite, metric and judge (keyed
+    by the judge label of the results table)."""
+    from itertools import pairwise
+
+    from mrtui.evaluation.compare import Side, compare, evaluated
+
+    out: dict[tuple[str, str, str], dict[int, Any]] = {}
+    if run_id is None:
+        return out
+    its = evaluated(con, run_id)
+    for a, b in pairwise(its):
+        for r in compare(con, Side(run_id, a), Side(run_id, b)):
+            judge = r["judge_model_id"] or ("the model itself" if r["suite"] in SELF_JUDGED else "")
+            out.setdefault((r["suite"], r["metric"], judge), {})[b] = r
+    return out
 
 
 def _skipped(value: Any) -> dict[str, str]:

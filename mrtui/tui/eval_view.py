@@ -109,6 +109,31 @@ def list_info(line: MetricLine, a: int | None, b: int | None, n: int | None = No
     return lit(f"{head} · {what} · {keys}")
 
 
+def paired_text(data: EvalData, line: MetricLine | None, iteration: int | None) -> Text:
+    """The line under the results: the highlighted iteration against the evaluated one before
+    it on the highlighted metric, paired on the items both answered (`mrtui eval compare`)."""
+    from mrtui.evaluation.compare import p_text, signed
+
+    if line is None or iteration is None:
+        return lit("")
+    head = f"paired: {line.metric} · iteration {iteration}"
+    rows = data.paired.get((line.suite, line.metric, line.judge))
+    if rows is None:
+        return lit(f"{head}: not an item-level metric; no paired comparison")
+    r = rows.get(iteration)
+    if r is None:
+        return lit(f"{head}: no evaluated iteration before it to compare with")
+    if not r["n"]:
+        return lit(f"{head} vs {r['a_iteration']}: {r['verdict']}")
+    m = r["metric"]
+    mde = "-" if r["mde"] is None else signed(r["mde"], m).lstrip("+")
+    return lit(
+        f"{head} − {r['a_iteration']}: {signed(r['difference'], m)} "
+        f"[{signed(r['lo'], m)}, {signed(r['hi'], m)}], {p_text(r['p_value'], equals=True)}, "
+        f"MDE {mde}, n = {r['n']} · {r['verdict']}"
+    )
+
+
 def _join(*parts: Text) -> Text:
     out = Text(no_wrap=False)
     for p in parts:

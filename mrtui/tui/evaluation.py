@@ -23,6 +23,7 @@ from .eval_view import (
     fill_samples,
     list_info,
     outcome_text,
+    paired_text,
     plot_metric,
     prompt_text,
     response_text,
@@ -41,6 +42,7 @@ class EvaluationScreen(AppScreen):
     EvaluationScreen #eval-top { height: 14; }
     EvaluationScreen #eval-results { width: 2fr; }
     EvaluationScreen #eval-plot { width: 1fr; min-width: 30; }
+    EvaluationScreen #eval-paired { height: auto; max-height: 2; padding: 0 1; }
     EvaluationScreen #eval-list-info { height: 1; padding: 0 1; color: $text-muted; }
     EvaluationScreen #eval-samples { height: 1fr; min-height: 5; }
     EvaluationScreen #eval-prompt {
@@ -82,6 +84,7 @@ class EvaluationScreen(AppScreen):
             with Horizontal(id="eval-top"):
                 yield DataTable(id="eval-results", cursor_type="cell", zebra_stripes=True)
                 yield PlotextPlot(id="eval-plot")
+            yield Static(id="eval-paired")
             yield Static(id="eval-list-info")
             yield DataTable(id="eval-samples", cursor_type="row", zebra_stripes=True)
             with VerticalScroll(id="eval-prompt"):
@@ -171,6 +174,7 @@ class EvaluationScreen(AppScreen):
         plot = self.query_one("#eval-plot", PlotextPlot)
         plot_metric(plot.plt, line)
         plot.refresh()
+        self.query_one("#eval-paired", Static).update(paired_text(data, line, self.iteration))
         if force or before is None or (before.suite, before.judge) != (line.suite, line.judge):
             self.load_list()
 
