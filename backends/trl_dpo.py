@@ -19,7 +19,7 @@ pairs and settings and TRL trains with DDP, FSDP or DeepSpeed as the launch conf
 ``Trainer.save_model`` gathers the weights on every process (FSDP and ZeRO-3 shard them) and the
 main process alone writes them; it reloads them (merging a LoRA adapter into a float32 copy of
 the base) and writes the result as above. Weights that come back empty or misshapen
-(ZeRO-3 gave an empty embedding on a GPU check, README) are refused before anything is
+(ZeRO-3 gave an empty embedding on a GPU check, docs/training.md) are refused before anything is
 written.
 ``on_step`` runs on the main process only, and ``train`` returns None on the others. The
 launch's ``mixed_precision`` is overridden by ``DPOSettings.bf16``, so the logged settings say

@@ -54,7 +54,7 @@ pytestmark = pytest.mark.skipif(
             marks=pytest.mark.xfail(
                 strict=True,
                 reason="on an H200 (DeepSpeed 0.19.8, transformers 5.17) ZeRO-3 saved a 0-row "
-                "embedding, and mrtui refuses such weights (README)",
+                "embedding, and mrtui refuses such weights (docs/training.md)",
             ),
         ),
     ],
