@@ -23,7 +23,7 @@ eval_app = typer.Typer(
 app.add_typer(eval_app, name="eval")
 
 _DB_HELP = "Event log file (DuckDB). Env: MRTUI_DB."
-_SUITES = "ifeval, alpaca_eval, mt_bench, judge-ifeval"
+_SUITES = "ifeval, alpaca_eval, mt_bench, judge-ifeval, arena_hard"
 
 
 def _click_error(name: str) -> Any:
@@ -75,6 +75,14 @@ def eval_(
     judge_backend: Annotated[
         str | None, typer.Option(help="Backend serving the judge (default: the run's).")
     ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            help="arena_hard's baseline: m1 (the run's iteration-1 answers; default), shipped "
+            "(Arena-Hard v2.0's own answers), or a logged model's answers: model id, sha256 or "
+            "RUN:ITERATION."
+        ),
+    ] = None,
     allow_self_judge: Annotated[
         bool,
         typer.Option(help="Let the judge model be the model under evaluation."),
@@ -97,8 +105,8 @@ def eval_(
 ) -> None:
     """Evaluate the model of each iteration (M_1 = the base model, then each trained
     checkpoint): IFEval's rule checks, AlpacaEval-style win rate and length-controlled win
-    rate against GPT-4-1106's answers, MT-Bench 1-10 grades, and the model's own judge on
-    verifiable IFEval pairs. Every answer and verdict is an event in the log; results are the
+    rate against GPT-4-1106's answers, MT-Bench 1-10 grades, Arena-Hard v2.0 win rate against a
+    baseline's answers (both orders), and the model's own judge on verifiable IFEval pairs. Every answer and verdict is an event in the log; results are the
     `eval_results` view. Rerun the same command to resume. `mrtui eval compare` then tells
     whether one model did better than another."""
     from dataclasses import replace
@@ -134,6 +142,7 @@ def eval_(
         limit=limit,
         judge_model=judge_model,
         judge_backend=judge_backend,
+        baseline=baseline,
         allow_self_judge=allow_self_judge or None,
         max_tokens=max_tokens,
         judge_max_tokens=judge_max_tokens,

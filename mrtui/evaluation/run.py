@@ -57,6 +57,7 @@ from mrtui.loop.stages import (
 from mrtui.store import EventLog, content_key
 from mrtui.store import events as ev
 
+from .arena import Battle, against_baseline, judge_against
 from .settings import JUDGED, SUITE_SETS, EvalConfigError, EvalSettings
 
 if TYPE_CHECKING:
@@ -364,6 +365,8 @@ class Evaluation:
                     break
                 if suite == "alpaca_eval":
                     reports.append(self._against_reference(judge, suite, model.sha256))
+                elif suite == "arena_hard":
+                    reports += against_baseline(self, judge, model.sha256)
                 else:
                     reports += self._grade(judge, suite, model.sha256)
         return reports
@@ -556,20 +559,8 @@ class Evaluation:
             "AND reference IS NOT NULL ORDER BY seq",
             [self.run_id, judge.iteration, suite, model_sha],
         )
-        tpl = judge.templates["pairwise"]
-        key = self._judge_keyer(judge, suite, "pairwise")
-        planned = [(key(r[0], order), (*r, order)) for r in rows for order in (0, 1)]
-
-        def build(key: str, args: tuple[Any, ...]) -> tuple[Request, Finish]:
-            sk, ik, prompt, response, reference, order = args
-            judge._about[key] = (sk, ik)
-            a, b = (response, reference) if order == 0 else (reference, response)
-            first, second = (sk, ev.REFERENCE) if order == 0 else (ev.REFERENCE, sk)
-            text = tpl.render(question=prompt, response_a=a, response_b=b)
-            fields = {"suite": suite, "prompt_key": ik, "first_key": first, "second_key": second}
-            return self._verdict(judge, "pairwise", key, sk, fields, text)
-
-        return judge._execute(f"{suite}/pairwise", planned, build)
+        battles = [Battle(sk, ik, q, a, ev.REFERENCE, ref) for sk, ik, q, a, ref in rows]
+        return judge_against(self, judge, suite, battles)
 
     def _grade(self, judge: EvalStages, suite: str, model_sha: str) -> list[StageReport]:
         """A 1-10 grade of every answer (MT-Bench); a second turn is graded in context, and

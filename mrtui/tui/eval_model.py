@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mrtui.evaluation.report import METRIC_KINDS, SELF_JUDGED, results, table
+from mrtui.evaluation.report import METRIC_KINDS, SELF_JUDGED, label, results, table
 
 from .source import READ_TIMEOUT_S
 
@@ -160,7 +160,7 @@ class EvalReader:
         data.suites = sorted({s for _, s in evaluated})
         by_label: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
         for r in rows:
-            by_label.setdefault((r["suite"], r["metric"], r["judge_model_id"] or ""), []).append(r)
+            by_label.setdefault(label(r), []).append(r)
         _, lines = table(rows)  # the order and the cells `mrtui eval` prints
         its = sorted({r["iteration"] for r in rows})  # table()'s iteration columns
         for suite, metric, judge, *cells in lines:

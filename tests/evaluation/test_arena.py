@@ -25,7 +25,6 @@ from mrtui.backends.base import Request
 from mrtui.evaluation import run
 from mrtui.evaluation.arena import (
     Battle,
-    against_baseline,
     judge_against,
     resolve_baseline,
     shipped_key,
@@ -77,22 +76,6 @@ def _factory(judge: ArenaJudge) -> Any:
         return judge if model == "judge" else models(settings, model)
 
     return make
-
-
-@pytest.fixture
-def wired(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Until the lead wires arena_hard into Evaluation.evaluate (run.py imports
-    against_baseline), route the suite's verdicts to it the way the wiring will."""
-    if hasattr(run, "against_baseline"):
-        return
-    grade = run.Evaluation._grade
-
-    def dispatch(self: run.Evaluation, judge: Any, suite: str, sha: str) -> list[Any]:
-        if suite == "arena_hard":
-            return against_baseline(self, judge, sha)
-        return grade(self, judge, suite, sha)
-
-    monkeypatch.setattr(run.Evaluation, "_grade", dispatch)
 
 
 def _log(tmp_path: Path) -> Path:
@@ -149,7 +132,7 @@ def test_arena_hard_is_a_judged_suite_with_a_baseline_setting() -> None:
 
 
 # -- against M1 ----------------------------------------------------------------------------
-def test_iteration_1_is_its_own_baseline_and_is_not_judged(tmp_path: Path, wired: None) -> None:
+def test_iteration_1_is_its_own_baseline_and_is_not_judged(tmp_path: Path) -> None:
     db = _log(tmp_path)
     judge, _, notes = _evaluate(db, [1])
     assert not judge.seen
@@ -158,7 +141,7 @@ def test_iteration_1_is_its_own_baseline_and_is_not_judged(tmp_path: Path, wired
     assert any("not judged" in n and "50% by definition" in n for n in notes)
 
 
-def test_a_later_iteration_without_m1_answers_is_told_the_fix(tmp_path: Path, wired: None) -> None:
+def test_a_later_iteration_without_m1_answers_is_told_the_fix(tmp_path: Path) -> None:
     db = _log(tmp_path)
     with pytest.raises(EvalConfigError, match=r"6 of 6 .*--iteration 1 --limit 6"):
         _evaluate(db, [2])
@@ -169,9 +152,7 @@ def test_a_later_iteration_without_m1_answers_is_told_the_fix(tmp_path: Path, wi
     assert reports[0].done == 0 and reports[1].done == 12
 
 
-def test_each_answer_meets_m1s_answer_to_its_question_in_both_orders(
-    tmp_path: Path, wired: None
-) -> None:
+def test_each_answer_meets_m1s_answer_to_its_question_in_both_orders(tmp_path: Path) -> None:
     db = _log(tmp_path)
     judge, _, _ = _evaluate(db, [1, 2])
     verdicts = _q(
@@ -203,7 +184,7 @@ def test_each_answer_meets_m1s_answer_to_its_question_in_both_orders(
         assert texts[second] in content.split("[Response B]", 1)[1]
 
 
-def test_win_rate_and_position_consistency_from_known_verdicts(tmp_path: Path, wired: None) -> None:
+def test_win_rate_and_position_consistency_from_known_verdicts(tmp_path: Path) -> None:
     """The judge picks the longer answer. Iteration 2 answers like M1 except on the
     rewritten questions, where it is much longer: there it wins in both orders (consistent);
     elsewhere the answers are equal, the judge picks Response A, so each order goes to the
@@ -241,7 +222,7 @@ def test_win_rate_and_position_consistency_from_known_verdicts(tmp_path: Path, w
     assert lines[0][3].startswith(f"{100 * win:.1f}%")
 
 
-def test_ties_count_half_and_are_not_consistent(tmp_path: Path, wired: None) -> None:
+def test_ties_count_half_and_are_not_consistent(tmp_path: Path) -> None:
     db = _log(tmp_path)
     _evaluate(db, [1])
     _evaluate(db, [2], rule="tie")
@@ -251,7 +232,7 @@ def test_ties_count_half_and_are_not_consistent(tmp_path: Path, wired: None) -> 
     assert m[(2, "order_disagreement")][0] == 0.0
 
 
-def test_a_rerun_judges_nothing_again(tmp_path: Path, wired: None) -> None:
+def test_a_rerun_judges_nothing_again(tmp_path: Path) -> None:
     db = _log(tmp_path)
     _evaluate(db, [1, 2])
     judge, reports, _ = _evaluate(db, [1, 2])
@@ -259,7 +240,7 @@ def test_a_rerun_judges_nothing_again(tmp_path: Path, wired: None) -> None:
 
 
 # -- other baselines ----------------------------------------------------------------------
-def test_the_shipped_baseline_is_arena_hards_own_per_category(tmp_path: Path, wired: None) -> None:
+def test_the_shipped_baseline_is_arena_hards_own_per_category(tmp_path: Path) -> None:
     from mrtui.datasets.evalsets import arena_hard_baselines
 
     db = _log(tmp_path)
@@ -276,7 +257,7 @@ def test_the_shipped_baseline_is_arena_hards_own_per_category(tmp_path: Path, wi
     assert _metrics(db, "shipped")[(1, "win_rate")][3] == 6
 
 
-def test_two_baselines_with_one_judge_stay_apart(tmp_path: Path, wired: None) -> None:
+def test_two_baselines_with_one_judge_stay_apart(tmp_path: Path) -> None:
     db = _log(tmp_path)
     _evaluate(db, [1, 2])
     _evaluate(db, [2], rule="first", baseline="shipped")
@@ -290,7 +271,7 @@ def test_two_baselines_with_one_judge_stay_apart(tmp_path: Path, wired: None) ->
     assert suites == {"arena_hard vs M1", "arena_hard vs shipped"}
 
 
-def test_a_logged_model_is_named_by_id_sha_or_run_iteration(tmp_path: Path, wired: None) -> None:
+def test_a_logged_model_is_named_by_id_sha_or_run_iteration(tmp_path: Path) -> None:
     db = _log(tmp_path)
     _evaluate(db, [1, 2], baseline="shipped")  # both models' answers are logged
     session = RunSession(db, run_id="main", backend_factory=factory(), resolver=resolver)
@@ -350,7 +331,6 @@ def test_reference_battles_keep_alpaca_evals_unit_keys(tmp_path: Path) -> None:
     assert len(judge.seen) == 8
 
 
-@pytest.mark.xfail(strict=True, reason="wired by lead: Evaluation.evaluate calls against_baseline")
 def test_run_session_evaluates_arena_hard_without_the_test_shim(tmp_path: Path) -> None:
     db = _log(tmp_path)
     _evaluate(db, [1, 2])
