@@ -10,6 +10,7 @@ pointed with ``NLTK_DATA`` at NLTK's real ``punkt_tab`` this gives the reference
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from typing import Any
@@ -43,7 +44,8 @@ def score_all() -> dict[str, Any]:
     from mrtui.datasets.evalsets import load_eval_set
     from mrtui.evaluation import ifeval
 
-    util = ifeval._checker().instructions_util
+    checker = ifeval._checker()  # submodules by name: a test may have reloaded the package
+    util = importlib.import_module(f"{checker.__name__}.instructions_util")
     result: dict[str, Any] = {}
     for item in load_eval_set("ifeval"):
         prompt = item.record["prompt"]
