@@ -105,10 +105,11 @@ def eval_(
 ) -> None:
     """Evaluate the model of each iteration (M_1 = the base model, then each trained
     checkpoint): IFEval's rule checks, AlpacaEval-style win rate and length-controlled win
-    rate against GPT-4-1106's answers, MT-Bench 1-10 grades, Arena-Hard v2.0 win rate against a
-    baseline's answers (both orders), and the model's own judge on verifiable IFEval pairs. Every answer and verdict is an event in the log; results are the
-    `eval_results` view. Rerun the same command to resume. `mrtui eval compare` then tells
-    whether one model did better than another."""
+    rate against GPT-4-1106's answers, MT-Bench 1-10 grades, Arena-Hard v2.0 win rate against
+    a baseline's answers (both orders), and the model's own judge on verifiable IFEval pairs.
+    Every answer and verdict is an event in the log; results are the `eval_results` view
+    (Arena-Hard's: `arena_results`). Rerun the same command to resume. `mrtui eval compare`
+    then tells whether one model did better than another."""
     from dataclasses import replace
 
     from mrtui.evaluation.settings import EvalConfigError, EvalSettings, parse_suites
@@ -192,12 +193,14 @@ def print_results(db: Path, run_id: str, iterations: list[int] | None = None) ->
 def print_eval_table(run_id: str, rows: list[dict[str, Any]]) -> None:
     """``eval_results`` rows of one run as a table: a line per suite, metric and judge, a
     column per iteration (nothing if there are none)."""
-    from mrtui.evaluation.report import table
+    from mrtui.evaluation.report import caveats, table
 
     if not rows:
         return
     columns, lines = table(rows)
     print_table(columns, lines, title=f"run {run_id}: evaluation (95% bootstrap intervals)")
+    for note in caveats(rows):
+        typer.echo(f"note: {note}")
 
 
 def _limit_for(db: Path, run_id: str, suites: tuple[str, ...], target: float) -> int:

@@ -75,6 +75,23 @@ def format_metric(row: dict[str, Any]) -> str:
     return f"{text} n={row['n']}"
 
 
+# What a metric's number is not: printed under every table that shows it, and in docs.
+CAVEATS = {
+    "lc_win_rate": (
+        "lc_win_rate is AlpacaEval 2's length control fitted here without its "
+        "instruction-difficulty term and its regularisation toward length-gamed baselines "
+        "(both need data only the Hugging Face hub serves), with a local judge against "
+        "GPT-4-1106's answers: not a number to set beside the AlpacaEval 2.0 LC leaderboard."
+    ),
+}
+
+
+def caveats(rows: list[dict[str, Any]]) -> list[str]:
+    """The caveats of the metrics ``rows`` hold, once each, in :data:`CAVEATS` order."""
+    shown = {r["metric"] for r in rows}
+    return [text for metric, text in CAVEATS.items() if metric in shown]
+
+
 def label(row: dict[str, Any]) -> tuple[str, str, str]:
     """The line a result belongs to: (suite, metric, judge). A suite judged against a named
     baseline reads ``arena_hard vs M1``; a self-judged suite's judge is the model itself."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from mrtui.evaluation.report import format_metric, table
 
 
@@ -30,3 +32,18 @@ def test_the_table_has_a_column_per_iteration_and_suites_in_order() -> None:
     assert columns == ["suite", "metric", "judge", "iteration 1", "iteration 2"]
     assert lines[0][:2] == ("ifeval", "prompt_strict")
     assert lines[1][:2] == ("alpaca_eval", "win_rate") and lines[1][3] == "-"
+
+
+def test_the_lc_caveat_is_printed_under_a_table_that_shows_lc(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from mrtui.cli.eval_cmd import print_eval_table
+    from mrtui.evaluation.report import CAVEATS, caveats
+
+    row = {"iteration": 1, "suite": "alpaca_eval", "metric": "lc_win_rate", "value": 0.4,
+           "lo": 0.3, "hi": 0.5, "n": 8, "judge_model_id": "j"}  # fmt: skip
+    assert caveats([row]) == [CAVEATS["lc_win_rate"]]
+    assert caveats([{**row, "metric": "win_rate"}]) == []
+    print_eval_table("main", [row])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "instruction-difficulty term" in out and "not a number to set beside" in out
