@@ -25,6 +25,8 @@ from mrtui.store import connect
 
 from .helpers import mrtui
 
+KILLPOINT = Path(__file__).resolve().parents[1] / "killpoint.py"
+
 
 def _prompts(path: Path, texts: list[str]) -> Path:
     path.write_text("\n".join(json.dumps({"prompt": t}) for t in texts) + "\n")
@@ -165,29 +167,25 @@ def test_kill_9_mid_run_then_resume(tiny_gguf: Path, tmp_path: Path, scoring: st
         "--set",
         f"meta_scoring={scoring}",
     ]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mrtui", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-    # Sampled judgements are logged one by one: kill after five. Expected ones are logged once
-    # their probabilities are read, after all the stage's answers: kill once judging started.
+    # Sampled judgements are logged one by one: kill right after the fifth is on disk.
+    # Expected ones are logged once their probabilities are read, after all the stage's
+    # answers: kill right after the judge stage started.
     started = "SELECT count(*) FROM events WHERE event_type = 'StageStarted' AND iteration = 1 "
-    when = (
-        "SELECT count(*) >= 5 FROM judgements" if scoring == "sampled"
-        else started + "AND payload->>'$.stage' = 'judge'"
+    point = (
+        ["JudgementRecorded", "5"] if scoring == "sampled"
+        else ["StageStarted", "1", "stage=judge"]
     )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if db.exists() and _count(db, when):
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, proc.communicate()[1][-2000:]
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    killed = subprocess.run(
+        [sys.executable, str(KILLPOINT), *point, "--", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        timeout=600,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     partial = _count(db, "SELECT count(*) FROM events WHERE key IS NOT NULL")
-    assert _count(db, "SELECT count(*) FROM judgements") < 54
+    judged = _count(db, "SELECT count(*) FROM judgements")
+    assert (5 <= judged < 54) if scoring == "sampled" else judged == 0
     assert (
         _count(
             db,

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -109,22 +108,18 @@ def test_kill_9_during_eval_then_resume(tiny_gguf: Path, tmp_path: Path) -> None
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     args = _eval_args(db, tiny_gguf, "ifeval,alpaca_eval", 12)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mrtui", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    # killed right after the sixth answer is on disk (the process kills itself there)
+    killpoint = Path(__file__).resolve().parents[1] / "killpoint.py"
+    killed = subprocess.run(
+        [sys.executable, str(killpoint), "EvalSampleGenerated", "6", "--", *args],
+        capture_output=True,
+        text=True,
         env={**os.environ, "COLUMNS": "200"},
+        timeout=600,
     )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and proc.poll() is None:
-        if db.exists() and _q(db, "SELECT count(*) FROM eval_generations")[0][0] >= 6:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, proc.communicate()[1][-2000:]
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     partial = _q(db, "SELECT count(*) FROM eval_generations")[0][0]
-    assert 0 < partial < 24
+    assert 6 <= partial < 24
     out = _mrtui(*args)  # the same command continues where the killed one stopped
     assert out.returncode == 0, out.stderr[-3000:]
     # complete: every item once, every IFEval answer checked once, both orders judged once
