@@ -55,3 +55,15 @@ def tiny_hf(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     model.save_pretrained(out)
     AutoTokenizer.from_pretrained(converted).save_pretrained(out)
     return out
+
+
+# Fixtures that put a real model in a test (directly or through another fixture): such a test
+# runs llama.cpp or torch on it, or a command that does, and takes seconds to minutes on two
+# cores. It is marked slow, so `pytest -m "not slow"` is the inner loop without models.
+REAL_MODELS = frozenset({"qwen_gguf", "tiny_gguf", "tiny_hf"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if REAL_MODELS & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
