@@ -542,7 +542,7 @@ class TinyQwen2Config:
 
     def to_hf_config(
         self, bos_token_id: int | None = None, eos_token_id: int | None = None
-    ) -> dict:
+    ) -> dict[str, Any]:
         return {
             "architectures": ["Qwen2ForCausalLM"],
             "model_type": "qwen2",

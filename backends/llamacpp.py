@@ -23,7 +23,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .base import (
     CHOICE_PROBS,
@@ -52,6 +52,9 @@ from .constrain import (
 from .llamacpp_batch import BatchEngine, Out, Spec, common_prefix, logits_row, vocab_pieces
 from .model_ref import DEFAULT_GGUF_TYPE, ModelRef, gguf_file, resolve_reference
 from .models import file_sha256
+
+if TYPE_CHECKING:
+    from llama_cpp.llama_types import ChatCompletionRequestMessage
 
 BACKEND_NAME = "llama.cpp"
 LLAMA_INSTALL_HINT = "pip install 'mrtui[llama]'"
@@ -136,8 +139,10 @@ class ChatTemplate:
         )
         self.name: str = name
         self.sha256: str = hashlib.sha256(source.encode()).hexdigest()
+        # The formatter's stub asks for llama_cpp's message TypedDicts; it reads only the
+        # role and content keys, which every message here has.
         self._render_fn: Callable[[list[dict[str, str]]], str] = lambda msgs: (
-            formatter(messages=msgs).prompt
+            formatter(messages=cast("list[ChatCompletionRequestMessage]", msgs)).prompt
         )
 
     def render(self, messages: Sequence[Message], assistant_prefix: str | None = None) -> str:

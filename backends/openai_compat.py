@@ -530,6 +530,7 @@ class OpenAICompatBackend(ClosingBackend):
                 ids = []
         elif r.status_code >= 500:
             return self._mark_unreachable(ep, f"GET /models: HTTP {r.status_code}")
+        flavor: str | None
         flavor, props = self._flavor, None
         if flavor == "auto":
             flavor = next((_OWNERS[o] for o in owners if o in _OWNERS), None)

@@ -222,7 +222,8 @@ class TransformersBackend(ClosingBackend):
         self._template_sha = hashlib.sha256(text.encode()).hexdigest()
         self._prompt = ChatPrompt(tokenizer, template)
         limit = max_model_len if max_model_len is not None else n_ctx
-        self._max_model_len = int(limit or getattr(lm.config, "max_position_embeddings", 4096))
+        configured = getattr(lm.config, "max_position_embeddings", 4096)
+        self._max_model_len = int(limit) if limit else int(configured)
         self._tokenizer = tokenizer
         self._engine: Engine | None = Engine(torch, lm, tokenizer, self._max_model_len)
         self._table: TokenTable | None = None

@@ -301,7 +301,8 @@ def _train(
 
     summary: dict[str, float] = {}
 
-    class _OnLog(TrainerCallback):
+    # TrainerCallback is Any to mypy: transformers is not followed (pyproject [tool.mypy]).
+    class _OnLog(TrainerCallback):  # type: ignore[misc]
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
             if not logs:
                 return

@@ -216,7 +216,8 @@ class EventLog:
         self, sql: str, params: Sequence[Any] | None = None, *, views: bool = True
     ) -> list[tuple[Any, ...]]:
         with self.reader(views=views) as con:
-            return con.execute(sql, params or []).fetchall()
+            rows: list[tuple[Any, ...]] = con.execute(sql, params or []).fetchall()
+            return rows
 
     def payload(self, key: str) -> dict[str, Any] | None:
         """The payload of the completed unit ``key``, or None if the log does not hold it."""
@@ -251,7 +252,7 @@ class EventLog:
                     "by resume planning and must not be written twice"
                 )
             # Serialise now: a payload that is not JSON fails here, in the caller.
-            columns = [
+            columns: list[list[Any]] = [
                 [e.event_type for e in batch],
                 [e.event_version for e in batch],
                 [e.run_id for e in batch],

@@ -118,7 +118,8 @@ def mcnemar(gained: int, lost: int) -> float:
     if m == 0:
         return 1.0
     tail = sum(math.comb(m, k) for k in range(min(gained, lost) + 1))
-    return min(1.0, 2 * tail / 2**m)
+    outcomes: int = 2**m  # typeshed types int ** int as Any (a negative power is a float)
+    return min(1.0, 2 * tail / outcomes)
 
 
 def sign_flip(d: Any, *, flips: int = FLIPS, seed: Any = None) -> float:

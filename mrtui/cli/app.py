@@ -6,7 +6,7 @@ import importlib
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -55,7 +55,9 @@ def _click_flavours() -> list[ModuleType]:
     return found
 
 
-def _usage_errors() -> tuple[type[Exception], ...]:
+def _usage_errors() -> tuple[type[Any], ...]:
+    # Any: each is the ClickException of whichever click this typer uses (its own vendored
+    # copy or click itself), so no one class names them all; each has .show() and .exit_code.
     return tuple(m.ClickException for m in _click_flavours())
 
 

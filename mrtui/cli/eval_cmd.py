@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from .app import DbOption, JsonOption, app
 from .output import print_json, print_table, safe
+
+if TYPE_CHECKING:
+    from mrtui.backends.base import InferenceBackend
+    from mrtui.loop.settings import RunSettings
 
 eval_app = typer.Typer(
     invoke_without_command=True, rich_markup_mode=None, pretty_exceptions_enable=False
@@ -150,11 +154,11 @@ def eval_(
         pair_samples=pair_samples,
         structured=structured,
     )
-    session_args = {}
+    session_args: dict[str, Any] = {}
     if threads is not None:
         from mrtui.loop.runner import default_backend
 
-        def backend(s, model):  # type: ignore[no-untyped-def]
+        def backend(s: RunSettings, model: str) -> InferenceBackend:
             return default_backend(
                 replace(s, backend_options={**s.backend_options, "n_threads": threads}), model
             )

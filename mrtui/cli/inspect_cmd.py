@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from functools import partial
 from typing import Annotated, Any
 
 import typer
@@ -23,6 +25,10 @@ def _fmt(v: Any) -> Any:
 
 def _pct(v: Any) -> str:
     return "-" if v is None else f"{v:.0%}"
+
+
+def _model_cell(backend: str, iteration: dict[str, Any]) -> str:
+    return f"{iteration['model_id']} ({backend})"
 
 
 @app.command()
@@ -60,8 +66,8 @@ def status(
     for r in data["runs"]:
         its = r["iterations"]
         columns = ["run " + r["run_id"], *(f"iteration {i['iteration']}" for i in its)]
-        lines = [
-            ("model", lambda i, backend=r["backend"]: f"{i['model_id']} ({backend})"),
+        lines: list[tuple[str, Callable[[dict[str, Any]], object]]] = [
+            ("model", partial(_model_cell, r["backend"])),
             ("prompts", lambda i: i["prompts"]),
             ("responses", lambda i: f"{i['responses']}/{i['responses_planned']}"),
             ("judgements", lambda i: f"{i['judgements']}/{i['judgements_planned']}"),

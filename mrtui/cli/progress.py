@@ -98,7 +98,7 @@ class RichProgress:
         # skipped (already logged) units as instant work, so the bar starts at done with a
         # fresh speed estimate.
         self._start()
-        fresh = {"t0": time.monotonic(), "new": 0, "tokens": 0, "failed": 0}
+        fresh: dict[str, Any] = {"t0": time.monotonic(), "new": 0, "tokens": 0, "failed": 0}
         self._task = self._progress.add_task(
             f"iter {m.iteration} {m.stage:<5}", total=m.total, completed=m.done, **fresh
         )

@@ -233,10 +233,10 @@ def arena_hard_baselines() -> dict[str, tuple[str, str]]:
                 raise DatasetError(f"{path} line {lineno}: not a model answer record") from None
     out = {}
     for p in load_eval_set("arena_hard"):
-        model = ARENA_HARD_BASELINES.get(str(p.record.get("category")))
-        answer = answers.get(model or "", {}).get(p.id)
-        if model and isinstance(answer, str):
-            out[p.id] = (model, answer)
+        baseline = ARENA_HARD_BASELINES.get(str(p.record.get("category")))
+        answer = answers.get(baseline or "", {}).get(p.id)
+        if baseline and isinstance(answer, str):
+            out[p.id] = (baseline, answer)
     return out
 
 

@@ -492,7 +492,7 @@ def _measure(
     used.update(judge_template_sha256=tpl["judge"].sha256, pairwise_template=tpl["pairwise"].name)
     return JudgeCheck(
         n=len(pairs),
-        **values,  # type: ignore[arg-type]
+        **values,
         intervals=intervals,
         settings=used,
         cost=cost,

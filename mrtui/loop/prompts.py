@@ -115,7 +115,7 @@ RESPONSE_WINNER_LINE = re.compile(_WINNER_FORM.format(noun="response"), re.IGNOR
 
 @dataclass(frozen=True)
 class Parsed:
-    value: str | int | None
+    value: str | int | float | None
     error: str | None
 
 

@@ -143,7 +143,8 @@ class OverviewScreen(AppScreen):
             chars = num(last.mean_response_chars, "{:.0f}")
             hint += f" · mean length {chars} chars in the last iteration"
         # the costly case is named: weights that went through a quantised GGUF
-        costly = {r.trained_from for r in ov.iterations} - {None, "hf weights"}
+        costly = {r.trained_from for r in ov.iterations if r.trained_from is not None}
+        costly.discard("hf weights")
         if costly:
             hint += f" · trained from a {', '.join(sorted(costly))}"
         self.query_one("#hint", Static).update(lit(hint))

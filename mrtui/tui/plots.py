@@ -55,7 +55,8 @@ class HealthPlots(Grid):
             w.plt.title(titles[name])
         if its:
             p = self._plot("scores").plt
-            p.multiple_bar(
+            # textual-plotext's stub names the keyword `label`; plotext 5.3 takes `labels`.
+            p.multiple_bar(  # type: ignore[call-arg]
                 [str(s) for s in range(6)],
                 [health[i].scores for i in its],
                 labels=labels,
@@ -63,7 +64,7 @@ class HealthPlots(Grid):
             p = self._plot("length").plt
             p.bar(labels, [round(health[i].mean_response_chars or 0) for i in its], width=0.4)
             p = self._plot("parse").plt
-            p.multiple_bar(
+            p.multiple_bar(  # type: ignore[call-arg]  # `labels`: as above
                 labels,
                 [
                     [round(100 * (health[i].judge_parse_failure_rate or 0), 1) for i in its],
