@@ -242,7 +242,8 @@ class EvalStages(Stages):
             assert not isinstance(outcome, Followup)  # answers have no follow-up request
             info = BackendInfo(backend, version or "", model_id, None, self.model.sha256, None)
             prov = self._provenance(info, template, request, answer)
-            record = outcome.record(**outcome.fields, **prov, cached_from=source)
+            assert outcome.record is ev.EvalSampleGenerated  # _run_units: answers only
+            record = ev.EvalSampleGenerated(**outcome.fields, **prov, cached_from=source)
             copies.append(
                 record.event(
                     self.run_id,
@@ -521,6 +522,8 @@ class Evaluation:
         text: str,
     ) -> tuple[Request, Finish]:
         """A judge request of kind ``step`` (pairwise, grade, rubric) and how to log its answer."""
+        choices: tuple[str, ...]
+        cast: Callable[[str], Any]
         if step == "pairwise":
             lead, choices, value, cast = RESPONSE_LEAD, PAIR_CHOICES, "winner", str
             parse: Callable[[str], Any] = lambda t: parse_winner(t, RESPONSE_WINNER_LINE)  # noqa: E731
