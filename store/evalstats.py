@@ -56,6 +56,7 @@ Every replicate recomputes sd(x) from its own resampled items.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 KINDS = ("mean", "ratio", "lc")
@@ -229,6 +230,24 @@ def _clean(kind: str, y: Any, x: Any) -> tuple[Any, Any]:
     return y, x
 
 
+def replicates(statistic: Callable[[Any], Any], n: int, resamples: int, seed: Any) -> Any:
+    """The bootstrap replicates of ``statistic`` over n items: ``resamples`` draws of n item
+    indices with replacement, from ``numpy.random.default_rng(seed)``, handed to
+    ``statistic`` as (B, n) index arrays :data:`CHUNK_CELLS` resampled items at a time (a
+    number of replicates that depends on n only, so the same seed gives the same
+    replicates); ``statistic`` returns one value per row. Returns the (resamples,) values.
+    The evaluation intervals here and the paired ones (:mod:`.paired`) draw through this."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    per_chunk = max(1, CHUNK_CELLS // n)
+    reps = [
+        statistic(rng.integers(0, n, size=(min(per_chunk, resamples - start), n)))
+        for start in range(0, resamples, per_chunk)
+    ]
+    return np.concatenate(reps) if reps else np.empty(0)
+
+
 def bootstrap(
     kind: str,
     y: Any,
@@ -259,13 +278,12 @@ def bootstrap(
     value = float(_statistic(kind, y[None, :], None if x is None else x[None, :])[0])
     if not np.isfinite(value):
         return None, None, None
-    rng = np.random.default_rng([SEED, n] if seed is None else seed)
-    per_chunk = max(1, CHUNK_CELLS // n)
-    replicates = []
-    for start in range(0, resamples, per_chunk):
-        idx = rng.integers(0, n, size=(min(per_chunk, resamples - start), n))
-        replicates.append(_statistic(kind, y[idx], None if x is None else x[idx]))
-    reps = np.concatenate(replicates) if replicates else np.empty(0)
+    reps = replicates(
+        lambda idx: _statistic(kind, y[idx], None if x is None else x[idx]),
+        n,
+        resamples,
+        [SEED, n] if seed is None else seed,
+    )
     reps = reps[np.isfinite(reps)]
     if not reps.size:
         return value, value, value

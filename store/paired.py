@@ -51,7 +51,7 @@ from dataclasses import dataclass, replace
 from statistics import NormalDist
 from typing import Any
 
-from .evalstats import CHUNK_CELLS, PERCENTILES, RESAMPLES
+from .evalstats import CHUNK_CELLS, PERCENTILES, RESAMPLES, replicates
 
 ALPHA = 0.05  # two-sided
 POWER = 0.8
@@ -151,13 +151,9 @@ def _bootstrap(d: Any, resamples: int, seed: Any) -> tuple[float, float]:
     import numpy as np
 
     n = len(d)
-    rng = np.random.default_rng([SEED, n] if seed is None else seed)
-    per_chunk = max(1, CHUNK_CELLS // n)
-    reps = [
-        d[rng.integers(0, n, size=(min(per_chunk, resamples - start), n))].mean(axis=1)
-        for start in range(0, resamples, per_chunk)
-    ]
-    lo, hi = np.percentile(np.concatenate(reps), PERCENTILES)
+    seed = [SEED, n] if seed is None else seed
+    reps = replicates(lambda idx: d[idx].mean(axis=1), n, resamples, seed)
+    lo, hi = np.percentile(reps, PERCENTILES)
     return float(lo), float(hi)
 
 

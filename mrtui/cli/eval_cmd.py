@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from mrtui.evaluation.settings import SUITE_SETS
+
 from .app import DbOption, JsonOption, app
 from .output import print_json, print_table, safe
 
@@ -27,7 +29,7 @@ eval_app = typer.Typer(
 app.add_typer(eval_app, name="eval")
 
 _DB_HELP = "Event log file (DuckDB). Env: MRTUI_DB."
-_SUITES = "ifeval, alpaca_eval, mt_bench, judge-ifeval, arena_hard"
+_SUITES = ", ".join(SUITE_SETS)
 
 
 def _click_error(name: str) -> Any:

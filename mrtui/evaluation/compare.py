@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from mrtui.store.paired import ALPHA, TEST_MCNEMAR
+
 from .report import METRIC_KINDS, SUITE_ORDER
 from .settings import EvalConfigError
 
 # the difference the verdict sizes the needed n for: 5 points for rates, half a grade point
 TARGETS = {"rate": 0.05, "points": 0.5}
-ALPHA = 0.05
-SUITES = (*SUITE_ORDER, "arena_hard")
 METRICS = ("prompt_strict", "prompt_loose", "win_rate", "score", "rubric_accuracy",
            "pairwise_accuracy")  # fmt: skip
 
@@ -169,7 +169,7 @@ def compare(
 
 def _order(key: tuple) -> tuple[int, int, str, str]:
     suite, metric, judge = key
-    rank = SUITES.index(suite) if suite in SUITES else len(SUITES)
+    rank = SUITE_ORDER.index(suite) if suite in SUITE_ORDER else len(SUITE_ORDER)
     m = METRICS.index(metric) if metric in METRICS else len(METRICS)
     return rank, m, metric, judge or ""
 
@@ -262,7 +262,7 @@ def verdict(metric: str, result: Any, target: float) -> str:
             f"(n = {n}); evaluate more items"
         )
     if result.mde is None:
-        same = "pass/fail" if result.test == "mcnemar-exact" else "difference"
+        same = "pass/fail" if result.test == TEST_MCNEMAR else "difference"
         return (
             f"no change seen: all {n} items have the same {same} in A and B, so there is "
             "no spread to size a change by"

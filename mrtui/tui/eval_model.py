@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mrtui.evaluation.report import METRIC_KINDS, SELF_JUDGED, label, results, table
+from mrtui.evaluation.report import METRIC_KINDS, label, results, table
 
 from .source import READ_TIMEOUT_S
 
@@ -254,7 +254,7 @@ class EvalReader:
 
 def _paired(con: Any, run_id: str | None) -> dict[tuple[str, str, str], dict[int, Any]]:
     """Each evaluated iteration against the one before it, per suite, metric and judge (keyed
-    by the judge label of the results table)."""
+    by the results table's line, :func:`~mrtui.evaluation.report.label`)."""
     from itertools import pairwise
 
     from mrtui.evaluation.compare import Side, compare, evaluated
@@ -265,8 +265,7 @@ def _paired(con: Any, run_id: str | None) -> dict[tuple[str, str, str], dict[int
     its = evaluated(con, run_id)
     for a, b in pairwise(its):
         for r in compare(con, Side(run_id, a), Side(run_id, b)):
-            judge = r["judge_model_id"] or ("the model itself" if r["suite"] in SELF_JUDGED else "")
-            out.setdefault((r["suite"], r["metric"], judge), {})[b] = r
+            out.setdefault(label(r), {})[b] = r
     return out
 
 
