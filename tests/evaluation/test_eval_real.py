@@ -134,3 +134,30 @@ def test_kill_9_during_eval_then_resume(tiny_gguf: Path, tmp_path: Path) -> None
     again = _mrtui(*args)  # and a third run has nothing left to do
     assert again.returncode == 0
     assert _q(db, "SELECT count(*) FROM eval_generations")[0][0] == 24
+
+
+def test_arena_hard_against_the_shipped_baseline_on_real_llama_cpp(
+    tiny_gguf: Path, tmp_path: Path
+) -> None:
+    """The arena_hard suite end to end through the CLI: answers, both orders against v2.0's
+    shipped baseline answers by the fixed judge, and its results in the printed table."""
+    db = tmp_path / "log.duckdb"
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"prompt": "Hi?"}))
+    run = _mrtui(
+        "run", "--db", str(db), "--model", str(tiny_gguf), "--prompts", str(prompts),
+        "--k", "2", "--n", "2", "--set", "actor_max_tokens=8", "--set", "judge_max_tokens=8",
+        "--set", "train=false",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = _mrtui(*_eval_args(db, tiny_gguf, "arena_hard", 2), "--baseline", "shipped")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "arena_hard vs shipped" in out.stdout
+    verdicts = _q(db, "SELECT first_key, second_key FROM eval_verdicts WHERE suite = 'arena_hard'")
+    assert len(verdicts) == 4  # 2 questions, both orders
+    # each verdict sets the evaluated answer against a shipped one, in one order or the other
+    assert sum(k.startswith("shipped:") for pair in verdicts for k in pair) == 4
+    rows = dict(
+        _q(db, "SELECT metric, n FROM arena_results WHERE iteration = 1 AND baseline = 'shipped'")
+    )
+    assert rows["win_rate"] == 2 and "position_consistency" in rows
