@@ -515,6 +515,23 @@ class EvalJudged(Answer, EventRecord):
 REFERENCE = "reference"
 
 
+# -- a person's judgement of the model's units (``mrtui labels``, the TUI) -------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class HumanLabelRecorded(EventRecord):
+    """A person's label of one response, judgement or meta-verdict (store/labels.py says which
+    labels each takes). Not a unit of work: ``key`` is None, ``parent_key`` is the labelled
+    unit's key, run_id and iteration are the unit's, and ``text`` repeats the note. A later
+    label of the same unit supersedes an earlier one (the ``human_labels`` view)."""
+
+    TYPE = "HumanLabelRecorded"
+    target: str  # response | judgement | verdict
+    label: str  # '0'..'5', good, bad (response); agree, disagree (judgement); A, B (verdict)
+    author: str
+    note: str | None
+
+
 RECORDS: dict[str, type[EventRecord]] = {
     cls.TYPE: cls
     for cls in (
@@ -541,6 +558,7 @@ RECORDS: dict[str, type[EventRecord]] = {
         EvalSampleGenerated,
         EvalChecked,
         EvalJudged,
+        HumanLabelRecorded,
     )
 }
 
