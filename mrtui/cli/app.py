@@ -40,6 +40,7 @@ def _register() -> None:
         "tui_cmd",
         "eval_cmd",
         "judge_cmd",
+        "labels_cmd",
         "report_cmd",
     ):
         importlib.import_module(f"{__package__}.{name}")
