@@ -28,6 +28,7 @@ from mrtui.untrusted import safe
 
 from .base import AppScreen, StatusBar
 from .battle import BattleScreen
+from .compare import CompareScreen, RunPicker
 from .detail import PromptDetailScreen
 from .eval_model import EvalReader
 from .evaluation import EvaluationScreen
@@ -83,6 +84,7 @@ class MrtuiApp(App[None]):
         Binding("x", "stop_run", "Stop run"),
         Binding("c", "copy", "Copy"),
         Binding("e", "export", "Export"),
+        Binding("C", "compare", "Compare runs"),
     ]
 
     def __init__(
@@ -94,6 +96,7 @@ class MrtuiApp(App[None]):
         export_dir: str | Path = "mrtui-export",
         poll: bool = True,
         clock: Callable[[], float] = time.time,
+        compare: tuple[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.db = Path(db)
@@ -123,6 +126,7 @@ class MrtuiApp(App[None]):
         self._refresh_again = False
         self._complete_seq: int | None = None  # max seq of the last read that went through
         self._cancel = CancelToken()
+        self.compare_runs = compare  # `--compare A B`: opened over the overview at start
         self._quitting = False
 
     # -- what tests and bench/bench_tui.py read (the state is the place to look) ---------------
@@ -172,6 +176,8 @@ class MrtuiApp(App[None]):
     # -- lifecycle and reads ----------------------------------------------------------------
     def on_mount(self) -> None:
         self.push_screen(OverviewScreen())
+        if self.compare_runs is not None:
+            self.open_compare(*self.compare_runs)
         self.refresh_data(full=True)
         if self.poll_enabled:
             self.set_interval(POLL_S, self._poll)
@@ -241,6 +247,7 @@ class MrtuiApp(App[None]):
         self.state.overview = ov
         self._mark_ok()
         self.tell(OverviewRead, ov, self.state.health)
+        self.refresh_bindings()  # C (compare runs) shows once the log holds two runs
         self.indexer.maybe_start(ov, self.state.index is not None)
 
     def _got_recent(self, recent: list[EventRow]) -> None:
@@ -288,6 +295,25 @@ class MrtuiApp(App[None]):
     def action_evaluation(self) -> None:
         self.action_overview()
         self.push_screen(EvaluationScreen(self.eval_reader))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "compare":  # on the overview, when the log holds two runs or more
+            ov = self.state.overview
+            return isinstance(self.screen, OverviewScreen) and ov is not None and len(ov.runs) > 1
+        return True
+
+    def action_compare(self) -> None:
+        """Compare two runs of the log: the only two at once, else ask which (RunPicker)."""
+        runs = self.state.overview.runs if self.state.overview is not None else []
+        if len(runs) < 2:
+            self.notify("this log holds one run: nothing to compare", severity="warning")
+        elif len(runs) == 2:
+            self.open_compare(runs[1], runs[0])  # the older run as A
+        else:
+            self.push_screen(RunPicker(runs), lambda ab: self.open_compare(*ab) if ab else None)
+
+    def open_compare(self, run_a: str, run_b: str) -> None:
+        self.push_screen(CompareScreen(run_a, run_b))
 
     def prefetch(self, *prompt_keys: str) -> None:
         self.focus_cache.prefetch(*prompt_keys)
@@ -443,6 +469,12 @@ class MrtuiApp(App[None]):
             self.action_evaluation,
         )
         yield SystemCommand("Refresh", "Read the log again now", self.action_refresh)
+        if self.state.overview is not None and len(self.state.overview.runs) > 1:
+            yield SystemCommand(
+                "Compare runs",
+                "Two runs side by side: health, pairs, evaluation, prompts",
+                self.action_compare,
+            )
         yield SystemCommand(
             "Start or resume run", "Drive the loop from here", self.action_start_run
         )

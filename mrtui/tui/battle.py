@@ -15,6 +15,7 @@ from mrtui.store.health import orders_agree
 from .base import AppScreen, StatusBar
 from .items import judgement_item, verdict_item
 from .model import Battle, IterationFocus, JudgementInfo, PromptFocus, Verdict
+from .orders import OrdersScreen
 from .scores import prob, score_cell
 from .text import lit, num
 
@@ -53,6 +54,7 @@ class BattleScreen(AppScreen):
         Binding("enter,v", "view_verdict", "Verdict text"),
         Binding("j", "view_judgement", "Judgement text"),
         Binding("f", "toggle_disagreeing", "Only AB≠BA"),
+        Binding("2", "both_orders", "Both orders"),
         Binding("escape", "app.pop_screen", "Back"),
     ]
 
@@ -254,6 +256,20 @@ class BattleScreen(AppScreen):
             + self._probabilities(v),
             verdict_item(self.battle, v),
         )
+
+    def action_both_orders(self) -> None:
+        """The selected cell's pair in both orders, side by side (mrtui.tui.orders)."""
+        m = self.query_one("#matrix", DataTable)
+        row, col = m.cursor_coordinate.row, m.cursor_coordinate.column
+        js = self.compared
+        if not (0 <= row < len(js)) or not (1 <= col <= len(js)) or row == col - 1:
+            self.notify("move onto a cell off the diagonal", severity="warning")
+            return
+        a, b = js[row].key, js[col - 1].key
+        if (a, b) not in self.battle.verdicts and (b, a) not in self.battle.verdicts:
+            self.notify("this pair has no verdict in either order", severity="warning")
+            return
+        self.app.push_screen(OrdersScreen(self.focus_data, self.it.iteration, self.battle, a, b))
 
     def action_view_judgement(self) -> None:
         m = self.query_one("#matrix", DataTable)
