@@ -1,0 +1,236 @@
+"""What the report shows, read from the log with the functions the CLI and the TUI use.
+
+- health, alarms and evaluation results: :func:`mrtui.loop.report.status` (``mrtui status``);
+- the overview plots: per-iteration :class:`mrtui.store.health.Health` and the DPO losses, read
+  by the TUI's :class:`mrtui.tui.source.LogSource` (no Textual there);
+- paired comparisons: :func:`mrtui.evaluation.compare.compare`, each evaluated iteration
+  against the one before it (what the TUI's Evaluation screen shows);
+- the battle browser: :meth:`LogSource.focus` per prompt (the TUI's prompt and battle screens),
+  with the AB≠BA test of :func:`mrtui.store.health.orders_agree`;
+- human labels and cost per role: the ``human_labels``, ``judge_human_agreement`` and
+  ``role_costs`` views, where this version of the log has them.
+
+Nothing here renders; :mod:`.render` turns the result into the page.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mrtui.store.health import Health, orders_agree
+
+from . import MAX_PROMPTS
+
+LABEL_VIEWS = ("human_labels", "judge_human_agreement")
+COST_VIEW = "role_costs"
+
+
+@dataclass
+class RunData:
+    run_id: str
+    model: str | None
+    backend: str | None
+    iterations: list[dict[str, Any]]  # mrtui status rows (progress, health, alarms)
+    evaluation: list[dict[str, Any]]  # eval_results / arena_results rows
+    paired: list[tuple[int, int, list[dict[str, Any]]]]  # (A, B, compare rows)
+    health: dict[int, Health]
+    losses: dict[int, list[tuple[int, float]]]
+    costs: list[dict[str, Any]] | None  # None: this log has no role_costs view
+    labels: list[dict[str, Any]] | None  # None: no human_labels view
+    agreement: list[dict[str, Any]] | None
+    prompts_total: int = 0
+    prompts_shown: int = 0
+
+
+@dataclass
+class ReportData:
+    db: Path
+    events: int
+    last_seq: int | None
+    last_event_at: Any
+    generated_at: dt.datetime
+    runs: list[RunData] = field(default_factory=list)
+    battles: list[dict[str, Any]] = field(default_factory=list)  # JSON for the browser
+
+
+def _views(con: Any) -> set[str]:
+    return {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+
+
+def _rows(con: Any, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+    cur = con.execute(sql, params)
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+
+
+def _paired(con: Any, run_id: str) -> list[tuple[int, int, list[dict[str, Any]]]]:
+    from itertools import pairwise
+
+    from mrtui.evaluation.compare import Side, compare, evaluated
+
+    return [
+        (a, b, compare(con, Side(run_id, a), Side(run_id, b)))
+        for a, b in pairwise(evaluated(con, run_id))
+    ]
+
+
+def gather(db: Path, run_id: str | None = None, *, max_prompts: int = MAX_PROMPTS) -> ReportData:
+    """Everything the page shows, for every run in the log or only ``run_id``."""
+    from mrtui.loop.report import status
+    from mrtui.store import connect
+    from mrtui.tui.source import LogSource
+
+    with connect(db) as con:
+        st = status(con, run_id)
+        views = _views(con)
+        paired = {r["run_id"]: _paired(con, r["run_id"]) for r in st["runs"]}
+        extra: dict[str, dict[str, Any]] = {}
+        for r in st["runs"]:
+            rid = r["run_id"]
+            by = "WHERE run_id = ? ORDER BY iteration"
+            extra[rid] = {
+                "costs": _rows(con, f"SELECT * FROM {COST_VIEW} {by}, role", [rid])
+                if COST_VIEW in views
+                else None,
+                "labels": _rows(con, f"SELECT * FROM human_labels {by}, seq", [rid])
+                if "human_labels" in views
+                else None,
+                "agreement": _rows(con, f"SELECT * FROM judge_human_agreement {by}, measure", [rid])
+                if "judge_human_agreement" in views
+                else None,
+            }
+    data = ReportData(
+        db, st["events"], st["last_seq"], st["last_event_at"], dt.datetime.now(dt.UTC)
+    )
+    for r in st["runs"]:
+        rid = r["run_id"]
+        source = LogSource(db, rid)
+        run = RunData(
+            rid,
+            r.get("model"),
+            r.get("backend"),
+            r["iterations"],
+            r["evaluation"],
+            paired[rid],
+            source.health(),
+            source.losses(),
+            **extra[rid],
+        )
+        labels = {x["target_key"]: x for x in run.labels or []}
+        keys = [p.prompt_key for p in source.prompts(limit=max(source.prompt_count(), 1))]
+        run.prompts_total = len(keys)
+        for key in keys[:max_prompts]:
+            data.battles.extend(_battle_rows(rid, source.focus(key), labels))
+        run.prompts_shown = min(len(keys), max_prompts)
+        data.runs.append(run)
+    return data
+
+
+def _num(v: Any) -> float | None:
+    """A finite float, or None (JSON has no NaN)."""
+    if v is None:
+        return None
+    f = float(v)
+    return f if math.isfinite(f) else None
+
+
+def _label(labels: dict[str, dict[str, Any]], key: str) -> dict[str, Any] | None:
+    x = labels.get(key)
+    if x is None:
+        return None
+    return {"label": str(x.get("label")), "author": x.get("author"), "note": x.get("note")}
+
+
+def _battle_rows(run_id: str, focus: Any, labels: dict[str, dict[str, Any]]) -> list[dict]:
+    """One browser row per iteration of a prompt: its responses with their judgements, and
+    the meta-judged response's verdicts, each marked when its pair's two orders disagree."""
+    out = []
+    for it, itf in sorted(focus.iterations.items()):
+        responses = []
+        for r in itf.responses:
+            responses.append(
+                {
+                    "key": r.key,
+                    "index": r.sample_index,
+                    "text": r.text,
+                    "chars": r.chars,
+                    "finish": r.finish_reason,
+                    "mean": _num(r.mean),
+                    "valid": r.valid,
+                    "judged": r.judged,
+                    "role": r.role,
+                    "meta": r.meta_target,
+                    "label": _label(labels, r.key),
+                    "judgements": [
+                        {
+                            "key": j.key,
+                            "judge": j.judge_index,
+                            "score": _num(j.score),
+                            "text": j.text,
+                            "error": j.parse_error,
+                            "fallback": j.fallback_used,
+                            "elo": _num(j.elo),
+                            "wins": j.wins,
+                            "label": _label(labels, j.key),
+                        }
+                        for j in r.judgements
+                    ],
+                }
+            )
+        means = [x["mean"] for x in responses if x["mean"] is not None]
+        battle = None
+        b = itf.battle
+        if b is not None:
+            verdicts = []
+            for (first, second), v in b.verdicts.items():
+                other = b.verdicts.get((second, first))
+                verdicts.append(
+                    {
+                        "key": v.key,
+                        "first": first,
+                        "second": second,
+                        "winner": v.winner,
+                        "text": v.text,
+                        "error": v.parse_error,
+                        "p_first": _num(v.p_first),
+                        # both orders judged and they do not name the same judgement
+                        "split": other is not None and not orders_agree(v.winner, other.winner),
+                        "label": _label(labels, v.key),
+                    }
+                )
+            battle = {
+                "response": b.response_key,
+                "scope": b.scope,
+                "omega1": _num(b.omega1),
+                "omega2": _num(b.omega2),
+                "win_1st": b.win_1st,
+                "win_2nd": b.win_2nd,
+                "chosen": b.chosen_key,
+                "rejected": b.rejected_key,
+                "drop": b.drop_reason,
+                "verdicts": verdicts,
+            }
+        judge_pair = bool(battle and battle["chosen"] and not battle["drop"])
+        out.append(
+            {
+                "run": run_id,
+                "prompt": focus.prompt_key,
+                "index": focus.index,
+                "source": focus.source_id,
+                "text": focus.text,
+                "iteration": it,
+                "best": max(means) if means else None,
+                "worst": min(means) if means else None,
+                "actor_pair": itf.actor_pair is not None,
+                "judge_pair": judge_pair,
+                # pairs judged in both orders whose verdicts disagree (each pair counted once)
+                "split": sum(v["split"] for v in battle["verdicts"]) // 2 if battle else 0,
+                "responses": responses,
+                "battle": battle,
+            }
+        )
+    return out
