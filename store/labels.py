@@ -207,3 +207,44 @@ def label_rows(con: Any, run_id: str | None = None) -> list[dict[str, Any]]:
         }
         for key, label, score, author, note in rows
     ]
+
+
+# The measures of ``judge_human_agreement``, in the order front ends show them, with a title.
+MEASURES: dict[str, str] = {
+    "judge_pairwise_accuracy": "judge vs human, pairwise accuracy",
+    "judge_rank_correlation": "judge vs human, rank correlation",
+    "judgement_agreement": "judgements the human agrees with",
+    "meta_judge_agreement": "meta-judge vs human",
+}
+
+
+def agreement(con: Any, run_id: str | None = None) -> dict[tuple[str, int], dict[str, Any]]:
+    """``judge_human_agreement`` by (run_id, iteration): measure -> {"n", "value", "lo",
+    "hi"}. Empty when the log holds no labels."""
+    out: dict[tuple[str, int], dict[str, Any]] = {}
+    for run, iteration, measure, n, value, lo, hi in con.execute(
+        "SELECT run_id, iteration, measure, n, value, lo, hi FROM judge_human_agreement "
+        "WHERE ? IS NULL OR run_id = ?",
+        [run_id, run_id],
+    ).fetchall():
+        out.setdefault((run, iteration), {})[measure] = {
+            "n": n,
+            "value": value,
+            "lo": lo,
+            "hi": hi,
+        }
+    return out
+
+
+def format_measure(measure: str, m: dict[str, Any] | None) -> str:
+    """One measure as "value [lo, hi], n=N" (shares in percent), or "-"."""
+    if m is None:
+        return "-"
+
+    def fmt(v: float | None) -> str:
+        if v is None:
+            return "?"
+        return f"{v:+.2f}" if measure == "judge_rank_correlation" else f"{v:.0%}"
+
+    interval = "" if m["lo"] is None else f" [{fmt(m['lo'])}, {fmt(m['hi'])}]"
+    return f"{fmt(m['value'])}{interval}, n={m['n']}"

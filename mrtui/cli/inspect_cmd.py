@@ -31,6 +31,12 @@ def _model_cell(backend: str, iteration: dict[str, Any]) -> str:
     return f"{iteration['model_id']} ({backend})"
 
 
+def _agreement_cell(measure: str, iteration: dict[str, Any]) -> str:
+    from mrtui.store.labels import format_measure
+
+    return format_measure(measure, iteration.get("human_agreement", {}).get(measure))
+
+
 @app.command()
 def status(
     db: DbOption,
@@ -53,12 +59,22 @@ def status(
         verdicts name the same winner; a tie or unparsed verdict is inconsistent)
       responses cut at the token limit > 20%
       share of 5s > 50% (the 'always 5' judge collapse)
+
+    Once the log holds human labels (`mrtui labels import`, the TUI), the judge and the
+    meta-judge against them (the judge_human_agreement view): value [95% interval], n; --json
+    adds them to each iteration as `human_agreement`.
     """
     from mrtui.loop.report import status as load_status
     from mrtui.store import connect
+    from mrtui.store.labels import MEASURES, agreement
 
     with connect(db) as con:
         data = load_status(con, run, pairs=pairs)
+        labelled = agreement(con, run)
+    if labelled:  # once the log holds human labels: the judges against them
+        for r in data["runs"]:
+            for i in r["iterations"]:
+                i["human_agreement"] = labelled.get((r["run_id"], i["iteration"]), {})
     if json:
         print_json(data)
         return
@@ -115,6 +131,10 @@ def status(
                 ("prompts whose scores all tie", tied_prompts),
                 ("score-length correlation", lambda i: _fmt(i["score_length_corr"])),
                 ("meta consistency, calibrated", calibrated),
+            ]
+        if labelled:
+            lines[-1:-1] = [
+                (title, partial(_agreement_cell, measure)) for measure, title in MEASURES.items()
             ]
         print_table(columns, [(label, *(get(i) for i in its)) for label, get in lines])
         print_alarms(r["run_id"], its)
