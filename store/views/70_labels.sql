@@ -55,13 +55,23 @@ LEFT JOIN (SELECT key, parent_key, prompt_key, first_key, second_key
 --   meta_judge_agreement: labelled meta-verdicts where the meta-judge's winner is the judgement
 --     the person marked better; a tie or unparsed verdict counts half. Wilson interval.
 CREATE OR REPLACE VIEW judge_human_agreement AS
-WITH labelled AS (
+WITH labels AS MATERIALIZED (
+    SELECT * FROM human_labels
+),
+judge_means AS (  -- response_scores.mean_score of the labelled responses only: labels are few,
+                  -- and response_scores would average every judgement in the log first
+    SELECT response_key, avg(score) AS mean_score
+    FROM judgements
+    WHERE response_key IN (SELECT target_key FROM labels WHERE target = 'response')
+    GROUP BY response_key
+),
+labelled AS (
     SELECT h.run_id, h.iteration, h.prompt_key, h.response_key,
            coalesce(h.human_score, CASE WHEN h.human_good THEN 1.0 ELSE 0.0 END) AS human,
            CASE WHEN h.human_score IS NOT NULL THEN 'score' ELSE 'good/bad' END AS scale,
            s.mean_score AS judge
-    FROM human_labels h
-    JOIN response_scores s ON s.response_key = h.target_key
+    FROM labels h
+    JOIN judge_means s ON s.response_key = h.target_key
     WHERE h.target = 'response' AND s.mean_score IS NOT NULL
 ),
 pairs AS (
@@ -94,14 +104,14 @@ shares AS (
     FROM pairs GROUP BY ALL
     UNION ALL
     SELECT run_id, iteration, 'judgement_agreement', count(*), count(*) FILTER (WHERE agrees)
-    FROM human_labels
+    FROM labels
     WHERE target = 'judgement'
     GROUP BY ALL
     UNION ALL
     SELECT h.run_id, h.iteration, 'meta_judge_agreement', count(*),
            sum(CASE WHEN v.winner_key IS NULL THEN 0.5
                     WHEN v.winner_key = h.better_key THEN 1.0 ELSE 0.0 END)
-    FROM human_labels h
+    FROM labels h
     JOIN meta_verdicts v ON v.verdict_key = h.target_key
     WHERE h.target = 'verdict'
     GROUP BY ALL

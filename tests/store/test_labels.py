@@ -123,6 +123,9 @@ def test_agreement_matches_the_hand_computed_numbers(log: Path) -> None:
         "judgement_agreement",
         "meta_judge_agreement",
     }
+    # the judge's means the view uses are response_scores' (it averages only labelled ones)
+    means = q(log, "SELECT response_key, mean_score FROM response_scores ORDER BY response_key")
+    assert [m["mean_score"] for m in means] == [4, 2.5, 2.5, 5, 1, 3, 2]
     # P (labels a5 b1 c3 d2; judge 4, 2.5, 2.5, 5): ab 1, ac 1, ad 0 (the judge disagrees),
     # bc 0.5 (a judge tie), bd 1, cd 0. Q: e good / f bad, judge 1 < 3: 0; g (a score) is
     # never set against good/bad. 3.5 of 7.
