@@ -131,11 +131,17 @@ def record_labels(db_path: str | Path, labels: Sequence[Label], *, log: Any = No
     writer closed; a log another process is writing raises :class:`~.errors.WriterLocked`.
     ``log``: an :class:`~.log.EventLog` this process already holds on ``db_path`` (a TUI that
     drives a run), appended to and left open."""
-    from .db import connect
+    from .db import connect, written_here
+    from .errors import WriterLocked
     from .log import EventLog
 
     if not labels:
         return 0
+    if log is None and written_here(Path(db_path)):
+        raise WriterLocked(
+            f"{db_path} is being written by this process; pass its EventLog as record_labels(..., "
+            "log=...)"
+        )
     if log is not None:
         with log.reader(views=False) as con:
             events = resolve(con, labels)

@@ -38,9 +38,10 @@ SELECT l.run_id, l.iteration, l.target, l.target_key, u.prompt_key,
        END AS better_key,
        l.author, l.note, l.revisions, l.seq, l.created_at
 FROM latest l
-LEFT JOIN (SELECT key, parent_key, prompt_key, first_key, second_key
+LEFT JOIN (SELECT run_id, key, parent_key, prompt_key, first_key, second_key
            FROM events
-           WHERE key IN (SELECT target_key FROM latest)) u ON u.key = l.target_key;
+           WHERE key IN (SELECT target_key FROM latest)) u
+       ON u.key = l.target_key AND u.run_id = l.run_id;
 
 -- The judge and the meta-judge against the human labels, per run and iteration: one row per
 -- measure with at least one labelled unit, n, value and a 95% interval [lo, hi].
@@ -60,10 +61,10 @@ WITH labels AS MATERIALIZED (
 ),
 judge_means AS (  -- response_scores.mean_score of the labelled responses only: labels are few,
                   -- and response_scores would average every judgement in the log first
-    SELECT response_key, avg(score) AS mean_score
+    SELECT run_id, response_key, avg(score) AS mean_score
     FROM judgements
     WHERE response_key IN (SELECT target_key FROM labels WHERE target = 'response')
-    GROUP BY response_key
+    GROUP BY run_id, response_key
 ),
 labelled AS (
     SELECT h.run_id, h.iteration, h.prompt_key, h.response_key,
@@ -71,7 +72,7 @@ labelled AS (
            CASE WHEN h.human_score IS NOT NULL THEN 'score' ELSE 'good/bad' END AS scale,
            s.mean_score AS judge
     FROM labels h
-    JOIN judge_means s ON s.response_key = h.target_key
+    JOIN judge_means s ON s.response_key = h.target_key AND s.run_id = h.run_id
     WHERE h.target = 'response' AND s.mean_score IS NOT NULL
 ),
 pairs AS (
@@ -112,7 +113,7 @@ shares AS (
            sum(CASE WHEN v.winner_key IS NULL THEN 0.5
                     WHEN v.winner_key = h.better_key THEN 1.0 ELSE 0.0 END)
     FROM labels h
-    JOIN meta_verdicts v ON v.verdict_key = h.target_key
+    JOIN meta_verdicts v ON v.verdict_key = h.target_key AND v.run_id = h.run_id
     WHERE h.target = 'verdict'
     GROUP BY ALL
 )

@@ -232,6 +232,8 @@ def test_a_second_writer_is_refused_and_nothing_is_appended(log: Path) -> None:
 
 def test_record_labels_through_a_writer_this_process_holds(log: Path) -> None:
     with EventLog(log) as writer:
+        with pytest.raises(WriterLocked, match="written by this process; pass its EventLog"):
+            record_labels(log, [Label("a", "good")])
         assert record_labels(log, [Label("a", "bad")], log=writer) == 1
         with pytest.raises(LabelError):
             record_labels(log, [Label("zzz", "bad")], log=writer)
