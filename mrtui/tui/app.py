@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec
 
+from rich.text import Text
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -35,6 +36,7 @@ from .evaluation import EvaluationScreen
 from .focus_cache import FocusCache
 from .indexer import PromptIndexer
 from .items import judgement_item, write_item
+from .label_modal import LabelChoice, LabelModal, LabelsRead, read_labels
 from .live import RunEnded, RunUpdate, drive
 from .messages import (
     BattlesReady,
@@ -51,6 +53,7 @@ from .model import (
     IterationFocus,
     JudgementInfo,
     JudgeSignal,
+    LabelTarget,
     Overview,
     PromptFocus,
     WriterInfo,
@@ -59,11 +62,12 @@ from .overview import OverviewScreen
 from .palette import PromptSearch
 from .prompts import PromptListScreen
 from .scores import dist_line, score_head
-from .source import LogSource, writer_info
+from .source import READ_TIMEOUT_S, LogSource, writer_info
 from .state import Controller, Index, Losses, TuiState
 from .text import as_markup, lit
 
 POLL_S = 1.0
+LABEL_RETRY_S = 2.0  # a label that waits for the writer lock is tried again this often
 
 P = ParamSpec("P")
 
@@ -128,6 +132,12 @@ class MrtuiApp(App[None]):
         self._cancel = CancelToken()
         self.compare_runs = compare  # `--compare A B`: opened over the overview at start
         self._quitting = False
+        # human labels made here: saved in a worker; kept while another process writes the log
+        self._pending_labels: list[Any] = []  # mrtui.store.labels.Label, oldest first
+        self._labels_saving = False
+        self._labels_warned = False  # the person was told that labels wait
+        self._labels_quit = False  # q was pressed with labels waiting: quit once they are in
+        self._labels_mark: tuple[Any, ...] | None = None  # what the last label read saw
 
     # -- what tests and bench/bench_tui.py read (the state is the place to look) ---------------
     @property
@@ -182,6 +192,7 @@ class MrtuiApp(App[None]):
         if self.poll_enabled:
             self.set_interval(POLL_S, self._poll)
         self.set_interval(1.0, self.update_status)
+        self.set_interval(LABEL_RETRY_S, self._flush_labels)
 
     def _poll(self) -> None:
         self.refresh_data(full=False)
@@ -211,10 +222,36 @@ class MrtuiApp(App[None]):
             health, losses = self._read_health()
             self.call_from_thread(self._got_health, health, losses)
             self.call_from_thread(self._complete, ov.max_seq)
+            labels = self._read_labels()
+            if labels is not None:
+                self.call_from_thread(self._got_labels, *labels)
         except Exception as exc:  # shown as stale data, never a crash
             self.call_from_thread(self.read_failed, exc)
         finally:
             self.call_from_thread(self._refresh_done)
+
+    def _read_labels(self) -> tuple[Any, ...] | None:
+        """The run's human labels and judge-human agreement (in the refresh worker), or None
+        when no label was added since the last read (a count over the events only)."""
+        from mrtui.store import connect
+
+        run = self.source.run_id
+        with connect(self.db, timeout=READ_TIMEOUT_S) as con:
+            count, top = con.execute(
+                "SELECT count(*), coalesce(max(seq), 0) FROM events "
+                "WHERE event_type = 'HumanLabelRecorded' AND run_id = ?",
+                [run],
+            ).fetchall()[0]
+            mark = (run, count, top)
+            if mark == self._labels_mark:
+                return None
+            labels, agreement = read_labels(con, run) if count else ({}, {})
+        return labels, agreement, mark
+
+    def _got_labels(self, labels: Any, agreement: Any, mark: tuple[Any, ...]) -> None:
+        self._labels_mark = mark
+        self.state.labels, self.state.agreement = labels, agreement
+        self.tell(LabelsRead)
 
     def _read_health(self) -> tuple[dict[int, Health], Losses]:
         """Run-health counters and DPO losses of the current run (in the refresh worker).
@@ -348,6 +385,7 @@ class MrtuiApp(App[None]):
     def switch_run(self, run_id: str) -> None:
         self.source.run_id = run_id
         self.state.forget_run()
+        self._labels_mark = None
         self.indexer.reset()
         self.focus_cache.clear()
         self.action_overview()
@@ -386,6 +424,113 @@ class MrtuiApp(App[None]):
         self.notify(safe(f"exported to {path}"), markup=False)
         return path
 
+    # -- human labels -------------------------------------------------------------------------
+    def label(self, targets: list[LabelTarget]) -> None:
+        """Ask for a label of one of ``targets`` (LabelModal); the choice is saved to the log."""
+        if not targets:
+            self.notify("nothing here to label", severity="warning")
+            return
+        self.push_screen(LabelModal(targets), self._label_chosen)
+
+    def _label_chosen(self, choice: LabelChoice | None) -> None:
+        if choice is None:
+            return
+        from mrtui.store.labels import Label, default_author
+
+        self._pending_labels.append(Label(choice.key, choice.label, default_author(), choice.note))
+        self._flush_labels()
+
+    def _flush_labels(self) -> None:
+        """Save the labels that wait, one attempt at a time (also every LABEL_RETRY_S)."""
+        self.state.pending_labels = len(self._pending_labels)
+        if self._pending_labels and not self._labels_saving:
+            self._labels_saving = True
+            self._label_worker(list(self._pending_labels))
+        self.update_status()
+
+    @work(thread=True, group="labels")
+    def _label_worker(self, batch: list[Any]) -> None:
+        """Append ``batch``; a label the log rejects is dropped (with its reason), the others
+        are kept while the log cannot be written (another writer holds it, say)."""
+        from mrtui.store.labels import LabelError, record_labels
+
+        saved: list[Any] = []
+        rejected: list[tuple[Any, str]] = []
+        waiting: str | None = None
+        try:
+            record_labels(self.db, batch)
+            saved = batch
+        except LabelError:  # one is bad: find it, keep the others
+            for lab in batch:
+                try:
+                    record_labels(self.db, [lab])
+                    saved.append(lab)
+                except LabelError as exc:
+                    rejected.append((lab, str(exc)))
+                except Exception as exc:
+                    waiting = str(exc) or type(exc).__name__
+                    break
+        except Exception as exc:  # WriterLocked (a run writes the log), LogBusy, ...
+            waiting = str(exc) or type(exc).__name__
+        with contextlib.suppress(Exception):  # the app may be gone
+            self.call_from_thread(self._labels_done, saved, rejected, waiting)
+
+    def _labels_done(
+        self, saved: list[Any], rejected: list[tuple[Any, str]], waiting: str | None
+    ) -> None:
+        self._labels_saving = False
+        done = {id(x) for x in saved} | {id(x) for x, _ in rejected}
+        self._pending_labels = [x for x in self._pending_labels if id(x) not in done]
+        self.state.pending_labels = len(self._pending_labels)
+        for _lab, why in rejected:
+            self.notify(safe(f"label not saved: {why}"), severity="error", markup=False)
+        if saved:
+            what = ", ".join(f"{lab.label} for {lab.key[:12]}" for lab in saved)
+            self.notify(safe(f"label saved: {what}"), markup=False)
+            self.refresh_data(full=True)
+        n = len(self._pending_labels)
+        if n and waiting and (not self._labels_warned or self._labels_quit):
+            self._labels_warned = True
+            reason = waiting.splitlines()[0][:200]
+            tail = (
+                "q again quits and writes them to a file for `mrtui labels import`"
+                if self._labels_quit
+                else f"retried every {LABEL_RETRY_S:.0f} s"
+            )
+            self.notify(
+                safe(f"{n} label(s) waiting to be saved: {reason}; {tail}"),
+                severity="warning",
+                timeout=10,
+                markup=False,
+            )
+        if not n:
+            self._labels_warned = False
+            if self._labels_quit:
+                self.exit()
+                return
+        self.update_status()
+
+    def _write_unsaved_labels(self) -> Text | None:
+        """At exit: the labels still waiting, written as JSONL for `mrtui labels import`; what
+        to print about them (None when none wait)."""
+        labels = self._pending_labels
+        if not labels:
+            return None
+        lines = "".join(
+            json.dumps({"key": x.key, "label": x.label, "author": x.author, "note": x.note}) + "\n"
+            for x in labels
+        )
+        path = self.export_dir / f"unsaved-labels-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(lines, encoding="utf-8")
+        except OSError as exc:
+            return Text(f"{len(labels)} label(s) were not saved ({exc}); as JSONL:\n{lines}")
+        return Text(
+            f"{len(labels)} label(s) were not saved (another process was writing the log); "
+            f"they are in {path}: `mrtui labels import --db {self.db} {path}` adds them"
+        )
+
     # -- running ----------------------------------------------------------------------------
     def action_start_run(self) -> None:
         if self.state.run.running:
@@ -419,7 +564,19 @@ class MrtuiApp(App[None]):
             self.action_stop_run()
             self.notify("stopping the run after the current unit, then quitting; q again quits now")
             return
-        self.exit(return_code=130 if self.state.run.running else 0)
+        self._quit()
+
+    def _quit(self) -> None:
+        """Exit; with labels waiting (and no run of ours holding the log), try them once more
+        first and exit once they are saved (``q`` again exits anyway, writing them to a file)."""
+        running = self.state.run.running
+        if self._pending_labels and not running and not self._labels_quit:
+            self._labels_quit = True
+            n = len(self._pending_labels)
+            self.notify(f"saving {n} waiting label(s) before quitting…")
+            self._flush_labels()
+            return
+        self.exit(return_code=130 if running else 0, message=self._write_unsaved_labels())
 
     def action_stop_run(self) -> None:
         if self.state.run.running:
@@ -446,7 +603,7 @@ class MrtuiApp(App[None]):
         line = self.state.run.apply(e)
         if isinstance(e, RunEnded):
             if self._quitting:
-                self.exit()
+                self._quit()
                 return
             self.notify(
                 safe(e.text),
@@ -481,6 +638,12 @@ class MrtuiApp(App[None]):
         yield SystemCommand("Stop run", "Stop after the current unit", self.action_stop_run)
         yield SystemCommand("Export current item", "Write it as JSON", self.action_export)
         yield SystemCommand("Copy current item", "Copy its text", self.action_copy)
+        if hasattr(screen, "action_label"):
+            yield SystemCommand(
+                "Label current item (l)",
+                "Record your own score or verdict in the log",
+                lambda: screen.run_action("label"),
+            )
         ov = self.state.overview
         for run in ov.runs if ov else []:
             if run != self.source.run_id:

@@ -14,7 +14,8 @@ from mrtui.store.health import orders_agree
 
 from .base import AppScreen, StatusBar
 from .items import judgement_item, verdict_item
-from .model import Battle, IterationFocus, JudgementInfo, PromptFocus, Verdict
+from .label_modal import LabelsRead, label_lines
+from .model import Battle, IterationFocus, JudgementInfo, LabelTarget, PromptFocus, Verdict
 from .orders import OrdersScreen
 from .scores import prob, score_cell
 from .text import lit, num
@@ -54,6 +55,7 @@ class BattleScreen(AppScreen):
         Binding("enter,v", "view_verdict", "Verdict text"),
         Binding("j", "view_judgement", "Judgement text"),
         Binding("f", "toggle_disagreeing", "Only AB≠BA"),
+        Binding("l", "label", "Label", show=False),
         Binding("2", "both_orders", "Both orders"),
         Binding("escape", "app.pop_screen", "Back"),
     ]
@@ -220,15 +222,18 @@ class BattleScreen(AppScreen):
             )
             return
         tail = v.text.strip().splitlines()[-3:]
-        out.update(
-            lit(
-                f"verdict {v.key}: winner {v.winner or '-'}"
-                + (f" ({v.parse_error})" if v.parse_error else "")
-                + self._probabilities(v)
-                + "\n…\n"
-                + "\n".join(tail)
-            )
+        text = lit(
+            f"verdict {v.key}: winner {v.winner or '-'}"
+            + (f" ({v.parse_error})" if v.parse_error else "")
+            + self._probabilities(v)
         )
+        first = self._label.get(v.first_key, "?")
+        labelled = label_lines(
+            self.state.labels, [("this verdict", v.key), (f"{first}'s judgement", v.first_key)]
+        )
+        if labelled:
+            text += lit("\n" + labelled, "italic")
+        out.update(text + lit("\n…\n" + "\n".join(tail)))
 
     def _probabilities(self, v: Verdict) -> str:
         """Under expected meta scoring: this order's P(first better), the other order's, and
@@ -276,6 +281,40 @@ class BattleScreen(AppScreen):
         js = self.compared
         if 0 <= m.cursor_coordinate.row < len(js):
             self.controller.show_judgement(js[m.cursor_coordinate.row])
+
+    def action_label(self) -> None:
+        """``l``: a human label of the verdict under the cursor (which judgement is better) or
+        of its row's judgement (agree / disagree)."""
+        labels = self.state.labels
+        targets = []
+        v = self.current_verdict()
+        if v is not None:
+            a, b = self._label.get(v.first_key, "?"), self._label.get(v.second_key, "?")
+            targets.append(
+                LabelTarget(
+                    "verdict",
+                    v.key,
+                    f"verdict: A = {a} (shown first) vs B = {b} (shown second), meta-judge "
+                    f"said {v.winner or '-'}",
+                    labels.get(v.key),
+                )
+            )
+        m = self.query_one("#matrix", DataTable)
+        js = self.compared
+        if 0 <= m.cursor_coordinate.row < len(js):
+            j = js[m.cursor_coordinate.row]
+            targets.append(
+                LabelTarget(
+                    "judgement",
+                    j.key,
+                    f"{self._label[j.key]}'s judgement (this row) · score {score_cell(j)}",
+                    labels.get(j.key),
+                )
+            )
+        self.controller.label(targets)
+
+    def on_labels_read(self, _: LabelsRead) -> None:
+        self._show_cell()
 
     def export_current(self) -> dict[str, Any] | None:
         v = self.current_verdict()

@@ -12,8 +12,9 @@ from textual.widgets import DataTable, Footer, Static
 
 from .base import AppScreen, StatusBar
 from .items import response_item
+from .label_modal import LabelsRead, label_lines
 from .messages import BattlesReady
-from .model import IterationFocus, PromptFocus, ResponseInfo
+from .model import HumanLabel, IterationFocus, LabelTarget, PromptFocus, ResponseInfo
 from .scores import dist_line, score_cell, score_head
 from .text import lit, num, one_line
 
@@ -42,6 +43,7 @@ class PromptDetailScreen(AppScreen):
         Binding("left_square_bracket", "iteration(-1)", "Prev iter"),
         Binding("right_square_bracket", "iteration(1)", "Next iter"),
         Binding("v", "view_text", "Full text"),
+        Binding("l", "label", "Label", show=False),
         Binding("escape", "app.pop_screen", "Back"),
     ]
 
@@ -126,7 +128,11 @@ class PromptDetailScreen(AppScreen):
         if r is None:
             body.update("")
             return
-        body.update(lit(r.text))
+        labelled = label_lines(
+            self.state.labels,
+            [("response", r.key)] + [(f"judge {x.judge_index}", x.key) for x in r.judgements],
+        )
+        body.update(lit(labelled + "\n\n", "italic") + lit(r.text) if labelled else lit(r.text))
         for x in r.judgements:
             j.add_row(
                 str(x.judge_index),
@@ -198,6 +204,23 @@ class PromptDetailScreen(AppScreen):
         r = self.current()
         return None if r is None else response_item(r)
 
+    def action_label(self) -> None:
+        """``l``: the highlighted response's human label."""
+        r = self.current()
+        self.controller.label([] if r is None else [response_target(self.state.labels, r)])
+
+    def on_labels_read(self, _: LabelsRead) -> None:
+        self._show_response()
+
+
+def response_target(labels: dict[str, HumanLabel], r: ResponseInfo) -> LabelTarget:
+    return LabelTarget(
+        "response",
+        r.key,
+        f"response {r.sample_index} · iteration {r.iteration} · mean judge score {num(r.mean)}",
+        labels.get(r.key),
+    )
+
 
 class ResponseDetailScreen(AppScreen):
     """A response and its N judgements side by side, ``WINDOW`` at a time (←/→ scroll)."""
@@ -217,6 +240,7 @@ class ResponseDetailScreen(AppScreen):
         Binding("left", "move(-1)", "Prev judgement"),
         Binding("right", "move(1)", "Next judgement"),
         Binding("v,enter", "view_text", "Full text"),
+        Binding("l", "label", "Label", show=False),
         Binding("escape", "app.pop_screen", "Back"),
     ]
 
@@ -230,13 +254,7 @@ class ResponseDetailScreen(AppScreen):
         r = self.response
         yield StatusBar(id="status")
         with VerticalScroll(id="response"):
-            yield Static(
-                lit(
-                    f"response {r.sample_index} · iteration {r.iteration} · mean {num(r.mean)} "
-                    f"· var {num(r.variance)} · {r.chars} chars {ROLE[r.role]}"
-                ),
-                classes="jhead",
-            )
+            yield Static(classes="jhead", id="response-head")
             yield Static(lit(r.text))
         yield Static(id="window")
         with Horizontal(id="columns"):
@@ -250,7 +268,16 @@ class ResponseDetailScreen(AppScreen):
         self._draw()
 
     def _draw(self) -> None:
-        js = self.response.judgements
+        r = self.response
+        head = (
+            f"response {r.sample_index} · iteration {r.iteration} · mean {num(r.mean)} "
+            f"· var {num(r.variance)} · {r.chars} chars {ROLE[r.role]}"
+        )
+        labelled = label_lines(self.state.labels, [("response", r.key)])
+        self.query_one("#response-head", Static).update(
+            lit(head) + lit("\n" + labelled, "italic") if labelled else lit(head)
+        )
+        js = r.judgements
         n = len(js)
         start = min(max(0, self.selected - self.WINDOW // 2), max(0, n - self.WINDOW))
         window = (
@@ -274,7 +301,10 @@ class ResponseDetailScreen(AppScreen):
                 + (" · fallback" if j.fallback_used else "")
                 + (f"\n{dist}" if dist else "")
             )
-            self.query_one(f"#head{i}", Static).update(lit(head))
+            human = self.state.labels.get(j.key)
+            self.query_one(f"#head{i}", Static).update(
+                lit(head) + lit("\n" + human.describe(), "italic") if human else lit(head)
+            )
             self.query_one(f"#body{i}", Static).update(lit(j.text))
 
     def action_move(self, step: int) -> None:
@@ -293,3 +323,22 @@ class ResponseDetailScreen(AppScreen):
 
     def export_current(self) -> dict[str, Any] | None:
         return response_item(self.response)
+
+    def action_label(self) -> None:
+        """``l``: a human label of the response, or of the selected judgement."""
+        targets = [response_target(self.state.labels, self.response)]
+        js = self.response.judgements
+        if js:
+            j = js[self.selected]
+            targets.append(
+                LabelTarget(
+                    "judgement",
+                    j.key,
+                    f"judge {j.judge_index}'s judgement (selected) · {score_head(j)}",
+                    self.state.labels.get(j.key),
+                )
+            )
+        self.controller.label(targets)
+
+    def on_labels_read(self, _: LabelsRead) -> None:
+        self._draw()

@@ -182,3 +182,38 @@ class PromptFocus:
     iterations: dict[int, IterationFocus]
     read_s: float = 0.0
     pending: Any = None  # battle rows read but not yet applied (see LogSource.focus)
+
+
+@dataclass
+class HumanLabel:
+    """A person's current label of one response, judgement or meta-verdict (the
+    ``human_labels`` view: a later label of the same key supersedes an earlier one)."""
+
+    target: str  # 'response' | 'judgement' | 'verdict'
+    target_key: str
+    iteration: int | None
+    label: str  # '0'..'5', 'good', 'bad', 'agree', 'disagree', 'A', 'B'
+    author: str | None
+    note: str | None
+    revisions: int  # how many labels the key has had
+
+    def describe(self) -> str:
+        """One line for the screens (author and note are text a person typed: show via lit)."""
+        meaning = {"A": "A (first shown) better", "B": "B (second shown) better"}
+        out = f"human label: {meaning.get(self.label, self.label)}"
+        extra = [self.author or "?"]
+        if self.revisions > 1:
+            extra.append(f"{self.revisions} revisions")
+        out += f" ({', '.join(extra)})"
+        return out + (f" · {self.note}" if self.note else "")
+
+
+@dataclass(frozen=True)
+class LabelTarget:
+    """Something a person can label from the screen they are on: its kind (the labels it
+    allows), its key, a title naming it, and its current label, if any."""
+
+    kind: str  # 'response' | 'judgement' | 'verdict'
+    key: str
+    title: str
+    current: HumanLabel | None = None

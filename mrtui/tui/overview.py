@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Footer, Log, Static
 from mrtui.store.health import ALARMS, Health
 
 from .base import AppScreen, StatusBar
+from .label_modal import LabelsRead, agreement_line
 from .messages import HealthRead, OverviewRead, RecentRead, RunLogLine, SignalRead
 from .model import EventRow, Overview
 from .plots import HealthPlots
@@ -67,6 +68,8 @@ class OverviewScreen(AppScreen):
     OverviewScreen #hint { color: $text-muted; padding: 0 1; }
     OverviewScreen #alarms { color: $text-warning; padding: 0 1; display: none; }
     OverviewScreen #alarms.-on { display: block; }
+    OverviewScreen #agreement { padding: 0 1; display: none; }
+    OverviewScreen #agreement.-on { display: block; }
     OverviewScreen #recent { height: 7; border-top: solid $panel; }
     """
     BINDINGS = [
@@ -79,6 +82,7 @@ class OverviewScreen(AppScreen):
             yield DataTable(id="iterations", cursor_type="row", zebra_stripes=True)
             yield Static(id="hint")
             yield Static(id="alarms")
+            yield Static(id="agreement")
             yield HealthPlots(id="plots")
             yield DataTable(id="recent", cursor_type="none", zebra_stripes=True)
             yield Log(id="run-log", max_lines=500)
@@ -151,6 +155,19 @@ class OverviewScreen(AppScreen):
         box = self.query_one("#alarms", Static)
         box.update(lit("\n".join(alarms)))
         box.set_class(bool(alarms), "-on")
+        self.show_agreement()
+
+    def show_agreement(self) -> None:
+        """The judge and meta-judge against the human labels (judge_human_agreement), per
+        iteration: only once labels exist."""
+        lines = [
+            f"human labels, iteration {it}: {line}"
+            for it, measures in sorted(self.state.agreement.items())
+            if (line := agreement_line(measures))
+        ]
+        box = self.query_one("#agreement", Static)
+        box.update(lit("\n".join(lines)))
+        box.set_class(bool(lines), "-on")
 
     def show_recent(self, rows: list[EventRow]) -> None:
         """The newest events, newest first: in a live log, what just arrived."""
@@ -194,6 +211,9 @@ class OverviewScreen(AppScreen):
     def on_signal_read(self, _: SignalRead) -> None:
         if self.state.overview is not None:
             self.show(self.state.overview, self.state.health)
+
+    def on_labels_read(self, _: LabelsRead) -> None:
+        self.show_agreement()
 
     def on_run_log_line(self, message: RunLogLine) -> None:
         self.run_log(message.line)

@@ -20,9 +20,11 @@ from typing import Any, Protocol, runtime_checkable
 from mrtui.store.health import Health
 
 from .model import (
+    HumanLabel,
     IterationFocus,
     JudgementInfo,
     JudgeSignal,
+    LabelTarget,
     Overview,
     PromptFocus,
     PromptStats,
@@ -56,6 +58,10 @@ class TuiState:
     last_error: str | None = None
     run: RunProgress = field(default_factory=RunProgress)
     first_screen_s: float | None = None  # launch to the overview filled (bench/bench_tui.py)
+    labels: dict[str, HumanLabel] = field(default_factory=dict)  # human_labels by target key
+    # judge_human_agreement per iteration: measure -> {n, value, lo, hi} (store.labels.agreement)
+    agreement: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    pending_labels: int = 0  # labels made here that wait for the writer lock
     started: float = field(default_factory=time.perf_counter)
 
     def iterations(self) -> list[int]:
@@ -94,6 +100,7 @@ class TuiState:
         self.index, self.index_all, self.index_judge = None, {}, False
         self.health = None
         self.signal = None
+        self.labels, self.agreement = {}, {}
 
     def status_text(self, now: float) -> tuple[str, bool]:
         """The status line and whether it says the data is stale."""
@@ -106,6 +113,8 @@ class TuiState:
                 parts.append(f"writer: {ov.writer.describe()}")
         if self.run.state:
             parts.append(self.run.state)
+        if self.pending_labels:
+            parts.append(f"{self.pending_labels} label(s) waiting to be saved")
         age = None if self.last_ok is None else now - self.last_ok
         stale = self.last_error is not None or (age is not None and age > STALE_AFTER_S)
         if self.last_ok is None:
@@ -149,6 +158,9 @@ class Controller(Protocol):
     def show_judgement(self, j: JudgementInfo) -> None: ...
 
     def export_item(self, item: dict[str, Any]) -> Path | None: ...
+
+    def label(self, targets: list[LabelTarget]) -> None:
+        """Ask the person for a label of one of ``targets`` and save it to the log."""
 
 
 def controller_of(app: object) -> Controller:
