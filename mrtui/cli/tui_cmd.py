@@ -28,6 +28,14 @@ def tui(
     export_dir: Annotated[
         Path, typer.Option(help="Where `e` writes the current item as JSON.")
     ] = Path("mrtui-export"),
+    compare: Annotated[
+        tuple[str, str] | None,
+        typer.Option(
+            metavar="RUN_A RUN_B",
+            help="Open with two runs of the log side by side (health, pairs, evaluation, "
+            "and the prompts whose chosen response differs).",
+        ),
+    ] = None,
 ) -> None:
     """Browse the log in a terminal UI: iterations and health plots, prompts, responses,
     judgements and judge battles. `s` starts or resumes the run, `q` quits."""
@@ -55,14 +63,17 @@ def tui(
                 + (", ".join(sorted(runs)) or "no runs")
                 + " (leave out --run for the latest)"
             )
+        _check_compare(db, compare, runs)
     elif settings is None:
         raise LogNotFound(
             f"no event log at {db}; create one with `mrtui run --db {db} ...`, or pass "
             "--prompts to start a run from the TUI"
         )
+    else:
+        _check_compare(db, compare, [])
     from mrtui.tui.app import MrtuiApp
 
-    tui_app = MrtuiApp(db, run_id=run_id, settings=settings, export_dir=export_dir)
+    tui_app = MrtuiApp(db, run_id=run_id, settings=settings, export_dir=export_dir, compare=compare)
     tui_app.run()
     if tui_app.running:  # quit twice during a run: do not wait for the loop's thread
         import os
@@ -74,3 +85,19 @@ def tui(
         )
         sys.stderr.flush()
         os._exit(130)
+
+
+def _check_compare(db: Path, compare: tuple[str, str] | None, runs: list[str]) -> None:
+    """``--compare A B`` names two different runs that the log holds (a one-line error)."""
+    if compare is None:
+        return
+    from mrtui.loop.settings import ConfigError
+
+    missing = [r for r in compare if r not in runs]
+    if missing:
+        raise ConfigError(
+            f"--compare: no run {missing[0]!r} in {db}; it holds "
+            + (", ".join(sorted(runs)) or "no runs")
+        )
+    if compare[0] == compare[1]:
+        raise ConfigError(f"--compare needs two different runs, got {compare[0]!r} twice")

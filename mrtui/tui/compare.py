@@ -267,7 +267,7 @@ class CompareScreen(AppScreen):
     CompareScreen #cmp-top { height: auto; max-height: 21; }
     CompareScreen #cmp-health { width: 1fr; height: auto; max-height: 21; }
     CompareScreen #cmp-eval { width: 1fr; height: auto; max-height: 21; }
-    CompareScreen #cmp-list-info { height: 1; padding: 0 1; color: $text-muted;
+    CompareScreen #cmp-list-info { height: auto; padding: 0 1; color: $text-muted;
                                    border-top: solid $panel; }
     CompareScreen #cmp-prompts { height: 1fr; min-height: 4; }
     CompareScreen #cmp-detail { height: 8; border-top: solid $panel; }
@@ -395,17 +395,12 @@ class CompareScreen(AppScreen):
                 DIFFERS if it is not None and p.differs(it) else "",
             )
         n = len(d.differing(it)) if it is not None else 0
-        shown = "only these are shown (f: all)" if self.only_differing else "f shows only these"
-        only = (
-            f" · {d.only_a} prompt(s) only in A, {d.only_b} only in B"
-            if d.only_a or d.only_b
-            else ""
-        )
+        shown = "showing only those (f: all)" if self.only_differing else "f: only those"
+        only = f" ({d.only_a} only in A, {d.only_b} only in B)" if d.only_a or d.only_b else ""
         self.query_one("#cmp-list-info", Static).update(
             lit(
                 f"iteration {it if it is not None else '-'} (i: next) · {len(d.shared)} prompts "
-                f"in both runs (matched by text){only} · the chosen response differs for {n}; "
-                f"{shown}"
+                f"in both runs, matched by text{only} · chosen response differs for {n}; {shown}"
             )
         )
         a, b = self.runs
@@ -438,7 +433,9 @@ class CompareScreen(AppScreen):
             if c is None:
                 out.update(lit(head + "no actor pair (nothing chosen)"))
                 continue
-            out.update(lit(f"{head}chosen {_chosen_label(c)}\n{c.text}"))
+            out.update(
+                lit(f"{head}chosen sample #{c.sample_index}, mean score {num(c.score)}\n{c.text}")
+            )
 
     def action_toggle_differing(self) -> None:
         self.only_differing = not self.only_differing

@@ -63,12 +63,12 @@ class OrdersScreen(AppScreen):
         self.iteration = iteration
         self.battle = battle
         self.m, self.n = m, n
-        self.left = battle.verdicts.get((m, n))
-        self.right = battle.verdicts.get((n, m))
+        self.verdict_mn = battle.verdicts.get((m, n))
+        self.verdict_nm = battle.verdicts.get((n, m))
         self.judgements = {j.key: j for j in battle.judgements}
 
     # -- naming judgements the same way in both columns -------------------------------------
-    def name(self, key: str | None) -> str:
+    def judgement_name(self, key: str | None) -> str:
         j: JudgementInfo | None = self.judgements.get(key or "")
         if j is None:
             return "?" if key else "-"
@@ -83,7 +83,7 @@ class OrdersScreen(AppScreen):
         if key is None:
             return "winner: none (" + (v.parse_error or "no winner line") + ")"
         position = "shown first" if v.winner == "A" else "shown second"
-        return f"winner: {self.name(key)}, the judgement {position}"
+        return f"winner: {self.judgement_name(key)}, the judgement {position}"
 
     # -- screen -----------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -104,8 +104,8 @@ class OrdersScreen(AppScreen):
             lit(
                 f"prompt #{self.focus_data.index} · iteration {self.iteration} · response "
                 f"{self.battle.response_key}\n"
-                f"the pair {self.name(self.m)} and {self.name(self.n)}: left, {m} shown first; "
-                f"right, {n} shown first"
+                f"the pair {self.judgement_name(self.m)} and {self.judgement_name(self.n)}: "
+                f"left, {m} shown first; right, {n} shown first"
                 + (
                     f" · soft outcome b({m} over {n}) "
                     f"{num(self.battle.outcomes.get((self.m, self.n)), '{:.3f}')}"
@@ -115,12 +115,12 @@ class OrdersScreen(AppScreen):
             )
         )
         self._show_mark()
-        self._show_side("left", self.left, self.m, self.n)
-        self._show_side("right", self.right, self.n, self.m)
+        self._show_side("left", self.verdict_mn, self.m, self.n)
+        self._show_side("right", self.verdict_nm, self.n, self.m)
 
     def mark_text(self) -> str:
         """The line above the two columns: contradiction, consistency, or what is missing."""
-        left, right = self.left, self.right
+        left, right = self.verdict_mn, self.verdict_nm
         if left is None or right is None:
             shown = self.m if left is not None else self.n
             return (
@@ -136,7 +136,7 @@ class OrdersScreen(AppScreen):
                 "not the judgements"
             )
         if orders_agree(left.winner, right.winner):
-            return f"{AGREES}: both orders pick {self.name(picked(left))}"
+            return f"{AGREES}: both orders pick {self.judgement_name(picked(left))}"
         return (
             "no winner to compare: "
             + " and ".join(
@@ -150,12 +150,12 @@ class OrdersScreen(AppScreen):
     def _show_mark(self) -> None:
         box = self.query_one("#orders-mark", Static)
         box.update(lit(self.mark_text()))
-        how = contradiction(self.left, self.right)
+        how = contradiction(self.verdict_mn, self.verdict_nm)
         box.set_class(how is not None, "-contradiction")
         box.set_class(
-            self.left is not None
-            and self.right is not None
-            and orders_agree(self.left.winner, self.right.winner),
+            self.verdict_mn is not None
+            and self.verdict_nm is not None
+            and orders_agree(self.verdict_mn.winner, self.verdict_nm.winner),
             "-consistent",
         )
 
@@ -185,17 +185,17 @@ class OrdersScreen(AppScreen):
         self.controller.show_text(
             "meta-judge verdict",
             v.text,
-            f"{v.key} · first {self.name(v.first_key)} · second {self.name(v.second_key)} · "
-            f"{self.winner_line(v)}",
+            f"{v.key} · first {self.judgement_name(v.first_key)} · second "
+            f"{self.judgement_name(v.second_key)} · {self.winner_line(v)}",
             verdict_item(self.battle, v),
         )
 
     def action_view_left(self) -> None:
-        self._view(self.left)
+        self._view(self.verdict_mn)
 
     def action_view_right(self) -> None:
-        self._view(self.right)
+        self._view(self.verdict_nm)
 
     def export_current(self) -> dict[str, Any] | None:
-        v = self.left or self.right
+        v = self.verdict_mn or self.verdict_nm
         return verdict_item(self.battle, v) if v is not None else None
