@@ -101,11 +101,12 @@ def table(
 
 
 # -- health: the lines of `mrtui status`, with its formatting helpers --------------------------
-def _health_lines() -> list[tuple[str, str, Callable[[dict[str, Any]], object]]]:
+def _health_lines(backend: str | None) -> list[tuple[str, str, Callable[[dict[str, Any]], object]]]:
+    """(label, the status field it shows, its cell) per line of the ``mrtui status`` table."""
     from mrtui.cli.output import health_pct
 
     return [
-        ("model", "model_id", lambda i: i["model_id"]),
+        ("model", "model_id", lambda i: f"{i['model_id']} ({backend})"),
         ("prompts", "prompts", lambda i: i["prompts"]),
         ("responses", "responses", lambda i: f"{i['responses']}/{i['responses_planned']}"),
         ("judgements", "judgements", lambda i: f"{i['judgements']}/{i['judgements_planned']}"),
@@ -173,7 +174,7 @@ def health_section(run: RunData) -> str:
     its = run.iterations
     if not its:
         return "<p>No iteration has started in this run.</p>"
-    lines = _health_lines()
+    lines = _health_lines(run.backend)
     rows = [(label, *(get(i) for i in its)) for label, _, get in lines]
 
     def attrs(r: int, c: int) -> str:

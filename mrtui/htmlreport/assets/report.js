@@ -61,7 +61,7 @@
         el("td", { text: r.index }),
         el("td", { text: r.run }),
         el("td", { text: r.iteration }),
-        el("td", { class: "preview", text: oneLine(r.text, 90) }),
+        el("td", { class: "preview", text: oneLine(r.text, 60) }),
         el("td", { text: r.responses.length }),
         el("td", { text: num(r.best) }),
         el("td", { text: num(r.worst) }),
