@@ -79,55 +79,81 @@ def _paired(con: Any, run_id: str) -> list[tuple[int, int, list[dict[str, Any]]]
 
 
 def gather(db: Path, run_id: str | None = None, *, max_prompts: int = MAX_PROMPTS) -> ReportData:
-    """Everything the page shows, for every run in the log or only ``run_id``."""
+    """Everything the page shows, for every run in the log or only ``run_id``. One read-only
+    connection does the reading (a log whose stored views are older than this mrtui pays for
+    installing them on each connection, ~0.5 s)."""
     from mrtui.loop.report import status
     from mrtui.store import connect
+    from mrtui.store import health as store_health
     from mrtui.tui.source import LogSource
 
     with connect(db) as con:
         st = status(con, run_id)
         views = _views(con)
-        paired = {r["run_id"]: _paired(con, r["run_id"]) for r in st["runs"]}
-        extra: dict[str, dict[str, Any]] = {}
+        health = store_health.read(con)
+        data = ReportData(
+            db, st["events"], st["last_seq"], st["last_event_at"], dt.datetime.now(dt.UTC)
+        )
         for r in st["runs"]:
             rid = r["run_id"]
             by = "WHERE run_id = ? ORDER BY iteration"
-            extra[rid] = {
-                "costs": _rows(con, f"SELECT * FROM {COST_VIEW} {by}, role", [rid])
+            run = RunData(
+                rid,
+                r.get("model"),
+                r.get("backend"),
+                r["iterations"],
+                r["evaluation"],
+                _paired(con, rid),
+                {it: h for (run_, it), h in health.items() if run_ == rid},
+                {},
+                costs=_rows(con, f"SELECT * FROM {COST_VIEW} {by}, role", [rid])
                 if COST_VIEW in views
                 else None,
-                "labels": _rows(con, f"SELECT * FROM human_labels {by}, seq", [rid])
+                labels=_rows(con, f"SELECT * FROM human_labels {by}, seq", [rid])
                 if "human_labels" in views
                 else None,
-                "agreement": _rows(con, f"SELECT * FROM judge_human_agreement {by}, measure", [rid])
+                agreement=_rows(con, f"SELECT * FROM judge_human_agreement {by}, measure", [rid])
                 if "judge_human_agreement" in views
                 else None,
-            }
-    data = ReportData(
-        db, st["events"], st["last_seq"], st["last_event_at"], dt.datetime.now(dt.UTC)
-    )
-    for r in st["runs"]:
-        rid = r["run_id"]
-        source = LogSource(db, rid)
-        run = RunData(
-            rid,
-            r.get("model"),
-            r.get("backend"),
-            r["iterations"],
-            r["evaluation"],
-            paired[rid],
-            source.health(),
-            source.losses(),
-            **extra[rid],
-        )
-        labels = {x["target_key"]: x for x in run.labels or []}
-        keys = [p.prompt_key for p in source.prompts(limit=max(source.prompt_count(), 1))]
-        run.prompts_total = len(keys)
-        for key in keys[:max_prompts]:
-            data.battles.extend(_battle_rows(rid, source.focus(key), labels))
-        run.prompts_shown = min(len(keys), max_prompts)
-        data.runs.append(run)
+            )
+            labels = {x["target_key"]: x for x in run.labels or []}
+            keys = [
+                k
+                for (k,) in con.execute(
+                    "SELECT key FROM events WHERE event_type = 'PromptAdded' AND run_id = ? "
+                    "ORDER BY (payload->>'$.index')::INTEGER, seq",
+                    [rid],
+                ).fetchall()
+            ]
+            run.prompts_total, run.prompts_shown = len(keys), min(len(keys), max_prompts)
+            for key in keys[:max_prompts]:
+                data.battles.extend(_battle_rows(rid, _focus(con, rid, key), labels))
+            data.runs.append(run)
+    for run in data.runs:
+        run.losses = LogSource(db, run.run_id).losses()
     return data
+
+
+def _focus(con: Any, run_id: str, prompt_key: str) -> Any:
+    """One prompt as the TUI reads it (``LogSource.focus``), on this connection: its events
+    copied into a scoped ``events`` that shadows the log's, then the whole log again for
+    battles whose position wins are counted per iteration."""
+    from mrtui.tui.focus import BattleData, apply_battles, battle_keys, read_battles, read_focus
+    from mrtui.tui.focus import scope as scoped
+
+    scoped(con, run_id, prompt_key)
+    try:
+        focus = read_focus(con, run_id, prompt_key)
+        battles = read_battles(con, run_id, battle_keys(focus, "response"))
+    finally:
+        con.execute("DROP TABLE IF EXISTS temp.events")
+    wide = battle_keys(focus, "iteration")
+    if wide:
+        more = read_battles(con, run_id, wide)
+        for name in BattleData.FIELDS:
+            getattr(battles, name).extend(getattr(more, name))
+    apply_battles(focus, battles)
+    return focus
 
 
 def _num(v: Any) -> float | None:
