@@ -491,7 +491,11 @@ class MrtuiApp(App[None]):
         n = len(self._pending_labels)
         if n and waiting and (not self._labels_warned or self._labels_quit):
             self._labels_warned = True
-            reason = waiting.splitlines()[0][:200]
+            reason = (
+                "the run started here is writing the log; they are saved once it stops"
+                if self.state.run.running
+                else waiting.splitlines()[0][:200]
+            )
             tail = (
                 "q again quits and writes them to a file for `mrtui labels import`"
                 if self._labels_quit

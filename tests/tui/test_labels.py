@@ -398,3 +398,27 @@ async def test_quit_waits_for_a_label_until_the_writer_is_gone(tui_log_copy: Pat
         # the next retry goes through, and the app quits as asked
         await until(pilot, lambda: not app.is_running)
     assert labels(db)[response] == ("response", "bad", AUTHOR, None, 1)
+
+
+@pytest.mark.asyncio
+async def test_a_label_waits_for_a_writer_in_this_process(tui_log_copy: Path) -> None:
+    """A run started from the TUI writes from the TUI's own process: its writer lock keeps a
+    label waiting the same way, and it is saved once the writer closes."""
+    from mrtui.store import EventLog
+
+    db = tui_log_copy
+    key, it, scores = spread_prompt(db)
+    response = scores[2][0]
+    app = MrtuiApp(db, poll=False)
+    async with app.run_test(size=SIZE) as pilot:
+        detail = await open_prompt(pilot, app, key, it)
+        await select_response(pilot, detail, response)
+        log = EventLog(db)
+        try:
+            await label_with(pilot, app, "1")
+            await until(pilot, lambda: app.state.pending_labels == 1 and not app._labels_saving)
+            assert labels(db) == {}
+        finally:
+            log.close()
+        await saved(pilot, app, db, response, "1")
+        assert app.state.pending_labels == 0
