@@ -207,6 +207,21 @@ class IterationFinished(EventRecord):
     trained: bool
 
 
+@dataclass(frozen=True, kw_only=True)
+class SessionStarted(EventRecord):
+    """A process began work on a run (a first start or a resume): ``command`` is "run",
+    "eval" or "train"; ``started_at`` (epoch seconds) is when the process started, so the
+    time to this event is its start-up (imports, model resolution), and the time from the
+    run's previous event to ``started_at`` is idle (view ``role_costs``)."""
+
+    TYPE = "SessionStarted"
+    command: str
+    started_at: float
+    pid: int
+    host: str
+    mrtui_version: str
+
+
 # -- units of work produced by the model -------------------------------------------------------
 
 
@@ -543,6 +558,7 @@ RECORDS: dict[str, type[EventRecord]] = {
         StageStarted,
         StageFinished,
         IterationFinished,
+        SessionStarted,
         ResponseGenerated,
         JudgementRecorded,
         MetaVerdictRecorded,

@@ -119,7 +119,7 @@ def eval_(
     from dataclasses import replace
 
     from mrtui.evaluation.settings import EvalConfigError, EvalSettings, parse_suites
-    from mrtui.loop.session import RunSession
+    from mrtui.loop.session import RunSession, process_started_at
 
     from .progress import RichProgress
 
@@ -169,7 +169,11 @@ def eval_(
     with RichProgress() as progress:
         try:
             chosen, reports = RunSession(
-                db, run_id=run_id, progress=progress, **session_args
+                db,
+                run_id=run_id,
+                progress=progress,
+                started_at=process_started_at(),
+                **session_args,
             ).evaluate(iteration, settings)
         except KeyboardInterrupt:
             progress.note("interrupted: finished units are in the log; rerun to continue")

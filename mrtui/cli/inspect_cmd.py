@@ -63,6 +63,10 @@ def status(
     Once the log holds human labels (`mrtui labels import`, the TUI), the judge and the
     meta-judge against them (the judge_human_agreement view): value [95% interval], n; --json
     adds them to each iteration as `human_agreement`.
+
+    Under the table, the wall time and tokens of each role (start-up, actor, judge,
+    meta-judge, training, evaluation, other) per iteration (the role_costs view); --json has
+    them in each iteration's `costs`.
     """
     from mrtui.loop.report import status as load_status
     from mrtui.store import connect
@@ -138,7 +142,34 @@ def status(
             ]
         print_table(columns, [(label, *(get(i) for i in its)) for label, get in lines])
         print_alarms(r["run_id"], its)
+        _print_costs(r["run_id"], its)
         print_eval_table(r["run_id"], r["evaluation"])
+
+
+def _cost_cell(cost: dict[str, Any] | None) -> str:
+    if not cost:
+        return "-"
+    tokens = (cost["prompt_tokens"] or 0) + (cost["completion_tokens"] or 0)
+    cell = f"{cost['wall_s']:.1f} s ({_pct(cost['share'])})"
+    return cell + (f", {tokens:,} tok" if tokens else "")
+
+
+def _print_costs(run_id: str, its: list[dict[str, Any]]) -> None:
+    """Wall time (share of the iteration) and tokens per role (view role_costs)."""
+    from mrtui.loop.report import COST_ROLES
+
+    if not any(i["costs"] for i in its):
+        return
+    columns = ["role", *(f"iteration {i['iteration']}" for i in its)]
+    lines = [
+        (role.replace("_", "-"), *(_cost_cell(i["costs"].get(role)) for i in its))
+        for role in COST_ROLES
+        if any(role in i["costs"] for i in its)
+    ]
+    lines.append(
+        ("total", *(f"{sum(c['wall_s'] for c in i['costs'].values()):.1f} s" for i in its))
+    )
+    print_table(columns, lines, title=f"run {run_id}: where the time went (role_costs)")
 
 
 @app.command()

@@ -132,13 +132,15 @@ def run(
 
 def execute(db: Path, settings: Any) -> None:
     """Run ``settings`` against the log at ``db`` with Rich progress, then summarise."""
-    from mrtui.loop.session import RunSession
+    from mrtui.loop.session import RunSession, process_started_at
 
     from .progress import RichProgress
 
     with RichProgress() as progress:
         try:
-            result = RunSession(db, settings, progress=progress).run()
+            result = RunSession(
+                db, settings, progress=progress, started_at=process_started_at()
+            ).run()
         except KeyboardInterrupt:
             progress.note(
                 "interrupted: finished units are in the log; rerun the same command to continue"
@@ -294,7 +296,7 @@ def train(
     too (DDP, FSDP, DeepSpeed; configs in mrtui/assets/accelerate/), where only the main
     process reads and writes the log."""
     from mrtui.backends.distributed import ranks
-    from mrtui.loop.session import RunSession
+    from mrtui.loop.session import RunSession, process_started_at
 
     from .progress import RichProgress
 
@@ -303,7 +305,9 @@ def train(
         RunSession(db, run_id=run_id).train(iteration)  # joins the training; says nothing
         return
     with RichProgress() as progress:
-        report = RunSession(db, run_id=run_id, progress=progress).train(iteration)
+        report = RunSession(
+            db, run_id=run_id, progress=progress, started_at=process_started_at()
+        ).train(iteration)
     ckpt = report.checkpoint
     state = "already trained" if report.skipped else f"{report.steps} steps"
     typer.echo(

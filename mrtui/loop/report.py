@@ -124,6 +124,23 @@ def _iterations(con: Any, run_id: str | None, pairs: bool) -> list[dict[str, Any
     return rows
 
 
+# The roles of ``role_costs`` (store/views/76_costs.sql), in the order a run meets them.
+COST_ROLES = ("startup", "actor", "judge", "meta_judge", "training", "evaluation", "other")
+
+
+def costs(con: Any, run_id: str | None = None) -> dict[tuple[str, int], dict[str, Any]]:
+    """``role_costs`` by (run, iteration): role -> units, tokens, wall_s, share."""
+    out: dict[tuple[str, int], dict[str, Any]] = {}
+    for r in rows_as_dicts(
+        con.execute(
+            "SELECT * FROM role_costs WHERE (? IS NULL OR run_id = ?) AND iteration IS NOT NULL",
+            [run_id, run_id],
+        )
+    ):
+        out.setdefault((r.pop("run_id"), r.pop("iteration")), {})[r.pop("role")] = r
+    return out
+
+
 def status(con: Any, run_id: str | None = None, *, pairs: bool = False) -> dict[str, Any]:
     """Per-iteration progress and health of every run in the log (or one run). ``pairs``
     also derives the preference pairs (seconds on a log of a million judgements)."""
@@ -140,6 +157,9 @@ def status(con: Any, run_id: str | None = None, *, pairs: bool = False) -> dict[
     from mrtui.evaluation.report import results
 
     evaluation = results(con, run_id)
+    spent = costs(con, run_id)
+    for i in iterations:
+        i["costs"] = spent.get((i["run_id"], i["iteration"]), {})
     for run in runs:
         run["iterations"] = [i for i in iterations if i["run_id"] == run["run_id"]]
         run["evaluation"] = [e for e in evaluation if e["run_id"] == run["run_id"]]

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
+import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +25,19 @@ from .runner import BackendFactory, Resolver, Runner, default_backend, default_r
 from .settings import ConfigError, EvalSettings, RunSettings
 from .stages import ModelIdentity, StageReport
 from .training import PlanHandoff, TrainReport, TrainStage, train_as_worker
+
+
+def process_started_at() -> float:
+    """When this process started, in epoch seconds: from the kernel's record of it where there
+    is one (Linux), else now. A front end whose process does nothing but one session passes
+    it as the session's start, so that the log sees the start-up (imports, model resolution)."""
+    try:
+        stat = Path("/proc/self/stat").read_text()
+        ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22: start time since boot
+        since_boot = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return time.time()
+    return time.time() - max(since_boot, 0.0)
 
 
 @dataclass
@@ -67,6 +83,7 @@ class RunSession:
         backend_factory: BackendFactory = default_backend,
         resolver: Resolver = default_resolver,
         train_stage: Callable[..., TrainStage] = TrainStage,
+        started_at: float | None = None,
     ) -> None:
         if settings is None and run_id is None:
             raise ConfigError(
@@ -81,6 +98,21 @@ class RunSession:
         self._backend_factory = backend_factory
         self._resolver = resolver
         self._train_stage = train_stage
+        self.started_at = time.time() if started_at is None else started_at
+
+    def _log_session(self, log: Any, run_id: str, command: str) -> None:
+        """The ``SessionStarted`` event: where this session's start-up and idle time begin."""
+        from mrtui import __version__
+        from mrtui.store import events as ev
+
+        record = ev.SessionStarted(
+            command=command,
+            started_at=round(self.started_at, 3),
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            mrtui_version=__version__,
+        )
+        log.append([record.event(run_id)])
 
     def _runner(
         self,
@@ -142,6 +174,7 @@ class RunSession:
         log, settings, model = self._open()
         result = SessionResult(settings)
         try:
+            self._log_session(log, settings.run_id, "run")
             runner = self._runner(log, settings, model)
             self.progress(Note(f"run {settings.run_id} on {settings.model} → {self.db}"))
             try:
@@ -164,6 +197,7 @@ class RunSession:
         self._single_process("an evaluation")
         log, run_settings, model = self._open()
         try:
+            self._log_session(log, run_settings.run_id, "eval")
             runner = self._runner(log, run_settings, model)
             try:
                 evaluation = Evaluation(runner, settings)
@@ -203,4 +237,5 @@ class RunSession:
                 stage = functools.partial(self._train_stage, handoff=handoff)
             log, settings, model = self._open()
             closing.callback(log.close)
+            self._log_session(log, settings.run_id, "train")
             return self._runner(log, settings, model, stage).train(iteration)

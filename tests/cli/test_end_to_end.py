@@ -194,10 +194,15 @@ def test_kill_9_mid_run_then_resume(tiny_gguf: Path, tmp_path: Path, scoring: st
         == 0
     )  # fmt: skip  (killed mid-judging)
 
+    time.sleep(2)  # idle between the kill and the resume: no role's cost
     out = mrtui(*args)  # the same command continues where the killed one stopped
     assert out.returncode == 0, out.stderr[-2000:]
     assert _count(db, "SELECT count(*) FROM events WHERE key IS NOT NULL") > partial
     _check_complete_log(db, prompts=6, k=3, n=3)
+    # role_costs: the killed judge span ends at its last event; the wait is idle, in no role
+    assert _count(db, "SELECT count(*) FROM cost_spans WHERE role = 'judge' AND NOT closed") == 1
+    assert _count(db, "SELECT count(*) FROM cost_spans WHERE role = 'idle' AND wall_s >= 2") == 1
+    assert _count(db, "SELECT count(*) FROM events WHERE event_type = 'SessionStarted'") == 2
     if scoring == "expected":
         assert _count(db, "SELECT count(*) FROM judgements WHERE scoring <> 'expected'") == 0
         assert _count(db, "SELECT count(*) FROM meta_verdicts WHERE p_first IS NULL") == 0

@@ -5,6 +5,7 @@ serves iteration 2. Constrained fallbacks make the random model's judgements par
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -64,9 +65,18 @@ def test_two_iterations_train_and_chain_models(tiny_gguf: Path, tmp_path: Path) 
         ("judge_max_chars", 0),
     ]:
         args += ["--set", f"{name}={value}"]
+    began = time.monotonic()
     out = mrtui(*args, timeout=900)
+    wall = time.monotonic() - began
     assert out.returncode == 0, out.stderr[-3000:]
     assert "DPO final loss" in out.stdout
+
+    # The cost table accounts for the run's wall time (the process's, measured here) within
+    # 5%: start-up, each role's stages, training with its export, and the rest.
+    (total,) = _q(db, "SELECT sum(wall_s) FROM role_costs")[0]
+    assert abs(total - wall) <= 0.05 * wall, (total, wall)
+    roles = {r for (r,) in _q(db, "SELECT DISTINCT role FROM role_costs")}
+    assert roles == {"startup", "actor", "judge", "meta_judge", "training", "other"}
 
     ck = _q(
         db,
