@@ -265,7 +265,7 @@ class CompareScreen(AppScreen):
     DEFAULT_CSS = """
     CompareScreen #cmp-info { height: auto; padding: 0 1; border-bottom: solid $panel; }
     CompareScreen #cmp-top { height: auto; max-height: 21; }
-    CompareScreen #cmp-health { width: 1fr; height: auto; max-height: 21; }
+    CompareScreen #cmp-health { width: auto; max-width: 50%; height: auto; max-height: 21; }
     CompareScreen #cmp-eval { width: 1fr; height: auto; max-height: 21; }
     CompareScreen #cmp-list-info { height: auto; padding: 0 1; color: $text-muted;
                                    border-top: solid $panel; }
@@ -292,8 +292,8 @@ class CompareScreen(AppScreen):
         yield StatusBar(id="status")
         yield Static(id="cmp-info")
         with Horizontal(id="cmp-top"):
-            yield DataTable(id="cmp-health", cursor_type="row", zebra_stripes=True)
-            yield DataTable(id="cmp-eval", cursor_type="row", zebra_stripes=True)
+            yield DataTable(id="cmp-health", cursor_type="none", zebra_stripes=True)
+            yield DataTable(id="cmp-eval", cursor_type="none", zebra_stripes=True)
         yield Static(id="cmp-list-info")
         yield DataTable(id="cmp-prompts", cursor_type="row", zebra_stripes=True)
         with Horizontal(id="cmp-detail"):
