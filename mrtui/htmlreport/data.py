@@ -89,6 +89,17 @@ def gather(db: Path, run_id: str | None = None, *, max_prompts: int = MAX_PROMPT
 
     with connect(db) as con:
         st = status(con, run_id)
+        if run_id is not None and not st["runs"]:
+            from mrtui.store import StoreError
+
+            runs = [
+                r
+                for (r,) in con.execute("SELECT DISTINCT run_id FROM events ORDER BY 1").fetchall()
+            ]
+            raise StoreError(
+                f"run {run_id!r} is not in {db} (runs: {', '.join(runs) or 'none'}); "
+                "leave out --run for every run"
+            )
         views = _views(con)
         health = store_health.read(con)
         data = ReportData(
