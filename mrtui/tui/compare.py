@@ -403,10 +403,10 @@ class CompareScreen(AppScreen):
                 f"in both runs, matched by text{only} · chosen response differs for {n}; {shown}"
             )
         )
-        a, b = self.runs
+        run_a, run_b = self.runs
         self.query_one("#cmp-info", Static).update(
             lit(
-                f"A = run {a} · B = run {b} · columns: iteration·run; '!' marks a health "
+                f"A = run {run_a} · B = run {run_b} · columns: iteration·run; '!' marks a health "
                 "alarm; chosen responses compared by text"
             )
         )
