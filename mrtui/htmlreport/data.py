@@ -7,8 +7,9 @@
   against the one before it (what the TUI's Evaluation screen shows);
 - the battle browser: :meth:`LogSource.focus` per prompt (the TUI's prompt and battle screens),
   with the AB≠BA test of :func:`mrtui.store.health.orders_agree`;
-- human labels and cost per role: the ``human_labels``, ``judge_human_agreement`` and
-  ``role_costs`` views, where this version of the log has them.
+- human labels: the ``human_labels`` view, and the judges against them as ``mrtui status``
+  reads them (:func:`mrtui.store.labels.agreement`, the ``judge_human_agreement`` view);
+- cost per role: each status row's ``costs`` (the ``role_costs`` view).
 
 Nothing here renders; :mod:`.render` turns the result into the page.
 """
@@ -25,9 +26,6 @@ from mrtui.store.health import Health, orders_agree
 
 from . import MAX_PROMPTS
 
-LABEL_VIEWS = ("human_labels", "judge_human_agreement")
-COST_VIEW = "role_costs"
-
 
 @dataclass
 class RunData:
@@ -39,9 +37,8 @@ class RunData:
     paired: list[tuple[int, int, list[dict[str, Any]]]]  # (A, B, compare rows)
     health: dict[int, Health]
     losses: dict[int, list[tuple[int, float]]]
-    costs: list[dict[str, Any]] | None  # None: this log has no role_costs view
-    labels: list[dict[str, Any]] | None  # None: no human_labels view
-    agreement: list[dict[str, Any]] | None
+    labels: list[dict[str, Any]]  # human_labels rows
+    agreement: dict[int, dict[str, Any]]  # iteration -> measure -> {n, value, lo, hi}
     prompts_total: int = 0
     prompts_shown: int = 0
 
@@ -55,10 +52,6 @@ class ReportData:
     generated_at: dt.datetime
     runs: list[RunData] = field(default_factory=list)
     battles: list[dict[str, Any]] = field(default_factory=list)  # JSON for the browser
-
-
-def _views(con: Any) -> set[str]:
-    return {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
 
 
 def _rows(con: Any, sql: str, params: list[Any]) -> list[dict[str, Any]]:
@@ -85,6 +78,7 @@ def gather(db: Path, run_id: str | None = None, *, max_prompts: int = MAX_PROMPT
     from mrtui.loop.report import status
     from mrtui.store import connect
     from mrtui.store import health as store_health
+    from mrtui.store import labels as labels_api
     from mrtui.tui.source import LogSource
 
     with connect(db) as con:
@@ -100,14 +94,13 @@ def gather(db: Path, run_id: str | None = None, *, max_prompts: int = MAX_PROMPT
                 f"run {run_id!r} is not in {db} (runs: {', '.join(runs) or 'none'}); "
                 "leave out --run for every run"
             )
-        views = _views(con)
+        agreement = labels_api.agreement(con, run_id)
         health = store_health.read(con)
         data = ReportData(
             db, st["events"], st["last_seq"], st["last_event_at"], dt.datetime.now(dt.UTC)
         )
         for r in st["runs"]:
             rid = r["run_id"]
-            by = "WHERE run_id = ? ORDER BY iteration"
             run = RunData(
                 rid,
                 r.get("model"),
@@ -117,17 +110,14 @@ def gather(db: Path, run_id: str | None = None, *, max_prompts: int = MAX_PROMPT
                 _paired(con, rid),
                 {it: h for (run_, it), h in health.items() if run_ == rid},
                 {},
-                costs=_rows(con, f"SELECT * FROM {COST_VIEW} {by}, role", [rid])
-                if COST_VIEW in views
-                else None,
-                labels=_rows(con, f"SELECT * FROM human_labels {by}, seq", [rid])
-                if "human_labels" in views
-                else None,
-                agreement=_rows(con, f"SELECT * FROM judge_human_agreement {by}, measure", [rid])
-                if "judge_human_agreement" in views
-                else None,
+                labels=_rows(
+                    con,
+                    "SELECT * FROM human_labels WHERE run_id = ? ORDER BY iteration, seq",
+                    [rid],
+                ),
+                agreement={it: m for (run_, it), m in agreement.items() if run_ == rid},
             )
-            labels = {x["target_key"]: x for x in run.labels or []}
+            labels = {x["target_key"]: x for x in run.labels}
             keys = [
                 k
                 for (k,) in con.execute(

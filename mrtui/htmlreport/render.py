@@ -338,88 +338,102 @@ def _paired_table(a: int, b: int, rows: list[dict[str, Any]]) -> str:
 
 # -- human labels and costs -------------------------------------------------------------------
 def labels_section(run: RunData) -> str:
-    if run.labels is None:
-        return '<p class="missing">no labels: this version of mrtui has no human_labels view.</p>'
+    from mrtui.store.labels import MEASURES, format_measure
+
     if not run.labels:
         return (
             '<p class="missing">no labels in this run (`mrtui labels import --db LOG FILE`, or '
             "a key in the TUI, records them).</p>"
         )
     out = []
-    if run.agreement:
-        cols = ["iteration", "measure", "n", "value", "95% interval"]
+    its = sorted(run.agreement)
+    if its:
         rows = [
-            (
-                a["iteration"],
-                a["measure"],
-                a["n"],
-                _fmt(a["value"]),
-                "-" if a["lo"] is None else f"[{_fmt(a['lo'])}, {_fmt(a['hi'])}]",
-            )
-            for a in run.agreement
+            (title, *(format_measure(m, run.agreement[i].get(m)) for i in its))
+            for m, title in MEASURES.items()
         ]
-        agreement = run.agreement
+        measures = list(MEASURES)
 
-        def attrs(i: int, c: int) -> str:
-            a = agreement[i]
+        def attrs(r: int, c: int) -> str:
+            if c == 0:
+                return 'class="label"'
             return (
-                f'data-run="{e(run.run_id)}" data-iteration="{a["iteration"]}" '
-                f'data-measure="{e(a["measure"])}" data-col="{c}"'
+                f'data-run="{e(run.run_id)}" data-iteration="{its[c - 1]}" '
+                f'data-measure="{e(measures[r])}"'
             )
 
-        out.append(table(cols, rows, cls="agreement", attrs=attrs, caption="judge against humans"))
+        out.append(
+            table(
+                ["judges against the human labels", *(f"iteration {i}" for i in its)],
+                rows,
+                cls="agreement",
+                attrs=attrs,
+                caption="value [95% interval], n (judge_human_agreement)",
+            )
+        )
     cols = ["iteration", "target", "key", "label", "author", "note", "revisions"]
     rows = [
         (x["iteration"], x["target"], x["target_key"], x["label"], x["author"], x["note"],
-         x.get("revisions"))
+         x["revisions"])
         for x in run.labels
     ]  # fmt: skip
     out.append(table(cols, rows, cls="labels", caption=f"{len(rows)} labelled items"))
     return "\n".join(out)
 
 
-COST_COLUMNS = ("role", "units", "prompt_tokens", "completion_tokens", "wall_s", "share")
+COST_COLUMNS = ("units", "prompt tokens", "completion tokens", "wall s", "share")
 
 
 def costs_section(run: RunData) -> str:
-    if run.costs is None:
-        return '<p class="missing">no cost data: this version of mrtui has no role_costs view.</p>'
-    if not run.costs:
+    """Each iteration's ``role_costs`` (the status rows' ``costs``), roles in run order, with
+    the total wall time, and a chart of the wall time per role."""
+    from mrtui.loop.report import COST_ROLES
+
+    its = [i for i in run.iterations if i.get("costs")]
+    if not its:
         return '<p class="missing">no cost data in this run.</p>'
-    costs = run.costs
-    rows = [
-        (
-            c["iteration"],
-            c["role"],
-            c["units"],
-            c["prompt_tokens"],
-            c["completion_tokens"],
-            "-" if c["wall_s"] is None else f"{c['wall_s']:.1f}",
-            _pct(c["share"]),
-        )
-        for c in costs
-    ]
+    roles = [r for r in COST_ROLES if any(r in i["costs"] for i in its)]
+    rows: list[tuple[Any, ...]] = []
+    keys: list[tuple[int, str]] = []
+    for i in its:
+        for role in roles:
+            c = i["costs"].get(role)
+            if c is None:
+                continue
+            rows.append(
+                (
+                    i["iteration"],
+                    role,
+                    c["units"],
+                    c["prompt_tokens"],
+                    c["completion_tokens"],
+                    "-" if c["wall_s"] is None else f"{c['wall_s']:.1f}",
+                    _pct(c["share"]),
+                )
+            )
+            keys.append((i["iteration"], role))
+        total = sum(c["wall_s"] or 0 for c in i["costs"].values())
+        rows.append((i["iteration"], "total", "", "", "", f"{total:.1f}", ""))
+        keys.append((i["iteration"], "total"))
 
-    def attrs(i: int, col: int) -> str:
-        c = costs[i]
+    def attrs(r: int, col: int) -> str:
+        it, role = keys[r]
         return (
-            f'data-run="{e(run.run_id)}" data-iteration="{c["iteration"]}" '
-            f'data-role="{e(c["role"])}" data-col="{col}"'
+            f'data-run="{e(run.run_id)}" data-iteration="{it}" data-role="{e(role)}" '
+            f'data-col="{col}"' + (' class="label"' if role == "total" else "")
         )
 
-    its = sorted({c["iteration"] for c in costs})
-    roles = list(dict.fromkeys(c["role"] for c in costs))
-    wall = {(c["iteration"], c["role"]): c["wall_s"] for c in costs}
     chart = svg.bars(
         "wall time per role (s)",
-        [f"it{i}" for i in its],
-        [(r, [wall.get((i, r)) for i in its]) for r in roles],
+        [f"it{i['iteration']}" for i in its],
+        [(r, [(i["costs"].get(r) or {}).get("wall_s") for i in its]) for r in roles],
         unit=" s",
     )
     return (
-        table(["iteration", *COST_COLUMNS], rows, cls="costs", attrs=attrs)
+        table(["iteration", "role", *COST_COLUMNS], rows, cls="costs", attrs=attrs,
+              caption="where the time went (role_costs)")
         + f'<div class="plots"><figure>{chart}</figure></div>'
-    )
+    )  # fmt: skip
 
 
 # -- the page ---------------------------------------------------------------------------------

@@ -76,9 +76,9 @@
     $("f-count").setAttribute("data-shown", shown);
   }
 
-  function labelText(l) {
+  function labelText(l, key) {
     if (!l) return null;
-    return el("span", { class: "human", text: "human: " + l.label + (l.author ? " (" + l.author + ")" : "") + (l.note ? " \u2014 " + l.note : "") });
+    return el("span", { class: "human", "data-for": key, text: "human: " + l.label + (l.author ? " (" + l.author + ")" : "") + (l.note ? " \u2014 " + l.note : "") });
   }
 
   function judgementLabel(r, key) {
@@ -133,7 +133,7 @@
       const side = (x) => x
         ? el("div", { class: "order" }, [
             el("h5", { text: judgementLabel(r, x.first) + " shown first, " + judgementLabel(r, x.second) + " second: " + winnerText(x) + (x.p_first != null ? " \u00b7 P(first better) " + num(x.p_first) : "") }),
-            labelText(x.label),
+            labelText(x.label, x.key),
             el("pre", { class: "model-text verdict-text", "data-key": x.key, text: x.text }),
           ])
         : el("div", { class: "order" }, [el("p", { class: "note", text: "not judged in this order" })]);
@@ -159,13 +159,13 @@
       const tags = [x.role, x.meta ? "meta-judged" : "", x.finish === "length" ? "cut at the token limit" : ""].filter(Boolean).join(", ");
       const box = el("details", { class: "response", "data-key": x.key, open: "" }, [
         el("summary", { text: "response " + x.index + " \u00b7 mean score " + num(x.mean) + " (" + x.valid + "/" + x.judged + " valid) \u00b7 " + x.chars + " chars" + (tags ? " \u00b7 " + tags : "") }),
-        labelText(x.label),
+        labelText(x.label, x.key),
         el("pre", { class: "model-text response-text", "data-key": x.key, text: x.text }),
       ]);
       for (const j of x.judgements) {
         box.appendChild(el("details", { class: "judgement", "data-key": j.key }, [
           el("summary", { text: "J" + j.judge + " score " + num(j.score) + (j.error ? " (" + j.error + ")" : "") + (j.fallback ? " fallback" : "") + (j.elo != null ? " \u00b7 Elo " + num(j.elo, 0) + ", wins " + j.wins : "") }),
-          labelText(j.label),
+          labelText(j.label, j.key),
           el("pre", { class: "model-text judgement-text", "data-key": j.key, text: j.text }),
         ]));
       }
