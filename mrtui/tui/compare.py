@@ -30,6 +30,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
+from mrtui.loop.report import COST_ROLES
 from mrtui.store.health import ALARMS, Health
 
 from .base import AppScreen, StatusBar
@@ -113,6 +114,8 @@ class RunSide:
     actor_pairs: dict[int, int]
     judge_pairs: dict[int, int]
     evaluation: EvalData
+    # iteration -> role -> units, tokens, wall_s, share (role_costs; {} where the log has none)
+    costs: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -157,6 +160,18 @@ def _counts(con: Any, view: str, runs: list[str]) -> dict[str, dict[int, int]]:
     return out
 
 
+def _costs(con: Any, runs: list[str]) -> dict[tuple[str, int], dict[str, dict[str, Any]]]:
+    """Wall time and tokens per role (mrtui status's reading of ``role_costs``); {} where the
+    log's views have no ``role_costs``."""
+    from mrtui.loop.report import costs
+
+    try:
+        every = costs(con)
+    except Exception:  # a log whose stored views predate role_costs
+        return {}
+    return {k: v for k, v in every.items() if k[0] in runs}
+
+
 def read_comparison(db: Path, a: str, b: str) -> Comparison:
     """Everything the compare screen shows about runs ``a`` and ``b`` of log ``db`` (whole-log
     reads: seconds on a large log, so the screen calls it in a thread)."""
@@ -167,6 +182,7 @@ def read_comparison(db: Path, a: str, b: str) -> Comparison:
         health = store_health.read(con)
         actor = _counts(con, "actor_pairs", runs)
         judge = _counts(con, "judge_pairs", runs)
+        spent = _costs(con, runs)
         prompts = con.execute(
             "SELECT run_id, prompt_key, prompt FROM prompts WHERE list_contains(?, run_id) "
             "ORDER BY prompt_index, seq",
@@ -187,6 +203,7 @@ def read_comparison(db: Path, a: str, b: str) -> Comparison:
             actor[run],
             judge[run],
             reader.data(run),
+            {it: roles for (r, it), roles in spent.items() if r == run},
         )
         for run in runs
     ]
@@ -266,7 +283,9 @@ class CompareScreen(AppScreen):
     CompareScreen #cmp-info { height: auto; padding: 0 1; border-bottom: solid $panel; }
     CompareScreen #cmp-top { height: auto; max-height: 21; }
     CompareScreen #cmp-health { width: auto; max-width: 50%; height: auto; max-height: 21; }
-    CompareScreen #cmp-eval { width: 1fr; height: auto; max-height: 21; }
+    CompareScreen #cmp-right { width: 1fr; height: auto; max-height: 21; }
+    CompareScreen #cmp-eval { height: auto; max-height: 12; }
+    CompareScreen #cmp-costs { height: auto; max-height: 9; margin-top: 1; }
     CompareScreen #cmp-list-info { height: auto; padding: 0 1; color: $text-muted;
                                    border-top: solid $panel; }
     CompareScreen #cmp-prompts { height: 1fr; min-height: 4; }
@@ -293,7 +312,9 @@ class CompareScreen(AppScreen):
         yield Static(id="cmp-info")
         with Horizontal(id="cmp-top"):
             yield DataTable(id="cmp-health", cursor_type="none", zebra_stripes=True)
-            yield DataTable(id="cmp-eval", cursor_type="none", zebra_stripes=True)
+            with Vertical(id="cmp-right"):
+                yield DataTable(id="cmp-eval", cursor_type="none", zebra_stripes=True)
+                yield DataTable(id="cmp-costs", cursor_type="none", zebra_stripes=True)
         yield Static(id="cmp-list-info")
         yield DataTable(id="cmp-prompts", cursor_type="row", zebra_stripes=True)
         with Horizontal(id="cmp-detail"):
@@ -323,6 +344,7 @@ class CompareScreen(AppScreen):
         self.iteration = its[0] if its else None
         self._fill_health()
         self._fill_eval()
+        self._fill_costs()
         self._fill_prompts()
         self.query_one("#cmp-prompts", DataTable).focus()
 
@@ -354,6 +376,25 @@ class CompareScreen(AppScreen):
                 for side in (d.a, d.b):
                     row.append(str(getattr(side, attr).get(it, 0)) if it in side.health else "-")
             table.add_row(*(lit(c) for c in row))
+
+    def _fill_costs(self) -> None:
+        """Where the time went, per role (role_costs, as `mrtui status` reads it)."""
+        assert self.data is not None
+        d = self.data
+        table = self.query_one("#cmp-costs", DataTable)
+        its = d.iterations
+        self._columns(table, ("wall time (share)",), its)
+        for role in COST_ROLES:
+            if not any(role in side.costs.get(it, {}) for it in its for side in (d.a, d.b)):
+                continue
+            row = [role.replace("_", "-")]
+            for it in its:
+                for side in (d.a, d.b):
+                    c = side.costs.get(it, {}).get(role)
+                    row.append("-" if c is None else f"{_secs(c['wall_s'])} {pct(c['share'])}")
+            table.add_row(*(lit(c) for c in row))
+        if not table.row_count:
+            table.add_row(lit("no cost data (role_costs) for these runs"))
 
     def _fill_eval(self) -> None:
         assert self.data is not None
@@ -462,6 +503,11 @@ class CompareScreen(AppScreen):
                 for run, key, c in zip(self.runs, p.keys, p.pair(it), strict=True)
             },
         }
+
+
+def _secs(s: float | None) -> str:
+    s = s or 0.0
+    return f"{s:.1f} s" if s < 10 else f"{s:.0f} s"
 
 
 def _chosen_label(c: Chosen | None) -> str:

@@ -302,6 +302,12 @@ async def test_compare_shows_health_pairs_and_model_text_literally(two_runs: Pat
         judgements = [str(c) for c in health.get_row_at(rows["judgements"])[1:]]
         assert judgements == ["30", "30"]
 
+        costs = s.query_one("#cmp-costs", DataTable)
+        shown = {str(costs.get_row_at(i)[0]) for i in range(costs.row_count)}
+        with connect(two_runs) as con:
+            roles = {r for (r,) in con.execute("SELECT DISTINCT role FROM role_costs").fetchall()}
+        assert shown == {r.replace("_", "-") for r in roles} and "actor" in shown
+
         hostile = next(i for i, p in enumerate(s.rows) if p.text.startswith("hostile"))
         s.query_one("#cmp-prompts", DataTable).move_cursor(row=hostile)
         await pilot.pause(0.05)

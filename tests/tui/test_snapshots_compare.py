@@ -18,6 +18,7 @@ from textual.widgets import DataTable
 from mrtui.evaluation.settings import EvalSettings
 from mrtui.loop.session import RunSession
 from mrtui.loop.stages import ModelIdentity
+from mrtui.tui import compare
 from mrtui.tui.app import MrtuiApp
 from mrtui.tui.battle import BattleScreen
 from mrtui.tui.compare import CompareScreen
@@ -39,6 +40,18 @@ def _at(tmp_path: Path, db: Path, monkeypatch: pytest.MonkeyPatch, **kw: Any) ->
     shows the relative path) with the clock pinned."""
     shutil.copyfile(db, tmp_path / "log.duckdb")
     monkeypatch.chdir(tmp_path)
+    # wall times differ between builds of a log: each role's time stands in from its units
+    real = compare._costs
+
+    def costs(con: Any, runs: list[str]) -> dict[Any, dict[str, dict[str, Any]]]:
+        out = real(con, runs)
+        for roles in out.values():
+            total = sum(c["units"] for c in roles.values()) or 1
+            for c in roles.values():
+                c["wall_s"], c["share"] = float(c["units"]), c["units"] / total
+        return out
+
+    monkeypatch.setattr(compare, "_costs", costs)
     return MrtuiApp("log.duckdb", poll=False, clock=lambda: NOON, **kw)
 
 
