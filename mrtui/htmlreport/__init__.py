@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 # prompts per run the battle browser embeds by default (each is read like the TUI reads one)
-MAX_PROMPTS = 200
+MAX_PROMPTS = 100
 
 __all__ = ["MAX_PROMPTS", "write_report"]
 
