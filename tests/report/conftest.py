@@ -166,3 +166,20 @@ def browser() -> Iterator[Any]:
             yield b
         finally:
             b.close()
+
+
+@pytest.fixture(scope="session")
+def two_run_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two runs on the same prompts: "other" (position wins per response) and "wide" (per
+    iteration, whose battles are read from the whole log), as the TUI's tests build them."""
+    tmp = tmp_path_factory.mktemp("report-two-runs")
+    db, prompts = tmp / "log.duckdb", write_prompts(tmp / "prompts.jsonl")
+    build_log(db, prompts, run_id="other", iterations=1, defaults={"train": False})
+    build_log(
+        db,
+        prompts,
+        run_id="wide",
+        iterations=1,
+        defaults={"train": False, "weights_scope": "iteration", "seed": 7},
+    )
+    return db
