@@ -268,7 +268,11 @@ async def test_cancel_records_nothing(tui_log_copy: Path) -> None:
     app = MrtuiApp(db, poll=False)
     async with app.run_test(size=SIZE) as pilot:
         detail = await open_prompt(pilot, app, key, it)
-        await label_with(pilot, app, "tab", *"never mind", "escape")  # leaves the note
+        # app keys do nothing in the window (q would quit, s start a run, p leave the prompt)
+        await label_with(pilot, app, "q", "s", "p", "7")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, LabelModal) and app.is_running and not app.running
+        await pilot.press("tab", *"never mind", "escape")  # leaves the note
         assert isinstance(app.screen, LabelModal)
         assert app.screen.query_one("#note", Input).value == "never mind"
         await pilot.press("escape")  # cancels
