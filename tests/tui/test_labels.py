@@ -127,6 +127,10 @@ async def test_score_a_response_in_prompt_detail(tui_log_copy: Path) -> None:
     response = scores[1][0]
     app = MrtuiApp(db, poll=False)
     async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.health is not None and app._labels_mark is not None)
+        assert isinstance(app.screen, OverviewScreen)  # no labels yet: nothing new shown
+        assert not app.screen.query_one("#agreement", Static).has_class("-on")
+        assert "human labels" not in _statics(app)
         detail = await open_prompt(pilot, app, key, it)
         await select_response(pilot, detail, response)
         assert "human label" not in _statics(app)
