@@ -112,7 +112,7 @@ class RunSide:
     run_id: str
     health: dict[int, Health]
     actor_pairs: dict[int, int]
-    judge_pairs: dict[int, int]
+    judge_pairs: dict[int, int] | None  # None: not read yet (read last: the Elo fits are slow)
     evaluation: EvalData
     # iteration -> role -> units, tokens, wall_s, share (role_costs; {} where the log has none)
     costs: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)
@@ -172,16 +172,24 @@ def _costs(con: Any, runs: list[str]) -> dict[tuple[str, int], dict[str, dict[st
     return {k: v for k, v in every.items() if k[0] in runs}
 
 
-def read_comparison(db: Path, a: str, b: str) -> Comparison:
+def read_judge_pairs(db: Path, runs: list[str]) -> dict[str, dict[int, int]]:
+    """Judge pairs per run and iteration (the Elo fit of every meta-judged response: the
+    slowest read here, so the screen makes it after the rest)."""
+    with _con(db) as con:
+        return _counts(con, "judge_pairs", runs)
+
+
+def read_comparison(db: Path, a: str, b: str, judge_pairs: bool = True) -> Comparison:
     """Everything the compare screen shows about runs ``a`` and ``b`` of log ``db`` (whole-log
-    reads: seconds on a large log, so the screen calls it in a thread)."""
+    reads: seconds on a large log, so the screen calls it in a thread); without
+    ``judge_pairs``, their counts are left None (see :func:`read_judge_pairs`)."""
     from mrtui.store import health as store_health
 
     runs = [a, b]
     with _con(db) as con:
         health = store_health.read(con)
         actor = _counts(con, "actor_pairs", runs)
-        judge = _counts(con, "judge_pairs", runs)
+        judge = _counts(con, "judge_pairs", runs) if judge_pairs else None
         spent = _costs(con, runs)
         prompts = con.execute(
             "SELECT run_id, prompt_key, prompt FROM prompts WHERE list_contains(?, run_id) "
@@ -201,7 +209,7 @@ def read_comparison(db: Path, a: str, b: str) -> Comparison:
             run,
             {it: h for (r, it), h in health.items() if r == run},
             actor[run],
-            judge[run],
+            judge[run] if judge is not None else None,
             reader.data(run),
             {it: roles for (r, it), roles in spent.items() if r == run},
         )
@@ -332,11 +340,24 @@ class CompareScreen(AppScreen):
     @work(thread=True, exclusive=True, group="compare")
     def _read(self) -> None:
         try:
-            data = read_comparison(self.state.db, *self.runs)
+            data = read_comparison(self.state.db, *self.runs, judge_pairs=False)
+            self.app.call_from_thread(self._got, data)
+            judge = read_judge_pairs(self.state.db, list(self.runs))
         except Exception as exc:  # shown as stale data, never a crash
             self.app.call_from_thread(self.controller.read_failed, exc)
             return
-        self.app.call_from_thread(self._got, data)
+        self.app.call_from_thread(self._got_judge_pairs, judge)
+
+    @property
+    def complete(self) -> bool:
+        """Everything is read (the judge pairs come last)."""
+        return self.data is not None and self.data.b.judge_pairs is not None
+
+    def _got_judge_pairs(self, judge: dict[str, dict[int, int]]) -> None:
+        if self.data is not None:
+            self.data.a.judge_pairs = judge[self.data.a.run_id]
+            self.data.b.judge_pairs = judge[self.data.b.run_id]
+            self._fill_health()
 
     def _got(self, data: Comparison) -> None:
         self.data = data
@@ -374,7 +395,14 @@ class CompareScreen(AppScreen):
             row = [label]
             for it in its:
                 for side in (d.a, d.b):
-                    row.append(str(getattr(side, attr).get(it, 0)) if it in side.health else "-")
+                    counts = getattr(side, attr)
+                    row.append(
+                        "-"
+                        if it not in side.health
+                        else "…"
+                        if counts is None
+                        else str(counts.get(it, 0))
+                    )
             table.add_row(*(lit(c) for c in row))
 
     def _fill_costs(self) -> None:

@@ -245,7 +245,7 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 async def _compare(pilot: Any, app: MrtuiApp) -> CompareScreen:
-    await until(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.data)
+    await until(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.complete)
     await pilot.pause(0.05)
     assert isinstance(app.screen, CompareScreen)
     return app.screen

@@ -114,7 +114,7 @@ def test_both_orders_contradiction(
 
 async def _compare_ready(pilot: Any) -> None:
     app = pilot.app
-    await until(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.data)
+    await until(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.complete)
     await pilot.pause(0.2)
 
 
