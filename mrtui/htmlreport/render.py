@@ -93,7 +93,8 @@ def table(
     out.append("<tbody>")
     for i, row in enumerate(rows):
         cells = "".join(
-            f"<td{(' ' + attrs(i, j)) if attrs else ''}>{e(v)}</td>" for j, v in enumerate(row)
+            f"<td{(' ' + attrs(i, j)) if attrs and attrs(i, j) else ''}>{e(v)}</td>"
+            for j, v in enumerate(row)
         )
         out.append(f"<tr>{cells}</tr>")
     out.append("</tbody></table>")
@@ -266,8 +267,8 @@ def evaluation_section(run: RunData) -> str:
 
     if not run.evaluation:
         return (
-            f"<p>No evaluation results in this run (`mrtui eval --db LOG --run "
-            f"{e(run.run_id)} --suite ...` makes them).</p>"
+            f"<p>No evaluation results in this run (<code>mrtui eval --db LOG --run "
+            f"{e(run.run_id)} --suite ...</code> makes them).</p>"
         )
     columns, lines = eval_table(run.evaluation)
     its = sorted({r["iteration"] for r in run.evaluation})
@@ -342,8 +343,8 @@ def labels_section(run: RunData) -> str:
 
     if not run.labels:
         return (
-            '<p class="missing">no labels in this run (`mrtui labels import --db LOG FILE`, or '
-            "a key in the TUI, records them).</p>"
+            '<p class="missing">no labels in this run (<code>mrtui labels import --db LOG '
+            "FILE</code>, or a key in the TUI, records them).</p>"
         )
     out = []
     its = sorted(run.agreement)
@@ -377,7 +378,15 @@ def labels_section(run: RunData) -> str:
          x["revisions"])
         for x in run.labels
     ]  # fmt: skip
-    out.append(table(cols, rows, cls="labels", caption=f"{len(rows)} labelled items"))
+    keys = [x["target_key"] for x in run.labels]
+
+    def key_attrs(r: int, c: int) -> str:
+        # the page's script makes a key a link to its battle row
+        return f'data-label-key="{e(keys[r])}"' if c == 2 else ""
+
+    out.append(
+        table(cols, rows, cls="labels", attrs=key_attrs, caption=f"{len(rows)} labelled items")
+    )
     return "\n".join(out)
 
 

@@ -278,12 +278,11 @@ def test_a_label_shows_beside_what_it_labels(
         "() => JSON.parse(document.getElementById('battle-data').textContent)"
     )
     for x in labels:
-        row = next(
-            i
-            for i, r in enumerate(data)
-            if r["prompt"] == x["prompt_key"] and r["iteration"] == x["iteration"]
-        )
-        page.page.click(f'#battle-list tr[data-row="{row}"]')
+        # a key in the labels table opens the battle row of its prompt and iteration
+        page.page.click(f'td[data-label-key="{x["target_key"]}"]')
+        row = data[int(page.page.get_attribute("#battle-list tr.open", "data-row") or -1)]
+        assert (row["prompt"], row["iteration"]) == (x["prompt_key"], x["iteration"])
         human = page.page.locator(f'#detail .human[data-for="{x["target_key"]}"]')
         assert human.count() == 1
         assert (human.text_content() or "").startswith(f"human: {x['label']} (ann)")
+    page.assert_clean()

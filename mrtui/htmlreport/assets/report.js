@@ -187,6 +187,23 @@
   bind("f-pairs", "pairs", "change", (x) => x.value);
   bind("f-search", "search", "input", (x) => x.value);
   bind("f-split", "split", "change", (x) => x.checked);
+  // a labelled key in the labels table opens the battle row that holds it
+  function rowOf(key) {
+    return rows.findIndex((r) =>
+      r.responses.some((x) => x.key === key || x.judgements.some((j) => j.key === key)) ||
+      (r.battle && r.battle.verdicts.some((v) => v.key === key)));
+  }
+  document.querySelectorAll("td[data-label-key]").forEach((td) => {
+    const i = rowOf(td.getAttribute("data-label-key"));
+    if (i < 0) return;
+    td.classList.add("jump");
+    td.setAttribute("tabindex", "0");
+    td.addEventListener("click", () => {
+      openRow(i);
+      const target = document.querySelector('#detail .human[data-for="' + CSS.escape(td.getAttribute("data-label-key")) + '"]');
+      (target || $("detail")).scrollIntoView();
+    });
+  });
   renderList();
   document.body.setAttribute("data-ready", "1");
 })();
