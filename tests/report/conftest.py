@@ -183,3 +183,18 @@ def two_run_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
         defaults={"train": False, "weights_scope": "iteration", "seed": 7},
     )
     return db
+
+
+@pytest.fixture(scope="session")
+def expected_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The loop under expected scoring (tests/tui/conftest.py's EXPECTED): scores are Σ s·p(s),
+    verdicts carry P(first better) and battles soft outcomes."""
+    tmp = tmp_path_factory.mktemp("report-expected")
+    db = tmp / "log.duckdb"
+    build_log(
+        db,
+        write_prompts(tmp / "prompts.jsonl"),
+        iterations=1,
+        defaults={**tui_fixtures.EXPECTED, "train": False},
+    )
+    return db

@@ -73,9 +73,9 @@ def adversarial_page(adversarial_log: Path, tmp_path_factory: pytest.TempPathFac
 
 
 def test_the_page_loads_with_no_error_and_fetches_nothing(
-    opened: Any, report_page: Path, adversarial_page: Path
+    opened: Any, report_page: Path, adversarial_page: Path, expected_log: Path, tmp_path: Path
 ) -> None:
-    for path in (report_page, adversarial_page):
+    for path in (report_page, adversarial_page, write_report(expected_log, tmp_path)):
         page = opened(path)
         page.page.click("#battle-list tr.battle-row >> nth=0")
         page.page.check("#f-split")

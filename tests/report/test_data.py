@@ -14,7 +14,7 @@ from mrtui.store import connect
 from mrtui.tui.source import LogSource
 
 
-@pytest.mark.parametrize("log", ["report_log", "two_run_log"])
+@pytest.mark.parametrize("log", ["report_log", "two_run_log", "expected_log"])
 def test_battle_rows_are_those_of_the_tuis_reads(log: str, request: pytest.FixtureRequest) -> None:
     db: Path = request.getfixturevalue(log)
     data = gather(db)
@@ -27,7 +27,10 @@ def test_battle_rows_are_those_of_the_tuis_reads(log: str, request: pytest.Fixtu
     assert data.battles == want
     scopes = {r["battle"]["scope"] for r in want if r["battle"]}
     assert scopes == ({"response", "iteration"} if log == "two_run_log" else {"response"})
-    assert all(r["battle"]["omega1"] is not None for r in want if r["battle"])
+    verdicts = [v for r in want if r["battle"] for v in r["battle"]["verdicts"]]
+    assert verdicts and any(v["split"] for v in verdicts)
+    # P(first better) is there exactly under expected meta scoring
+    assert all((v["p_first"] is not None) == (log == "expected_log") for v in verdicts)
 
 
 def test_one_run_and_the_health_of_mrtui_status(two_run_log: Path) -> None:
