@@ -188,12 +188,20 @@ PROMPTS: dict[str, tuple[list[tuple[str, list[Any]]], list[tuple[str, list[Any]]
         [("gamma", [4, 4, 4]), ("delta", [2, 2, 2])],
         [("gamma", [3, 3, 3]), ("delta", [3, 3, 3])],
     ),
+    "same text, other sample": (  # the same text chosen: not a difference
+        [("alpha", [5, 5, 5]), ("beta", [1, 1, 1])],
+        [("beta", [1, 1, 1]), ("alpha", [5, 5, 5])],
+    ),
+    "other text, same sample": (  # sample #0 both times, different texts: a difference
+        [("alpha", [5, 5, 5]), ("beta", [1, 1, 1])],
+        [("gamma", [5, 5, 5]), ("beta", [1, 1, 1])],
+    ),
     f"hostile {HOSTILE}": (
         [(f"chosen {HOSTILE}", [5, 5, 5]), ("plain", [2, 2, 2])],
         [(f"chosen {HOSTILE}", [5, 5, 5]), ("plain", [2, 2, 2])],
     ),
 }
-DIFFERING = {"other pick", "pair in r only"}
+DIFFERING = {"other pick", "pair in r only", "other text, same sample"}
 ONLY_R = "a prompt only run r has"
 
 
@@ -267,6 +275,8 @@ def test_the_log_holds_the_pairs_the_test_expects(two_runs: Path) -> None:
     assert chosen[("r", "other pick")] == "alpha" and chosen[("s", "other pick")] == "beta"
     assert ("s", "pair in r only") not in chosen and ("r", "pair in r only") in chosen
     assert not any(p == "no pair in either" for _, p in chosen)
+    assert chosen[("r", "same text, other sample")] == chosen[("s", "same text, other sample")]
+    assert chosen[("r", "other text, same sample")] != chosen[("s", "other text, same sample")]
 
 
 @pytest.mark.asyncio
@@ -276,7 +286,7 @@ async def test_f_keeps_exactly_the_prompts_whose_chosen_response_differs(two_run
         s = await _compare(pilot, app)
         assert _texts(s) == set(PROMPTS)  # the shared prompts, matched by text
         assert s.data is not None and (s.data.only_a, s.data.only_b) == (1, 0)
-        assert "chosen response differs for 2" in _plain(s, "#cmp-list-info")
+        assert "chosen response differs for 3" in _plain(s, "#cmp-list-info")
         assert "(1 only in A, 0 only in B)" in _plain(s, "#cmp-list-info")
 
         await pilot.press("f")
@@ -296,11 +306,11 @@ async def test_compare_shows_health_pairs_and_model_text_literally(two_runs: Pat
         health = s.query_one("#cmp-health", DataTable)
         rows = {str(health.get_row_at(i)[0]): i for i in range(health.row_count)}
         actor = [str(c) for c in health.get_row_at(rows["actor pairs"])[1:]]
-        assert actor == ["4", "3"]  # r: all but the tie; s: the pair in r only is gone too
+        assert actor == ["6", "5"]  # r: all but the tie; s: the pair in r only is gone too
         responses = [str(c) for c in health.get_row_at(rows["responses"])[1:]]
-        assert responses == ["10", "10"]
+        assert responses == ["14", "14"]
         judgements = [str(c) for c in health.get_row_at(rows["judgements"])[1:]]
-        assert judgements == ["30", "30"]
+        assert judgements == ["42", "42"]
 
         costs = s.query_one("#cmp-costs", DataTable)
         shown = {str(costs.get_row_at(i)[0]) for i in range(costs.row_count)}
@@ -381,13 +391,13 @@ def test_compare_in_a_real_terminal(two_runs: Path, tmp_path: Path) -> None:
     pane = tmux.Pane(tmp_path)
     try:
         pane.start([str(tmux.MRTUI), "tui", "--db", str(db), "--compare", "r", "s"])
-        screen = pane.wait_for(lambda s: "differs for 2" in s, 60, "the compare screen")
+        screen = pane.wait_for(lambda s: "differs for 3" in s, 60, "the compare screen")
         assert "A = run r · B = run s" in screen
         assert all(text.split()[0] in screen for text in PROMPTS)
         pane.send("f")
         screen = pane.wait_for(lambda s: "showing only those" in s, 10, "the filter")
-        assert "other pick" in screen and "pair in r only" in screen
-        assert "same pick" not in screen and "no pair in either" not in screen
+        assert all(text in screen for text in DIFFERING)
+        assert not any(text in screen for text in set(PROMPTS) - DIFFERING)
         pane.send("q")
         deadline = time.monotonic() + 20
         while pane.exit_status() is None and time.monotonic() < deadline:
