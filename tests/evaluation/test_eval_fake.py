@@ -97,7 +97,7 @@ def test_a_rerun_logs_nothing_new_and_more_items_add_only_theirs(tmp_path: Path)
     _, reports = _evaluate(db, EvalSettings(suites=("ifeval",), limit=4))
     assert all(r.done == 0 for r in reports)
     assert _q(db, "SELECT count(*) FROM events WHERE event_type LIKE 'Eval%'")[0][0] == 8
-    assert _q(db, "SELECT count(*) FROM events")[0][0] == before + 2  # stage start/finish
+    assert _q(db, "SELECT count(*) FROM events")[0][0] == before + 3  # session, stage start/finish
     _evaluate(db, EvalSettings(suites=("ifeval",), limit=8))
     assert _q(db, "SELECT count(DISTINCT item_key) FROM eval_generations")[0][0] == 8
 

@@ -159,11 +159,13 @@ def test_the_main_process_logs_and_sends_the_training_once(
     assert Path(plan["out_dir"]).parent == db.parent / "log.checkpoints" / "main" / "iter-2"
     json.dumps(plan)  # plain data: it pickles for the broadcast
 
-    # Nothing left to train: the others are told so, once, and nothing is logged.
+    # Nothing left to train: the others are told so, once, and nothing is logged but the
+    # session itself (its start-up time is real, and mrtui status counts it).
     main.sent.clear()
     before = _count(db)
     again = session().train(1)
-    assert again.skipped and main.sent == [None] and _count(db) == before
+    assert again.skipped and main.sent == [None] and _count(db) == before + 1
+    assert _events(db, "SessionStarted")[-1]["command"] == "train"
     # The main process fails before training: the others are still released.
     main.sent.clear()
     with pytest.raises(ConfigError, match="no event log"):
@@ -311,4 +313,6 @@ def test_two_cpu_processes_train_together_and_the_main_one_logs(
     before = _count(db)
     again = _launch(cmd, tmp_path, ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1")
     assert again.returncode == 0, again.stderr[-4000:]
-    assert again.stdout.count("already trained") == 1 and _count(db) == before
+    assert again.stdout.count("already trained") == 1 and _count(db) == before + 1
+    trains = [e for e in _events(db, "SessionStarted") if e["command"] == "train"]
+    assert len(trains) == 2  # one per launch, the main process's

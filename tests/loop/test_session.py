@@ -102,7 +102,7 @@ def test_a_prompt_longer_than_the_context_is_skipped_for_good(tmp_path: Path) ->
     assert backend.calls == []  # nothing retried: every unit is done or skipped
     assert again.reports[0].skipped == 6
     added = _count(db, f"SELECT list(DISTINCT event_type) FROM events WHERE seq > {before}")
-    assert set(added) <= {"StageStarted", "StageFinished", "TemplateRegistered"}
+    assert set(added) <= {"SessionStarted", "StageStarted", "StageFinished", "TemplateRegistered"}
 
 
 def test_commands_on_a_missing_log_refuse_without_creating_one(tmp_path: Path) -> None:

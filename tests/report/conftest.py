@@ -150,8 +150,10 @@ def write_report(db: Path, out: Path, *args: str) -> Path:
     return out / "index.html"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    # Module scope, not session: while Playwright's sync API lives it keeps an asyncio loop
+    # running in this thread, and every later Textual test's asyncio.run() would refuse to start.
     if not CHROMIUM.is_file():
         pytest.skip(
             f"{CHROMIUM} is missing: apt-get install chromium (.ci/run installs it) to run the "

@@ -159,10 +159,9 @@ async def test_a_later_label_supersedes_and_moves_the_agreement(tui_log_copy: Pa
 
     app = MrtuiApp(db, poll=False)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.state.agreement)
         assert isinstance(app.screen, OverviewScreen)
         shown = app.screen.query_one("#agreement", Static)
-        assert shown.has_class("-on")
+        await until(pilot, lambda: shown.has_class("-on"))
         line = f"human labels, iteration {it}: judge vs human, pairwise accuracy 100% ["
         assert line in _statics(app) and "100%], n=3" in _statics(app)
 
