@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).parents[1]
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
-# Drafts of documentation others are writing; the lead merges them into the pages.
+# Drafts of documentation others are writing; they are merged into the pages into the pages.
 DRAFTS = DOCS / "_drafts"
 
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")

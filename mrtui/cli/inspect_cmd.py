@@ -146,29 +146,19 @@ def status(
         print_eval_table(r["run_id"], r["evaluation"])
 
 
-def _cost_cell(cost: dict[str, Any] | None) -> str:
-    if not cost:
-        return "-"
-    tokens = (cost["prompt_tokens"] or 0) + (cost["completion_tokens"] or 0)
-    cell = f"{cost['wall_s']:.1f} s ({_pct(cost['share'])})"
-    return cell + (f", {tokens:,} tok" if tokens else "")
-
-
 def _print_costs(run_id: str, its: list[dict[str, Any]]) -> None:
     """Wall time (share of the iteration) and tokens per role (view role_costs)."""
-    from mrtui.loop.report import COST_ROLES
+    from mrtui.loop.report import COST_ROLES, cost_cell, cost_total
 
     if not any(i["costs"] for i in its):
         return
     columns = ["role", *(f"iteration {i['iteration']}" for i in its)]
     lines = [
-        (role.replace("_", "-"), *(_cost_cell(i["costs"].get(role)) for i in its))
+        (role.replace("_", "-"), *(cost_cell(i["costs"].get(role)) for i in its))
         for role in COST_ROLES
         if any(role in i["costs"] for i in its)
     ]
-    lines.append(
-        ("total", *(f"{sum(c['wall_s'] for c in i['costs'].values()):.1f} s" for i in its))
-    )
+    lines.append(("total", *(cost_total(i["costs"]) for i in its)))
     print_table(columns, lines, title=f"run {run_id}: where the time went (role_costs)")
 
 

@@ -141,6 +141,22 @@ def costs(con: Any, run_id: str | None = None) -> dict[tuple[str, int], dict[str
     return out
 
 
+def cost_cell(cost: dict[str, Any] | None) -> str:
+    """One role's cost as mrtui status, the TUI and the compare screen show it:
+    wall time, its share of the iteration, and tokens where the role spent any."""
+    if not cost:
+        return "-"
+    tokens = (cost["prompt_tokens"] or 0) + (cost["completion_tokens"] or 0)
+    share = "-" if cost["share"] is None else f"{cost['share']:.0%}"
+    cell = f"{cost['wall_s']:.1f} s ({share})"
+    return cell + (f", {tokens:,} tok" if tokens else "")
+
+
+def cost_total(roles: dict[str, dict[str, Any]]) -> str:
+    """An iteration's wall time over its roles (the table's last line)."""
+    return f"{sum(c['wall_s'] or 0.0 for c in roles.values()):.1f} s"
+
+
 def status(con: Any, run_id: str | None = None, *, pairs: bool = False) -> dict[str, Any]:
     """Per-iteration progress and health of every run in the log (or one run). ``pairs``
     also derives the preference pairs (seconds on a log of a million judgements)."""

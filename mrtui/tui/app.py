@@ -40,6 +40,7 @@ from .label_modal import LabelChoice, LabelModal, LabelsRead, read_labels
 from .live import RunEnded, RunUpdate, drive
 from .messages import (
     BattlesReady,
+    CostsRead,
     HealthRead,
     IndexReady,
     OverviewRead,
@@ -221,6 +222,7 @@ class MrtuiApp(App[None]):
             self.call_from_thread(self._got_recent, recent)
             health, losses = self._read_health()
             self.call_from_thread(self._got_health, health, losses)
+            self.call_from_thread(self._got_costs, self.source.costs())
             self.call_from_thread(self._complete, ov.max_seq)
             labels = self._read_labels()
             if labels is not None:
@@ -294,6 +296,10 @@ class MrtuiApp(App[None]):
         self.state.health, self.state.losses = health, losses
         if self.state.overview is not None:
             self.tell(HealthRead, self.state.overview, health, losses)
+
+    def _got_costs(self, costs: dict[int, dict[str, dict[str, Any]]]) -> None:
+        self.state.costs = costs
+        self.tell(CostsRead)
 
     def _got_index(self, index: Index, judge_pairs: bool) -> None:
         self.state.set_index(index, judge_pairs)

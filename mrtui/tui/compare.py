@@ -30,7 +30,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
-from mrtui.loop.report import COST_ROLES
+from mrtui.loop.report import COST_ROLES, cost_cell
 from mrtui.store.health import ALARMS, Health
 
 from .base import AppScreen, StatusBar
@@ -411,7 +411,7 @@ class CompareScreen(AppScreen):
         d = self.data
         table = self.query_one("#cmp-costs", DataTable)
         its = d.iterations
-        self._columns(table, ("wall time (share)",), its)
+        self._columns(table, ("wall time (share), tokens",), its)
         for role in COST_ROLES:
             if not any(role in side.costs.get(it, {}) for it in its for side in (d.a, d.b)):
                 continue
@@ -419,7 +419,7 @@ class CompareScreen(AppScreen):
             for it in its:
                 for side in (d.a, d.b):
                     c = side.costs.get(it, {}).get(role)
-                    row.append("-" if c is None else f"{_secs(c['wall_s'])} {pct(c['share'])}")
+                    row.append(cost_cell(c))
             table.add_row(*(lit(c) for c in row))
         if not table.row_count:
             table.add_row(lit("no cost data (role_costs) for these runs"))
@@ -531,11 +531,6 @@ class CompareScreen(AppScreen):
                 for run, key, c in zip(self.runs, p.keys, p.pair(it), strict=True)
             },
         }
-
-
-def _secs(s: float | None) -> str:
-    s = s or 0.0
-    return f"{s:.1f} s" if s < 10 else f"{s:.0f} s"
 
 
 def _chosen_label(c: Chosen | None) -> str:

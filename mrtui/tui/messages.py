@@ -20,6 +20,10 @@ class OverviewRead(Message, bubble=False):
         self.health = health
 
 
+class CostsRead(Message, bubble=False):
+    """Wall time and tokens per role (``TuiState.costs``) were read."""
+
+
 class RecentRead(Message, bubble=False):
     """The newest events of the run."""
 

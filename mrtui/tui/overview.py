@@ -10,11 +10,12 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Footer, Log, Static
 
+from mrtui.loop.report import COST_ROLES, cost_cell, cost_total
 from mrtui.store.health import ALARMS, Health
 
 from .base import AppScreen, StatusBar
 from .label_modal import LabelsRead, agreement_line
-from .messages import HealthRead, OverviewRead, RecentRead, RunLogLine, SignalRead
+from .messages import CostsRead, HealthRead, OverviewRead, RecentRead, RunLogLine, SignalRead
 from .model import EventRow, Overview
 from .plots import HealthPlots
 from .state import Losses
@@ -70,6 +71,8 @@ class OverviewScreen(AppScreen):
     OverviewScreen #alarms.-on { display: block; }
     OverviewScreen #agreement { padding: 0 1; display: none; }
     OverviewScreen #agreement.-on { display: block; }
+    OverviewScreen #costs { height: auto; max-height: 6; display: none; }
+    OverviewScreen #costs.-on { display: block; }
     OverviewScreen #recent { height: 7; border-top: solid $panel; }
     """
     BINDINGS = [
@@ -83,6 +86,7 @@ class OverviewScreen(AppScreen):
             yield Static(id="hint")
             yield Static(id="alarms")
             yield Static(id="agreement")
+            yield DataTable(id="costs", cursor_type="none", zebra_stripes=True)
             yield HealthPlots(id="plots")
             yield DataTable(id="recent", cursor_type="none", zebra_stripes=True)
             yield Log(id="run-log", max_lines=500)
@@ -156,6 +160,7 @@ class OverviewScreen(AppScreen):
         box.update(lit("\n".join(alarms)))
         box.set_class(bool(alarms), "-on")
         self.show_agreement()
+        self.show_costs()
 
     def show_agreement(self) -> None:
         """The judge and meta-judge against the human labels (judge_human_agreement), per
@@ -168,6 +173,20 @@ class OverviewScreen(AppScreen):
         box = self.query_one("#agreement", Static)
         box.update(lit("\n".join(lines)))
         box.set_class(bool(lines), "-on")
+
+    def show_costs(self) -> None:
+        """Where the time went: wall time (share of the iteration) and tokens per role, one
+        row per iteration (``role_costs``, as `mrtui status` prints it), once there are any."""
+        costs = self.state.costs
+        table = self.query_one("#costs", DataTable)
+        roles = [r for r in COST_ROLES if any(r in c for c in costs.values())]
+        table.clear(columns=True)
+        table.add_columns("time", *(r.replace("_", "-") for r in roles), "total")
+        for it, c in sorted(costs.items()):
+            table.add_row(
+                f"iteration {it}", *(lit(cost_cell(c.get(r))) for r in roles), cost_total(c)
+            )
+        table.set_class(bool(costs), "-on")
 
     def show_recent(self, rows: list[EventRow]) -> None:
         """The newest events, newest first: in a live log, what just arrived."""
@@ -211,6 +230,9 @@ class OverviewScreen(AppScreen):
     def on_signal_read(self, _: SignalRead) -> None:
         if self.state.overview is not None:
             self.show(self.state.overview, self.state.health)
+
+    def on_costs_read(self, _: CostsRead) -> None:
+        self.show_costs()
 
     def on_labels_read(self, _: LabelsRead) -> None:
         self.show_agreement()

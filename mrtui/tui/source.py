@@ -223,6 +223,21 @@ class LogSource:
         )
         return [EventRow(*r) for r in rows]
 
+    def costs(self) -> dict[int, dict[str, dict[str, Any]]]:
+        """Wall time and tokens per role of each iteration of the current run (``role_costs``
+        as `mrtui status` reads it, :func:`mrtui.loop.report.costs`); {} for a log whose
+        stored views predate it."""
+        import duckdb
+
+        from mrtui.loop.report import costs
+
+        with self._con() as con:
+            try:
+                read = costs(con, self.run_id)
+            except duckdb.CatalogException:
+                return {}
+        return {it: roles for (_, it), roles in read.items()}
+
     def losses(self) -> dict[int, list[tuple[int, float]]]:
         """DPO loss per step of each iteration's latest training attempt."""
         rows = self.sql(

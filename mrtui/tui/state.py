@@ -50,6 +50,8 @@ class TuiState:
     overview: Overview | None = None
     health: dict[int, Health] | None = None
     losses: Losses = field(default_factory=dict)
+    # iteration -> role -> units, tokens, wall_s, share (role_costs; {} until read)
+    costs: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)
     index: Index | None = None  # score ranges and pairs per prompt and iteration
     index_all: dict[str, PromptStats] = field(default_factory=dict)  # the same over iterations
     index_judge: bool = False  # the index holds judge pairs too (they come last)
@@ -101,6 +103,7 @@ class TuiState:
         self.health = None
         self.signal = None
         self.labels, self.agreement = {}, {}
+        self.costs = {}
 
     def status_text(self, now: float) -> tuple[str, bool]:
         """The status line and whether it says the data is stale."""

@@ -28,6 +28,15 @@ SIZE = (140, 42)
 NOON = 1_800_000_000.0  # a pinned clock: the status line says "read 08:00:00 UTC"
 
 
+def units_as_seconds(costs: dict[Any, dict[str, dict[str, Any]]]) -> dict[Any, Any]:
+    """Wall times differ between builds of a log: each role's time stands in from its units."""
+    for roles in costs.values():
+        total = sum(c["units"] for c in roles.values()) or 1
+        for c in roles.values():
+            c["wall_s"], c["share"] = float(c["units"]), c["units"] / total
+    return costs
+
+
 @pytest.fixture
 def app(tui_log: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MrtuiApp:
     shutil.copyfile(tui_log, tmp_path / "log.duckdb")
@@ -41,12 +50,14 @@ def app(tui_log: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Mrtui
             dataclasses.replace(r, created_at=None) for r in recent(self, limit)
         ],
     )
+    real = LogSource.costs
+    monkeypatch.setattr(LogSource, "costs", lambda self: units_as_seconds(real(self)))
     return MrtuiApp("log.duckdb", poll=False, clock=lambda: NOON)
 
 
 async def _ready(pilot: Any) -> None:
     app = pilot.app
-    await until(pilot, lambda: app.health is not None and app.index_judge)
+    await until(pilot, lambda: app.health is not None and app.index_judge and app.state.costs)
     await pilot.pause(0.2)
 
 

@@ -28,7 +28,7 @@ from .conftest import _sha, build_log
 from .test_app import until
 from .test_compare import _battle as made_battle
 from .test_compare import _two_runs
-from .test_snapshots import NOON, SIZE
+from .test_snapshots import NOON, SIZE, units_as_seconds
 from .test_snapshots import _battle as real_battle
 from .test_snapshots import app as app  # the fixture: tui_log, pinned clock, relative path
 
@@ -43,15 +43,7 @@ def _at(tmp_path: Path, db: Path, monkeypatch: pytest.MonkeyPatch, **kw: Any) ->
     # wall times differ between builds of a log: each role's time stands in from its units
     real = compare._costs
 
-    def costs(con: Any, runs: list[str]) -> dict[Any, dict[str, dict[str, Any]]]:
-        out = real(con, runs)
-        for roles in out.values():
-            total = sum(c["units"] for c in roles.values()) or 1
-            for c in roles.values():
-                c["wall_s"], c["share"] = float(c["units"]), c["units"] / total
-        return out
-
-    monkeypatch.setattr(compare, "_costs", costs)
+    monkeypatch.setattr(compare, "_costs", lambda con, runs: units_as_seconds(real(con, runs)))
     return MrtuiApp("log.duckdb", poll=False, clock=lambda: NOON, **kw)
 
 
