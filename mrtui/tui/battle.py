@@ -55,7 +55,7 @@ class BattleScreen(AppScreen):
         Binding("enter,v", "view_verdict", "Verdict text"),
         Binding("j", "view_judgement", "Judgement text"),
         Binding("f", "toggle_disagreeing", "Only AB≠BA"),
-        Binding("l", "label", "Label", show=False),
+        Binding("l", "label", "Label"),
         Binding("2", "both_orders", "Both orders"),
         Binding("escape", "app.pop_screen", "Back"),
     ]

@@ -43,7 +43,7 @@ class PromptDetailScreen(AppScreen):
         Binding("left_square_bracket", "iteration(-1)", "Prev iter"),
         Binding("right_square_bracket", "iteration(1)", "Next iter"),
         Binding("v", "view_text", "Full text"),
-        Binding("l", "label", "Label", show=False),
+        Binding("l", "label", "Label"),
         Binding("escape", "app.pop_screen", "Back"),
     ]
 
@@ -240,7 +240,7 @@ class ResponseDetailScreen(AppScreen):
         Binding("left", "move(-1)", "Prev judgement"),
         Binding("right", "move(1)", "Next judgement"),
         Binding("v,enter", "view_text", "Full text"),
-        Binding("l", "label", "Label", show=False),
+        Binding("l", "label", "Label"),
         Binding("escape", "app.pop_screen", "Back"),
     ]
 
