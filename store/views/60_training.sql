@@ -19,7 +19,9 @@ SELECT s.run_id, s.iteration, s.payload->>'$.attempt' AS attempt,
        -- "hf weights" or "Q4_K_M dequantisation" (NULL in logs before mrtui took HF folders)
        s.payload->>'$.base_model_origin' AS base_model_origin,
        -- the trained folder's content hash (NULL in older logs)
-       f.payload->>'$.model_sha256' AS model_sha256
+       f.payload->>'$.model_sha256' AS model_sha256,
+       -- the pair keys this attempt trained on, and its TrainingStarted event's place in the log
+       from_json(s.payload->'$.pair_keys', '["VARCHAR"]') AS pair_keys, s.seq
 FROM events s
 LEFT JOIN events f ON f.event_type = 'TrainingFinished'
                   AND f.payload->>'$.attempt' = s.payload->>'$.attempt'
@@ -48,9 +50,16 @@ SELECT run_id, iteration AS trained_in_iteration,
        payload->>'$.export.outtype' AS outtype, created_at,
        -- what model_sha256 hashes: 'hf' (a trained folder) or 'gguf' (older logs, untrained)
        coalesce(payload->>'$.model_format', 'gguf') AS model_format,
-       payload->>'$.gguf_sha256' AS gguf_sha256
+       payload->>'$.gguf_sha256' AS gguf_sha256, seq
 FROM events
 WHERE event_type = 'CheckpointCreated';
+
+-- The model an iteration runs on: the latest checkpoint made for it (a retrained iteration
+-- logs another CheckpointCreated; the last one counts).
+CREATE OR REPLACE VIEW latest_checkpoints AS
+SELECT *
+FROM checkpoints
+QUALIFY row_number() OVER (PARTITION BY run_id, for_iteration ORDER BY seq DESC) = 1;
 
 -- From a checkpoint back to every pair that trained it, and the units each pair came from
 -- (for judge pairs also the response the judgements were about). Join on keys to reach the
