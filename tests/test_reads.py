@@ -4,8 +4,11 @@ is the one place a payload field gets its name, type and meaning (docs/log.md li
 from __future__ import annotations
 
 import ast
+import json
 import re
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -96,3 +99,86 @@ def test_no_code_outside_store_reads_event_payloads() -> None:
         "SQL outside store/ reads raw event payloads; read a view instead (add one in "
         "store/views/, documented in docs/log.md):\n" + "\n".join(found)
     )
+
+
+# --- The reads moved onto views behave as before (fake backend, real DuckDB) ---------------
+
+
+def _runner(log: Any, **cli: Any) -> Any:
+    from fakes import FakeBackend
+
+    from mrtui.loop.runner import Runner
+    from mrtui.loop.settings import load_config
+    from mrtui.loop.stages import ModelIdentity
+
+    backend = FakeBackend()
+    return Runner(
+        log,
+        load_config(None, {"train": False} | cli),
+        backend_factory=lambda s, m: backend,
+        resolver=lambda m: ModelIdentity(m, "f" * 64),
+    )
+
+
+def _prompt_file(tmp_path: Path, n: int) -> str:
+    p = tmp_path / "p.jsonl"
+    p.write_text("\n".join(json.dumps({"prompt": f"Question {i}?", "id": i}) for i in range(n)))
+    return str(p)
+
+
+def _checkpoint(log: Any, run_id: str, sha: str) -> None:
+    from mrtui.store import content_key
+    from mrtui.store import events as ev
+
+    record = ev.CheckpointCreated(
+        for_iteration=2,
+        model_id=f"m-{sha[:4]}",
+        model_sha256=sha * 64,
+        gguf_path=None,
+        hf_dir=f"ckpt-{sha}",
+        trained_from_sha256="f" * 64,
+        training_key=None,
+        reason="test",
+        model_format="hf",
+    )
+    log.append([record.event(run_id, iteration=1, key=content_key("ckpt", run_id, sha))])
+
+
+def test_runner_reads_settings_checkpoints_and_draws_through_views(tmp_path: Path) -> None:
+    from mrtui.loop import pool
+    from mrtui.loop.progress import ignore
+    from mrtui.loop.settings import ConfigError
+    from mrtui.store import EventLog, connect
+
+    db = tmp_path / "log.duckdb"
+    cli = {"prompts": _prompt_file(tmp_path, 6), "k": 2, "n": 2, "prompts_per_iteration": 3}
+    with EventLog(db) as log:
+        _runner(log, run_id="r", **cli).run()
+    with connect(db) as con:
+        (drawn,) = con.execute("SELECT prompt_keys FROM prompt_draws WHERE run_id = 'r'").fetchone()
+        prompts = con.execute(
+            "SELECT prompt_key, prompt FROM prompts WHERE run_id = 'r' ORDER BY prompt_index"
+        ).fetchall()
+        assert con.execute("SELECT count(*) FROM runs WHERE run_id = 'r'").fetchone() == (1,)
+    assert len(drawn) == 3 and len(prompts) == 6
+    with EventLog(db) as log:
+        runner = _runner(log, run_id="r", **cli)
+        s = runner.settings.for_iteration(1)
+        # A resume takes the logged draw: the same keys in the same order.
+        assert [k for k, _ in pool.draw(log, "r", 1, s, prompts, ignore)] == drawn
+        # A started iteration refuses other generation settings, and another model.
+        hotter = _runner(log, run_id="r", actor_temperature=0.123, **cli)
+        with pytest.raises(
+            ConfigError, match=r"was started with actor_temperature=0.8 \(now 0.123\)"
+        ):
+            hotter._start_iteration(1, hotter.settings.for_iteration(1), runner.model())
+        other = replace(runner.model(), sha256="0" * 64)
+        with pytest.raises(ConfigError, match="a different model"):
+            runner._start_iteration(1, s, other)
+        runner._start_iteration(1, s, runner.model())  # the same: nothing to refuse
+        # Iteration 2 runs on the latest checkpoint made for it.
+        with pytest.raises(ConfigError, match="no trained model yet"):
+            runner.checkpoint_for(2)
+        _checkpoint(log, "r", "a")
+        _checkpoint(log, "r", "b")
+        assert runner.checkpoint_for(2).sha256 == "b" * 64

@@ -4,9 +4,8 @@ GGUF file."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -16,62 +15,6 @@ export_app = typer.Typer(
     help="Write derived data to files.", no_args_is_help=True, rich_markup_mode=None
 )
 app.add_typer(export_app, name="export")
-
-
-def _trained_keys(con: Any, run_id: str, iteration: int) -> set[str] | None:
-    """The pair keys the finished training of an iteration used (None: not trained yet)."""
-    row = con.execute(
-        "SELECT s.payload->'$.pair_keys' FROM events s JOIN events f "
-        "ON f.event_type = 'TrainingFinished' "
-        "AND f.payload->>'$.attempt' = s.payload->>'$.attempt' "
-        "WHERE s.event_type = 'TrainingStarted' AND s.run_id = ? AND s.iteration = ? "
-        "ORDER BY s.seq DESC LIMIT 1",
-        [run_id, iteration],
-    ).fetchall()
-    return set(json.loads(row[0][0])) if row else None
-
-
-def out_format(out: Path) -> str:
-    """``.jsonl`` or ``.parquet``, from the file name; anything else is a usage error."""
-    from mrtui.loop.settings import ConfigError
-
-    suffix = out.suffix.lower()
-    if suffix not in (".jsonl", ".parquet"):
-        raise ConfigError(f"--out must end in .jsonl or .parquet, not {suffix or 'nothing'}")
-    return suffix
-
-
-def write_rows(
-    rows: list[dict[str, Any]],
-    out: Path,
-    json_columns: tuple[str, ...] = (),
-    schema: Any = None,
-) -> None:
-    """Write ``rows`` to ``out`` (through a temporary file): JSONL, one object per row (lists
-    and structs as JSON), or Parquet with pyarrow (column types from ``schema``, a pyarrow
-    schema, when given; else from the values). ``json_columns`` hold JSON text: nested
-    objects in JSONL, the text itself in Parquet."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    if out_format(out) == ".jsonl":
-        with tmp.open("w", encoding="utf-8") as fh:
-            for r in rows:
-                r = {k: _json(v) if k in json_columns else v for k, v in r.items()}
-                fh.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
-    else:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)
-    tmp.replace(out)
-
-
-def _json(text: Any) -> Any:
-    return json.loads(text) if isinstance(text, str) else text
-
-
-def _opt(v: Any) -> str:
-    return "NULL" if v is None else repr(v) if not isinstance(v, bool) else str(v).lower()
 
 
 @export_app.command("pairs")
@@ -129,55 +72,28 @@ def pairs(
     iteration ran with; any given here re-derive the pairs from the log without generating
     anything.
     """
-    from mrtui.loop.settings import ITERATION_KEYS, ConfigError, IterationSettings
-    from mrtui.loop.training import training_pairs
-    from mrtui.store import connect
+    from mrtui.loop.export import export_pairs
 
-    if kind not in (None, "actor", "judge"):
-        raise ConfigError("--kind must be 'actor' or 'judge'")
-    given = {
-        "rho": rho,
-        "max_chosen_chars": max_chosen_chars,
-        "judge_max_chars": judge_max_chars,
-        "drop_same_score": drop_same_score,
-        "weights_scope": weights_scope,
-        "bt_prior_games": bt_prior_games,
-    }
-    IterationSettings().with_flat(**{k: v for k, v in given.items() if v is not None})
-    out_format(out)
-    source = "preference_pairs_with(" + ", ".join(f"{k} := {_opt(v)}" for k, v in given.items())
-    source += ")"
-    rows: list[dict[str, Any]] = []
-    with connect(db) as con:
-        # Derived once for every iteration asked for; each iteration's set is taken from it.
-        con.execute(
-            f"CREATE TEMP TABLE mrtui_export_pairs AS SELECT * FROM {source} "
-            "WHERE (? IS NULL OR run_id = ?) AND (? IS NULL OR iteration = ?)",
-            [run, run, iteration, iteration],
-        )
-        iterations = con.execute(
-            "SELECT run_id, iteration, settings FROM iteration_settings "
-            "WHERE (? IS NULL OR run_id = ?) AND (? IS NULL OR iteration = ?) "
-            "ORDER BY run_id, iteration",
-            [run, run, iteration, iteration],
-        ).fetchall()
-        for run_id, it, settings in iterations:
-            logged = {k: v for k, v in json.loads(settings).items() if k in ITERATION_KEYS}
-            s = IterationSettings.from_flat(logged, f"iteration {it} of {run_id}")
-            pairs = training_pairs(con, run_id, it, s, "mrtui_export_pairs", select=not all_pairs)
-            trained = _trained_keys(con, run_id, it)
-            for p in pairs:
-                p["trained"] = None if trained is None else p["pair_key"] in trained
-            rows += [p for p in pairs if kind is None or p["kind"] == kind]
-    if conversational:
-        for r in rows:
-            r["prompt"] = [{"role": "user", "content": r["prompt"]}]
-            r["chosen"] = [{"role": "assistant", "content": r["chosen"]}]
-            r["rejected"] = [{"role": "assistant", "content": r["rejected"]}]
-    write_rows(rows, out)
-    counts = {k: sum(1 for r in rows if r["kind"] == k) for k in ("actor", "judge")}
+    counts = export_pairs(
+        db,
+        out,
+        run=run,
+        iteration=iteration,
+        kind=kind,
+        rederive={
+            "rho": rho,
+            "max_chosen_chars": max_chosen_chars,
+            "judge_max_chars": judge_max_chars,
+            "drop_same_score": drop_same_score,
+            "weights_scope": weights_scope,
+            "bt_prior_games": bt_prior_games,
+        },
+        conversational=conversational,
+        all_pairs=all_pairs,
+    )
     typer.echo(
-        f"wrote {len(rows)} pairs ({counts['actor']} actor, {counts['judge']} judge) to {out}"
+        f"wrote {sum(counts.values())} pairs ({counts['actor']} actor, {counts['judge']} judge) "
+        f"to {out}"
     )
 
 
@@ -211,6 +127,7 @@ def eval_(
     """Evaluation data of `mrtui eval`: every answer with its rule checks or judge verdicts
     and its outcome, or the metrics with their 95% intervals."""
     from mrtui.evaluation.settings import SUITE_SETS, parse_suites
+    from mrtui.loop.export import out_format, write_rows
     from mrtui.loop.settings import ConfigError
     from mrtui.store import connect
 

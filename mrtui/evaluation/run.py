@@ -284,10 +284,7 @@ class Evaluation:
     def available(self) -> list[int]:
         """Iterations whose model exists: 1 (the base model) and every trained checkpoint's."""
         rows = self.log.query(
-            "SELECT DISTINCT (payload->>'$.for_iteration')::INTEGER FROM events "
-            "WHERE event_type = 'CheckpointCreated' AND run_id = ?",
-            [self.run_id],
-            views=False,
+            "SELECT DISTINCT for_iteration FROM checkpoints WHERE run_id = ?", [self.run_id]
         )
         return sorted({1, *(r[0] for r in rows)})
 

@@ -121,8 +121,7 @@ def gather(db: Path, run_id: str | None = None, *, max_prompts: int = MAX_PROMPT
             keys = [
                 k
                 for (k,) in con.execute(
-                    "SELECT key FROM events WHERE event_type = 'PromptAdded' AND run_id = ? "
-                    "ORDER BY (payload->>'$.index')::INTEGER, seq",
+                    "SELECT prompt_key FROM prompts WHERE run_id = ? ORDER BY prompt_index, seq",
                     [rid],
                 ).fetchall()
             ]

@@ -47,12 +47,10 @@ def draw(
     if s.prompts_per_iteration == 0:
         return pool
     drawn: dict[int, list[str]] = {}
-    for it, payload in log.query(
-        "SELECT iteration, payload FROM events WHERE event_type = ? AND run_id = ? ORDER BY seq",
-        [ev.PromptsDrawn.TYPE, run_id],
-        views=False,
+    for it, keys in log.query(
+        "SELECT iteration, prompt_keys FROM prompt_draws WHERE run_id = ? ORDER BY seq", [run_id]
     ):
-        drawn.setdefault(it, ev.parse(ev.PromptsDrawn, payload).prompt_keys)
+        drawn.setdefault(it, list(keys))
     texts = dict(pool)
     if iteration in drawn:
         return [(k, texts[k]) for k in drawn[iteration] if k in texts]

@@ -162,9 +162,8 @@ def status(con: Any, run_id: str | None = None, *, pairs: bool = False) -> dict[
     also derives the preference pairs (seconds on a log of a million judgements)."""
     runs = rows_as_dicts(
         con.execute(
-            "SELECT run_id, payload->>'$.model' AS model, payload->>'$.backend' AS backend, "
-            "created_at FROM events WHERE event_type = 'RunConfigured' "
-            "AND (? IS NULL OR run_id = ?) ORDER BY seq",
+            "SELECT run_id, model, backend, configured_at AS created_at FROM runs "
+            "WHERE (? IS NULL OR run_id = ?) ORDER BY seq",
             [run_id, run_id],
         )
     )

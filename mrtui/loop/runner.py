@@ -5,6 +5,7 @@ Front ends start runs through :mod:`mrtui.loop.session`, which drives this.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import replace
@@ -154,18 +155,17 @@ class Runner:
                 quantization=m.quantization,
             )
         rows = self.log.query(
-            "SELECT payload FROM events WHERE event_type = ? AND run_id = ? "
-            "AND (payload->>'$.for_iteration')::INTEGER = ? ORDER BY seq DESC LIMIT 1",
-            [ev.CheckpointCreated.TYPE, self.settings.run_id, iteration],
-            views=False,
+            "SELECT checkpoint_key FROM latest_checkpoints WHERE run_id = ? AND for_iteration = ?",
+            [self.settings.run_id, iteration],
         )
-        if not rows:
+        payload = self.log.payload(rows[0][0]) if rows else None
+        if payload is None:
             raise ConfigError(
                 f"iteration {iteration - 1} of run {self.settings.run_id!r} has "
                 f"no trained model yet; run iteration {iteration - 1} (with "
                 "training) first"
             )
-        return from_event(self.log.path, rows[0][0])
+        return from_event(self.log.path, payload)
 
     def workdir(self) -> Path:
         """Where trained models of this run live: next to the log file."""
@@ -295,19 +295,16 @@ class Runner:
         if self.log.has(key):
             return
         rows = self.log.query(
-            "SELECT payload FROM events WHERE event_type = ? AND run_id = ? AND iteration = ? "
-            "ORDER BY seq DESC LIMIT 1",
-            [ev.IterationStarted.TYPE, run_id, iteration],
-            views=False,
+            "SELECT settings, model_sha256 FROM iteration_settings WHERE run_id = ? "
+            "AND iteration = ?",
+            [run_id, iteration],
         )
         if rows:
-            before = ev.parse(ev.IterationStarted, rows[0][0])
-            changed = _changed_settings(before.settings, settings)
-            if changed or before.model.get("model_sha256") != model.sha256:
+            before, before_sha = json.loads(rows[0][0]), rows[0][1]
+            changed = _changed_settings(before, settings)
+            if changed or before_sha != model.sha256:
                 what = (
-                    ", ".join(
-                        f"{f}={before.settings.get(f)!r} (now {settings.get(f)!r})" for f in changed
-                    )
+                    ", ".join(f"{f}={before.get(f)!r} (now {settings.get(f)!r})" for f in changed)
                     or "a different model"
                 )
                 raise ConfigError(

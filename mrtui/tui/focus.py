@@ -71,8 +71,7 @@ def read_focus(con: Any, run_id: str | None, prompt_key: str) -> PromptFocus:
     each iteration meta-judged; the battles themselves come from :func:`read_battles`."""
     q = lambda sql: con.execute(sql, [run_id]).fetchall()  # noqa: E731
     prow = con.execute(
-        "SELECT text, payload->>'$.source_id', (payload->>'$.index')::INTEGER FROM events "
-        "WHERE event_type = 'PromptAdded' AND key = ?",
+        "SELECT prompt, source_id, prompt_index FROM prompts WHERE prompt_key = ?",
         [prompt_key],
     ).fetchall()
     text, source_id, index = prow[0] if prow else ("", "", -1)

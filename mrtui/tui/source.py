@@ -257,18 +257,18 @@ class LogSource:
     def _prompt_where(
         self, iteration: int | None, search: str, keys: list[str] | None, exclude: bool
     ) -> tuple[str, dict[str, Any]]:
-        where = ["p.event_type = 'PromptAdded'", "p.run_id = $run"]
+        where = ["p.run_id = $run"]
         params: dict[str, Any] = {"run": self.run_id, "it": iteration}
         if search:
-            where.append("(p.text ILIKE $q OR p.payload->>'$.source_id' ILIKE $q)")
+            where.append("(p.prompt ILIKE $q OR p.source_id ILIKE $q)")
             params["q"] = "%" + _like_escape(search) + "%"
             where[-1] = where[-1].replace("ILIKE $q", "ILIKE $q ESCAPE '\\'")
         if keys is not None:
-            where.append(("NOT " if exclude else "") + "list_contains($keys, p.key)")
+            where.append(("NOT " if exclude else "") + "list_contains($keys, p.prompt_key)")
             params["keys"] = keys
         drawn = self.drawn_prompts(iteration) if iteration is not None else None
         if drawn is not None:  # the iteration drew its prompts from the pool: only those
-            where.append("list_contains($drawn, p.key)")
+            where.append("list_contains($drawn, p.prompt_key)")
             params["drawn"] = drawn
         return " AND ".join(where), params
 
@@ -278,13 +278,13 @@ class LogSource:
         key = (self.run_id, iteration)
         if key not in self._drawn:
             rows = self.sql(
-                "SELECT payload FROM events WHERE event_type = 'PromptsDrawn' AND run_id = ? "
-                "AND iteration = ? ORDER BY seq LIMIT 1",
+                "SELECT prompt_keys FROM prompt_draws WHERE run_id = ? AND iteration = ? "
+                "ORDER BY seq LIMIT 1",
                 [self.run_id, iteration],
             )
             if not rows:
                 return None
-            self._drawn[key] = list(json.loads(rows[0][0]).get("prompt_keys") or [])
+            self._drawn[key] = list(rows[0][0] or [])
         return self._drawn[key]
 
     def prompt_count(
@@ -296,7 +296,7 @@ class LogSource:
     ) -> int:
         where, params = self._prompt_where(iteration, search, keys, exclude)
         params.pop("it")
-        return self.sql(f"SELECT count(*) FROM events p WHERE {where}", params)[0][0]
+        return self.sql(f"SELECT count(*) FROM prompts p WHERE {where}", params)[0][0]
 
     def prompts(
         self,
@@ -313,10 +313,9 @@ class LogSource:
         rows = self.sql(
             f"""
             WITH page AS (
-                SELECT p.key, p.seq, (p.payload->>'$.index')::INTEGER AS idx,
-                       coalesce(p.payload->>'$.source_id', '') AS source_id,
-                       left(p.text, 400) AS preview
-                FROM events p WHERE {where}
+                SELECT p.prompt_key AS key, p.seq, p.prompt_index AS idx,
+                       coalesce(p.source_id, '') AS source_id, left(p.prompt, 400) AS preview
+                FROM prompts p WHERE {where}
                 ORDER BY idx, p.seq LIMIT $limit OFFSET $offset
             )
             SELECT page.key, page.idx, page.source_id, page.preview,
