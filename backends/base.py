@@ -11,7 +11,7 @@ import random
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from time import perf_counter
-from typing import Any, Literal, Protocol, Self, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, Self, TypeVar, runtime_checkable
 
 Role = Literal["system", "user", "assistant"]
 
@@ -234,7 +234,38 @@ class UnsupportedFeature(BackendError):
 CHOICE_PROBS = "choice_probs"  # Request.choice_probs on choices requests
 
 
-class ClosingBackend:
+@runtime_checkable
+class InferenceBackend(Protocol):
+    """Many requests in, results streamed back as they finish (in any order).
+
+    A backend class that subclasses this protocol (as :class:`ClosingBackend` does) gets the
+    defaults of ``model_format`` ("gguf") and ``endpoint_events`` (no servers, no events); a
+    class that only matches it structurally must define both."""
+
+    model_format: ClassVar[str] = "gguf"
+    """What the backend loads a model from: "gguf" (a GGUF file), "hf" (a Hugging Face folder
+    or repo id) or "served" (servers hold the weights; the backend is told the model's name).
+    Read from the class without starting it (:func:`~mrtui.backends.registry.model_format`)."""
+
+    def info(self) -> BackendInfo: ...
+
+    def generate(self, requests: Iterable[Request]) -> Iterator[Result]: ...
+
+    def require(self, features: Iterable[str]) -> None:
+        """Raise ``UnsupportedFeature`` (one line that names what to change) unless every one
+        of ``features`` (e.g. :data:`CHOICE_PROBS`) is served; a remote backend may ask its
+        servers. Called once before a run's first request."""
+        ...
+
+    def endpoint_events(self) -> list[EndpointEvent]:
+        """The servers that went down or came back since the last call, which the loop logs
+        (a remote backend's; a backend without servers has none)."""
+        return []
+
+    def close(self) -> None: ...
+
+
+class ClosingBackend(InferenceBackend):
     """``with backend: ...`` closes the backend at the end of the block; a closed backend
     refuses more work (``_check_open``)."""
 
@@ -253,20 +284,3 @@ class ClosingBackend:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-@runtime_checkable
-class InferenceBackend(Protocol):
-    """Many requests in, results streamed back as they finish (in any order)."""
-
-    def info(self) -> BackendInfo: ...
-
-    def generate(self, requests: Iterable[Request]) -> Iterator[Result]: ...
-
-    def require(self, features: Iterable[str]) -> None:
-        """Raise ``UnsupportedFeature`` (one line that names what to change) unless every one
-        of ``features`` (e.g. :data:`CHOICE_PROBS`) is served; a remote backend may ask its
-        servers. Called once before a run's first request."""
-        ...
-
-    def close(self) -> None: ...

@@ -212,7 +212,7 @@ class LlamaCppBackend(ClosingBackend):
     """InferenceBackend on a local GGUF model through llama-cpp-python."""
 
     name = BACKEND_NAME
-    model_format = "gguf"  # see registry.model_format
+    model_format = "gguf"  # see InferenceBackend.model_format
 
     def __init__(
         self,

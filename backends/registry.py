@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 from .base import BackendError, InferenceBackend
@@ -39,26 +40,29 @@ def _canonical(name: str) -> str:
     return name
 
 
-def _backend_class(name: str) -> type:
+def _backend_class(name: str) -> type[InferenceBackend]:
     """The class of the backend ``name`` (its module imported, not its library)."""
     module_name, _, class_name = _BACKENDS[_canonical(name)].partition(":")
-    cls: type = getattr(importlib.import_module(module_name, package=__package__), class_name)
+    cls: type[InferenceBackend] = getattr(
+        importlib.import_module(module_name, package=__package__), class_name
+    )
     return cls
 
 
 def model_format(name: str) -> str | None:
-    """What the backend ``name`` loads a model from (its class's ``model_format``): "gguf" (a
-    GGUF file), "hf" (a Hugging Face folder or repo id) or "served" (servers hold the weights;
-    the backend is told the model's name); None for a name not registered here (a backend its
-    caller builds). Imports the backend's module, not its library."""
+    """What the backend ``name`` loads a model from (its class's
+    :attr:`~mrtui.backends.base.InferenceBackend.model_format`: "gguf", "hf" or "served");
+    None for a name not registered here (a backend its caller builds). Imports the backend's
+    module, not its library."""
     if _ALIASES.get(name, name) not in _BACKENDS:
         return None
-    return str(getattr(_backend_class(name), "model_format", "gguf"))
+    return _backend_class(name).model_format
 
 
 def load_backend(name: str, model: str, **options: Any) -> InferenceBackend:
     """Import and start the backend called ``name`` on ``model`` with backend ``options``."""
-    cls = _backend_class(name)
+    # Each class takes its own options: the protocol says nothing of its constructor.
+    cls: Callable[..., InferenceBackend] = _backend_class(name)
     try:
         inspect.signature(cls).bind(model, **options)
     except TypeError as e:
@@ -66,5 +70,4 @@ def load_backend(name: str, model: str, **options: Any) -> InferenceBackend:
         raise BackendError(
             f"bad options for backend {name!r} ({e}); it accepts: {', '.join(accepted)}"
         ) from e
-    backend: InferenceBackend = cls(model, **options)
-    return backend
+    return cls(model, **options)

@@ -141,7 +141,7 @@ class TransformersBackend(ClosingBackend):
     """InferenceBackend on a transformers causal LM (CUDA when available, else the CPU)."""
 
     name = BACKEND_NAME
-    model_format = "hf"  # see registry.model_format
+    model_format = "hf"  # see InferenceBackend.model_format
 
     def __init__(
         self,

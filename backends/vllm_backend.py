@@ -456,7 +456,7 @@ class VLLMBackend(ClosingBackend):
     """InferenceBackend on an in-process ``vllm.LLM`` (CUDA)."""
 
     name = BACKEND_NAME
-    model_format = "hf"  # see registry.model_format
+    model_format = "hf"  # see InferenceBackend.model_format
 
     def __init__(
         self,

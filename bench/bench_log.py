@@ -64,7 +64,7 @@ from _common import (
     verdict,
 )
 
-from mrtui.backends.base import BackendInfo, Completion
+from mrtui.backends.base import BackendInfo, Completion, InferenceBackend
 from mrtui.loop.prompts import load_template, parse_score, parse_winner
 from mrtui.loop.runner import Runner
 from mrtui.loop.settings import IterationSettings, RunSettings
@@ -208,7 +208,7 @@ class _CollectingLog:
         self.events.extend(events)
 
 
-class _SentinelBackend:
+class _SentinelBackend(InferenceBackend):
     """Answers every request with a parseable text and sentinel token counts and timings."""
 
     def info(self) -> BackendInfo:

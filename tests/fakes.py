@@ -33,6 +33,7 @@ from mrtui.backends.base import (
     BackendInfo,
     Completion,
     Failure,
+    InferenceBackend,
     Message,
     Request,
     Result,
@@ -62,7 +63,7 @@ def prompt_tokens(messages: Sequence[Message], assistant_prefix: str | None = No
     return [*toks, "<|assistant|>", *(assistant_prefix or "").split()]
 
 
-class FakeBackend:
+class FakeBackend(InferenceBackend):
     """An ``InferenceBackend`` with canned, hash-derived answers (see the module docstring)."""
 
     def __init__(

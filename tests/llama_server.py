@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from mrtui.backends.base import EndpointEvent, InferenceBackend
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -130,8 +132,10 @@ class LlamaServer:
         self.stop()
 
 
-class ServedBackend:
+class ServedBackend(InferenceBackend):
     """An ``InferenceBackend`` that also stops the servers it runs on when it is closed."""
+
+    model_format = "served"
 
     def __init__(self, backend: Any, servers: list[LlamaServer]) -> None:
         self.backend = backend
@@ -145,6 +149,9 @@ class ServedBackend:
 
     def require(self, features: Any) -> None:
         self.backend.require(features)
+
+    def endpoint_events(self) -> list[EndpointEvent]:
+        return list(self.backend.endpoint_events())
 
     def close(self) -> None:
         try:

@@ -265,10 +265,7 @@ class Stages:
     def _endpoint_news(self, stage: str, backend: InferenceBackend, info: BackendInfo) -> None:
         """Log the servers a remote backend lost (``EndpointFailed``) and tell the front end,
         whose status line shows it; a server that came back is a note."""
-        drain = getattr(backend, "endpoint_events", None)
-        if drain is None:
-            return
-        for e in drain():
+        for e in backend.endpoint_events():
             if e.state == "down":
                 failed = ev.EndpointFailed(
                     stage=stage,

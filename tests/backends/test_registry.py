@@ -66,3 +66,20 @@ def test_model_format_says_what_each_backend_loads_without_its_library() -> None
         "[model_format(n) for n in ('llama.cpp', 'vllm', 'openai')]"
     )
     assert sorted(loaded & {"vllm", "llama_cpp", "httpx", "torch"}) == []
+
+
+def test_every_backend_class_has_the_protocol_s_model_format_and_endpoint_events() -> None:
+    """model_format and endpoint_events belong to InferenceBackend: each registered class (and
+    the tests' fake) inherits them, so callers read them without getattr; a backend without
+    servers reports no endpoint events."""
+    from fakes import FakeBackend
+
+    from mrtui.backends.registry import _backend_class
+
+    classes = [_backend_class(name) for name in available_backends()]
+    for cls in [*classes, FakeBackend]:
+        assert InferenceBackend in cls.__mro__, cls
+        assert cls.model_format in ("gguf", "hf", "served"), cls
+        assert callable(cls.endpoint_events), cls
+    assert FakeBackend.model_format == "gguf"  # the protocol's default
+    assert FakeBackend().endpoint_events() == []
