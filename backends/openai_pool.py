@@ -108,8 +108,8 @@ class EndpointPool:
         self, eps: list[Endpoint], target: Target, policy: Policy, scrub: Callable[[str], str]
     ) -> None:
         self.eps = eps
-        self.cond = threading.Condition()  # guards the endpoints, the batches, the events
-        self.closed = False
+        self._cond = threading.Condition()  # guards the endpoints, the batches, the events
+        self._closed = False
         self._target = target
         self._policy = policy
         self._scrub = scrub  # hides the API key in messages
@@ -118,11 +118,11 @@ class EndpointPool:
         self._logprobs_checked: dict[str, str | None] = {}
 
     def close(self) -> None:
-        with self.cond:
-            if self.closed:
+        with self._cond:
+            if self._closed:
                 return
-            self.closed = True
-            self.cond.notify_all()
+            self._closed = True
+            self._cond.notify_all()
         for ep in self.eps:
             ep.client.close()
 
@@ -130,15 +130,15 @@ class EndpointPool:
 
     def known_caps(self) -> list[Caps]:
         """What the endpoints that have answered once can do."""
-        with self.cond:
+        with self._cond:
             return [ep.caps for ep in self.eps if ep.caps is not None]
 
     def health(self) -> dict[str, dict[str, Any]]:
-        with self.cond:
+        with self._cond:
             return {ep.url: ep.health() for ep in self.eps}
 
     def drain_events(self) -> list[EndpointEvent]:
-        with self.cond:
+        with self._cond:
             events, self._events = self._events, []
         return events
 
@@ -155,17 +155,14 @@ class EndpointPool:
             return self._mark_unreachable(ep, str(e))
         if isinstance(got, str):
             return self._mark_unreachable(ep, got)
-        with self.cond:
-            ep.flavor, ep.served_model, ep.server_info = (
-                got.flavor,
-                got.served_model,
-                got.server_info,
-            )
+        with self._cond:
+            ep.flavor, ep.served_model = got.flavor, got.served_model
+            ep.server_info = got.server_info
             ep.alive, ep.strikes, ep.cooldown_until = True, 0, 0.0
         return None
 
     def _mark_unreachable(self, ep: Endpoint, error: str) -> str:
-        with self.cond:
+        with self._cond:
             ep.alive = False
             ep.last_error = error
             ep.next_probe = time.monotonic() + self._policy.revive_s
@@ -174,7 +171,7 @@ class EndpointPool:
     def top_logprobs_refusal(self, ep: Endpoint) -> str | None:
         """None when ``ep`` lists top logprobs (or could not be asked), else why it cannot
         give choice probabilities. A definite answer is asked for once."""
-        with self.cond:
+        with self._cond:
             if ep.url in self._logprobs_checked:
                 return self._logprobs_checked[ep.url]
             if not ep.alive:
@@ -189,7 +186,7 @@ class EndpointPool:
             scrub=self._scrub,
         )
         if known:
-            with self.cond:
+            with self._cond:
                 self._logprobs_checked[ep.url] = refusal
         return refusal
 
@@ -197,13 +194,13 @@ class EndpointPool:
         """Before a batch, probe the endpoints that are down and due for a probe (all of them
         when none is up: the servers may have been restarted since)."""
         now = time.monotonic()
-        with self.cond:
+        with self._cond:
             force = not any(ep.alive for ep in self.eps)
         for ep in self.eps:
-            with self.cond:
+            with self._cond:
                 due = not ep.alive and (force or now >= ep.next_probe)
             if due and self.connect(ep) is None:
-                with self.cond:
+                with self._cond:
                     self._events.append(EndpointEvent(ep.url, "up", None, ep.rerouted))
 
     # --- a batch ---------------------------------------------------------------------------
@@ -216,7 +213,7 @@ class EndpointPool:
         known = self.known_caps()
         failed, batch = plan(reqs, native_n=bool(known) and all(c.native_n for c in known))
         yield from failed
-        with self.cond:
+        with self._cond:
             if not any(self._usable(ep, batch) for ep in self.eps):
                 self._fail_queued(batch, self._no_endpoint_error())
         threads = [
@@ -238,8 +235,8 @@ class EndpointPool:
                 yielded += 1
         finally:
             batch.stop.set()
-            with self.cond:
-                self.cond.notify_all()
+            with self._cond:
+                self._cond.notify_all()
             if yielded >= batch.expected:
                 for t in threads:
                     t.join(timeout=1.0)
@@ -265,10 +262,10 @@ class EndpointPool:
                 return
             if job is _PROBE:
                 self.connect(ep)
-                with self.cond:
+                with self._cond:
                     if ep.alive:
                         self._events.append(EndpointEvent(ep.url, "up", None, ep.rerouted))
-                    self.cond.notify_all()
+                    self._cond.notify_all()
                 continue
             assert isinstance(job, Job)
             try:
@@ -281,9 +278,9 @@ class EndpointPool:
     def _take(self, batch: Batch, ep: Endpoint, prober: bool) -> Job | object | None:
         """The next job for a worker of ``ep``; _PROBE when its dead endpoint is due for a
         probe; None when the batch is over."""
-        with self.cond:
+        with self._cond:
             while True:
-                if batch.stop.is_set() or batch.open == 0 or self.closed:
+                if batch.stop.is_set() or batch.open == 0 or self._closed:
                     return None
                 now = time.monotonic()
                 wait = batch.promote(now)
@@ -299,7 +296,7 @@ class EndpointPool:
                     if job is not None:
                         return job
                     wait = min(wait or 0.1, 0.1)
-                self.cond.wait(timeout=min(wait, 1.0) if wait is not None else 1.0)
+                self._cond.wait(timeout=min(wait, 1.0) if wait is not None else 1.0)
 
     def _pick(self, batch: Batch, ep: Endpoint, now: float) -> Job | None:
         """The first ready job, leaving a job that just failed on ``ep`` to the other
@@ -315,7 +312,7 @@ class EndpointPool:
         """Record how ``job`` went on ``ep``: its results, its retry, or its failure."""
         p = self._policy
         now = time.monotonic()
-        with self.cond:
+        with self._cond:
             if job.settled:
                 return
             if outcome.results is not None:
@@ -350,7 +347,7 @@ class EndpointPool:
                 batch.delay(job, now + p.backoff_s * 2 ** (job.attempts - 1))
             else:
                 batch.ready.appendleft(job)  # the endpoint's trouble, not the request's
-            self.cond.notify_all()
+            self._cond.notify_all()
 
     def _finish(self, batch: Batch, job: Job, results: list[Result]) -> None:
         """Settle ``job`` once (the caller holds the condition)."""
@@ -360,7 +357,7 @@ class EndpointPool:
         batch.open -= 1
         for r in results:
             batch.results.put(r)
-        self.cond.notify_all()
+        self._cond.notify_all()
 
     def _fail_queued(self, batch: Batch, error: str) -> None:
         for job in batch.queued():

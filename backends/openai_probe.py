@@ -6,7 +6,7 @@ when ``owned_by`` says nothing, and picks the model name to send (:func:`pick_mo
 refused key or another model raises ``BackendError``; a server that does not answer is a
 reason string, and the endpoint pool (:mod:`~mrtui.backends.openai_pool`) marks it down.
 :func:`logprobs_answer` asks a server once for top logprobs (``require(CHOICE_PROBS)``).
-The caller has imported httpx (see :func:`~mrtui.backends.openai_compat.OpenAICompatBackend`);
+httpx is imported where it is used (the backend checked at start that it is installed);
 nothing here keeps state.
 """
 
