@@ -100,16 +100,23 @@ class ChatPrompt:
 
 
 def too_long(
-    request: Request, prompt_tokens: int, max_model_len: int, wall_s: float = 0.0
+    request: Request,
+    prompt_tokens: int,
+    max_model_len: int,
+    wall_s: float = 0.0,
+    *,
+    setting: str = "max_model_len",
 ) -> Failure | None:
-    """The permanent Failure of a prompt that leaves no room in the context, or None."""
+    """The permanent Failure of a prompt that leaves no room in the context, or None: the one
+    too-long rule of every backend. ``setting`` names the option that sizes the context on the
+    backend that refuses (``n_ctx`` on llama.cpp), so the message says what to raise."""
     if prompt_tokens < max_model_len:
         return None
+    named = "max_model_len; n_ctx on llama.cpp" if setting == "max_model_len" else setting
     return Failure(
         request.id,
         f"prompt is {prompt_tokens} tokens but the context window is {max_model_len} "
-        "(max_model_len; n_ctx on llama.cpp); shorten the prompt or start the backend with a "
-        "larger max_model_len",
+        f"({named}); shorten the prompt or start the backend with a larger {setting}",
         wall_s,
         permanent=True,
     )

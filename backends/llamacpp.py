@@ -40,7 +40,7 @@ from .base import (
     request_seed,
     since,
 )
-from .chat import template_pieces
+from .chat import template_pieces, too_long
 from .choice_probs import VocabularyChoices, most_likely
 from .constrain import (
     choice_max_tokens,
@@ -401,14 +401,9 @@ class LlamaCppBackend(ClosingBackend):
         started = perf_counter()
         req, params = job.request, job.request.params
         n_prompt = len(job.tokens)
-        if n_prompt >= self._n_ctx:
-            return Failure(
-                req.id,
-                f"prompt is {n_prompt} tokens but the context window is {self._n_ctx} "
-                "(n_ctx); shorten the prompt or start the backend with a larger n_ctx",
-                since(started),
-                permanent=True,
-            )
+        unfit = too_long(req, n_prompt, self._n_ctx, since(started), setting="n_ctx")
+        if unfit is not None:
+            return unfit
         grammar, max_tokens = None, params.max_tokens
         if req.choices is not None:  # the grammar decides the length; max_tokens is not needed
             if not req.choices or not all(req.choices):

@@ -39,6 +39,7 @@ from mrtui.backends.base import (
     Result,
     UnsupportedFeature,
 )
+from mrtui.backends.chat import too_long
 
 # One token: a word with the whitespace after it (whitespace alone only if there is no word).
 _TOKEN = re.compile(r"\s*\S+\s*|\s+")
@@ -127,14 +128,9 @@ class FakeBackend(InferenceBackend):
 
     def _sample(self, req: Request, index: int, seed: int) -> Result:
         prompt = prompt_tokens(req.messages, req.assistant_prefix)
-        if len(prompt) >= self.n_ctx:
-            return Failure(
-                req.id,
-                f"prompt is {len(prompt)} tokens but the context window is {self.n_ctx} "
-                "(n_ctx); shorten the prompt or start the backend with a larger n_ctx",
-                WALL_S,
-                permanent=True,
-            )
+        refused = too_long(req, len(prompt), self.n_ctx, WALL_S, setting="n_ctx")
+        if refused is not None:
+            return refused
         shared = 0
         for a, b in zip(prompt, self._cached, strict=False):
             if a != b:
