@@ -38,6 +38,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from .base import BackendError
+from .optional import require
 
 if TYPE_CHECKING:
     import numpy as np
@@ -99,6 +100,7 @@ _REQUIRED = (
 _F16_MAX = 65504.0
 _CHUNK = 8 * 1024 * 1024
 _EXPORT_HINT = "pip install 'mrtui[train]'"
+_QUANT_HINT = "pip install 'mrtui[llama]' (or export f16)"
 
 
 @dataclass(frozen=True)
@@ -324,11 +326,8 @@ def load_hf_weights(model_dir: str | Path, tied: bool = False) -> dict[str, np.n
     """
     model_dir = Path(model_dir)
     files = _weight_files(model_dir)
-    try:
-        import numpy  # noqa: F401
-        from safetensors import safe_open
-    except ImportError as e:
-        raise BackendError(f"GGUF export needs numpy and safetensors: {_EXPORT_HINT}") from e
+    _numpy, safetensors = require("numpy", "safetensors", what="GGUF export", hint=_EXPORT_HINT)
+    safe_open = safetensors.safe_open
     try:
         import torch
     except ImportError:
@@ -462,7 +461,9 @@ def quantize_gguf(
     verbose: bool = False,
 ) -> None:
     """Quantize an f16/f32 GGUF with llama.cpp's own quantizer (``llama_model_quantize``)."""
-    llama_cpp = _import_llama_cpp()
+    llama_cpp = require(
+        "llama_cpp", what="quantized GGUF export", needs="llama-cpp-python", hint=_QUANT_HINT
+    )
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype
     params.nthread = n_threads or 0  # 0: every core
@@ -479,19 +480,10 @@ def quantize_gguf(
         raise BackendError(f"llama.cpp could not quantize {Path(src).name} (error {rc}){why}")
 
 
-def _import_llama_cpp() -> Any:
-    try:
-        import llama_cpp
-    except ImportError as e:
-        raise BackendError(
-            "quantized GGUF export needs llama-cpp-python: pip install 'mrtui[llama]' "
-            "(or export f16)"
-        ) from e
-    return llama_cpp
-
-
 def _ftype(const: str) -> int:
-    llama_cpp = _import_llama_cpp()
+    llama_cpp = require(
+        "llama_cpp", what="quantized GGUF export", needs="llama-cpp-python", hint=_QUANT_HINT
+    )
     value = getattr(llama_cpp, const, None)
     if value is None:
         raise BackendError(f"this llama-cpp-python ({llama_cpp.__version__}) lacks {const}")

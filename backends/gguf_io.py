@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .base import BackendError
+from .optional import TRAIN_HINT, require
 
 if TYPE_CHECKING:
     import numpy as np
@@ -50,13 +50,9 @@ _NAMESPACES = (
 )
 
 
-def _import_gguf() -> Any:
-    try:
-        import gguf
-    except ImportError as e:
-        raise BackendError(
-            "writing GGUF files needs gguf and numpy: pip install 'mrtui[train]'"
-        ) from e
+def import_gguf() -> Any:
+    """The gguf package (numpy with it), which writing GGUF files needs."""
+    gguf, _numpy = require("gguf", "numpy", what="writing GGUF files", hint=TRAIN_HINT)
     return gguf
 
 
@@ -416,7 +412,7 @@ def write_gguf(
     biases) stay float32 as llama.cpp expects. The file is written next to ``out_path`` and
     renamed into place when complete.
     """
-    gguf = _import_gguf()
+    gguf = import_gguf()
     import numpy as np
 
     if arch not in _TRANSFORMS:

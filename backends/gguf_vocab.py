@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from .base import BackendError
-from .gguf_io import GGUFValue
+from .gguf_io import GGUFValue, import_gguf
+from .optional import require
 
 # The Split regex of a byte-level tokenizer.json → llama.cpp's tokenizer.ggml.pre. Qwen2/Qwen3
 # split digits one by one, Llama 3 in runs of up to three; the rest is the same.
@@ -115,7 +116,7 @@ def _is_byte_level_bpe(tokenizer_json: Mapping[str, Any]) -> bool:
 def _byte_level_bpe(
     folder: Path, tokenizer_json: Mapping[str, Any], n_vocab: int, arch: str
 ) -> dict[str, GGUFValue]:
-    gguf = _import_gguf()
+    gguf = import_gguf()
     pre = pre_tokenizer_name(tokenizer_json)
     if pre is None:
         raise BackendError(
@@ -153,15 +154,14 @@ def _byte_level_bpe(
 def _sentencepiece(
     folder: Path, tokenizer_json: Mapping[str, Any] | None, n_vocab: int, arch: str
 ) -> dict[str, GGUFValue]:
-    gguf = _import_gguf()
-    try:
-        from sentencepiece import SentencePieceProcessor
-    except ImportError as e:
-        raise BackendError(
-            f"{folder} has a SentencePiece tokenizer (tokenizer.model); reading it needs the "
-            f"sentencepiece package (pip install sentencepiece), or {_BASE_HINT}"
-        ) from e
-    sp = SentencePieceProcessor()
+    gguf = import_gguf()
+    sentencepiece = require(
+        "sentencepiece",
+        what=f"{folder} has a SentencePiece tokenizer (tokenizer.model); reading it",
+        needs="the sentencepiece package",
+        hint=f"pip install sentencepiece, or {_BASE_HINT}",
+    )
+    sp = sentencepiece.SentencePieceProcessor()
     if not sp.LoadFromFile(str(folder / "tokenizer.model")):  # pragma: no cover - raises first
         raise BackendError(f"cannot read {folder}/tokenizer.model")
     added = _added_tokens(folder, tokenizer_json or {})
@@ -256,11 +256,3 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError) as e:
         raise BackendError(f"cannot read {path}: {e}") from e
     return data if isinstance(data, dict) else None
-
-
-def _import_gguf() -> Any:
-    try:
-        import gguf
-    except ImportError as e:
-        raise BackendError("writing GGUF files needs gguf: pip install 'mrtui[train]'") from e
-    return gguf

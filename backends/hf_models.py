@@ -26,6 +26,7 @@ from typing import Any
 
 from .base import BackendError
 from .models import GGUF_MAGIC, HF_PREFIX, PACKAGED_MODELS, file_sha256, resolve_model
+from .optional import TRAIN_HINT, require
 
 SOURCE_FILE = "mrtui-source.json"  # provenance written next to a materialised model
 # How materialised folders are made; a cached folder of an older layout is made again.
@@ -40,13 +41,6 @@ def hf_cache_dir() -> Path:
     env = os.environ.get("MRTUI_CACHE_DIR")
     root = Path(env).expanduser() if env else Path.home() / ".cache" / "mrtui"
     return root / "hf"
-
-
-def _training_import_error(e: ImportError) -> BackendError:
-    return BackendError(
-        f"loading models for training needs the training extra ({e.name or e} is missing): "
-        "pip install 'mrtui[train]' (on CPU machines install torch==2.13.0 first)"
-    )
 
 
 # --- HF folders --------------------------------------------------------------------------
@@ -118,12 +112,15 @@ def _is_gguf(path: Path) -> bool:
 
 def _convert_gguf(gguf_path: Path, target: Path) -> None:
     """Load ``gguf_path`` with transformers (dequantized, float32) and save it to ``target``."""
-    try:
-        import torch
-        import transformers
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-    except ImportError as e:
-        raise _training_import_error(e) from e
+    torch, transformers = require(
+        "torch",
+        "transformers",
+        what="loading models for training",
+        needs="the training extra",
+        hint=TRAIN_HINT,
+    )
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
     # dequantize=True: architectures transformers can keep packed (qwen3.5, lfm2 in 5.24) would
     # otherwise stay in GGUF blocks, which cannot be trained. Older releases always dequantize.
     unpack: dict[str, Any] = {}
@@ -243,13 +240,12 @@ def _materialize_gguf(gguf_path: Path, cache_dir: Path | None) -> Path:
 
 
 def download_hf_repo(repo_id: str) -> Path:
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError as e:
-        raise BackendError(
-            f"hf:{repo_id} needs huggingface_hub: pip install 'mrtui[hub]' "
-            "(or download the model elsewhere and pass its folder)"
-        ) from e
+    hub = require(
+        "huggingface_hub",
+        what=f"hf:{repo_id}",
+        hint="pip install 'mrtui[hub]' (or download the model elsewhere and pass its folder)",
+    )
+    snapshot_download = hub.snapshot_download
     try:
         local = snapshot_download(
             repo_id=repo_id,

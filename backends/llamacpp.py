@@ -52,6 +52,7 @@ from .constrain import (
 from .llamacpp_batch import BatchEngine, Out, Spec, common_prefix, logits_row, vocab_pieces
 from .model_ref import DEFAULT_GGUF_TYPE, ModelRef, gguf_file, resolve_reference
 from .models import file_sha256
+from .optional import require
 
 if TYPE_CHECKING:
     from llama_cpp.llama_types import ChatCompletionRequestMessage
@@ -85,16 +86,6 @@ _CHATML_TEMPLATE = (
 )
 BUILTIN_TEMPLATES: dict[str, str] = {"gemma": _GEMMA_TEMPLATE, "chatml": _CHATML_TEMPLATE}
 FILE_TEMPLATE = "gguf"  # chat_format label for "the template stored in the model file"
-
-
-def _import_llama_cpp() -> Any:
-    try:
-        import llama_cpp
-    except ImportError as e:
-        raise BackendError(
-            f"the llama.cpp backend needs llama-cpp-python: {LLAMA_INSTALL_HINT}"
-        ) from e
-    return llama_cpp
 
 
 def _default_threads() -> int:
@@ -246,7 +237,12 @@ class LlamaCppBackend(ClosingBackend):
         """
         if parallel < 1:
             raise BackendError(f"parallel must be at least 1, got {parallel}")
-        llama_cpp = _import_llama_cpp()
+        llama_cpp = require(
+            "llama_cpp",
+            what="the llama.cpp backend",
+            needs="llama-cpp-python",
+            hint=LLAMA_INSTALL_HINT,
+        )
         self._resolved: ModelRef = resolve_reference(model)
         self._path = gguf_file(self._resolved, gguf_type)
         if lora_path is not None and not Path(lora_path).is_file():

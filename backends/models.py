@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .base import BackendError
+from .optional import require
 
 GGUF_MAGIC = b"GGUF"
 HF_PREFIX = "hf:"
@@ -329,13 +330,12 @@ def _split_hf_ref(ref: str) -> tuple[str, str]:
 
 def _resolve_hf(ref: str) -> ResolvedModel:
     repo_id, filename = _split_hf_ref(ref)
-    try:
-        from huggingface_hub import hf_hub_download
-    except ImportError as e:
-        raise BackendError(
-            f"{ref} needs huggingface_hub: pip install 'mrtui[hub]' "
-            "(or download the file elsewhere and pass its local path)"
-        ) from e
+    hub = require(
+        "huggingface_hub",
+        what=ref,
+        hint="pip install 'mrtui[hub]' (or download the file elsewhere and pass its local path)",
+    )
+    hf_hub_download = hub.hf_hub_download
     try:
         local = hf_hub_download(repo_id=repo_id, filename=filename)
     except Exception as e:  # offline, missing repo or file, auth: all end the same way

@@ -103,6 +103,7 @@ from .openai_logprobs import DEFAULT_TOP_LOGPROBS, SAMPLED, no_prefill
 from .openai_pool import Endpoint, EndpointPool, Policy
 from .openai_probe import Target
 from .openai_wire import Caps
+from .optional import require
 from .vllm_backend import temperature_refusal, wants_choice_probs
 
 BACKEND_NAME = "openai"
@@ -112,11 +113,7 @@ FLAVORS = ("auto", "vllm", "llama.cpp", "llama-cpp-python", "openai")
 
 
 def _import_httpx() -> Any:
-    try:
-        import httpx
-    except ImportError as e:
-        raise BackendError(f"the openai backend needs httpx: {INSTALL_HINT}") from e
-    return httpx
+    return require("httpx", what="the openai backend", hint=INSTALL_HINT)
 
 
 def _make_client(**kwargs: Any) -> Any:

@@ -67,6 +67,7 @@ from .choice_probs import ChoiceProbs, VocabularyChoices, most_likely
 from .constrain import final_line_regex
 from .model_ref import hf_folder, resolve_reference
 from .models import HF_PREFIX, is_gguf_reference
+from .optional import TRAIN_HINT, require
 from .transformers_engine import (
     DecodeOut,
     DecodeSpec,
@@ -82,7 +83,7 @@ from .transformers_engine import (
 from .vllm_backend import TOKENIZER_TEMPLATE
 
 BACKEND_NAME = "transformers"
-INSTALL_HINT = "pip install 'mrtui[train]' (on CPU machines install torch==2.13.0 first)"
+INSTALL_HINT = TRAIN_HINT
 _DTYPES = ("float32", "bfloat16", "float16")
 SERVED_FEATURES = frozenset({CHOICE_PROBS})
 
@@ -109,18 +110,6 @@ def choice_probabilities(logprobs: Sequence[float]) -> list[float]:
     weights = [math.exp(lp - top) for lp in logprobs]
     total = math.fsum(weights)
     return [w / total for w in weights]
-
-
-def _import_stack() -> tuple[Any, Any]:
-    try:
-        import torch
-        import transformers
-    except ImportError as e:
-        raise BackendError(
-            f"the transformers backend needs torch and transformers ({e.name or e} is "
-            f"missing): {INSTALL_HINT}"
-        ) from e
-    return torch, transformers
 
 
 @dataclass(frozen=True)
@@ -182,7 +171,9 @@ class TransformersBackend(ClosingBackend):
             )
         if dtype != "auto" and dtype not in _DTYPES:
             raise BackendError(f"unknown dtype {dtype!r}; use auto or one of: {', '.join(_DTYPES)}")
-        torch, transformers = _import_stack()
+        torch, transformers = require(
+            "torch", "transformers", what="the transformers backend", hint=INSTALL_HINT
+        )
         self._torch = torch
         self._version = str(transformers.__version__)
         self._model_id = model

@@ -42,6 +42,7 @@ from typing import Any, TypeVar
 
 from . import distributed
 from .hf_models import check_hf_folder, folder_sha256, share_readable, weights_sha256
+from .optional import TRAIN_HINT, require
 from .training import (
     DPOSettings,
     PreferencePair,
@@ -72,14 +73,6 @@ _SUMMARY_KEYS = (
     "train_steps_per_second",
 )
 _LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets")
-
-
-def _import_error(e: ImportError) -> TrainingError:
-    return TrainingError(
-        f"DPO training needs the training extra ({e.name or e} is missing): "
-        "pip install 'mrtui[train]' (on CPU machines install torch==2.13.0 first, "
-        "or pip pulls a multi-GB CUDA build)"
-    )
 
 
 def _number(value: Any) -> float | None:
@@ -169,13 +162,16 @@ class TRLDPOBackend:
         out = Path(out_dir).expanduser().absolute()
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise TrainingError(f"{out} already exists and is not empty; pass a new output folder")
-        try:
-            import datasets  # noqa: F401
-            import peft  # noqa: F401
-            import torch  # noqa: F401
-            import trl  # noqa: F401
-        except ImportError as e:
-            raise _import_error(e) from e
+        require(
+            "datasets",
+            "peft",
+            "torch",
+            "trl",
+            what="DPO training",
+            needs="the training extra",
+            hint=TRAIN_HINT,
+            error=TrainingError,
+        )
 
         ranks = distributed.ranks()  # None unless started by accelerate launch or torchrun
         if ranks is not None and not ranks.is_main:

@@ -99,6 +99,7 @@ from .chat import ChatPrompt, Tokenizer, admitted, too_long  # noqa: F401 (re-ex
 from .choice_probs import from_candidates, most_likely, none_listed
 from .constrain import choice_max_tokens, final_line_regex, off_choices
 from .models import PACKAGED_MODELS
+from .optional import require
 
 BACKEND_NAME = "vllm"
 VLLM_INSTALL_HINT = "pip install 'mrtui[vllm]' (needs a CUDA GPU)"
@@ -418,14 +419,6 @@ def _results(job: Job, output: Any, wall_s: float) -> list[Result]:
 # The backend
 
 
-def _import_vllm() -> Any:
-    try:
-        import vllm
-    except ImportError as e:
-        raise BackendError(f"the vLLM backend needs vLLM: {VLLM_INSTALL_HINT}") from e
-    return vllm
-
-
 def check_model_ref(model: str) -> None:
     """Refuse what vLLM 0.33 cannot load (GGUF files and mrtui's packaged GGUF models) with a
     message that says what to give instead."""
@@ -507,7 +500,7 @@ class VLLMBackend(ClosingBackend):
             template = BUILTIN_TEMPLATES[chat_format]
         path = Path(model).expanduser()
         self._path = str(path.resolve()) if path.exists() else None  # else a Hub repo id
-        vllm = _import_vllm()
+        vllm = require("vllm", what="the vLLM backend", needs="vLLM", hint=VLLM_INSTALL_HINT)
         try:
             from vllm.sampling_params import StructuredOutputsParams
         except ImportError as e:
