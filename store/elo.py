@@ -32,7 +32,8 @@ Fitting uses Newton's method vectorised over many responses at once, so the SQL 
 of responses at a time, each with its own g; they are padded to the largest n of the batch
 (a padding slot has only the prior, so it stays at ε = 0 and touches nothing). Each step is
 damped by a backtracking line search on the objective, which keeps tiny priors converging
-(far from 0 the objective is nearly flat, and plain Newton overshoots it). The pieces are
+(far from 0 the objective is nearly flat, and plain Newton overshoots it); the solver is
+``newton.py``, shared with the evaluation intervals. The pieces are
 computed so that tiny quantities keep their relative precision, and priors are floored at
 :data:`MIN_PRIOR_GAMES` (see :func:`fit_bt`).
 """
@@ -41,15 +42,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from .newton import maximise
+
 PRIOR_GAMES = 1.0  # virtual games per judgement when a log predates the setting
 MIN_PRIOR_GAMES = 1e-9  # floor: below it, saturated strengths lose precision (see fit_bt)
 WIDE_SUMS_BELOW = 1e-2  # priors below this sum gradients in extended precision
-MAX_ITERS = 200
-TOL = 1e-10  # a Newton step (in ε) this short counts as converged
-MAX_STEP = 10.0  # longest step in ε; a longer Newton step is scaled down, keeping its direction
-ARMIJO = 1e-4  # share of the predicted gain a damped step must deliver
-ROUNDOFF = 1e-13  # relative slack when comparing objectives of nearly equal value
-MAX_HALVINGS = 60
 
 
 def _evaluate(
@@ -86,13 +83,14 @@ def _evaluate(
     return f, grad, neg_hess
 
 
-def _solve(a: Any, b: Any) -> Any:
+def _solve(grad: Any, neg_hess: Any) -> Any:
+    """The Newton step of each response: neg_hess · d = grad."""
     import numpy as np
 
     try:
-        return np.linalg.solve(a, b[..., None])[..., 0]
+        return np.linalg.solve(neg_hess, grad[..., None])[..., 0]
     except np.linalg.LinAlgError:  # numerically singular somewhere in the batch
-        return (np.linalg.pinv(a) @ b[..., None])[..., 0]
+        return (np.linalg.pinv(neg_hess) @ grad[..., None])[..., 0]
 
 
 def fit_bt(w: Any, prior_games: Any = PRIOR_GAMES) -> Any:
@@ -105,11 +103,9 @@ def fit_bt(w: Any, prior_games: Any = PRIOR_GAMES) -> Any:
     them by about 1e-16 / g: ~1e-10 at g = 1e-6 and ~1e-7 at the floor, still under the
     6 decimals of ε that the judge-pair views compare. Below the floor it would not be.
 
-    Damped Newton on the penalised log-likelihood, all responses at once: the Newton step
-    (scaled down to at most :data:`MAX_STEP`) is halved until the objective rises by a share
-    of the predicted gain, so the objective never falls; with the prior it is strictly
-    concave, so this converges from ε = 0. A response stops once its step is under
-    :data:`TOL`, or no step raises its objective beyond rounding."""
+    Damped Newton on the penalised log-likelihood, all responses at once
+    (:func:`mrtui.store.newton.maximise`): the objective never falls, and with the prior it
+    is strictly concave, so this converges from ε = 0."""
     import numpy as np
 
     w = np.asarray(w, dtype=np.float64)
@@ -119,42 +115,11 @@ def fit_bt(w: Any, prior_games: Any = PRIOR_GAMES) -> Any:
         raise ValueError("the Bradley-Terry prior strength must be a positive number of games")
     c = np.maximum(g, MIN_PRIOR_GAMES) / 2
     wide = bool((g < WIDE_SUMS_BELOW).any())
-    eps = np.zeros((batch, size))
-    f, grad, neg_hess = _evaluate(w, eps, c, wide=wide)
-    active = np.arange(batch)  # responses still moving; f, grad, neg_hess are theirs
-    for _ in range(MAX_ITERS):
-        if not active.size:
-            break
-        wa, ea, ca = w[active], eps[active], c[active]
-        direction = _solve(neg_hess, grad)
-        longest = np.abs(direction).max(axis=1, initial=0.0)
-        scale = np.minimum(1.0, MAX_STEP / np.maximum(longest, MAX_STEP))
-        direction *= scale[:, None]
-        gain = (grad * direction).sum(axis=1)  # first-order gain of the whole step, ≥ 0
-        floor = f - ROUNDOFF * (1.0 + np.abs(f))  # no lower than f, up to rounding
-        # the whole step first, evaluated with everything the next iteration needs
-        f_new, grad_new, hess_new = _evaluate(wa, ea + direction, ca, wide=wide)
-        step = np.ones(len(active))
-        pending = np.flatnonzero(f_new < floor + ARMIJO * gain)
-        backtracked = pending
-        for _ in range(MAX_HALVINGS):  # halving, on the objective alone, for the rest
-            if not pending.size:
-                break
-            step[pending] /= 2
-            trial = ea[pending] + step[pending, None] * direction[pending]
-            f_try = _evaluate(wa[pending], trial, ca[pending], full=False)[0]
-            pending = pending[f_try < floor[pending] + ARMIJO * step[pending] * gain[pending]]
-        step[pending] = 0.0  # no step raises the objective: optimal to working precision
-        new = ea + step[:, None] * direction
-        if backtracked.size:
-            f_new[backtracked], grad_new[backtracked], hess_new[backtracked] = _evaluate(
-                wa[backtracked], new[backtracked], ca[backtracked], wide=wide
-            )
-        eps[active] = new
-        moving = step * longest * scale >= TOL
-        active = active[moving]
-        f, grad, neg_hess = f_new[moving], grad_new[moving], hess_new[moving]
-    return eps
+
+    def evaluate(data: tuple[Any, ...], eps: Any, full: bool) -> tuple[Any, Any, Any]:
+        return _evaluate(data[0], eps, data[1], full=full, wide=wide)
+
+    return maximise(evaluate, _solve, (w, c), np.zeros((batch, size)))
 
 
 def _bt_arrow(n: Any, i: Any, k: Any, w: Any, prior: Any) -> Any:

@@ -50,7 +50,8 @@ replicate, and the interval runs from the 2.5th to the 97.5th percentile of the 
 Fitting uses Newton's method (iteratively reweighted least squares) on the two parameters,
 vectorised over all bootstrap replicates at once as (B, n) arrays, B × 2 parameters, with the
 2 × 2 systems solved in closed form; each step is damped by a backtracking line search on the
-objective (plain Newton can overshoot on the flat tails of the logistic), as in ``elo.py``.
+objective (plain Newton can overshoot on the flat tails of the logistic): the solver of
+``newton.py``, which ``elo.py`` uses too.
 Every replicate recomputes sd(x) from its own resampled items.
 """
 
@@ -59,18 +60,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .newton import maximise
+
 KINDS = ("mean", "ratio", "lc")
 RESAMPLES = 1000
 PERCENTILES = (2.5, 97.5)  # a 95% interval
 SEED = 0x6D72_7475  # with n, the seed of every interval: the same data, the same interval
 CHUNK_CELLS = 1 << 20  # resampled items held at once (replicates × n), bounding memory
 RIDGE = 1e-6  # λ of the LC fit: keeps θ, φ finite under separation (see the module docstring)
-MAX_ITERS = 200
-TOL = 1e-10  # a Newton step (in θ, φ) this short counts as converged
-MAX_STEP = 10.0  # longest step; a longer Newton step is scaled down, keeping its direction
-ARMIJO = 1e-4  # share of the predicted gain a damped step must deliver
-ROUNDOFF = 1e-13  # relative slack when comparing objectives of nearly equal value
-MAX_HALVINGS = 60
 
 _RESULT_TYPE = "STRUCT(value DOUBLE, lo DOUBLE, hi DOUBLE)"
 
@@ -120,50 +117,19 @@ def fit_lc(y: Any, t: Any) -> Any:
     """Fit θ, φ of logit P = θ + φ·t for a batch: y, t of shape (B, n) (or (n,), one fit);
     returns β of shape (B, 2) (or (2,)).
 
-    Damped Newton on the ridge-penalised soft-label log-likelihood, all replicates at once:
-    the Newton step (scaled down to at most :data:`MAX_STEP`) is halved until the objective
-    rises by a share of the predicted gain. The objective is strictly concave, so this
-    converges from β = 0. A replicate stops once its step is under :data:`TOL`, or no step
-    raises its objective beyond rounding."""
+    Damped Newton on the ridge-penalised soft-label log-likelihood, all replicates at once
+    (:func:`mrtui.store.newton.maximise`). The objective is strictly concave, so this
+    converges from β = 0."""
     import numpy as np
 
     y, t = np.asarray(y, dtype=np.float64), np.asarray(t, dtype=np.float64)
     single = y.ndim == 1
     y, t = np.atleast_2d(y), np.atleast_2d(t)
-    beta = np.zeros((len(y), 2))
-    f, grad, hess = _evaluate(y, t, beta)
-    active = np.arange(len(y))  # replicates still moving; f, grad, hess are theirs
-    for _ in range(MAX_ITERS):
-        if not active.size:
-            break
-        ya, ta, ba = y[active], t[active], beta[active]
-        direction = _newton_step(grad, hess)
-        longest = np.abs(direction).max(axis=1)
-        scale = np.minimum(1.0, MAX_STEP / np.maximum(longest, MAX_STEP))
-        direction *= scale[:, None]
-        gain = (grad * direction).sum(axis=1)  # first-order gain of the whole step, ≥ 0
-        floor = f - ROUNDOFF * (1.0 + np.abs(f))  # no lower than f, up to rounding
-        f_new, grad_new, hess_new = _evaluate(ya, ta, ba + direction)
-        step = np.ones(len(active))
-        pending = np.flatnonzero(f_new < floor + ARMIJO * gain)
-        backtracked = pending
-        for _ in range(MAX_HALVINGS):  # halving, on the objective alone, for the rest
-            if not pending.size:
-                break
-            step[pending] /= 2
-            trial = ba[pending] + step[pending, None] * direction[pending]
-            f_try = _evaluate(ya[pending], ta[pending], trial, full=False)[0]
-            pending = pending[f_try < floor[pending] + ARMIJO * step[pending] * gain[pending]]
-        step[pending] = 0.0  # no step raises the objective: optimal to working precision
-        new = ba + step[:, None] * direction
-        if backtracked.size:
-            f_new[backtracked], grad_new[backtracked], hess_new[backtracked] = _evaluate(
-                ya[backtracked], ta[backtracked], new[backtracked]
-            )
-        beta[active] = new
-        moving = step * longest * scale >= TOL
-        active = active[moving]
-        f, grad, hess = f_new[moving], grad_new[moving], hess_new[moving]
+
+    def evaluate(data: tuple[Any, ...], beta: Any, full: bool) -> tuple[Any, Any, Any]:
+        return _evaluate(data[0], data[1], beta, full=full)
+
+    beta = maximise(evaluate, _newton_step, (y, t), np.zeros((len(y), 2)))
     return beta[0] if single else beta
 
 
