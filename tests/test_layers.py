@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import ast
 import itertools
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-import pytest
 from probes import modules_after
 
 FRONT_END = ("textual", "typer", "rich", "click")
@@ -132,9 +131,14 @@ def _walk(node: ast.AST, module_level: bool) -> Iterator[tuple[ast.AST, bool]]:
 
 def _imports(module: str) -> list[Import]:
     path = MODULES[module]
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    return _imports_of(module, ast.parse(path.read_text()), path.name == "__init__.py")
+
+
+def _imports_of(module: str, tree: ast.Module, is_package: bool) -> list[Import]:
+    """The imports of ``tree``, the source of ``module`` (a package's ``__init__``)."""
+    package = module if is_package else module.rpartition(".")[0]
     out = []
-    for node, top in _walk(ast.parse(path.read_text()), True):
+    for node, top in _walk(tree, True):
         if isinstance(node, ast.Import):
             out += [Import(module, a.name, (), node.lineno, top) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -203,13 +207,11 @@ def _private(name: str) -> bool:
     return name.startswith("_") and not name.startswith("__")
 
 
-def _loop_private_names() -> set[str]:
-    """Private functions, classes, methods and attributes defined in mrtui.loop."""
+def _private_names(trees: Iterable[ast.Module]) -> set[str]:
+    """Private functions, classes, methods and attributes defined in ``trees``."""
     names = set()
-    for module, path in MODULES.items():
-        if not _under(module, ("mrtui.loop",)):
-            continue
-        for node in ast.walk(ast.parse(path.read_text())):
+    for tree in trees:
+        for node in ast.walk(tree):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
                 names.add(node.name)
             elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
@@ -221,57 +223,96 @@ def _loop_private_names() -> set[str]:
     return {n for n in names if _private(n)}
 
 
-def loop_private_uses() -> list[str]:
-    """Where mrtui.evaluation reaches a private name of mrtui.loop: by importing it, by an
-    attribute of something other than its own class (``stages._keyer``, ``super()._run``), or
-    by overriding it in a subclass of a loop class."""
-    private = _loop_private_names()
+def _loop_private_names() -> set[str]:
+    """Private functions, classes, methods and attributes defined in mrtui.loop."""
+    loop = [p for m, p in MODULES.items() if _under(m, ("mrtui.loop",))]
+    return _private_names(ast.parse(p.read_text()) for p in loop)
+
+
+def private_uses(
+    where: str, tree: ast.Module, imports: Sequence[Import], private: set[str]
+) -> list[str]:
+    """Where the module ``tree`` (whose imports are ``imports``) reaches one of the loop's
+    ``private`` names: by importing it, by an attribute of something other than its own
+    class (``stages._keyer``, ``super()._run``), or by overriding it in a subclass of a loop
+    class."""
     found = []
-    for module, path in MODULES.items():
-        if not _under(module, ("mrtui.evaluation",)):
+    into_loop = [i for i in imports if _under(i.target, ("mrtui.loop",))]
+    loop_names = {n for i in into_loop for n in i.names}
+    for i in into_loop:
+        found += [f"{where}:{i.line}: imports {n}" for n in i.names if _private(n)]
+    loop_classes = [
+        c
+        for c in ast.walk(tree)
+        if isinstance(c, ast.ClassDef)
+        and any(isinstance(b, ast.Name) and b.id in loop_names for b in c.bases)
+    ]
+    in_loop_class = {id(n) for c in loop_classes for n in ast.walk(c)}
+    for c in loop_classes:
+        for item in c.body:
+            if isinstance(item, ast.FunctionDef) and item.name in private:
+                found.append(f"{where}:{item.lineno}: overrides {c.name}.{item.name}")
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Attribute) and node.attr in private):
             continue
-        tree = ast.parse(path.read_text())
-        loop_names = {
-            n
-            for i in IMPORTS
-            if i.importer == module and _under(i.target, ("mrtui.loop",))
-            for n in i.names
-        }
-        where = str(path.relative_to(ROOT))
-        for i in IMPORTS:
-            if i.importer == module and _under(i.target, ("mrtui.loop",)):
-                found += [f"{where}:{i.line}: imports {n}" for n in i.names if _private(n)]
-        loop_classes = [
-            c
-            for c in ast.walk(tree)
-            if isinstance(c, ast.ClassDef)
-            and any(isinstance(b, ast.Name) and b.id in loop_names for b in c.bases)
-        ]
-        in_loop_class = {id(n) for c in loop_classes for n in ast.walk(c)}
-        for c in loop_classes:
-            for item in c.body:
-                if isinstance(item, ast.FunctionDef) and item.name in private:
-                    found.append(f"{where}:{item.lineno}: overrides {c.name}.{item.name}")
-        for node in ast.walk(tree):
-            if not (isinstance(node, ast.Attribute) and node.attr in private):
-                continue
-            on_self = isinstance(node.value, ast.Name) and node.value.id == "self"
-            if on_self and id(node) not in in_loop_class:
-                continue  # a private attribute of one of evaluation's own classes
-            found.append(f"{where}:{node.lineno}: uses .{node.attr}")
+        on_self = isinstance(node.value, ast.Name) and node.value.id == "self"
+        if on_self and id(node) not in in_loop_class:
+            continue  # a private attribute of one of evaluation's own classes
+        found.append(f"{where}:{node.lineno}: uses .{node.attr}")
     return sorted(set(found), key=lambda s: (s.split(":")[0], int(s.split(":")[1])))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 19: the public unit of work")
+def loop_private_uses() -> list[str]:
+    """Where mrtui.evaluation reaches a private name of mrtui.loop (see :func:`private_uses`)."""
+    private = _loop_private_names()
+    found = []
+    for module, path in MODULES.items():
+        if _under(module, ("mrtui.evaluation",)):
+            imports = [i for i in IMPORTS if i.importer == module]
+            where = str(path.relative_to(ROOT))
+            found += private_uses(where, ast.parse(path.read_text()), imports, private)
+    return found
+
+
 def test_evaluation_uses_only_public_names_of_the_loop() -> None:
     uses = loop_private_uses()
     assert not uses, f"{len(uses)} uses of the loop's private names:\n" + "\n".join(uses)
 
 
-def test_the_private_name_check_sees_a_known_use() -> None:
-    """What the xfail above finds today, so that it cannot pass by finding nothing: once
-    evaluation uses only the loop's public names, delete this test with the xfail marker."""
-    assert any(".py:" in u and "_keyer" in u for u in loop_private_uses())
+def test_the_private_name_check_flags_private_uses() -> None:
+    """The check above on a made-up loop module and a made-up evaluation module that uses it
+    every way the check knows, and in the ways it allows, so that it cannot pass by finding
+    nothing."""
+    loop = ast.parse(
+        "class Stages:\n"
+        "    def __init__(self):\n"
+        "        self._seen = {}\n"
+        "    def _run(self): ...\n"
+        "    def execute(self): ...\n"
+        "def _helper(): ...\n"
+    )
+    private = _private_names([loop])
+    assert private == {"_seen", "_run", "_helper"}
+    evaluation = ast.parse(
+        "from mrtui.loop.stages import Stages, _helper\n"  # line 1: imports _helper
+        "class EvalStages(Stages):\n"
+        "    def _run(self):\n"  # line 3: overrides Stages._run
+        "        return self._seen\n"  # line 4: a loop attribute on self
+        "    def _own(self):\n"  # its own private method: allowed
+        "        return self.execute()\n"  # public: allowed
+        "class Evaluation:\n"
+        "    def __init__(self, stages):\n"
+        "        self._run = stages.execute\n"  # its own attribute, named like the loop's
+        "        stages._run()\n"  # line 10: the loop's private method on another object
+    )
+    imports = _imports_of("mrtui.evaluation.made_up", evaluation, False)
+    assert private_uses("made_up.py", evaluation, imports, private) == [
+        "made_up.py:1: imports _helper",
+        "made_up.py:3: overrides EvalStages._run",
+        "made_up.py:4: uses ._seen",
+        "made_up.py:10: uses ._run",
+    ]
+    assert len(_loop_private_names()) > 10  # and the loop's own names are read
 
 
 def layer_of(module: str) -> str:
@@ -280,12 +321,12 @@ def layer_of(module: str) -> str:
     return next((layer for layer in LAYERS if _under(module, (layer,))), module)
 
 
-def layer_cycles() -> list[list[str]]:
+def layer_cycles(imports: Sequence[Import] = IMPORTS) -> list[list[str]]:
     """Cycles among the layers in the graph of imports that run when a module is imported
     (imports inside functions and ``if TYPE_CHECKING:`` blocks left out), each a list of
     layers, its first layer again at the end, with one import that makes each step."""
     edges: dict[str, dict[str, str]] = {}
-    for i in IMPORTS:
+    for i in imports:
         if not i.module_level or not _under(i.target, ("mrtui",)):
             continue
         a, b = layer_of(i.importer), layer_of(i.target)
@@ -305,17 +346,18 @@ def layer_cycles() -> list[list[str]]:
     return [[f"{a} ({edges[a][b]})" for a, b in itertools.pairwise(c)] + [c[-1]] for c in cycles]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 19: mrtui.evaluation -> mrtui.loop (evaluation.run imports loop.stages) and "
-    "mrtui.loop -> mrtui.evaluation (loop.settings imports evaluation.settings)",
-)
 def test_no_import_cycle_between_layers() -> None:
     cycles = layer_cycles()
     assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
 
 
-def test_the_known_cycle_is_the_only_one() -> None:
-    """The xfail above is about loop and evaluation only: any other cycle fails here."""
-    layers = [{step.split(" ")[0] for step in c} for c in layer_cycles()]
-    assert layers == [{"mrtui.evaluation", "mrtui.loop"}], layer_cycles()
+def test_the_cycle_check_finds_a_cycle() -> None:
+    """The graph of today's imports plus the one that made the cycle this test replaced
+    (loop.settings importing evaluation.settings at import time); inside a function it is
+    no cycle."""
+    back = Import("mrtui.loop.settings", "mrtui.evaluation.settings", ("EvalSettings",), 16, True)
+    cycles = layer_cycles([*IMPORTS, back])
+    assert [{step.split(" ")[0] for step in c} for c in cycles] == [
+        {"mrtui.evaluation", "mrtui.loop"}
+    ], cycles
+    assert not layer_cycles([*IMPORTS, replace(back, module_level=False)])

@@ -159,7 +159,7 @@ def judge_against(
 
     def build(key: str, args: tuple[Any, ...]) -> tuple[Request, Finish]:
         b, order = args
-        judge._about[key] = (b.sample_key, b.item_key)
+        judge.about(key, b.sample_key, b.item_key)
         shown = [(b.sample_key, b.response), (b.other_key, b.other)]
         (first, a), (second, b_text) = shown if order == 0 else shown[::-1]
         text = tpl.render(question=b.prompt, response_a=a, response_b=b_text)
@@ -167,7 +167,7 @@ def judge_against(
         fields |= {"first_key": first, "second_key": second}
         return evaluation._verdict(judge, "pairwise", key, b.sample_key, fields, text)
 
-    return judge._execute(f"{suite}/pairwise", planned, build)
+    return judge.execute(f"{suite}/pairwise", planned, build)
 
 
 def baseline_battles(

@@ -176,16 +176,16 @@ class EvalStages(Stages):
             log, run_id, iteration, IterationSettings(), model, templates, backend, progress, cancel
         )
 
-    def _template_for(self, stage: str) -> Template:
+    def template_for(self, stage: str) -> Template:
         return self.templates[_step(stage)]
 
-    def _run_units(
+    def run_units(
         self, stage: str, todo: Sequence[tuple[Request, Finish]], report: StageReport
     ) -> None:
         """Answers the log holds already (the same :func:`answer_key`) are copied, not
         generated; a request that repeats another of the stage waits for that one's answer."""
         if _step(stage) != "answer":
-            super()._run_units(stage, todo, report)
+            super().run_units(stage, todo, report)
             return
         keys = {
             r.id: answer_key(self.model.sha256, self.templates["answer"].sha256, r) for r, _ in todo
@@ -198,11 +198,11 @@ class EvalStages(Stages):
             else:
                 first[keys[request.id]] = (request, finish)
         if first and not self.cancel.cancelled:
-            super()._run_units(stage, list(first.values()), report)
+            super().run_units(stage, list(first.values()), report)
         if repeats and not self.cancel.cancelled:
             left = self._reuse(stage, repeats, keys, report)
             if left and not self.cancel.cancelled:  # their first failed: generate them too
-                super()._run_units(stage, left, report)
+                super().run_units(stage, left, report)
 
     def _reuse(
         self,
@@ -226,7 +226,7 @@ class EvalStages(Stages):
             else []
         )
         found = {row[0]: row[1:] for row in rows}
-        template = self._template_for(stage)
+        template = self.template_for(stage)
         left, copies = [], []
         for request, finish in todo:
             hit = found.get(keys[request.id])
@@ -241,8 +241,8 @@ class EvalStages(Stages):
             outcome = finish(answer)
             assert not isinstance(outcome, Followup)  # answers have no follow-up request
             info = BackendInfo(backend, version or "", model_id, None, self.model.sha256, None)
-            prov = self._provenance(info, template, request, answer)
-            assert outcome.record is ev.EvalSampleGenerated  # _run_units: answers only
+            prov = self.provenance(info, template, request, answer)
+            assert outcome.record is ev.EvalSampleGenerated  # run_units: answers only
             record = ev.EvalSampleGenerated(**outcome.fields, **prov, cached_from=source)
             copies.append(
                 record.event(
@@ -291,7 +291,7 @@ class Evaluation:
     def judge_model(self) -> ModelIdentity:
         if self._judge_model is None:
             assert self.es.judge_model
-            self._judge_model = self.runner._resolver(self.es.judge_model)
+            self._judge_model = self.runner.resolve(self.es.judge_model)
         return self._judge_model
 
     def _judge_backend(self) -> InferenceBackend:
@@ -304,7 +304,7 @@ class Evaluation:
                 settings = replace(settings, backend=self.es.judge_backend, backend_options={})
             extra = eval_backend_options(settings.backend, settings.backend_options)
             settings = replace(settings, backend_options={**settings.backend_options, **extra})
-            self._judge = self.runner._backend_factory(settings, self.es.judge_model)
+            self._judge = self.runner.open_backend(settings, self.es.judge_model)
         return self._judge
 
     def close(self) -> None:
@@ -338,7 +338,7 @@ class Evaluation:
             )
         run = self.runner.settings
         options = eval_backend_options(run.backend, run.backend_options)
-        own = self._stages(iteration, model, lambda: self.runner._backend_on(checkpoint, options))
+        own = self._stages(iteration, model, lambda: self.runner.backend_on(checkpoint, options))
         reports: list[StageReport] = []
         for suite in self.es.suites:
             if self.runner.cancel.cancelled:
@@ -413,7 +413,7 @@ class Evaluation:
     ) -> StageReport:
         tpl = stages.templates["answer"]
         sampling = [self.es.max_tokens, temperature, self.es.seed]
-        key = stages._keyer("evsmp", suite, tpl.sha256, sampling)
+        key = stages.keyer("evsmp", suite, tpl.sha256, sampling)
         earlier: dict[str, tuple[str, str]] = {}
         if turn > 0:
             for sk, ik, text in self._samples(stages, suite, turn - 1, "sample_key, item_key"):
@@ -434,7 +434,7 @@ class Evaluation:
                 messages = (Message("user", item.turns[0]), Message("assistant", before))
             text = item.turns[turn]
             messages += (Message("user", tpl.render(prompt=text)),)
-            stages._about[key] = (parent, item.key)
+            stages.about(key, parent, item.key)
             # the seed depends on what is asked, not on the run, so a sampled answer (judge-ifeval)
             # is the same in every run and iteration of the same model, and can be reused
             seed_key = content_key("evseed", item.key, turn, s)
@@ -460,7 +460,7 @@ class Evaluation:
             return request, finish
 
         step = "answer" if turn == 0 else f"answer{turn + 1}"
-        return stages._execute(f"{suite}/{step}", planned, build)
+        return stages.execute(f"{suite}/{step}", planned, build)
 
     def _samples(self, stages: EvalStages, suite: str, turn: int, columns: str) -> list[Any]:
         """This iteration's answers of ``suite`` by the stages' model: ``columns``, response."""
@@ -542,14 +542,14 @@ class Evaluation:
         )
         fields = {**fields, "mode": "grade" if step.startswith("grade") else step}
         answer = AnswerKind(step, ev.EvalJudged, value, lead, choices, cast, kind, "judge")
-        finish = stages._finisher(answer, request, parent, fields, parse, True)
+        finish = stages.finisher(answer, request, parent, fields, parse, True)
         return request, finish
 
     def _judge_keyer(self, stages: EvalStages, suite: str, step: str) -> Callable[..., str]:
         sampling = [self.es.judge_max_tokens, self.es.seed, self.es.structured]
         if self.es.structured:
             sampling.append(self.es.rationale_max_chars)
-        return stages._keyer("evjdg", suite, step, stages.templates[step].sha256, sampling)
+        return stages.keyer("evjdg", suite, step, stages.templates[step].sha256, sampling)
 
     def _against_reference(self, judge: EvalStages, suite: str, model_sha: str) -> StageReport:
         """Each answer against the reference answer, in both orders."""
@@ -584,7 +584,7 @@ class Evaluation:
                 key: str, args: tuple[Any, ...], tpl: Template = tpl, step: str = step
             ) -> tuple[Request, Finish]:
                 sk, ik, turn, prompt, response, reference, first_prompt, first_response = args
-                judge._about[key] = (sk, ik)
+                judge.about(key, sk, ik)
                 question = f"User: {prompt}"
                 if turn > 0:
                     question = f"User: {first_prompt}\n\nAssistant: {first_response}\n\n{question}"
@@ -596,7 +596,7 @@ class Evaluation:
                 return self._verdict(judge, step, key, sk, fields, text)
 
             if planned and not self.runner.cancel.cancelled:
-                reports.append(judge._execute(f"{suite}/{step}", planned, build))
+                reports.append(judge.execute(f"{suite}/{step}", planned, build))
         return reports
 
     def _judge_pairs(self, own: EvalStages, iteration: int, model_sha: str) -> list[StageReport]:
@@ -621,11 +621,11 @@ class Evaluation:
 
         def build_rubric(key: str, args: tuple[Any, ...]) -> tuple[Request, Finish]:
             sk, ik, prompt, response = args
-            own._about[key] = (sk, ik)
+            own.about(key, sk, ik)
             text = rubric_tpl.render(question=prompt, response=response)
             return self._verdict(own, "rubric", key, sk, {"suite": suite, "prompt_key": ik}, text)
 
-        reports = [own._execute(f"{suite}/rubric", planned, build_rubric)]
+        reports = [own.execute(f"{suite}/rubric", planned, build_rubric)]
         pkey = self._judge_keyer(own, suite, "pairwise")
         ordered = []
         for ik, prompt, pk, pr, fk, fr in pairs:
@@ -634,11 +634,11 @@ class Evaluation:
 
         def build_pair(key: str, args: tuple[Any, ...]) -> tuple[Request, Finish]:
             ik, prompt, first, a, second, b = args
-            own._about[key] = (first, ik)
+            own.about(key, first, ik)
             text = pair_tpl.render(question=prompt, response_a=a, response_b=b)
             fields = {"suite": suite, "prompt_key": ik, "first_key": first, "second_key": second}
             return self._verdict(own, "pairwise", key, first, fields, text)
 
         if not self.runner.cancel.cancelled:
-            reports.append(own._execute(f"{suite}/pairwise", ordered, build_pair))
+            reports.append(own.execute(f"{suite}/pairwise", ordered, build_pair))
         return reports

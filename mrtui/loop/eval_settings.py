@@ -3,6 +3,10 @@
 One definition for ``mrtui eval``'s flags and a run config's ``eval*`` keys (which evaluate
 each iteration's model as the run goes). Settings that change what is generated are part of
 every unit's key, so evaluating again with other settings logs new units beside the old.
+
+They live in the loop, beside the run config that holds them, so that reading a config needs
+nothing from ``mrtui.evaluation`` (which builds on the loop); ``mrtui.evaluation.settings``
+keeps their names where ``mrtui eval`` and its users import them. Standard library only.
 """
 
 from __future__ import annotations

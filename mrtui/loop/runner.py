@@ -81,7 +81,17 @@ class Runner:
         self.train_reports: list[TrainReport] = []
 
     # -- lifecycle ------------------------------------------------------------------------
-    def _backend_on(
+    def resolve(self, model: str) -> ModelIdentity:
+        """The identity of a model reference (a packaged name, a path, ``hf:REPO/FILE``),
+        resolved the way the run resolves its own model."""
+        return self._resolver(model)
+
+    def open_backend(self, settings: RunSettings, model: str) -> InferenceBackend:
+        """A new backend on ``model`` as ``settings`` configure it, from the run's backend
+        factory; the caller owns it and closes it (the evaluation's judge)."""
+        return self._backend_factory(settings, model)
+
+    def backend_on(
         self, checkpoint: Checkpoint, options: dict[str, Any] | None = None
     ) -> InferenceBackend:
         """The backend serving ``checkpoint``, started (or swapped) on first use: the run's
@@ -110,7 +120,7 @@ class Runner:
                     settings, backend_options={**settings.backend_options, **options}
                 )
             try:
-                self._backend = self._backend_factory(settings, ref)
+                self._backend = self.open_backend(settings, ref)
             except BackendError:
                 if not own:  # a checkpoint that is not where the log says: name it and its hash
                     require(ref, checkpoint.sha256, f"M_{checkpoint.for_iteration}")
@@ -174,7 +184,7 @@ class Runner:
 
     def model(self) -> ModelIdentity:
         if self._model is None:
-            self._model = self._resolver(self.settings.model)
+            self._model = self.resolve(self.settings.model)
         return self._model
 
     # -- run ------------------------------------------------------------------------------
@@ -335,7 +345,7 @@ class Runner:
 
             action = gate(
                 self.log, self.settings.run_id, iteration, s, model,
-                lambda: self._backend_on(checkpoint), self.progress,
+                lambda: self.backend_on(checkpoint), self.progress,
             )  # fmt: skip
             if action == "actor":
                 s = s.with_flat(train_kinds="actor")
@@ -347,7 +357,7 @@ class Runner:
             s,
             model,
             templates,
-            lambda: self._backend_on(checkpoint),
+            lambda: self.backend_on(checkpoint),
             self.progress,
             self.cancel,
         )

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from mrtui.backends.training import DPOSettings
-from mrtui.evaluation.settings import RUN_CONFIG_KEYS, EvalConfigError, EvalSettings
-from mrtui.evaluation.settings import from_run_config as eval_from_run_config
 from mrtui.store.events import SENTENCE_WORDS
+
+from .eval_settings import RUN_CONFIG_KEYS, EvalConfigError, EvalSettings
+from .eval_settings import from_run_config as eval_from_run_config
 
 DPO_PREFIX = "dpo_"
 MIN_RATIONALE_CHARS = 40  # structured judging: the shortest rationale the grammar allows

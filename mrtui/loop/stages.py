@@ -5,6 +5,14 @@ derived from its inputs: run, iteration, what it is about, its index, the model 
 the template's sha256 and the sampling settings. A stage plans all its units, skips those whose
 key is already in the log, sends the rest to the backend as one batch and logs each result as
 it arrives. Kill the process at any point and the next run picks up the remaining units.
+
+That machinery is public, for any stage: :meth:`Stages.keyer` makes a stage's unit keys,
+:meth:`Stages.about` records what a unit is about, :meth:`Stages.execute` plans, runs and logs
+a batch of units (through :meth:`Stages.run_units`, which a subclass may extend), and
+:meth:`Stages.finisher` reads a judge-like answer into its event, with
+:meth:`Stages.provenance` and :meth:`Stages.template_for` for what every event records. The
+loop's own stages below use it, and so do the evaluation (``mrtui.evaluation.run``) and the
+benchmarks.
 """
 
 from __future__ import annotations
@@ -182,10 +190,11 @@ class Stages:
         self.cancel = cancel or CancelToken()
         self._about: dict[str, tuple[str, str]] = {}  # unit key -> (parent key, prompt key)
 
-    # -- shared machinery -----------------------------------------------------------------
-    def _keyer(self, kind: str, *const: Any) -> Callable[..., str]:
+    # -- the unit of work: public, the stages below, the evaluation and the bench use it ----
+    def keyer(self, kind: str, *const: Any) -> Callable[..., str]:
         """Key function for one stage: the constant inputs (run, iteration, model, template,
-        sampling) are hashed once; each unit adds only what varies."""
+        sampling) are hashed once; each unit adds only what varies. ``kind`` is the key's
+        prefix (``resp``, ``judg``, ``evsmp``, ...)."""
         head = hashlib.sha256(
             canonical_json([kind, self.run_id, self.iteration, self.model.sha256, *const]).encode()
         )
@@ -196,6 +205,12 @@ class Stages:
             return f"{kind}:{h.hexdigest()[:32]}"
 
         return key
+
+    def about(self, key: str, parent_key: str, prompt_key: str) -> None:
+        """Record what the unit ``key`` is about, for a ``UnitSkipped`` should it never
+        succeed: its parent's key and its prompt's. A builder calls it for each unit it
+        builds."""
+        self._about[key] = (parent_key, prompt_key)
 
     def unit_keys(self, stage: str) -> Callable[..., str]:
         """The key function of a stage: actor(prompt_key, k), judge(response_key, j),
@@ -212,7 +227,7 @@ class Stages:
             if not rationale_of(self.s, stage):
                 extra = (*extra, {"rationale": False})
         role = KINDS[stage].role if stage in KINDS else stage
-        return self._keyer(kind, self.templates[tpl].sha256, self._sampling_id(role), *extra)
+        return self.keyer(kind, self.templates[tpl].sha256, self._sampling_id(role), *extra)
 
     def scoring(self, stage: str) -> str:
         """'sampled' or 'expected' (settings judge_scoring, meta_scoring)."""
@@ -231,7 +246,7 @@ class Stages:
             seed=unit_seed(self.s.seed, key),
         )
 
-    def _provenance(
+    def provenance(
         self, info: BackendInfo, template: Template, request: Request, result: Completion | Failure
     ) -> dict[str, Any]:
         """The :class:`~mrtui.store.events.Provenance` fields of a unit's event."""
@@ -285,11 +300,14 @@ class Stages:
             else:
                 self.progress(Note(f"endpoint {e.endpoint} is back", alert=True))
 
-    def _execute(
+    def execute(
         self, stage: str, planned: Sequence[Planned], build: Builder, already: int = 0
     ) -> StageReport:
-        """Run the planned units the log does not hold; ``already`` counts units the caller
-        found complete without planning them (they are reported as skipped)."""
+        """Run one stage's batch of units: ``planned`` holds each unit's key and the arguments
+        ``build`` turns into its request and finish. Units whose key the log holds are skipped;
+        the rest go to :meth:`run_units`, between ``StageStarted`` and ``StageFinished``.
+        ``already`` counts units the caller found complete without planning them (they are
+        reported as skipped)."""
         done = self.log.completed_keys()
         todo = [build(key, args) for key, args in planned if key not in done]
         total = len(planned) + already
@@ -299,7 +317,7 @@ class Stages:
         self.log.append([started.event(self.run_id, iteration=self.iteration)])
         t0 = time.perf_counter()
         if todo and not self.cancel.cancelled:
-            self._run_units(stage, todo, report)
+            self.run_units(stage, todo, report)
         report.stopped = self.cancel.cancelled and (
             report.done + report.failed + report.unit_skips < len(todo)
         )
@@ -328,11 +346,13 @@ class Stages:
         )
         return report
 
-    def _run_units(
+    def run_units(
         self, stage: str, todo: Sequence[tuple[Request, Finish]], report: StageReport
     ) -> None:
         """Send the units to the backend and log each result as it arrives. With the cancel
-        token set, stops after the result in flight (the backend's stream is closed)."""
+        token set, stops after the result in flight (the backend's stream is closed). A
+        subclass may override it to answer some units another way (the evaluation copies
+        answers the log already holds) and hand the rest to this one."""
         backend = self._backend_factory()
         info = backend.info()
         pending: dict[str, Callable[[Any], Outcome | Followup]] = {}
@@ -393,8 +413,8 @@ class Stages:
             first_answer[unit_key] = result
             followups.append(outcome)
             return
-        prov = self._provenance(
-            info, self._template_for(stage), request, first_answer.pop(unit_key, result)
+        prov = self.provenance(
+            info, self.template_for(stage), request, first_answer.pop(unit_key, result)
         )
         record = outcome.record(**outcome.fields, **prov)
         self.log.append(
@@ -417,7 +437,7 @@ class Stages:
         self, stage: str, info: BackendInfo, request: Request, failure: Failure, report: StageReport
     ) -> None:
         """A failed request: retried on resume, or (``failure.permanent``) skipped for good."""
-        prov = self._provenance(info, self._template_for(stage), request, failure)
+        prov = self.provenance(info, self.template_for(stage), request, failure)
         if failure.permanent:
             skip = ev.UnitSkipped(
                 stage=stage,
@@ -450,7 +470,8 @@ class Stages:
             report.failures.append(failure.error)
         self.progress(UnitsDone(self.iteration, stage, failed=True))
 
-    def _template_for(self, stage: str) -> Template:
+    def template_for(self, stage: str) -> Template:
+        """The template a stage's units are rendered with (named in their provenance)."""
         return self.templates[STAGES[stage][1]]
 
     # -- actor ----------------------------------------------------------------------------
@@ -462,7 +483,7 @@ class Stages:
 
         def build(key: str, args: tuple[Any, ...]) -> tuple[Request, Finish]:
             prompt_key, text, k = args
-            self._about[key] = (prompt_key, prompt_key)
+            self.about(key, prompt_key, prompt_key)
             request = Request(
                 key, (Message("user", tpl.render(prompt=text)),), self._params("actor", key)
             )
@@ -472,7 +493,7 @@ class Stages:
 
             return request, finish
 
-        return self._execute("actor", planned, build)
+        return self.execute("actor", planned, build)
 
     def _sampling_id(self, role: str) -> list[Any]:
         return [getattr(self.s, f"{role}_{x}") for x in ("temperature", "top_p", "max_tokens")] + [
@@ -492,12 +513,12 @@ class Stages:
 
         def build(key: str, args: tuple[Any, ...]) -> tuple[Request, Finish]:
             response_key, prompt_key, prompt, response, j = args
-            self._about[key] = (response_key, prompt_key)
+            self.about(key, response_key, prompt_key)
             text = tpl.render(question=prompt, response=response)
             request = self._answer_request(JUDGE, key, text)
             fields = {"prompt_key": prompt_key, "judge_index": j}
             decimals = self.s.score_decimals
-            return request, self._finisher(
+            return request, self.finisher(
                 JUDGE,
                 request,
                 response_key,
@@ -506,7 +527,7 @@ class Stages:
                 self.s.judge_fallback,
             )
 
-        return self._execute("judge", planned, build, already * self.s.n)
+        return self.execute("judge", planned, build, already * self.s.n)
 
     # -- meta-judge -----------------------------------------------------------------------
     def meta(
@@ -527,17 +548,17 @@ class Stages:
 
         def build(key: str, args: tuple[Any, ...]) -> tuple[Request, Finish]:
             rk, pk, prompt, response, a, first, b, second = args
-            self._about[key] = (rk, pk)
+            self.about(key, rk, pk)
             text = tpl.render(
                 question=prompt, response=response, judgement_a=first, judgement_b=second
             )
             request = self._answer_request(META, key, text)
             fields = {"prompt_key": pk, "first_key": a, "second_key": b}
-            return request, self._finisher(
+            return request, self.finisher(
                 META, request, rk, fields, parse_winner, self.s.meta_fallback
             )
 
-        return self._execute("meta", planned, build)
+        return self.execute("meta", planned, build)
 
     # -- pairwise actor judging -------------------------------------------------------------
     def pairwise(
@@ -561,20 +582,20 @@ class Stages:
 
         def build(key: str, args: tuple[Any, ...]) -> tuple[Request, Finish]:
             pk, prompt, a, first, b, second = args
-            self._about[key] = (pk, pk)
+            self.about(key, pk, pk)
             text = tpl.render(question=prompt, response_a=first, response_b=second)
             request = self._answer_request(PAIRWISE, key, text)
             fields = {"prompt_key": pk, "first_key": a, "second_key": b}
-            return request, self._finisher(
+            return request, self.finisher(
                 PAIRWISE, request, pk, fields, parse, self.s.judge_fallback
             )
 
-        return self._execute("pairwise", planned, build)
+        return self.execute("pairwise", planned, build)
 
     def _answer_request(self, kind: AnswerKind, key: str, text: str) -> Request:
         return answer_request(kind, self.s, key, text, self._params(kind.role, key))
 
-    def _finisher(
+    def finisher(
         self,
         kind: AnswerKind,
         request: Request,
