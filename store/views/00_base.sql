@@ -88,10 +88,12 @@ SELECT run_id, iteration, key AS verdict_key, parent_key AS response_key, prompt
        p.seed, p.wall_s, p.model_id, model_sha256, p.backend, p.backend_version, p.template,
        template_sha256, seq, created_at, payload,
        rationale_words, p.structure IS NOT NULL AS structured,
-       coalesce(p.scoring, 'sampled') AS scoring, p.p_first, p.choice_mass
+       coalesce(p.scoring, 'sampled') AS scoring,
+       (payload->>'$.p_first')::DOUBLE AS p_first,  -- on its own: judge_battles reads it
+       p.choice_mass
 FROM (SELECT *, from_json(payload, '{"seed":"BIGINT","wall_s":"DOUBLE","model_id":"VARCHAR",
         "backend":"VARCHAR","backend_version":"VARCHAR","template":"VARCHAR",
-        "structure":"JSON","scoring":"VARCHAR","p_first":"DOUBLE","choice_mass":"DOUBLE"}') AS p
+        "structure":"JSON","scoring":"VARCHAR","choice_mass":"DOUBLE"}') AS p
       FROM events WHERE event_type = 'MetaVerdictRecorded');
 
 -- Failed requests. A failed unit stays open and is retried on resume; `redone` says whether

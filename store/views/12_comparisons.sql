@@ -8,9 +8,11 @@ SELECT run_id, iteration, key AS comparison_key, prompt_key, first_key, second_k
        parse_error, fallback_used, text AS verdict, prompt_tokens, completion_tokens,
        prompt_tokens_evaluated, finish_reason, p.seed, p.wall_s, p.model_id, model_sha256,
        p.backend, p.template, template_sha256, seq, created_at, payload, rationale_words,
-       coalesce(p.scoring, 'sampled') AS scoring, p.p_first, p.choice_mass
+       coalesce(p.scoring, 'sampled') AS scoring,
+       (payload->>'$.p_first')::DOUBLE AS p_first,  -- on its own: response_strengths reads it
+       p.choice_mass
 FROM (SELECT *, from_json(payload, '{"seed":"BIGINT","wall_s":"DOUBLE","model_id":"VARCHAR",
-        "backend":"VARCHAR","template":"VARCHAR","scoring":"VARCHAR","p_first":"DOUBLE",
+        "backend":"VARCHAR","template":"VARCHAR","scoring":"VARCHAR",
         "choice_mass":"DOUBLE"}') AS p
       FROM events WHERE event_type = 'ResponsesCompared');
 
@@ -21,27 +23,33 @@ FROM (SELECT *, from_json(payload, '{"seed":"BIGINT","wall_s":"DOUBLE","model_id
 -- verdict leaves its order out). Expected scoring thus averages P_mn and 1 − P_nm, which
 -- cancels a constant preference for the first shown. `elo` = 1000 + 400·ε/ln 10.
 CREATE OR REPLACE VIEW response_strengths AS
-WITH orders AS (
-    SELECT run_id, iteration, prompt_key, first_key AS m, second_key AS n,
-           arg_max(coalesce(p_first, CASE r WHEN 1 THEN 1.0 WHEN -1 THEN 0.0
-                                         ELSE CASE WHEN parse_error = 'tie' THEN 0.5 END END),
-                   seq) AS won_first
-    FROM response_comparisons GROUP BY ALL
+WITH pairs AS (  -- each unordered pair {x, y} of a prompt's responses once (x < y): the latest
+                 -- outcome of each order (won_first of the order seen, NULL: none usable)
+    SELECT run_id, iteration, prompt_key,
+           least(first_key, second_key) AS x, greatest(first_key, second_key) AS y,
+           bool_or(first_key < second_key) AS seen_xy, bool_or(first_key > second_key) AS seen_yx,
+           arg_max(won_first, seq) FILTER (WHERE first_key < second_key) AS w_xy,
+           arg_max(won_first, seq) FILTER (WHERE first_key > second_key) AS w_yx
+    FROM (SELECT run_id, iteration, prompt_key, first_key, second_key, seq,
+                 coalesce(p_first, CASE r WHEN 1 THEN 1.0 WHEN -1 THEN 0.0
+                                          ELSE CASE WHEN parse_error = 'tie' THEN 0.5 END END)
+                     AS won_first
+          FROM response_comparisons) c
+    GROUP BY ALL
 ),
-outcomes AS (  -- one row per ordered pair (m, n): m's share of the win, both orders averaged
-    SELECT a.run_id, a.iteration, a.prompt_key, a.m, a.n,
-           CASE WHEN a.won_first IS NULL AND b.won_first IS NULL THEN NULL
-                ELSE (coalesce(a.won_first, 1 - b.won_first)
-                      + 1 - coalesce(b.won_first, 1 - a.won_first)) / 2 END AS b_mn
-    FROM orders a
-    LEFT JOIN orders b ON b.run_id = a.run_id AND b.iteration = a.iteration
-                      AND b.m = a.n AND b.n = a.m
-    UNION  -- a pair judged only with n shown first
-    SELECT b.run_id, b.iteration, b.prompt_key, b.n, b.m, 1 - b.won_first
-    FROM orders b
-    WHERE NOT EXISTS (SELECT 1 FROM orders a WHERE a.run_id = b.run_id
-                      AND a.iteration = b.iteration AND a.m = b.n AND a.n = b.m)
-      AND b.won_first IS NOT NULL
+outcomes AS (  -- one row per ordered pair (m, n): m's share of the win, both orders averaged:
+               -- an order never judged gets a row only from a usable outcome of the other
+    SELECT run_id, iteration, prompt_key, x AS m, y AS n,
+           CASE WHEN NOT seen_xy THEN 1 - w_yx
+                WHEN w_xy IS NULL AND w_yx IS NULL THEN NULL
+                ELSE (coalesce(w_xy, 1 - w_yx) + 1 - coalesce(w_yx, 1 - w_xy)) / 2 END AS b_mn
+    FROM pairs WHERE seen_xy OR w_yx IS NOT NULL
+    UNION ALL
+    SELECT run_id, iteration, prompt_key, y, x,
+           CASE WHEN NOT seen_yx THEN 1 - w_xy
+                WHEN w_xy IS NULL AND w_yx IS NULL THEN NULL
+                ELSE (coalesce(w_yx, 1 - w_xy) + 1 - coalesce(w_xy, 1 - w_yx)) / 2 END
+    FROM pairs WHERE seen_yx OR w_xy IS NOT NULL
 ),
 rr AS (
     SELECT r.run_id, r.iteration, r.prompt_key, r.response_key, r.sample_index,
