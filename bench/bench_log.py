@@ -4,6 +4,12 @@
     .venv/bin/python bench/bench_log.py --only a   # a: append, b: views, c: resume planning
     .venv/bin/python bench/bench_log.py --rebuild  # rebuild the cached 1M-judgement log
 
+Views over a real log replicated to a million judgements (part b only; the log is copied,
+never modified; the replica is cached under the cache folder):
+
+    .venv/bin/python bench/bench_log.py --replicate /tmp/s3/demo.duckdb            # 10,000 copies
+    .venv/bin/python bench/bench_log.py --replicate LOG --replica runs --copies 10000
+
 Smoke test (small log, small append run, RESULTS.md left alone):
 
     MRTUI_BENCH_CACHE=/tmp/mrtui-bench-smoke MRTUI_BENCH_PROMPTS=300 \\
@@ -13,7 +19,11 @@ Smoke test (small log, small append run, RESULTS.md left alone):
     same rows (envelope, payload and typed columns) in the same run. (b) A synthetic log
     shaped like a real K=7, N=11 iteration over 13,000 prompts (1,001,000 judgements, one
     meta-judged response per prompt with every ordered pair of its valid judgements) is built
-    once and cached under /tmp; every view is then fully computed through ``connect()``.
+    once and cached under /tmp; every public view is then fully computed through
+    ``connect()``, each run right after a run of the raw scan of the judgement rows, and
+    compared with it (target ≤ 4x). ``--replicate LOG`` runs (b) on a real log instead:
+    expected scoring (choice probabilities), rationales, pairwise actor judging, several
+    iterations, which the synthetic log does not have.
     (c) Resume planning of that complete iteration: opening the writer, loading
     ``completed_keys()`` and planning each stage with mrtui's own ``Stages`` (every unit is
     found done, so no backend is ever started).
