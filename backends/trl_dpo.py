@@ -220,23 +220,55 @@ def _train(
     on_step: StepCallback | None,
     ranks: distributed.Ranks | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """Train; on the main process (or alone) write the float32 model into ``stage``."""
+    """Train; on the main process (or alone) write the float32 model into ``stage``: load the
+    tokenizer and the models, build the trainer, train, then save what was trained."""
     import torch
-    from datasets import Dataset
-    from transformers import (
-        AutoModelForCausalLM,
-        AutoTokenizer,
-        PrinterCallback,
-        TrainerCallback,
-        set_seed,
-    )
-    from transformers.utils import is_torch_bf16_gpu_available
-    from trl import DPOConfig, DPOTrainer
+    from transformers import set_seed
 
     if ranks is not None:
         # the logged settings decide the precision, not the launch config's mixed_precision
         os.environ["ACCELERATE_MIXED_PRECISION"] = "bf16" if s.bf16 else "no"
     set_seed(s.seed)
+    tokenizer = _tokenizer(base)
+    summary: dict[str, float] = {}
+    trainer = _trainer(base, pairs, stage, s, tokenizer, _log_callback(summary, on_step))
+    counts = _fit(trainer, s.max_length, len(pairs))
+    steps = int(trainer.state.global_step)
+    device = str(trainer.args.device)
+
+    launch: dict[str, Any] = {}
+    if ranks is None:
+        trained = _merged(trainer.model, base, stage, torch) if s.lora else trainer.model
+    else:
+        launch = {
+            "processes": ranks.num_processes,
+            "distributed_type": str(trainer.accelerator.distributed_type.value),
+        }
+        # every process takes part (FSDP and ZeRO-3 gather their shards); the main one writes
+        trainer.save_model(str(stage / "saved"))
+        ranks.barrier()
+        del trainer  # with it the policy and the reference, before the main process reloads
+        if not ranks.is_main:
+            return steps, {}
+        trained = _reassembled(stage, base, s, torch)
+    _save(trained, tokenizer, stage, s, torch)
+
+    final: dict[str, Any] = {
+        **summary,
+        "seconds_per_step": summary.get("train_runtime", 0.0) / steps if steps else None,
+        **counts,
+        "device": device,
+        "dtype": "bfloat16" if s.bf16 else "float32",
+        **launch,
+        "versions": _versions(),
+    }
+    return steps, final
+
+
+def _tokenizer(base: Path) -> Any:
+    """The base model's tokenizer, which must have a chat template to render the pairs."""
+    from transformers import AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(base)
     if not tokenizer.chat_template:
         raise TrainingError(
@@ -244,31 +276,46 @@ def _train(
             "chats; add one (tokenizer.chat_template = ...; save_pretrained) or use an "
             "instruction-tuned model"
         )
+    return tokenizer
+
+
+def _models(base: Path, s: DPOSettings) -> tuple[Any, Any, Any]:
+    """The policy, the reference model (None under LoRA, where the adapter-free policy is the
+    reference) and the LoRA config (None for a full fine-tune)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
     # LoRA in bf16 keeps the frozen base in bf16 (peft holds the adapter in fp32); a full
     # fine-tune keeps fp32 master weights under bf16 autocast, since bf16 weights would round
     # away updates of ~lr size.
     dtype = torch.bfloat16 if s.bf16 and s.lora else torch.float32
     model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
-    ref_model, peft_config = None, None
-    if s.lora:
-        from peft import LoraConfig
-
-        targets = s.lora_targets.strip()
-        peft_config = LoraConfig(
-            r=s.lora_r,
-            lora_alpha=s.lora_alpha,
-            lora_dropout=s.lora_dropout,
-            target_modules=targets
-            if targets == "all-linear"
-            else [t.strip() for t in targets.split(",")],
-            bias="none",
-            task_type="CAUSAL_LM",
-        )
-    else:
+    if not s.lora:
         # TRL would reload the reference by the policy's name; load it from M_t's folder here.
-        ref_model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+        return model, AutoModelForCausalLM.from_pretrained(base, dtype=dtype), None
+    from peft import LoraConfig
 
-    config = DPOConfig(
+    targets = s.lora_targets.strip()
+    peft_config = LoraConfig(
+        r=s.lora_r,
+        lora_alpha=s.lora_alpha,
+        lora_dropout=s.lora_dropout,
+        target_modules=targets
+        if targets == "all-linear"
+        else [t.strip() for t in targets.split(",")],
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    return model, None, peft_config
+
+
+def _dpo_config(stage: Path, s: DPOSettings) -> Any:
+    """TRL's DPOConfig for the settings: no checkpoints, no evaluation, a log line a step."""
+    import torch
+    from transformers.utils import is_torch_bf16_gpu_available
+    from trl import DPOConfig
+
+    return DPOConfig(
         output_dir=str(stage / "trainer"),
         beta=s.beta,
         learning_rate=s.learning_rate,
@@ -295,7 +342,11 @@ def _train(
         **{_checkpointing_field(DPOConfig): s.gradient_checkpointing},
     )
 
-    summary: dict[str, float] = {}
+
+def _log_callback(summary: dict[str, float], on_step: StepCallback | None) -> Any:
+    """A TrainerCallback that passes each step's metrics to ``on_step`` (on the main process)
+    and keeps the end-of-training summary in ``summary``."""
+    from transformers import TrainerCallback
 
     # TrainerCallback is Any to mypy: transformers is not followed (pyproject [tool.mypy]).
     class _OnLog(TrainerCallback):  # type: ignore[misc]
@@ -307,68 +358,69 @@ def _train(
             elif "loss" in logs and on_step is not None and state.is_world_process_zero:
                 on_step(step_metrics(state.global_step, logs))
 
+    return _OnLog()
+
+
+def _trainer(
+    base: Path,
+    pairs: Sequence[PreferencePair],
+    stage: Path,
+    s: DPOSettings,
+    tokenizer: Any,
+    callback: Any,
+) -> Any:
+    """TRL's DPOTrainer over the pairs; it alone holds the models, so dropping it frees them."""
+    from datasets import Dataset
+    from transformers import PrinterCallback
+    from trl import DPOTrainer
+
+    model, ref_model, peft_config = _models(base, s)
     trainer = DPOTrainer(
         model=model,
         ref_model=ref_model,
-        args=config,
+        args=_dpo_config(stage, s),
         train_dataset=Dataset.from_list([preference_row(p) for p in pairs]),
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[_OnLog()],
+        callbacks=[callback],
     )
     trainer.remove_callback(PrinterCallback)  # disable_tqdm swaps the bars for printed logs
-    counts = _pair_counts(trainer.train_dataset, s.max_length, len(pairs))
+    return trainer
+
+
+def _fit(trainer: Any, max_length: int | None, n_pairs: int) -> dict[str, int]:
+    """Train, unless TRL kept no pair; the counts of pairs given, trained and cut."""
+    counts = _pair_counts(trainer.train_dataset, max_length, n_pairs)
     if counts["pairs_trained"] == 0:
         raise TrainingError(
-            f"every pair's prompt alone is at least max_length={s.max_length} tokens, so there "
+            f"every pair's prompt alone is at least max_length={max_length} tokens, so there "
             "is nothing to train on; raise max_length"
         )
     trainer.train()
-    steps = int(trainer.state.global_step)
-    device = str(trainer.args.device)
+    return counts
 
-    launch: dict[str, Any] = {}
-    if ranks is None:
-        trained = trainer.model
-        if s.lora:
-            trained = _merged(trained, base, stage, torch)
-    else:
-        launch = {
-            "processes": ranks.num_processes,
-            "distributed_type": str(trainer.accelerator.distributed_type.value),
-        }
-        saved = stage / "saved"
-        # every process takes part (FSDP and ZeRO-3 gather their shards); the main one writes
-        trainer.save_model(str(saved))
-        ranks.barrier()
-        del trainer, model, ref_model
-        if not ranks.is_main:
-            return steps, {}
-        trained = _reloaded(saved, base, s, torch)
-        _check_whole(trained, base)
-        if s.lora:
-            (stage / ADAPTER_DIR).mkdir()
-            for f in saved.glob("adapter_*"):
-                shutil.copy2(f, stage / ADAPTER_DIR / f.name)
+
+def _reassembled(stage: Path, base: Path, s: DPOSettings, torch: Any) -> Any:
+    """After a launch, the float32 model that ``stage/saved`` holds, checked whole; a LoRA
+    adapter is kept in ``stage/adapter``."""
+    saved = stage / "saved"
+    trained = _reloaded(saved, base, s, torch)
+    _check_whole(trained, base)
+    if s.lora:
+        (stage / ADAPTER_DIR).mkdir()
+        for f in saved.glob("adapter_*"):
+            shutil.copy2(f, stage / ADAPTER_DIR / f.name)
+    return trained
+
+
+def _save(trained: Any, tokenizer: Any, stage: Path, s: DPOSettings, torch: Any) -> None:
+    """Write the model and tokenizer into ``stage`` and drop the trainer's scratch folders."""
     if s.bf16:  # the checkpoint costs what the model costs: bf16 when it trained in bf16
         trained = trained.to(torch.bfloat16)
     trained.save_pretrained(stage)
     tokenizer.save_pretrained(stage)
     for scratch in ("trainer", "saved"):
         shutil.rmtree(stage / scratch, ignore_errors=True)
-    if ranks is None:
-        del trainer, model, ref_model
-
-    final: dict[str, Any] = {
-        **summary,
-        "seconds_per_step": summary.get("train_runtime", 0.0) / steps if steps else None,
-        **counts,
-        "device": device,
-        "dtype": "bfloat16" if s.bf16 else "float32",
-        **launch,
-        "versions": _versions(),
-    }
-    return steps, final
 
 
 def _checkpointing_field(config_cls: Any) -> str:
