@@ -132,10 +132,6 @@ def rss_mib() -> float:
 
 
 def start_iteration(runner: Any, iteration: int, settings: Any, model: Any) -> None:
-    """``Runner._start_iteration`` across its signatures (it gained a ``model`` argument)."""
-    import inspect
-
-    if "model" in inspect.signature(runner._start_iteration).parameters:
-        runner._start_iteration(iteration, settings, model)
-    else:
-        runner._start_iteration(iteration, settings)
+    """``Runner.start_iteration``: log the iteration's start as a run does (the benchmarks
+    that import this helper keep working)."""
+    runner.start_iteration(iteration, settings, model)

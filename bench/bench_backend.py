@@ -3,8 +3,8 @@
     .venv/bin/python bench/bench_backend.py               # 4 prompts, K=2, N=3, 48 tokens
     .venv/bin/python bench/bench_backend.py --repeats 3   # ABBA... order, 3 runs per side
 
-Measured side: ``mrtui.loop.stages.Stages`` (actor stage, the ``Runner._responses`` query,
-judge stage) with ``LlamaCppBackend`` and a real ``EventLog`` in a temporary folder.
+Measured side: ``mrtui.loop.stages.Stages`` (actor stage, the ``Runner.responses_to_judge``
+query, judge stage) with ``LlamaCppBackend`` and a real ``EventLog`` in a temporary folder.
 Baseline side: a plain loop over one ``llama_cpp.Llama`` that renders the same chat prompts
 with the model file's own chat template, tokenizes them, and calls ``create_completion`` with
 the same sampling settings and per-unit seeds, in the same order (prompts sorted by their
@@ -112,7 +112,7 @@ def run_mrtui(
         )
         runner = Runner(log, rs, backend_factory=lambda *_: backend, resolver=lambda _: model)
         prompts = runner.configure()  # setup, not timed: prompts, templates, iteration
-        templates = runner._templates(s)
+        templates = runner.register_templates(s)
         start_iteration(runner, 1, s, model)
         log.flush()
         stages = Stages(log, RUN_ID, 1, s, model, templates, lambda: backend)
@@ -120,7 +120,7 @@ def run_mrtui(
         t0 = time.perf_counter()
         actor = stages.actor(prompts)
         t1 = time.perf_counter()
-        responses, judged = runner._responses(1, s, templates["judge"].sha256, model.sha256)
+        responses, judged = runner.responses_to_judge(1, s, templates["judge"].sha256, model.sha256)
         judge = stages.judge(responses, judged)
         log.flush()
         t2 = time.perf_counter()
@@ -380,9 +380,9 @@ def main() -> None:
 
 Baseline: a plain loop over `llama_cpp.Llama.create_completion` (prompt rendered with the
 model file's chat template, tokenized, same sampler settings and seeds, same order).
-Measured: `Stages.actor` + `Runner._responses` + `Stages.judge` with `LlamaCppBackend` and an
-`EventLog` writing to a temporary DuckDB file, up to the last event flushed. Model load and one
-identical greedy warm-up call per run are not timed.
+Measured: `Stages.actor` + `Runner.responses_to_judge` + `Stages.judge` with `LlamaCppBackend`
+and an `EventLog` writing to a temporary DuckDB file, up to the last event flushed. Model load
+and one identical greedy warm-up call per run are not timed.
 
 {tbl}
 

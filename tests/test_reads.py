@@ -171,11 +171,11 @@ def test_runner_reads_settings_checkpoints_and_draws_through_views(tmp_path: Pat
         with pytest.raises(
             ConfigError, match=r"was started with actor_temperature=0.8 \(now 0.123\)"
         ):
-            hotter._start_iteration(1, hotter.settings.for_iteration(1), runner.model())
+            hotter.start_iteration(1, hotter.settings.for_iteration(1), runner.model())
         other = replace(runner.model(), sha256="0" * 64)
         with pytest.raises(ConfigError, match="a different model"):
-            runner._start_iteration(1, s, other)
-        runner._start_iteration(1, s, runner.model())  # the same: nothing to refuse
+            runner.start_iteration(1, s, other)
+        runner.start_iteration(1, s, runner.model())  # the same: nothing to refuse
         # Iteration 2 runs on the latest checkpoint made for it.
         with pytest.raises(ConfigError, match="no trained model yet"):
             runner.checkpoint_for(2)

@@ -269,7 +269,7 @@ class Runner:
             raise ConfigError(f"run {s.run_id!r} has no prompts yet; pass --prompts FILE.jsonl")
         return prompts
 
-    def _templates(self, s: IterationSettings) -> dict[str, Template]:
+    def register_templates(self, s: IterationSettings) -> dict[str, Template]:
         templates = {
             "actor": load_template(s.actor_template, role="actor", required={"prompt"}),
             "judge": load_template(
@@ -298,7 +298,7 @@ class Runner:
         self.log.append(new)
         return templates
 
-    def _start_iteration(self, iteration: int, s: IterationSettings, model: ModelIdentity) -> None:
+    def start_iteration(self, iteration: int, s: IterationSettings, model: ModelIdentity) -> None:
         run_id = self.settings.run_id
         settings = s.flat()
         key = content_key("iteration", run_id, iteration, settings, model.sha256)
@@ -339,7 +339,7 @@ class Runner:
         model = ModelIdentity(
             checkpoint.model_id, checkpoint.sha256, checkpoint.gguf_path or checkpoint.hf_dir
         )
-        templates = self._templates(s)
+        templates = self.register_templates(s)
         if s.judge_check:
             from .judge_gate import gate
 
@@ -349,7 +349,7 @@ class Runner:
             )  # fmt: skip
             if action == "actor":
                 s = s.with_flat(train_kinds="actor")
-        self._start_iteration(iteration, s, model)
+        self.start_iteration(iteration, s, model)
         stages = Stages(
             self.log,
             self.settings.run_id,
@@ -364,9 +364,11 @@ class Runner:
         drawn = pool.draw(self.log, self.settings.run_id, iteration, s, prompts, self.progress)
         reports = [stages.actor(drawn)]
         if s.actor_judging == "pairwise" and not self.cancel.cancelled:
-            reports.append(stages.pairwise(self._comparisons(iteration, s)))
+            reports.append(stages.pairwise(self.responses_to_compare(iteration, s)))
         if not self.cancel.cancelled:
-            todo, judged = self._responses(iteration, s, templates["judge"].sha256, model.sha256)
+            todo, judged = self.responses_to_judge(
+                iteration, s, templates["judge"].sha256, model.sha256
+            )
             reports.append(stages.judge(todo, judged))
         meta = self.meta_needed(iteration, s)
         if not meta:
@@ -377,7 +379,7 @@ class Runner:
                 )
             )
         elif not self.cancel.cancelled:
-            reports.append(stages.meta(self._targets(iteration, s)))
+            reports.append(stages.meta(self.meta_targets(iteration, s)))
         stages_run = (3 if meta else 2) + (s.actor_judging == "pairwise")
         complete = len(reports) == stages_run and not any(r.failed or r.stopped for r in reports)
         if s.train and complete and not self.cancel.cancelled:
@@ -429,13 +431,13 @@ class Runner:
         )
         return stage.run()
 
-    # -- planning queries -----------------------------------------------------------------
-    def _responses(
+    # -- planning queries: public, the benchmarks time them ------------------------------
+    def responses_to_judge(
         self, iteration: int, s: IterationSettings, judge_sha: str, model_sha: str
     ) -> tuple[list[Any], int]:
         """The responses still to judge, and how many are fully judged already. A response
         is fully judged when the log holds its N judgements from this judge template and
-        model (the iteration's sampling settings cannot change, see ``_start_iteration``), so
+        model (the iteration's sampling settings cannot change, see :meth:`start_iteration`), so
         a resume over a million judgements plans keys only for the responses that lack some."""
         run_id = self.settings.run_id
         with self.log.reader() as con:
@@ -463,7 +465,7 @@ class Runner:
             con.execute("DROP TABLE mrtui_judged")
         return todo, judged
 
-    def _comparisons(self, iteration: int, s: IterationSettings) -> list[Any]:
+    def responses_to_compare(self, iteration: int, s: IterationSettings) -> list[Any]:
         """The prompts whose K responses are all in the log, each with its responses (their
         pairs are compared; the stage skips pairs already compared)."""
         run_id = self.settings.run_id
@@ -479,7 +481,7 @@ class Runner:
             ).fetchall()
         return [(pk, prompt, [tuple(x) for x in rs]) for pk, prompt, rs in rows]
 
-    def _targets(self, iteration: int, s: IterationSettings) -> list[Any]:
+    def meta_targets(self, iteration: int, s: IterationSettings) -> list[Any]:
         """Meta-judge targets of prompts whose K×N judgements are all in the log."""
         run_id = self.settings.run_id
         with self.log.reader() as con:

@@ -506,7 +506,7 @@ class Stages:
     ) -> StageReport:
         """``responses``: (response_key, prompt_key, prompt text, response text). N each,
         planned back to back so the backend can reuse the shared prompt. ``already``: responses
-        the caller found fully judged and left out (see ``Runner._responses``)."""
+        the caller found fully judged and left out (see ``Runner.responses_to_judge``)."""
         tpl = self.templates["judge"]
         key = self.unit_keys("judge")
         planned = [(key(r[0], j), (*r, j)) for r in responses for j in range(self.s.n)]
