@@ -1609,7 +1609,9 @@ def main() -> None:
                 if args.replica == "units"
                 else "each copy a run of its own"
             )
-            + " (copy i: the first five hex digits of every key, hash and attempt = i)"
+            + " (copy i: the first five hex digits of every key"
+            + (", hash and attempt" if args.replica == "runs" else "")
+            + " = i, each copied text led by i)"
         )
         print("(b) views", flush=True)
         section, views_ok = part_b(path, args.view_repeats, shape, views, what)
