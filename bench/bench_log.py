@@ -722,7 +722,7 @@ def build_log(path: Path) -> dict[str, float]:
     with EventLog(tmp) as log:
         runner = Runner(log, settings, backend_factory=_no_backend, resolver=lambda _: MODEL)
         info["configure_13k_prompts_s"], prompts = timed(runner.configure)
-        templates = runner._templates(s)
+        templates = runner.register_templates(s)
         start_iteration(runner, 1, s, MODEL)
         for stage in ("actor", "judge", "meta"):
             started = ev.StageStarted(stage=stage, planned=0, todo=0)
@@ -901,7 +901,7 @@ def build_log(path: Path) -> dict[str, float]:
     del cols
 
     # meta-verdicts: every ordered pair of the valid judgements of each meta target, exactly
-    # what Runner._targets + Stages.meta plan.
+    # what Runner.meta_targets + Stages.meta plan.
     prepare(con, tmp)
     rows = con.execute("""
         SELECT j.response_key, j.prompt_key, j.judgement_key, j.judgement_chars
@@ -1427,15 +1427,17 @@ def part_c(path: Path, repeats: int, meta_share: float) -> str:
         runner = Runner(log, settings, backend_factory=_no_backend, resolver=lambda _: MODEL)
         t, prompts = timed(runner.configure)
         add("Runner.configure (prompts query)", t)
-        t, templates = timed(lambda: runner._templates(s))
+        t, templates = timed(lambda: runner.register_templates(s))
         t2, _ = timed(lambda: start_iteration(runner, 1, s, MODEL))
         add("templates + iteration check", t + t2)
         stages = Stages(log, RUN_ID, 1, s, MODEL, templates, _no_backend)
         t, reports["actor"] = timed(lambda: stages.actor(prompts))
         add("actor planning (Stages.actor)", t)
         judge_sha = templates["judge"].sha256
-        t, (responses, judged) = timed(lambda: runner._responses(1, s, judge_sha, MODEL.sha256))
-        add("responses query (Runner._responses, with the fully-judged check)", t)
+        t, (responses, judged) = timed(
+            lambda: runner.responses_to_judge(1, s, judge_sha, MODEL.sha256)
+        )
+        add("responses query (Runner.responses_to_judge, with the fully-judged check)", t)
         gc.collect()
         t, reports["judge"] = timed(lambda: stages.judge(responses, judged))
         add("judge planning (Stages.judge)", t)
@@ -1445,8 +1447,8 @@ def part_c(path: Path, repeats: int, meta_share: float) -> str:
             "JOIN prompts p ON p.prompt_key = r.prompt_key AND p.run_id = r.run_id "
             "ORDER BY p.seq, r.sample_index"
         )
-        t, targets = timed(lambda: runner._targets(1, s))
-        add("targets query (Runner._targets)", t)
+        t, targets = timed(lambda: runner.meta_targets(1, s))
+        add("targets query (Runner.meta_targets)", t)
         part = targets[: max(1, int(len(targets) * meta_share))]
         gc.collect()
         rss0 = rss_mib()
@@ -1491,7 +1493,7 @@ def part_c(path: Path, repeats: int, meta_share: float) -> str:
     base = med["open EventLog (writer)"] + med["completed_keys()"]
     target_metric = (
         base
-        + med["responses query (Runner._responses, with the fully-judged check)"]
+        + med["responses query (Runner.responses_to_judge, with the fully-judged check)"]
         + med["judge planning (Stages.judge)"]
     )
     n_meta = len_meta(path)
@@ -1525,7 +1527,7 @@ holds {n_keys:,} keys: the log has ~2.5M events, more than the 1M events the tar
 - **Target: open + `completed_keys()` + planning the judge stage (1,001,000 units, the
   responses query with its fully-judged check included) ≤ 2 s: {verdict(ok)} —
   {target_metric:.2f} s.** Opening and loading the keys alone: {base:.2f} s.
-- `Runner._responses` finds the responses whose N judgements (this judge template and model)
+- `Runner.responses_to_judge` finds the responses whose N judgements (this judge template and model)
   are all logged with one SQL aggregate over typed columns, so `Stages.judge` plans keys only
   for the rest. Planning a key for every one of the 1M units (no such check) costs
   {med["what-if: Stages.judge of every key (no fully-judged check), gc off"]:.2f} s: one
