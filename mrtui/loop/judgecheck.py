@@ -30,7 +30,6 @@ then one batch of follow-ups (choice probabilities, or sampled scoring's fallbac
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -46,6 +45,7 @@ from mrtui.backends.base import (
     Request,
     SamplingParams,
 )
+from mrtui.jsonl import read_jsonl
 from mrtui.store import canonical_json
 from mrtui.store.events import TIE
 
@@ -130,18 +130,8 @@ def read_labels(source: Path | Traversable, limit: int | None = None) -> list[La
     user message is the prompt, the last assistant message the response). ``limit`` keeps the
     first pairs. Raises :class:`LabelsError` naming the line and the fix."""
     name = str(source)
-    try:
-        text = source.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise LabelsError(f"labels file {name} not found") from None
-    except UnicodeDecodeError as exc:
-        raise LabelsError(f"{name} is not UTF-8 (byte {exc.start}); save it as UTF-8") from None
-    except OSError as exc:
-        raise LabelsError(f"cannot read labels file {name}: {exc.strerror or exc}") from None
-    pairs: list[LabelledPair] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            pairs.append(_pair(line, f"{name}, line {number}"))
+    lines = read_jsonl(source, what="labels file", example=_EXAMPLE, error=LabelsError)
+    pairs = [_pair(row, f"{name} line {number}") for number, row in lines]
     if not pairs:
         raise LabelsError(
             f"{name} holds no labelled pairs; write one JSON object a line, e.g. {_EXAMPLE}"
@@ -153,14 +143,7 @@ def read_labels(source: Path | Traversable, limit: int | None = None) -> list[La
     return pairs
 
 
-def _pair(line: str, where: str) -> LabelledPair:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise LabelsError(
-            f"{where}: not valid JSON ({exc.msg}, column {exc.colno}); each line must be one "
-            f"JSON object such as {_EXAMPLE}"
-        ) from None
+def _pair(row: Any, where: str) -> LabelledPair:
     if not isinstance(row, dict):
         raise LabelsError(
             f"{where}: expected a JSON object with prompt, chosen and rejected, got a "

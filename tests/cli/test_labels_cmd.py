@@ -87,9 +87,9 @@ def test_author_defaults_to_mrtui_author(log: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ('{"key": "a", "label": 4', ":2: not JSON"),
-        ('{"key": "nope", "label": 4}', ":2: 'nope' names no response, judgement or meta-verdict"),
-        ('{"key": "a.j0", "label": 4}', ":2: 4 is not a label for the judgement a.j0"),
+        ('{"key": "a", "label": 4', " line 2: not valid JSON"),
+        ('{"key": "nope", "label": 4}', " line 2: 'nope' names no response, judgement or"),
+        ('{"key": "a.j0", "label": 4}', " line 2: 4 is not a label for the judgement a.j0"),
     ],
 )
 def test_a_bad_line_is_one_error_line_and_records_nothing(

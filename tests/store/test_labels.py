@@ -280,7 +280,7 @@ def test_read_labels_jsonl(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ('{"key": "a", "label": 4', "not JSON"),
+        ('{"key": "a", "label": 4', "not valid JSON"),
         ('["a", 4]', "expected a JSON object"),
         ('{"label": 4}', '"key" must be a unit key'),
         ('{"key": "a", "label": null}', '"label" must be 0-5'),
@@ -293,13 +293,14 @@ def test_a_malformed_line_is_named(tmp_path: Path, line: str, message: str) -> N
     path.write_text('{"key": "a", "label": 4}\n' + line + "\n")
     with pytest.raises(LabelError, match=message) as err:
         read_labels_jsonl(path)
-    assert str(err.value).startswith(f"{path}:2: ")
+    assert str(err.value).startswith(f"{path} line 2: ")
 
 
 def test_a_label_error_from_a_file_names_its_line(tmp_path: Path, log: Path) -> None:
     path = tmp_path / "l.jsonl"
     path.write_text('{"key": "a", "label": 4}\n{"key": "a.j0", "label": "A"}\n')
-    with pytest.raises(LabelError, match=f"^{path}:2: 'A' is not a label for the judgement a.j0"):
+    message = f"^{path} line 2: 'A' is not a label for the judgement a.j0"
+    with pytest.raises(LabelError, match=message):
         record_labels(log, read_labels_jsonl(path))
 
 
