@@ -1145,11 +1145,12 @@ UNIT_EVENTS = (
     "UnitSkipped",
 )
 REPLICA_MODES = ("units", "runs")
+REPLICA_VERSION = 1  # bump when build_replicated changes (cached replicas are then rebuilt)
 
 
 def replicated_log_path(source: Path, copies: int, mode: str) -> Path:
     h = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
-    return CACHE / f"replicated-{h}-{mode}-{copies}-s{SCHEMA_VERSION}.duckdb"
+    return CACHE / f"replicated-{h}-{mode}-{copies}-s{SCHEMA_VERSION}-v{REPLICA_VERSION}.duckdb"
 
 
 def build_replicated(source: Path, copies: int, mode: str, path: Path) -> dict[str, float]:
