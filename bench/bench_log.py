@@ -31,7 +31,7 @@ Smoke test (small log, small append run, RESULTS.md left alone):
 Unit keys, seeds and row shapes of the synthetic log come from mrtui's own code: keys and
 seeds from ``Stages.unit_keys``/``unit_seed``; payloads and typed columns from one unit per
 stage that the stage code itself plans, finishes and logs (``Outcome`` -> record +
-``Stages._provenance`` -> ``record.event``, answered by a stand-in backend with sentinel values
+``Stages.provenance`` -> ``record.event``, answered by a stand-in backend with sentinel values
 that SQL then fills per row; typed columns from that event's ``typed_values()``); run, prompt,
 template and iteration events are written by ``Runner`` itself. A check after the build
 compares sampled rows of every event type with canonical JSON, the score/winner parsers and
@@ -1386,7 +1386,7 @@ def _fast_judge_plan(
 ) -> tuple[int, int]:
     """A prototype (not mrtui code) of judge planning that computes each key from a
     pre-serialised prefix/suffix and checks it before building anything; its keys are
-    identical to ``Stages._key`` (checked on the first response)."""
+    identical to ``Stages.unit_keys`` (checked on the first response)."""
     key_of = stages.unit_keys("judge")
     todo = done = 0
     for response_key, *_ in responses:
