@@ -21,8 +21,9 @@ from . import pool
 from .checkpoints import Checkpoint, from_event, require
 from .data import load_prompts
 from .progress import CancelToken, Note, ProgressSink, ignore
-from .prompts import Template, load_template
+from .prompts import Template
 from .settings import ConfigError, EvalSettings, IterationSettings, RunSettings
+from .stage_table import STAGE_TABLE
 from .stages import ModelIdentity, StageReport, Stages
 from .training import TrainReport, TrainStage
 
@@ -270,23 +271,11 @@ class Runner:
         return prompts
 
     def register_templates(self, s: IterationSettings) -> dict[str, Template]:
+        """Load the template of every stage a run with ``s`` has (the stage table), keyed by
+        its template role, and log each one the run has not registered yet."""
         templates = {
-            "actor": load_template(s.actor_template, role="actor", required={"prompt"}),
-            "judge": load_template(
-                s.judge_template, role="judge", required={"question", "response"}
-            ),
-            "meta_judge": load_template(
-                s.meta_template,
-                role="meta-judge",
-                required={"question", "response", "judgement_a", "judgement_b"},
-            ),
+            spec.template_role: spec.load_template(s) for spec in STAGE_TABLE if spec.used(s)
         }
-        if s.actor_judging == "pairwise":
-            templates["pairwise"] = load_template(
-                s.pairwise_template,
-                role="pairwise",
-                required={"question", "response_a", "response_b"},
-            )
         new = []
         for role, t in templates.items():
             key = content_key("template", self.settings.run_id, t.sha256)
@@ -367,7 +356,7 @@ class Runner:
             reports.append(stages.pairwise(self.responses_to_compare(iteration, s)))
         if not self.cancel.cancelled:
             todo, judged = self.responses_to_judge(
-                iteration, s, templates["judge"].sha256, model.sha256
+                iteration, s, stages.template_for("judge").sha256, model.sha256
             )
             reports.append(stages.judge(todo, judged))
         meta = self.meta_needed(iteration, s)
@@ -380,7 +369,7 @@ class Runner:
             )
         elif not self.cancel.cancelled:
             reports.append(stages.meta(self.meta_targets(iteration, s)))
-        stages_run = (3 if meta else 2) + (s.actor_judging == "pairwise")
+        stages_run = sum(spec.used(s) for spec in STAGE_TABLE) - (not meta)
         complete = len(reports) == stages_run and not any(r.failed or r.stopped for r in reports)
         if s.train and complete and not self.cancel.cancelled:
             self.close()  # free the inference model's memory for training

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,57 +50,15 @@ from .prompts import (
     rationale_words,
 )
 from .settings import MIN_RATIONALE_CHARS, IterationSettings
+from .stage_table import JUDGE, META, PAIRWISE, AnswerKind, answer_kind, stage_spec
+from .stage_table import KINDS as KINDS  # the table's names, where they used to be defined
+from .stage_table import SCORE_CHOICES as SCORE_CHOICES
+from .stage_table import SCORE_LEAD as SCORE_LEAD
+from .stage_table import STAGES as STAGES
+from .stage_table import WINNER_CHOICES as WINNER_CHOICES
+from .stage_table import WINNER_LEAD as WINNER_LEAD
 
-SCORE_CHOICES = tuple(str(i) for i in range(6))
-WINNER_CHOICES = ("A", "B")
-SCORE_LEAD = "Score: "
-WINNER_LEAD = "Winner: Judgment "
 PROBS_SUFFIX = "#probs"  # the follow-up request that reads an answer's choice probabilities
-
-
-@dataclass(frozen=True)
-class AnswerKind:
-    """What a judge-like stage's answer is: its event, the field its final line fills, the
-    final line's lead and choices, and how a choice becomes a value."""
-
-    stage: str  # "judge", "meta" or "pairwise"
-    record: type[ev.EventRecord]
-    value_field: str  # "score" or "winner"
-    lead: str
-    choices: tuple[str, ...]
-    cast: Callable[[str], Any]
-    form: str  # the final line's form for prompts.rationale_words / before_final_line
-    role: str  # whose sampling settings it uses: "judge" (judge_temperature, ...) or "meta"
-
-    def from_probs(self, probs: Mapping[str, float], sampled: Any) -> dict[str, Any]:
-        """The event's value fields under expected scoring: a score is Σ s·p(s); a winner is
-        the more likely one, with P(the first shown is better)."""
-        if self.value_field == "score":
-            return {"score": sum(int(c) * p for c, p in probs.items()), "sampled_score": sampled}
-        return {"winner": most_likely(probs), "p_first": probs["A"]}
-
-
-JUDGE = AnswerKind(
-    "judge", ev.JudgementRecorded, "score", SCORE_LEAD, SCORE_CHOICES, int, "score", "judge"
-)
-META = AnswerKind(
-    "meta", ev.MetaVerdictRecorded, "winner", WINNER_LEAD, WINNER_CHOICES, str, "winner", "meta"
-)
-# The judge comparing two responses to one prompt: pairwise actor judging, and the judge
-# check's pairwise accuracy. It samples with the judge's settings.
-PAIRWISE = AnswerKind(
-    "pairwise", ev.ResponsesCompared, "winner", "Winner: Response ", WINNER_CHOICES, str,
-    "response-winner", "judge",
-)  # fmt: skip
-KINDS = {k.stage: k for k in (JUDGE, META, PAIRWISE)}
-
-# stage -> (unit key prefix, template role in Stages.templates, fallback setting or None)
-STAGES: dict[str, tuple[str, str, str | None]] = {
-    "actor": ("resp", "actor", None),
-    "judge": ("judg", "judge", "judge_fallback"),
-    "meta": ("meta", "meta_judge", "meta_fallback"),
-    "pairwise": ("cmp", "pairwise", "judge_fallback"),
-}
 
 
 @dataclass(frozen=True)
@@ -212,37 +170,44 @@ class Stages:
         builds."""
         self._about[key] = (parent_key, prompt_key)
 
-    def unit_keys(self, stage: str) -> Callable[..., str]:
+    def unit_keys(self, name: str) -> Callable[..., str]:
         """The key function of a stage: actor(prompt_key, k), judge(response_key, j),
         meta(response_key, first_key, second_key), pairwise(prompt_key, first_key,
-        second_key)."""
-        kind, tpl, fallback = STAGES[stage]
-        extra: tuple[Any, ...] = () if fallback is None else (getattr(self.s, fallback),)
-        structure = self.structure(stage)
+        second_key). Its entry in the stage table (``stage_table.STAGE_TABLE``) names the
+        prefix and the settings that go into the key."""
+        spec = stage_spec(name)
+        extra: tuple[Any, ...] = () if spec.fallback is None else (getattr(self.s, spec.fallback),)
+        structure = self.structure(name)
         if structure is not None:  # only then, so keys of unstructured runs stay as they were
             extra = (*extra, structure.to_dict())
-        if stage != "actor":  # likewise: only what differs from the paper's way of judging
-            if self.scoring(stage) != "sampled":
-                extra = (*extra, {"scoring": self.scoring(stage)})
-            if not rationale_of(self.s, stage):
+        if spec.answer is not None:  # likewise: only what differs from the paper's judging
+            if spec.answer.scoring(self.s) != "sampled":
+                extra = (*extra, {"scoring": spec.answer.scoring(self.s)})
+            if not spec.answer.reasons(self.s):
                 extra = (*extra, {"rationale": False})
-        role = KINDS[stage].role if stage in KINDS else stage
-        return self.keyer(kind, self.templates[tpl].sha256, self._sampling_id(role), *extra)
+        template = self.templates[spec.template_role]
+        sampling = [*spec.sampling_settings(self.s), self.s.seed]
+        return self.keyer(spec.key_prefix, template.sha256, sampling, *extra)
 
-    def scoring(self, stage: str) -> str:
-        """'sampled' or 'expected' (settings judge_scoring, meta_scoring)."""
-        return scoring_of(self.s, stage)
+    def scoring(self, name: str) -> str:
+        """'sampled' or 'expected' (settings judge_scoring, meta_scoring) for a judge-like
+        stage."""
+        return scoring_of(self.s, name)
 
-    def structure(self, stage: str) -> FinalLine | None:
-        """The constrained format of a judge or meta-judge answer (structured judging)."""
-        return None if stage == "actor" else structure_of(self.s, KINDS[stage])
+    def structure(self, name: str) -> FinalLine | None:
+        """The constrained format of a judge-like stage's answer (structured judging); None
+        for the actor's free text."""
+        kind = stage_spec(name).answer
+        return None if kind is None else structure_of(self.s, kind)
 
-    def _params(self, role: str, key: str) -> SamplingParams:
+    def _params(self, name: str, key: str) -> SamplingParams:
+        """The sampling parameters of stage ``name``'s unit ``key``."""
+        temperature, top_p, max_tokens = stage_spec(name).sampling_settings(self.s)
         return SamplingParams(
             n=1,
-            temperature=getattr(self.s, f"{role}_temperature"),
-            top_p=getattr(self.s, f"{role}_top_p"),
-            max_tokens=getattr(self.s, f"{role}_max_tokens"),
+            temperature=temperature,
+            top_p=top_p,
+            max_tokens=max_tokens,
             seed=unit_seed(self.s.seed, key),
         )
 
@@ -472,12 +437,12 @@ class Stages:
 
     def template_for(self, stage: str) -> Template:
         """The template a stage's units are rendered with (named in their provenance)."""
-        return self.templates[STAGES[stage][1]]
+        return self.templates[stage_spec(stage).template_role]
 
     # -- actor ----------------------------------------------------------------------------
     def actor(self, prompts: Sequence[tuple[str, str]]) -> StageReport:
         """``prompts``: (prompt_key, text). K responses each."""
-        tpl = self.templates["actor"]
+        tpl = self.template_for("actor")
         key = self.unit_keys("actor")
         planned = [(key(pk, k), (pk, text, k)) for pk, text in prompts for k in range(self.s.k)]
 
@@ -495,11 +460,6 @@ class Stages:
 
         return self.execute("actor", planned, build)
 
-    def _sampling_id(self, role: str) -> list[Any]:
-        return [getattr(self.s, f"{role}_{x}") for x in ("temperature", "top_p", "max_tokens")] + [
-            self.s.seed
-        ]
-
     # -- judge ----------------------------------------------------------------------------
     def judge(
         self, responses: Sequence[tuple[str, str, str, str]], already: int = 0
@@ -507,7 +467,7 @@ class Stages:
         """``responses``: (response_key, prompt_key, prompt text, response text). N each,
         planned back to back so the backend can reuse the shared prompt. ``already``: responses
         the caller found fully judged and left out (see ``Runner.responses_to_judge``)."""
-        tpl = self.templates["judge"]
+        tpl = self.template_for("judge")
         key = self.unit_keys("judge")
         planned = [(key(r[0], j), (*r, j)) for r in responses for j in range(self.s.n)]
 
@@ -524,7 +484,7 @@ class Stages:
                 response_key,
                 fields,
                 lambda t: parse_score(t, decimals=decimals),
-                self.s.judge_fallback,
+                stage_spec("judge").fallback_on(self.s),
             )
 
         return self.execute("judge", planned, build, already * self.s.n)
@@ -536,7 +496,7 @@ class Stages:
         """``targets``: (response_key, prompt_key, prompt, response, [(judgement_key, text)]).
         Every ordered pair of the response's valid judgements, so each pair is seen in both
         orders."""
-        tpl = self.templates["meta_judge"]
+        tpl = self.template_for("meta")
         key = self.unit_keys("meta")
         planned = [
             (key(rk, a, b), (rk, pk, prompt, response, a, first, b, second))
@@ -555,7 +515,7 @@ class Stages:
             request = self._answer_request(META, key, text)
             fields = {"prompt_key": pk, "first_key": a, "second_key": b}
             return request, self.finisher(
-                META, request, rk, fields, parse_winner, self.s.meta_fallback
+                META, request, rk, fields, parse_winner, stage_spec("meta").fallback_on(self.s)
             )
 
         return self.execute("meta", planned, build)
@@ -567,7 +527,7 @@ class Stages:
         """``prompts``: (prompt_key, prompt, [(response_key, response)]). The judge compares
         every ordered pair of a prompt's responses (actor_judging = "pairwise"), so each pair
         is seen in both orders."""
-        tpl = self.templates["pairwise"]
+        tpl = self.template_for("pairwise")
         key = self.unit_keys("pairwise")
         planned = [
             (key(pk, a, b), (pk, prompt, a, first, b, second))
@@ -587,13 +547,13 @@ class Stages:
             request = self._answer_request(PAIRWISE, key, text)
             fields = {"prompt_key": pk, "first_key": a, "second_key": b}
             return request, self.finisher(
-                PAIRWISE, request, pk, fields, parse, self.s.judge_fallback
+                PAIRWISE, request, pk, fields, parse, stage_spec("pairwise").fallback_on(self.s)
             )
 
         return self.execute("pairwise", planned, build)
 
     def _answer_request(self, kind: AnswerKind, key: str, text: str) -> Request:
-        return answer_request(kind, self.s, key, text, self._params(kind.role, key))
+        return answer_request(kind, self.s, key, text, self._params(kind.stage, key))
 
     def finisher(
         self,
@@ -619,7 +579,7 @@ class Stages:
         appended. Every answer's rationale is counted (``rationale_words``)."""
         prompt = request.messages[-1].content
         structure = request.structure.to_dict() if request.structure is not None else None
-        expected = self.scoring(kind.stage) == "expected"
+        expected = kind.scoring(self.s) == "expected"
 
         def event(
             text: str,
@@ -637,7 +597,7 @@ class Stages:
                 "fallback_used": fallback_info is not None,
                 "structure": structure,
                 "rationale_words": rationale_words(text, prompt, kind.form)
-                if rationale_of(self.s, kind.stage)
+                if kind.reasons(self.s)
                 else None,
             }
             if fallback_info is not None:
@@ -686,8 +646,8 @@ def answer_request(
     probabilities too (see :func:`probs_request` for backends that give none with a
     structured answer)."""
     messages = (Message("user", text),)
-    expected = scoring_of(s, kind.stage) == "expected"
-    if not rationale_of(s, kind.stage):
+    expected = kind.scoring(s) == "expected"
+    if not kind.reasons(s):
         return Request(
             key, messages, params, assistant_prefix=kind.lead, choices=kind.choices,
             choice_probs=expected,
@@ -699,21 +659,23 @@ def answer_request(
     )  # fmt: skip
 
 
-def scoring_of(s: IterationSettings, stage: str) -> str:
-    """'sampled' or 'expected': ``judge_scoring`` for judging (pointwise and pairwise),
-    ``meta_scoring`` for meta-judging."""
-    return s.meta_scoring if stage == "meta" else s.judge_scoring
+def scoring_of(s: IterationSettings, name: str) -> str:
+    """'sampled' or 'expected' for judge-like stage ``name``: ``judge_scoring`` for judging
+    (pointwise and pairwise), ``meta_scoring`` for meta-judging (the stage table's
+    ``AnswerKind.scoring_setting``)."""
+    return answer_kind(name).scoring(s)
 
 
-def rationale_of(s: IterationSettings, stage: str) -> bool:
-    """Whether a judge-like answer reasons before its final line: ``pairwise_rationale`` for
-    comparisons of two responses, ``judge_rationale`` for judging and meta-judging."""
-    return s.pairwise_rationale if stage == "pairwise" else s.judge_rationale
+def rationale_of(s: IterationSettings, name: str) -> bool:
+    """Whether judge-like stage ``name``'s answer reasons before its final line:
+    ``pairwise_rationale`` for comparisons of two responses, ``judge_rationale`` for judging
+    and meta-judging (the stage table's ``AnswerKind.rationale_setting``)."""
+    return answer_kind(name).reasons(s)
 
 
 def structure_of(s: IterationSettings, kind: AnswerKind) -> FinalLine | None:
     """The constrained format of a judge-like answer (structured judging), or None."""
-    if not s.structured_judging or not rationale_of(s, kind.stage):
+    if not s.structured_judging or not kind.reasons(s):
         return None
     return final_line(kind.lead, kind.choices, s.rationale_max_chars)
 
