@@ -8,18 +8,24 @@ Targets (the TUI issue): the first screen of a log with 1M judgements appears in
 moving between items takes ≤ 100 ms. The log is the one ``bench/bench_log.py`` builds and caches
 under /tmp (one complete K=7, N=11 iteration over 13,000 prompts: 2.45M events).
 
-(a) First screen. ``MrtuiApp(db, poll=False)`` is constructed and driven headless through
-    ``app.run_test(size=(160, 50))``; the clock starts before the constructor and stops when
-    ``app.first_screen_s`` is set (the overview table is filled, in ``_got_overview``), then when
-    that frame has been composited ("painted": Textual computes the screen update; headless it is
-    not written to a terminal), when the health plots are in and when the pair index is in. The
-    cold case runs a fresh ``python -c`` that imports ``mrtui.tui.app`` and does the same, timed
-    from the parent's launch. Floors: a bare ``duckdb.connect`` + ``SELECT count(*) FROM events``
-    (in this process, and cold in a fresh interpreter).
-(b) Moving. Keys are posted to the app the way ``Pilot.press`` does, but without its idle waits
+The app is the one ``mrtui tui`` runs: ``MrtuiApp(db, poll=False)`` (the CLI's defaults, less
+the poll for new events: the log does not change), not headless, with the bench's terminal
+driver ``FrameDriver`` (set through the public ``App.driver_class``). Every frame the app
+renders goes to that driver's ``write`` as terminal output, where it is counted and
+timestamped instead of sent to a terminal; keys come in through the driver as a terminal's do
+(``Driver.process_message``). The bench reads no private name of Textual or of mrtui.
+
+(a) First screen. The app is driven through ``app.run_test(size=(160, 50), headless=False)``;
+    the clock starts before the constructor and stops when ``app.first_screen_s`` is set (the
+    overview table is filled), then when that frame has been written ("painted"), when the
+    health plots are in and when the pair index is in. The cold case runs a fresh ``python -c``
+    that imports ``mrtui.tui.app`` and does the same, timed from the parent's launch. Floors: a
+    bare ``duckdb.connect`` + ``SELECT count(*) FROM events`` (in this process, and cold in a
+    fresh interpreter).
+(b) Moving. Keys are sent through the driver without ``Pilot.press``'s idle waits
     (``wait_for_idle`` sleeps ≥ 20 ms per key and up to 1 s while a background read burns CPU);
     each action is timed until the state shows the result (cursor row, preview, detail screen)
-    and until the screen has been composited with it and stays quiet.
+    and until the screen has been written with it and stays quiet.
 (c) The read layer: every ``mrtui.tui.source.LogSource`` call the TUI makes, on the same log.
 (d) Baseline: ``LogSource.focus`` (a scoped copy of one prompt's events, then the ordinary views)
     versus the same views queried for that prompt on the full log through ``mrtui.store.connect``
@@ -31,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import inspect
 import json
 import os
 import random
@@ -41,7 +48,7 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -59,6 +66,10 @@ from _common import (
     verdict,
 )
 from bench_log import ensure_log
+from textual import events
+from textual.app import App
+from textual.driver import Driver
+from textual.geometry import Size
 
 from mrtui.store import connect
 from mrtui.tui.source import LogSource
@@ -87,22 +98,63 @@ def p90(xs: list[float]) -> float:
     return ys[min(len(ys) - 1, round(0.9 * (len(ys) - 1)))]
 
 
-class Paints:
-    """Counts the frames Textual composites (``App._display`` gets each screen update; headless
-    it computes the update and writes nothing)."""
+class FrameDriver(Driver):
+    """A terminal driver that writes nowhere: the app runs as under ``mrtui tui`` (not
+    headless), renders each frame to terminal output and hands it to ``write``, which counts it
+    and notes when. Keys are sent with ``press``, as a terminal driver sends the ones it reads.
+    Writes that are not frames (the bell, the pointer shape, the clipboard, synchronised-output
+    marks: escape sequences the app writes on their own) are not counted."""
 
-    def __init__(self, app: Any) -> None:
-        self.n = 0
-        self.t = 0.0
-        orig = app._display
+    NOT_FRAMES: ClassVar[tuple[str, ...]] = ("\x07", "\x1b]", "\x1b[?2026")
+    running: ClassVar[dict[int, FrameDriver]] = {}  # id(app) -> the driver the app built
 
-        def display(screen: Any, renderable: Any) -> None:
-            if renderable is not None:
-                self.n += 1
-                self.t = time.perf_counter()
-            orig(screen, renderable)
+    def __init__(
+        self,
+        app: App[Any],
+        *,
+        debug: bool = False,
+        mouse: bool = True,
+        size: tuple[int, int] | None = None,
+    ) -> None:
+        super().__init__(app, debug=debug, mouse=mouse, size=size)
+        self.terminal = Size(*(size or (80, 24)))
+        self.frames = 0  # frames written so far
+        self.last = 0.0  # time.perf_counter() of the last one
+        FrameDriver.running[id(app)] = self
 
-        app._display = display
+    @classmethod
+    def of(cls, app: App[Any]) -> FrameDriver:
+        """The driver a running ``app`` built (``app.driver_class = FrameDriver``)."""
+        return cls.running[id(app)]
+
+    def write(self, data: str) -> None:
+        if not data.startswith(self.NOT_FRAMES):
+            self.frames += 1
+            self.last = time.perf_counter()
+
+    def press(self, key: str) -> None:
+        """Send one key (a Textual key name) to the app."""
+        char = {"escape": "\x1b"}.get(key, key if len(key) == 1 else None)
+        self.process_message(events.Key(key, char))
+
+    def start_application_mode(self) -> None:
+        self.send_message(events.Resize(self.terminal, self.terminal))
+
+    def disable_input(self) -> None:
+        """Nothing to stop: keys come only from ``press``."""
+
+    def stop_application_mode(self) -> None:
+        """Nothing to restore: no terminal was changed."""
+
+
+def bench_app(db: Path) -> Any:
+    """``MrtuiApp`` for ``db`` as ``mrtui tui --db db`` builds it (less the poll), set to run
+    with ``FrameDriver``: drive it with ``app.run_test(size=SIZE, headless=False)``."""
+    from mrtui.tui.app import MrtuiApp
+
+    app = MrtuiApp(db, poll=False)
+    app.driver_class = FrameDriver
+    return app
 
 
 class Inflight:
@@ -124,16 +176,6 @@ class Inflight:
         source.focus = focus
 
 
-def send_key(app: Any, key: str) -> None:
-    """Post one key event as ``Pilot.press`` does, without its idle waits."""
-    from textual import events
-
-    char = {"escape": "\x1b"}.get(key, key if len(key) == 1 else None)
-    event = events.Key(key, char)
-    event.set_sender(app)
-    app._driver.send_message(event)
-
-
 async def until(cond: Callable[[], Any], timeout: float = 60.0, what: str = "") -> float:
     from textual.css.query import NoMatches
 
@@ -151,39 +193,42 @@ async def until(cond: Callable[[], Any], timeout: float = 60.0, what: str = "") 
     return time.perf_counter()
 
 
-def _dirty(screen: Any) -> bool:
-    return bool(
-        screen._layout_required
-        or screen._repaint_required
-        or screen._scroll_required
-        or screen._dirty_widgets
-    )
+async def nothing_to_paint(app: Any, term: FrameDriver) -> bool:
+    """Whether the screen has no update pending: a callback it runs after its next refresh
+    (``wait_for_refresh``) comes back without a frame written in between (a screen with
+    something to paint composites it first)."""
+    n = term.frames
+    try:
+        await asyncio.wait_for(app.screen.wait_for_refresh(), 1.0)
+    except TimeoutError:
+        return False
+    return term.frames == n
 
 
 async def settled(
-    app: Any, paints: Paints, t0: float, cond: Callable[[], Any], what: str, timeout: float = 60
+    app: Any, term: FrameDriver, t0: float, cond: Callable[[], Any], what: str, timeout: float = 60
 ) -> tuple[float, float, int]:
     """(state shown, painted, frames): seconds after ``t0`` to the first moment ``cond`` holds
-    and to the last frame composited before the screen went quiet (clean and no frame for
-    ``QUIET_S``), and the number of frames composited in between."""
-    n0 = paints.n
+    and to the last frame written before the screen went quiet (no frame for ``QUIET_S``, and
+    nothing left to paint), and the number of frames written in between."""
+    n0 = term.frames
     t_state = await until(cond, timeout, what)
     limit = t_state + 2.0
     while time.perf_counter() < limit:
         await asyncio.sleep(0.002)
-        now = time.perf_counter()
-        if not _dirty(app.screen) and now - max(paints.t, t_state) > QUIET_S:
+        quiet = time.perf_counter() - max(term.last, t_state) > QUIET_S
+        if quiet and await nothing_to_paint(app, term):
             break
-    t_paint = paints.t if paints.t > t0 else t_state
-    return t_state - t0, max(t_paint, t_state) - t0, paints.n - n0
+    t_paint = term.last if term.last > t0 else t_state
+    return t_state - t0, max(t_paint, t_state) - t0, term.frames - n0
 
 
 async def act(
-    app: Any, paints: Paints, key: str, cond: Callable[[], Any], what: str
+    app: Any, term: FrameDriver, key: str, cond: Callable[[], Any], what: str
 ) -> tuple[float, float, int]:
     t0 = time.perf_counter()
-    send_key(app, key)
-    return await settled(app, paints, t0, cond, what)
+    term.press(key)
+    return await settled(app, term, t0, cond, what)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,15 +236,12 @@ async def act(
 
 
 async def _first_screen_once(db: Path) -> dict[str, float]:
-    from mrtui.tui.app import MrtuiApp
-
     t0 = time.perf_counter()
-    app = MrtuiApp(db, poll=False)
-    paints = Paints(app)
+    app = bench_app(db)
     out: dict[str, float] = {}
-    async with app.run_test(size=SIZE):
+    async with app.run_test(size=SIZE, headless=False):
         out["first"], out["painted"], _ = await settled(
-            app, paints, t0, lambda: app.first_screen_s is not None, "first screen", 60
+            app, FrameDriver.of(app), t0, lambda: app.first_screen_s is not None, "first screen", 60
         )
         out["app_first"] = app.first_screen_s
         out["health"] = await until(lambda: app.health is not None, 120, "health") - t0
@@ -209,41 +251,49 @@ async def _first_screen_once(db: Path) -> dict[str, float]:
     return out
 
 
-COLD_CHILD = textwrap.dedent(
-    """
+# The cold run's script; FrameDriver's own source is pasted in (importing this module there
+# would load duckdb, textual and mrtui before the clock starts, and make the import cheaper).
+COLD_CHILD = (
+    textwrap.dedent(
+        """
+    from __future__ import annotations
     import time
     w0 = time.time(); t0 = time.perf_counter()
     import asyncio, json, os, sys
     import mrtui.tui.app as m
     t_imp = time.perf_counter()
+    from typing import Any, ClassVar
+    from textual import events
+    from textual.app import App
+    from textual.driver import Driver
+    from textual.geometry import Size
+    FRAME_DRIVER
     async def main():
         app = m.MrtuiApp(sys.argv[1], poll=False)
-        frames = [0.0]
-        display = app._display
-        def counted(screen, renderable):
-            if renderable is not None:
-                frames[0] = time.perf_counter()
-            display(screen, renderable)
-        app._display = counted
-        async with app.run_test(size=(160, 50)):
+        app.driver_class = FrameDriver
+        async with app.run_test(size=(160, 50), headless=False):
+            term = FrameDriver.of(app)
             while app.first_screen_s is None:
                 await asyncio.sleep(0.001)
             t_first = time.perf_counter()
-            while time.perf_counter() - max(frames[0], t_first) <= QUIET_S and (
+            while time.perf_counter() - max(term.last, t_first) <= QUIET_S and (
                 time.perf_counter() - t_first < 2
             ):
                 await asyncio.sleep(0.002)
-            t_paint = max(frames[0], t_first)
+            t_paint = max(term.last, t_first)
             while app.health is None and time.perf_counter() - t_first < 120:
                 await asyncio.sleep(0.005)
             t_health = time.perf_counter()
-            print(json.dumps({"w0": w0, "imp": t_imp - t0, "first": t_first - t0,
-                              "paint": t_paint - t0, "health": t_health - t0,
-                              "app_first": app.first_screen_s}), flush=True)
+            out = {"w0": w0, "imp": t_imp - t0, "first": t_first - t0, "paint": t_paint - t0,
+                   "health": t_health - t0, "app_first": app.first_screen_s}
+            os.write(1, (json.dumps(out) + "\\n").encode())  # print() goes to the app here
             os._exit(0)
     asyncio.run(main())
     """
-).replace("QUIET_S", repr(QUIET_S))
+    )
+    .replace("QUIET_S", repr(QUIET_S))
+    .replace("FRAME_DRIVER\n", inspect.getsource(FrameDriver))
+)
 
 COLD_FLOOR = textwrap.dedent(
     """
@@ -377,7 +427,8 @@ def part_a(db: Path, repeats: int, cold_repeats: int) -> tuple[str, dict[str, An
     ]
     text = f"""### (a) First screen
 
-{repeats} in-process runs (a fresh `MrtuiApp` each, `poll=False`, `run_test(size={SIZE})`,
+{repeats} in-process runs (a fresh `MrtuiApp` each, `poll=False`, `FrameDriver`,
+`run_test(size={SIZE}, headless=False)`,
 each run waits for the pair index so no read of one run overlaps the next) and
 {cold_repeats} cold runs in a fresh interpreter. Times in seconds; "first run" is the first
 repeat (in process it also pays Textual's lazy imports and CSS parsing).
@@ -398,7 +449,6 @@ repeat (in process it also pays Textual's lazy imports and CSS parsing).
 async def _navigate(db: Path, keys: int, opens: int) -> dict[str, Any]:
     from textual.widgets import DataTable, Static
 
-    from mrtui.tui.app import MrtuiApp
     from mrtui.tui.battle import BattleScreen
     from mrtui.tui.detail import PromptDetailScreen, ResponseDetailScreen
     from mrtui.tui.prompts import PromptListScreen
@@ -410,10 +460,10 @@ async def _navigate(db: Path, keys: int, opens: int) -> dict[str, Any]:
     def rec(name: str, v: tuple[float, float, int]) -> None:
         samples.setdefault(name, []).append(v)
 
-    app = MrtuiApp(db, poll=False)
-    paints = Paints(app)
+    app = bench_app(db)
     reads = Inflight(app.source)
-    async with app.run_test(size=SIZE):
+    async with app.run_test(size=SIZE, headless=False):
+        term = FrameDriver.of(app)
         await until(lambda: app.first_screen_s is not None, 60, "first screen")
         res["health_at_first"] = app.health is not None
 
@@ -434,17 +484,17 @@ async def _navigate(db: Path, keys: int, opens: int) -> dict[str, Any]:
             return ok
 
         # -- the list, opened right after the first screen (health and index still reading) --
-        rec("open list (p), reads in flight", await act(app, paints, "p", list_ok(0), "list"))
+        rec("open list (p), reads in flight", await act(app, term, "p", list_ok(0), "list"))
         early = min(10, keys)
         for i in range(early):
             busy = not app.index_judge
-            v = await act(app, paints, "down", list_ok(i + 1), f"list row {i + 1}")
+            v = await act(app, term, "down", list_ok(i + 1), f"list row {i + 1}")
             rec("list ↓, health/index reading in background" if busy else "list ↓", v)
         before = lst().query_one("#prompts", DataTable).cursor_row
         t_wait = time.perf_counter()
         await until(lambda: app.index_judge, 300, "pair index")
         await until(
-            lambda: lst() is not None and len(lst().rows) > 0 and lst()._loading is False,
+            lambda: lst() is not None and len(lst().rows) > 0 and not lst().page_loading,
             60,
             "list reload after index",
         )
@@ -470,25 +520,25 @@ async def _navigate(db: Path, keys: int, opens: int) -> dict[str, Any]:
             row += 1
             rec(
                 "list ↓ (previous prefetch finished)",
-                await act(app, paints, "down", list_ok(row), "row"),
+                await act(app, term, "down", list_ok(row), "row"),
             )
         for _ in range(keys):  # burst: next key as soon as the screen settled
             row += 1
             rec(
                 "list ↓ (burst: prefetches pile up)",
-                await act(app, paints, "down", list_ok(row), "row"),
+                await act(app, term, "down", list_ok(row), "row"),
             )
         await until(focus_idle, 60, "prefetch")
         # holding ↓: 10 presses at 30/s, then time from the last press to the settled screen
         for _ in range(3):
             await until(focus_idle, 60, "prefetch")
             for _k in range(9):
-                send_key(app, "down")
+                term.press("down")
                 await asyncio.sleep(1 / 30)
             row += 10
             rec(
                 "hold ↓ (10 keys at 30/s): last key → settled",
-                await act(app, paints, "down", list_ok(row), "held row"),
+                await act(app, term, "down", list_ok(row), "held row"),
             )
         await until(focus_idle, 60, "prefetch")
 
@@ -517,16 +567,16 @@ async def _navigate(db: Path, keys: int, opens: int) -> dict[str, Any]:
             await until(lambda key=key: key in app.focus_cache, 30, "prefetched focus")
             rec(
                 "open prompt (Enter), prefetched",
-                await act(app, paints, "enter", detail_ok(key), "detail"),
+                await act(app, term, "enter", detail_ok(key), "detail"),
             )
             await asyncio.sleep(0.2)
             stack_depths.append(len(app.screen_stack))
-            rec("back to list (Esc)", await act(app, paints, "escape", back_to_list, "list"))
+            rec("back to list (Esc)", await act(app, term, "escape", back_to_list, "list"))
             while lst() is None:  # a second detail screen was pushed
-                send_key(app, "escape")
+                term.press("escape")
                 await asyncio.sleep(0.2)
             row += 1
-            await act(app, paints, "down", list_ok(row), "row")
+            await act(app, term, "down", list_ok(row), "row")
         res["stack_depths"] = stack_depths
         if any(d > 4 for d in stack_depths):
             res["notes"].append(
@@ -539,36 +589,36 @@ async def _navigate(db: Path, keys: int, opens: int) -> dict[str, Any]:
             app.focus_cache.clear()
             rec(
                 "open prompt (Enter), not prefetched (focus() read)",
-                await act(app, paints, "enter", detail_ok(key), "detail"),
+                await act(app, term, "enter", detail_ok(key), "detail"),
             )
             await asyncio.sleep(0.2)
-            await act(app, paints, "escape", back_to_list, "list")
+            await act(app, term, "escape", back_to_list, "list")
             while lst() is None:
-                send_key(app, "escape")
+                term.press("escape")
                 await asyncio.sleep(0.2)
             row += 1
-            await act(app, paints, "down", list_ok(row), "row")
+            await act(app, term, "down", list_ok(row), "row")
         for _ in range(3):  # hold ↓ 10 keys at 30/s, then Enter: stale prefetches queue up
             await until(focus_idle, 60, "prefetch")
             calls0 = reads.calls
             for _k in range(10):
-                send_key(app, "down")
+                term.press("down")
                 await asyncio.sleep(1 / 30)
             row += 10
             await until(list_ok(row), 30, "held row")
             key = current_key()
             queued = reads.now
             t0 = time.perf_counter()
-            send_key(app, "enter")
+            term.press("enter")
             rec(
                 "hold ↓ (10 keys at 30/s), then Enter",
-                await settled(app, paints, t0, detail_ok(key), "detail"),
+                await settled(app, term, t0, detail_ok(key), "detail"),
             )
             res.setdefault("hold_enter", []).append((queued, reads.calls - calls0))
             await asyncio.sleep(0.2)
-            await act(app, paints, "escape", back_to_list, "list")
+            await act(app, term, "escape", back_to_list, "list")
             while lst() is None:
-                send_key(app, "escape")
+                term.press("escape")
                 await asyncio.sleep(0.2)
         for gap, label in ((0.0, "↓ then Enter at once"), (0.06, "↓, Enter 60 ms later")):
             for _ in range(opens):  # the prefetch of the new row is queued or running
@@ -576,29 +626,29 @@ async def _navigate(db: Path, keys: int, opens: int) -> dict[str, Any]:
                 key = lst().rows[row + 1].prompt_key
                 calls0 = reads.calls
                 t_down = time.perf_counter()
-                send_key(app, "down")
+                term.press("down")
                 if gap:
                     await until(list_ok(row + 1), 30, "row")
                     await asyncio.sleep(max(0.0, t_down + gap - time.perf_counter()))
                 t0 = time.perf_counter()
-                send_key(app, "enter")
+                term.press("enter")
                 rec(
                     f"{label} (timed from Enter)",
-                    await settled(app, paints, t0, detail_ok(key), "detail"),
+                    await settled(app, term, t0, detail_ok(key), "detail"),
                 )
                 res.setdefault("enter_reads", {}).setdefault(label, []).append(reads.calls - calls0)
                 row += 1
                 await asyncio.sleep(0.2)
-                await act(app, paints, "escape", back_to_list, "list")
+                await act(app, term, "escape", back_to_list, "list")
                 while lst() is None:
-                    send_key(app, "escape")
+                    term.press("escape")
                     await asyncio.sleep(0.2)
 
         # -- inside a prompt: responses, response view, battle --
         await until(focus_idle, 60, "prefetch")
         key = current_key()
         await until(lambda: key in app.focus_cache, 30, "prefetched focus")
-        await act(app, paints, "enter", detail_ok(key), "detail")
+        await act(app, term, "enter", detail_ok(key), "detail")
         det = app.screen
         it = det.it
         k = len(it.responses) if it else 0
@@ -623,15 +673,15 @@ async def _navigate(db: Path, keys: int, opens: int) -> dict[str, Any]:
 
         for _ in range(3):
             for i in range(1, k):
-                rec("detail: response ↓", await act(app, paints, "down", resp_ok(i), "response"))
+                rec("detail: response ↓", await act(app, term, "down", resp_ok(i), "response"))
             for i in range(k - 2, -1, -1):
-                rec("detail: response ↑", await act(app, paints, "up", resp_ok(i), "response"))
+                rec("detail: response ↑", await act(app, term, "up", resp_ok(i), "response"))
         for _ in range(3):
             rec(
                 "open response (Enter): N judgements side by side",
                 await act(
                     app,
-                    paints,
+                    term,
                     "enter",
                     lambda: isinstance(app.screen, ResponseDetailScreen) and app.screen.is_mounted,
                     "response view",
@@ -639,9 +689,9 @@ async def _navigate(db: Path, keys: int, opens: int) -> dict[str, Any]:
             )
             rec(
                 "response view: judgement →",
-                await act(app, paints, "right", lambda: app.screen.selected == 1, "judgement"),
+                await act(app, term, "right", lambda: app.screen.selected == 1, "judgement"),
             )
-            await act(app, paints, "escape", lambda: app.screen is det, "detail")
+            await act(app, term, "escape", lambda: app.screen is det, "detail")
         if it is not None and it.battle is not None:
             nj = len(it.battle.judgements)
 
@@ -653,12 +703,12 @@ async def _navigate(db: Path, keys: int, opens: int) -> dict[str, Any]:
                 )
 
             for _ in range(5):
-                rec("open battle view (b)", await act(app, paints, "b", battle_ok, "battle"))
+                rec("open battle view (b)", await act(app, term, "b", battle_ok, "battle"))
                 rec(
                     "battle: cell →",
                     await act(
                         app,
-                        paints,
+                        term,
                         "right",
                         lambda: (
                             app.screen.query_one("#matrix", DataTable).cursor_coordinate.column == 3
@@ -668,7 +718,7 @@ async def _navigate(db: Path, keys: int, opens: int) -> dict[str, Any]:
                 )
                 rec(
                     "back from battle (Esc)",
-                    await act(app, paints, "escape", lambda: app.screen is det, "detail"),
+                    await act(app, term, "escape", lambda: app.screen is det, "detail"),
                 )
         else:
             res["notes"].append("the prompt opened for (c) has no battle in its last iteration")
@@ -752,13 +802,15 @@ def part_b(db: Path, keys: int, opens: int) -> tuple[str, dict[str, Any]]:
     notes = "\n".join(f"- {n}" for n in res["notes"])
     text = f"""### (b) Moving between items
 
-One app session (`poll=False`), keys posted as `Pilot.press` posts them. "state" = the
+One app session (`poll=False`, `FrameDriver`), keys sent through the driver as a terminal's
+are, without `Pilot.press`'s idle waits. "state" = the
 result is in the widgets (cursor row and preview; detail screen on top with its rows; body and
-judgements of the response; battle matrix filled), "painted" = the last frame composited before
-the screen went quiet ({QUIET_S * 1000:.0f} ms without a frame), "frames" = frames composited up
-to then (median). "painted" is the conservative figure the verdict uses: Textual composites at
-most 60 frames/s and one key often takes several (e.g. list ↓: the cursor row in the first frame,
-the preview's new text a frame or two later, scrollbar updates after that). The list is opened
+judgements of the response; battle matrix filled), "painted" = the last frame written before
+the screen went quiet ({QUIET_S * 1000:.0f} ms without a frame, nothing left to paint),
+"frames" = frames written up to then (median). "painted" is the conservative figure the
+verdict uses: Textual composites at most 60 frames/s and one key often takes several (e.g.
+list ↓: the cursor row in the first frame, the preview's new text a frame or two later,
+scrollbar updates after that). The list is opened
 right after the first screen (health and pair index still reading), then used again once the
 index is in. Each Enter/Esc pair opens a different prompt. A row the cursor rests on for 60 ms
 is prefetched in the background (one `focus()` read, see (c)); opening a prompt shows its

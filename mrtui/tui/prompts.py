@@ -67,6 +67,11 @@ class PromptListScreen(AppScreen):
         table.focus()
 
     # -- loading -------------------------------------------------------------------------
+    @property
+    def page_loading(self) -> bool:
+        """A page of prompts is being read in a worker (the rows shown are not all yet)."""
+        return self._loading
+
     def _filter_keys(self) -> tuple[list[str] | None, bool]:
         if self.pair_filter == "all":
             return None, False
