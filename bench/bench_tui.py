@@ -72,6 +72,7 @@ from textual.driver import Driver
 from textual.geometry import Size
 
 from mrtui.store import connect
+from mrtui.tui.app import MrtuiApp  # imported here, so that no timed run pays for the import
 from mrtui.tui.source import LogSource
 
 TARGET_FIRST_S = 1.0
@@ -147,11 +148,9 @@ class FrameDriver(Driver):
         """Nothing to restore: no terminal was changed."""
 
 
-def bench_app(db: Path) -> Any:
+def bench_app(db: Path) -> MrtuiApp:
     """``MrtuiApp`` for ``db`` as ``mrtui tui --db db`` builds it (less the poll), set to run
     with ``FrameDriver``: drive it with ``app.run_test(size=SIZE, headless=False)``."""
-    from mrtui.tui.app import MrtuiApp
-
     app = MrtuiApp(db, poll=False)
     app.driver_class = FrameDriver
     return app
