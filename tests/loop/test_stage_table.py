@@ -240,6 +240,9 @@ def test_an_iteration_logs_each_stages_units_as_its_table_entry_says(tmp_path: P
         started = {r[0] for r in log.query("SELECT payload->>'$.stage' FROM events "
                                            "WHERE event_type = 'StageStarted'")}  # fmt: skip
         assert started == set(NAMES)
+        roles_by_stage = log.query("SELECT DISTINCT stage, role FROM cost_spans "
+                                   "WHERE stage IS NOT NULL")  # fmt: skip
+        assert set(roles_by_stage) == {(spec.name, spec.cost_role) for spec in STAGE_TABLE}
         for spec in STAGE_TABLE:
             logged = log.query(
                 "SELECT key FROM events WHERE event_type = ? ORDER BY key", [spec.record.TYPE]
