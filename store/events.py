@@ -37,6 +37,12 @@ TYPED_COLUMNS: dict[str, str] = {
     "template_sha256": "VARCHAR",
     "text_chars": "INTEGER",  # length of ``text`` (every event that has text)
     "rationale_words": "INTEGER",  # schema 3: judgement and verdict events (v2)
+    # schema 4: probability scoring (judge_scoring / meta_scoring = "expected")
+    "scoring": "VARCHAR",  # judgement, verdict and comparison events
+    "choice_mass": "DOUBLE",  # judgement, verdict and comparison events
+    "sampled_score": "DOUBLE",  # judgements
+    "choice_probs": "MAP(VARCHAR, DOUBLE)",  # judgements (keys in sorted order, as in payload)
+    "p_first": "DOUBLE",  # verdicts and comparisons
 }
 
 # The meta-judge parser's error for a verdict that names no single winner (a tie): not a
@@ -260,6 +266,8 @@ _ANSWER_COLUMNS = {
     "parse_error": "parse_error",
     "fallback_used": "fallback_used",
     "rationale_words": "rationale_words",
+    "scoring": "scoring",
+    "choice_mass": "choice_mass",
     **_PROVENANCE_COLUMNS,
 }
 
@@ -272,6 +280,8 @@ class JudgementRecorded(Answer, EventRecord):
         **_ANSWER_COLUMNS,
         "judge_index": "item_index",
         "score": "score",
+        "sampled_score": "sampled_score",
+        "choice_probs": "choice_probs",
     }
     prompt_key: str
     judge_index: int
@@ -300,6 +310,7 @@ _VERDICT_COLUMNS = {
     "first_key": "first_key",
     "second_key": "second_key",
     "winner": "winner",
+    "p_first": "p_first",
 }
 
 
@@ -636,6 +647,8 @@ def typed_columns(events: Sequence[NewEvent]) -> list[list[Any]]:
                 values = [e.parent_key for e in group]
             else:
                 values = [p.get(src) for p in payloads]
+                if pos in _MAP_POSITIONS:
+                    values = [None if v is None else _map_entries(v) for v in values]
             if len(rows) == n:
                 out[pos] = values
             else:
@@ -646,8 +659,17 @@ def typed_columns(events: Sequence[NewEvent]) -> list[list[Any]]:
     return out
 
 
+def _map_entries(value: dict[Any, Any]) -> list[tuple[str, Any]]:
+    """A dict as the entries of a MAP column, in the order of its keys in the canonical JSON
+    of the payload (sorted), so the typed copy equals ``from_json`` of the payload."""
+    return sorted((str(k), v) for k, v in value.items())
+
+
 _POSITION = {c: i for i, c in enumerate(TYPED_COLUMNS)}
 _TEXT_CHARS = _POSITION["text_chars"]
+_MAP_POSITIONS = frozenset(
+    i for i, t in enumerate(TYPED_COLUMNS.values()) if t.startswith("MAP(")
+)
 # event type -> (column position, payload field) for each declared typed column
 _TYPED_PLAN: dict[str, tuple[tuple[int, str], ...]] = {
     t: tuple((_POSITION[col], src) for src, col in cls.COLUMNS.items())

@@ -116,11 +116,11 @@ COUNTERS: dict[str, Counter] = {
         "verdicts without a winner line",
     ),
     "prob_verdicts": Counter(
-        f"count(*) FILTER (WHERE {_M} AND payload->>'$.p_first' IS NOT NULL)",
+        f"count(*) FILTER (WHERE {_M} AND p_first IS NOT NULL)",
         "verdicts that carry the meta-judge's probability for the first shown (expected scoring)",
     ),
     "p_first_sum": Counter(
-        f"coalesce(sum((payload->>'$.p_first')::DOUBLE) FILTER (WHERE {_M}), 0)",
+        f"coalesce(sum(p_first) FILTER (WHERE {_M}), 0)",
         "sum of the probabilities the meta-judge gave the judgement shown first",
     ),
     "verdict_pairs": Counter(

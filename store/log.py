@@ -359,6 +359,7 @@ def _arrow_types() -> list[Any]:
         "INTEGER": pa.int32(),
         "DOUBLE": pa.float64(),
         "BOOLEAN": pa.bool_(),
+        "MAP(VARCHAR, DOUBLE)": pa.map_(pa.string(), pa.float64()),
     }
     envelope = [
         pa.int64(),  # seq

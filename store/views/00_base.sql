@@ -1,5 +1,5 @@
 -- One row per logged unit, with its key. Hot fields come from the typed columns of `events`
--- (written at append time, migration 0002); the rest from one parse of the JSON payload,
+-- (written at append time, migrations 0002-0004); the rest from one parse of the JSON payload,
 -- which a query that selects none of them never does.
 
 CREATE OR REPLACE VIEW iteration_settings AS
@@ -63,15 +63,13 @@ SELECT j.run_id, j.iteration, key AS judgement_key, parent_key AS response_key, 
        p.seed, p.wall_s, p.model_id, j.model_sha256, p.backend, p.backend_version, p.template,
        template_sha256, j.seq, j.created_at, payload,
        rationale_words, p.structure IS NOT NULL AS structured,
-       coalesce(p.scoring, 'sampled') AS scoring, p.sampled_score, p.choice_probs,
-       p.choice_mass,
+       coalesce(scoring, 'sampled') AS scoring, sampled_score, choice_probs, choice_mass,
        score IS NOT NULL AND (rationale_words IS NULL
                               OR rationale_words >= coalesce(st.min_rationale_words, 0))
            AS eligible
 FROM (SELECT *, from_json(payload, '{"seed":"BIGINT","wall_s":"DOUBLE","model_id":"VARCHAR",
         "backend":"VARCHAR","backend_version":"VARCHAR","template":"VARCHAR",
-        "structure":"JSON","scoring":"VARCHAR","sampled_score":"DOUBLE",
-        "choice_probs":"MAP(VARCHAR, DOUBLE)","choice_mass":"DOUBLE"}') AS p
+        "structure":"JSON"}') AS p
       FROM events WHERE event_type = 'JudgementRecorded') j
 LEFT JOIN (SELECT run_id, iteration, min_rationale_words FROM iteration_settings) st
        ON st.run_id = j.run_id AND st.iteration = j.iteration;
@@ -88,12 +86,10 @@ SELECT run_id, iteration, key AS verdict_key, parent_key AS response_key, prompt
        p.seed, p.wall_s, p.model_id, model_sha256, p.backend, p.backend_version, p.template,
        template_sha256, seq, created_at, payload,
        rationale_words, p.structure IS NOT NULL AS structured,
-       coalesce(p.scoring, 'sampled') AS scoring,
-       (payload->>'$.p_first')::DOUBLE AS p_first,  -- on its own: judge_battles reads it
-       p.choice_mass
+       coalesce(scoring, 'sampled') AS scoring, p_first, choice_mass
 FROM (SELECT *, from_json(payload, '{"seed":"BIGINT","wall_s":"DOUBLE","model_id":"VARCHAR",
         "backend":"VARCHAR","backend_version":"VARCHAR","template":"VARCHAR",
-        "structure":"JSON","scoring":"VARCHAR","choice_mass":"DOUBLE"}') AS p
+        "structure":"JSON"}') AS p
       FROM events WHERE event_type = 'MetaVerdictRecorded');
 
 -- Failed requests. A failed unit stays open and is retried on resume; `redone` says whether

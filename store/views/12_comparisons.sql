@@ -8,12 +8,9 @@ SELECT run_id, iteration, key AS comparison_key, prompt_key, first_key, second_k
        parse_error, fallback_used, text AS verdict, prompt_tokens, completion_tokens,
        prompt_tokens_evaluated, finish_reason, p.seed, p.wall_s, p.model_id, model_sha256,
        p.backend, p.template, template_sha256, seq, created_at, payload, rationale_words,
-       coalesce(p.scoring, 'sampled') AS scoring,
-       (payload->>'$.p_first')::DOUBLE AS p_first,  -- on its own: response_strengths reads it
-       p.choice_mass
+       coalesce(scoring, 'sampled') AS scoring, p_first, choice_mass
 FROM (SELECT *, from_json(payload, '{"seed":"BIGINT","wall_s":"DOUBLE","model_id":"VARCHAR",
-        "backend":"VARCHAR","template":"VARCHAR","scoring":"VARCHAR",
-        "choice_mass":"DOUBLE"}') AS p
+        "backend":"VARCHAR","template":"VARCHAR"}') AS p
       FROM events WHERE event_type = 'ResponsesCompared');
 
 -- Bradley-Terry strengths of a prompt's responses from their comparisons (mrtui_bt, as for

@@ -62,8 +62,9 @@ def test_migrations_are_recorded_and_reapplied_idempotently(tmp_path: Path) -> N
         (1, "0001_events.sql"),
         (2, "0002_typed_columns.sql"),
         (3, "0003_rationale_words.sql"),
+        (4, "0004_scoring_columns.sql"),
     ]
-    assert SCHEMA_VERSION == 3
+    assert SCHEMA_VERSION == 4
 
 
 def test_migration_3_fills_rationale_words_from_payloads(tmp_path: Path) -> None:
@@ -77,14 +78,67 @@ def test_migration_3_fills_rationale_words_from_payloads(tmp_path: Path) -> None
                 NewEvent("MetaVerdictRecorded", "r", {"rationale_words": 0}, key="m1"),
             ]
         )
-    con = duckdb.connect(str(db))  # back to schema 2, as an older mrtui left it
-    con.execute("ALTER TABLE events DROP COLUMN rationale_words")
-    con.execute("DELETE FROM schema_migrations WHERE version = 3")
-    con.close()
+    _back_to_schema(db, 2)  # as an older mrtui left it
     EventLog(db).close()  # a writer migrates
     with connect(db) as con:
         rows = con.execute("SELECT key, rationale_words FROM events ORDER BY seq").fetchall()
     assert rows == [("j1", 7), ("j2", None), ("m1", 0)]
+
+
+# The typed columns each migration added, to take a log back to an older schema.
+_ADDED_COLUMNS = {
+    3: ("rationale_words",),
+    4: ("scoring", "choice_mass", "sampled_score", "choice_probs", "p_first"),
+}
+
+
+def _back_to_schema(db: Path, version: int) -> None:
+    con = duckdb.connect(str(db))
+    for added, columns in sorted(_ADDED_COLUMNS.items(), reverse=True):
+        if added > version:
+            for column in columns:
+                con.execute(f"ALTER TABLE events DROP COLUMN {column}")
+    con.execute("DELETE FROM schema_migrations WHERE version > ?", [version])
+    con.close()
+
+
+def test_migration_4_fills_the_scoring_columns_as_an_append_does(tmp_path: Path) -> None:
+    """A schema-3 log with expected and sampled scoring: the migration fills the columns with
+    what appending the same events writes."""
+    probs = {"1": 0.25, "0": 0.5, "5": 0.25}  # not in key order: the column sorts them
+    expected = {"scoring": "expected", "choice_mass": 0.9}
+    db = tmp_path / "log.duckdb"
+    with EventLog(db) as log:
+        log.append(
+            [
+                NewEvent(
+                    "JudgementRecorded",
+                    "r",
+                    {**expected, "score": 1.25, "sampled_score": 0, "choice_probs": probs},
+                    key="j1",
+                ),
+                NewEvent("JudgementRecorded", "r", {"score": 3}, key="j2"),  # sampled
+                NewEvent("MetaVerdictRecorded", "r", {**expected, "p_first": 0.7}, key="m1"),
+                NewEvent("ResponsesCompared", "r", {**expected, "p_first": 0.2}, key="c1"),
+                NewEvent("ResponsesCompared", "r", {"winner": "A"}, key="c2"),
+                NewEvent("StageStarted", "r", {"p_first": 0.5, "scoring": "x"}),  # no unit
+            ]
+        )
+    cols = "key, scoring, choice_mass, sampled_score, choice_probs, p_first"
+    query = f"SELECT {cols}, map_keys(choice_probs) FROM events ORDER BY seq"
+    with connect(db) as con:
+        appended = con.execute(query).fetchall()
+    _back_to_schema(db, 3)
+    EventLog(db).close()  # a writer migrates
+    with connect(db) as con:
+        migrated = con.execute(query).fetchall()
+        assert con.execute("SELECT max(version) FROM schema_migrations").fetchall() == [(4,)]
+    assert migrated == appended
+    assert appended[0] == ("j1", "expected", 0.9, 0.0, probs, None, ["0", "1", "5"])
+    assert appended[1] == ("j2", None, None, None, None, None, None)
+    assert appended[2] == ("m1", "expected", 0.9, None, None, 0.7, None)
+    assert appended[3][5] == 0.2 and appended[4][1:6] == (None,) * 5
+    assert appended[5][1:6] == (None,) * 5
 
 
 def test_duplicate_unit_keys_are_refused(tmp_path: Path) -> None:
