@@ -74,7 +74,8 @@ def dump(log: Path, out: Path) -> None:
                     json.dumps([plain(x) for x in r], ensure_ascii=False) for r in cur.fetchall()
                 )
                 result[view] = {"columns": cols, "rows": rows}
-                print(f"  {view}: {len(rows):,} rows ({time.perf_counter() - t0:.2f} s)", flush=True)
+                took = time.perf_counter() - t0
+                print(f"  {view}: {len(rows):,} rows ({took:.2f} s)", flush=True)
     out.write_text(json.dumps({"schema": version, "views": result}), encoding="utf-8")
 
 

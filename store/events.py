@@ -667,9 +667,7 @@ def _map_entries(value: dict[Any, Any]) -> list[tuple[str, Any]]:
 
 _POSITION = {c: i for i, c in enumerate(TYPED_COLUMNS)}
 _TEXT_CHARS = _POSITION["text_chars"]
-_MAP_POSITIONS = frozenset(
-    i for i, t in enumerate(TYPED_COLUMNS.values()) if t.startswith("MAP(")
-)
+_MAP_POSITIONS = frozenset(i for i, t in enumerate(TYPED_COLUMNS.values()) if t.startswith("MAP("))
 # event type -> (column position, payload field) for each declared typed column
 _TYPED_PLAN: dict[str, tuple[tuple[int, str], ...]] = {
     t: tuple((_POSITION[col], src) for src, col in cls.COLUMNS.items())
