@@ -643,6 +643,7 @@ def typed_columns(events: Sequence[NewEvent]) -> list[list[Any]]:
         group = events if len(rows) == n else [events[i] for i in rows]
         payloads = [e.payload for e in group]
         for pos, src in plan:
+            values: list[Any]
             if src == "parent_key":
                 values = [e.parent_key for e in group]
             else:
