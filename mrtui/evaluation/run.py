@@ -541,7 +541,10 @@ class Evaluation:
             structure=structure,
         )
         fields = {**fields, "mode": "grade" if step.startswith("grade") else step}
-        answer = AnswerKind(step, ev.EvalJudged, value, lead, choices, cast, kind, "judge")
+        answer = AnswerKind(
+            step, ev.EvalJudged, value, lead, choices, cast, kind, "judge",
+            rationale_setting="pairwise_rationale" if step == "pairwise" else "judge_rationale",
+        )  # fmt: skip
         finish = stages.finisher(answer, request, parent, fields, parse, True)
         return request, finish
 

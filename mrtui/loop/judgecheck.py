@@ -54,11 +54,11 @@ from .prompts import (
     RESPONSE_WINNER_LINE,
     Template,
     before_final_line,
-    load_template,
     parse_score,
     parse_winner,
 )
 from .settings import ConfigError, IterationSettings
+from .stage_table import stage_spec
 from .stages import (
     JUDGE,
     PAIRWISE,
@@ -227,16 +227,7 @@ class JudgeCheck:
 
 def default_templates(settings: IterationSettings) -> dict[str, Template]:
     """The run's judge template and its pairwise comparison template (``pairwise_template``)."""
-    return {
-        "judge": load_template(
-            settings.judge_template, role="judge", required={"question", "response"}
-        ),
-        "pairwise": load_template(
-            settings.pairwise_template,
-            role="pairwise",
-            required={"question", "response_a", "response_b"},
-        ),
-    }
+    return {name: stage_spec(name).load_template(settings) for name in ("judge", "pairwise")}
 
 
 def check_judge(
@@ -318,11 +309,12 @@ def _unit(
         "check:"
         + hashlib.sha256(canonical_json([p.digest, kind.stage, side, j]).encode()).hexdigest()[:32]
     )
+    temperature, top_p, max_tokens = stage_spec(kind.stage).sampling_settings(s)
     params = SamplingParams(
         n=1,
-        temperature=s.judge_temperature,
-        top_p=s.judge_top_p,
-        max_tokens=s.judge_max_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        max_tokens=max_tokens,
         seed=unit_seed(s.seed, key),
     )
     request = answer_request(kind, s, f"{i}/{kind.stage}/{side}/{j}", text, params)
