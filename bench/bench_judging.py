@@ -2,7 +2,11 @@
 
 Each configuration judges the same labelled set (bench/data/judge_labelled.jsonl: per question
 a correct, a partial and an off-topic answer, written by hand) N times through the loop's own
-judge stage (``Stages.judge``) into a scratch log, then reads the ``judgements`` view:
+judge stage (``Stages.judge``, templates from ``Runner.register_templates``, the backend as the
+CLI makes it) into a scratch log, then reads the ``judgements`` view. "After" is the demo
+preset's judging as shipped (assets/presets/demo.toml, loaded as ``mrtui demo`` loads it);
+"before" is the same preset with the demo's judging before structured judging (free text, 192
+tokens, sampled scores): the only values typed here.
 
 - share of judgements with a rationale of at least one sentence (``rationale_words`` >= 3);
 - parse rate without the fallback, and with it;
@@ -36,39 +40,42 @@ DATA = REPO / "bench" / "data" / "judge_labelled.jsonl"
 OLD_PARSER_COMMIT = "2f5d7ed"
 SENTENCE = 3  # words: what counts as a rationale of at least one sentence
 
-# "before": the demo's judging until this change; "after": the demo's judging now.
+PRESET = REPO / "assets" / "presets" / "demo.toml"
+
+# Changes over the demo preset. "before": the demo's judging until structured judging;
+# "after": the demo's judging now, as the preset ships it.
 CONFIGS: dict[str, dict[str, Any]] = {
     "free text + fallback (before)": {
         "structured_judging": False,
-        "judge_fallback": True,
         "judge_max_tokens": 192,
+        "judge_scoring": "sampled",
     },
-    "structured (after)": {
-        "structured_judging": True,
-        "judge_fallback": True,
-        "judge_max_tokens": 160,
-        "rationale_max_chars": 300,
-    },
+    "demo preset (after)": {},
 }
 
 
-def judge(config: dict[str, Any], n: int, model: str, items: list[dict[str, str]], d: Path) -> Any:
-    from mrtui.backends.registry import load_backend
-    from mrtui.loop.prompts import load_template
-    from mrtui.loop.settings import IterationSettings
+def demo_run(model: str | None) -> Any:
+    """The demo preset as ``mrtui demo`` loads it, on ``model`` where given."""
+    from mrtui.loop.settings import load_config
+
+    return load_config(PRESET, {} if model is None else {"model": model})
+
+
+def judge(run: Any, changes: dict[str, Any], n: int, items: list[dict[str, str]], d: Path) -> Any:
+    from mrtui.loop.runner import Runner, default_backend
     from mrtui.loop.stages import ModelIdentity, Stages
     from mrtui.store import EventLog
 
-    settings = IterationSettings(n=n, **config)
-    backend = load_backend("llama.cpp", model, n_ctx=4096)
+    settings = run.defaults.with_flat(n=n, **changes)
+    backend = default_backend(run, run.model)
     info = backend.info()
-    templates = {name: load_template(name) for name in ("actor", "judge", "meta_judge")}
     db = d / f"judge-{time.monotonic_ns()}.duckdb"
     try:
         with EventLog(db) as log:
+            templates = Runner(log, run).register_templates(settings)
             stages = Stages(
                 log,
-                "bench",
+                run.run_id,
                 1,
                 settings,
                 ModelIdentity(info.model_id, info.model_sha256 or ""),
@@ -86,7 +93,7 @@ def judge(config: dict[str, Any], n: int, model: str, items: list[dict[str, str]
             )
     finally:
         backend.close()
-    return wall, rows
+    return settings, wall, rows
 
 
 def old_parser() -> Any:
@@ -143,22 +150,39 @@ def summarise(name: str, wall: float, rows: list[Any], labels: dict[str, str]) -
     }
 
 
+def judging(s: Any) -> str:
+    """The judge settings a configuration ran with, as the section names them."""
+    form = (
+        f"structured, rationale ≤ {s.rationale_max_chars} characters"
+        if s.structured_judging
+        else "free text"
+    )
+    fallback = "with" if s.judge_fallback else "without"
+    return (
+        f"{form}, judge_max_tokens {s.judge_max_tokens}, temperature {s.judge_temperature:g}, "
+        f"top_p {s.judge_top_p:g}, {s.judge_scoring} scores, {fallback} the fallback"
+    )
+
+
 def main() -> None:
     from mrtui.loop.prompts import parse_score
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n", type=int, default=2, help="judgements per labelled answer")
-    ap.add_argument("--model", default="qwen2.5-coder-0.5b-instruct")
+    ap.add_argument("--n", type=int, help="judgements per labelled answer (the preset's n)")
+    ap.add_argument("--model", help="the model to judge with (the preset's)")
     ap.add_argument("--no-write", action="store_true", help="print, do not update RESULTS.md")
     args = ap.parse_args()
     items = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines()]
     labels = {it["id"]: it["label"] for it in items}
     load_start = load()
     old = old_parser()  # fail now, not after the model has run
-    results = []
+    run = demo_run(args.model)
+    n = run.defaults.n if args.n is None else args.n
+    results, used = [], []
     with tempfile.TemporaryDirectory(prefix="mrtui-bench-judging-") as d:
         for name, config in CONFIGS.items():
-            wall, rows = judge(config, args.n, args.model, items, Path(d))
+            settings, wall, rows = judge(run, config, n, items, Path(d))
+            used.append(settings)
             raw = Path(tempfile.gettempdir()) / f"bench_judging_{len(results)}.json"
             raw.write_text(json.dumps({"wall": wall, "rows": rows}, default=str))
             results.append(summarise(name, wall, rows, labels))
@@ -193,10 +217,13 @@ def main() -> None:
         [
             "## Judging quality: free text vs structured judging (bench_judging.py)",
             "",
-            f"{today()} · `{command()}` · {machine()} · {load_start} · model {args.model}, "
-            f"{len(items)} labelled answers × N = {args.n}, temperature 0.8; before: free text, "
-            "judge_max_tokens 192; after: structured, rationale ≤ 300 characters, "
-            "judge_max_tokens 160 (the demo's settings then and now); both with the fallback",
+            f"{today()} · `{command()}` · {machine()} · {load_start} · model {run.model} "
+            f"({run.backend}, the demo preset's options), {len(items)} labelled answers × "
+            f"N = {n}; the demo preset's judging, before structured judging and now: "
+            + "; ".join(
+                f"{name.split(' (')[-1].rstrip(')')}: {judging(s)}"
+                for name, s in zip(CONFIGS, used, strict=True)
+            ),
             "",
             table(
                 [
