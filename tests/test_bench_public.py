@@ -145,3 +145,52 @@ def test_bench_reaches_no_private_name(path: Path) -> None:
         f"bench/{path.name} reaches into private names (use Textual's and mrtui's public API, "
         "or give mrtui a small public property):\n" + "\n".join(hits)
     )
+
+
+SAMPLING = ("n", "temperature", "top_p", "max_tokens", "seed")
+
+
+def hand_typed_sampling(source: str) -> list[str]:
+    """``SamplingParams(...)`` calls that give a sampling value as a literal number: a stage's
+    sampling belongs to the settings (``IterationSettings``, the stage table), so a bench that
+    types it measures requests users never send. A greedy warm-up (literal ``temperature=0``)
+    is no stage's request and may spell its values out."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+        if name != "SamplingParams":
+            continue
+        literal = {
+            kw.arg: kw.value.value
+            for kw in node.keywords
+            if kw.arg in SAMPLING
+            and isinstance(kw.value, ast.Constant)
+            and isinstance(kw.value.value, (int, float))
+        }
+        if literal and literal.get("temperature") != 0:
+            found.append(f"{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_sampling_scan_tells_hand_typed_values_from_settings() -> None:
+    source = textwrap.dedent(
+        """
+        a = SamplingParams(n=4, temperature=0.8, top_p=0.95, max_tokens=256, seed=100 + i)
+        b = base.SamplingParams(temperature=s.judge_temperature, max_tokens=160)
+        c = SamplingParams(temperature=s.actor_temperature, top_p=s.actor_top_p, seed=seed)
+        warm = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=4, seed=0)
+        """
+    )
+    assert [h.split(":")[0] for h in hand_typed_sampling(source)] == ["2", "3"]
+
+
+@pytest.mark.parametrize("path", BENCH_FILES, ids=lambda p: p.name)
+def test_bench_types_no_sampling_values(path: Path) -> None:
+    hits = hand_typed_sampling(path.read_text(encoding="utf-8"))
+    assert not hits, (
+        f"bench/{path.name} types sampling values by hand; build its requests through mrtui's "
+        "stages under the preset's settings (see bench/bench_batch.py):\n" + "\n".join(hits)
+    )
