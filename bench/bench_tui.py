@@ -285,7 +285,9 @@ COLD_CHILD = (
             t_health = time.perf_counter()
             out = {"w0": w0, "imp": t_imp - t0, "first": t_first - t0, "paint": t_paint - t0,
                    "health": t_health - t0, "app_first": app.first_screen_s}
-            os.write(1, (json.dumps(out) + "\\n").encode())  # print() goes to the app here
+            # on a line of its own (DuckDB may have drawn a progress bar on stdout); os.write
+            # because print() goes to the app here
+            os.write(1, ("\\n" + json.dumps(out) + "\\n").encode())
             os._exit(0)
     asyncio.run(main())
     """
