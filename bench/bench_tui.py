@@ -215,8 +215,11 @@ async def settled(
     limit = t_state + 2.0
     while time.perf_counter() < limit:
         await asyncio.sleep(0.002)
+        # a changed screen writes at least one frame; none yet means its paint is held back
+        # (a batch of updates, e.g. a recompose, is still open), not that nothing is left
+        shown = term.frames > n0
         quiet = time.perf_counter() - max(term.last, t_state) > QUIET_S
-        if quiet and await nothing_to_paint(app, term):
+        if shown and quiet and await nothing_to_paint(app, term):
             break
     t_paint = term.last if term.last > t0 else t_state
     return t_state - t0, max(t_paint, t_state) - t0, term.frames - n0
