@@ -43,6 +43,11 @@ TYPED_COLUMNS: dict[str, str] = {
     "sampled_score": "DOUBLE",  # judgements
     "choice_probs": "MAP(VARCHAR, DOUBLE)",  # judgements (keys in sorted order, as in payload)
     "p_first": "DOUBLE",  # verdicts and comparisons
+    # schema 5: what iterations and templates are read by, so reading them (every pair view
+    # does, several times) never touches the payloads of the log's other events
+    "settings": "JSON",  # IterationStarted (canonical JSON)
+    "model_id": "VARCHAR",  # IterationStarted (model.model_id)
+    "segments": "VARCHAR[]",  # TemplateRegistered
 }
 
 # The meta-judge parser's error for a verdict that names no single winner (a tie): not a
@@ -63,7 +68,8 @@ class EventRecord:
 
     TYPE: ClassVar[str]
     VERSION: ClassVar[int] = 1
-    # payload field -> typed column; "parent_key" as a source copies the envelope's parent_key
+    # payload field -> typed column; "parent_key" as a source copies the envelope's parent_key,
+    # "field.key" a key of a dict field
     COLUMNS: ClassVar[dict[str, str]] = {}
 
     def payload(self) -> dict[str, Any]:
@@ -172,6 +178,7 @@ class PromptsDrawn(EventRecord):
 @dataclass(frozen=True, kw_only=True)
 class TemplateRegistered(EventRecord):
     TYPE = "TemplateRegistered"
+    COLUMNS: ClassVar[dict[str, str]] = {"sha256": "template_sha256", "segments": "segments"}
     name: str
     role: str
     sha256: str
@@ -181,6 +188,11 @@ class TemplateRegistered(EventRecord):
 @dataclass(frozen=True, kw_only=True)
 class IterationStarted(EventRecord):
     TYPE = "IterationStarted"
+    COLUMNS: ClassVar[dict[str, str]] = {
+        "settings": "settings",
+        "model.model_id": "model_id",  # a field of a dict field: "field.key"
+        "model.model_sha256": "model_sha256",
+    }
     settings: dict[str, Any]
     model: dict[str, Any]  # model_id, model_sha256, backend
 
@@ -646,10 +658,15 @@ def typed_columns(events: Sequence[NewEvent]) -> list[list[Any]]:
             values: list[Any]
             if src == "parent_key":
                 values = [e.parent_key for e in group]
+            elif "." in src:
+                outer, inner = src.split(".", 1)
+                values = [(p.get(outer) or {}).get(inner) for p in payloads]
             else:
                 values = [p.get(src) for p in payloads]
                 if pos in _MAP_POSITIONS:
                     values = [None if v is None else _map_entries(v) for v in values]
+                elif pos in _JSON_POSITIONS:
+                    values = [None if v is None else canonical_json(v) for v in values]
             if len(rows) == n:
                 out[pos] = values
             else:
@@ -669,6 +686,7 @@ def _map_entries(value: dict[Any, Any]) -> list[tuple[str, Any]]:
 _POSITION = {c: i for i, c in enumerate(TYPED_COLUMNS)}
 _TEXT_CHARS = _POSITION["text_chars"]
 _MAP_POSITIONS = frozenset(i for i, t in enumerate(TYPED_COLUMNS.values()) if t.startswith("MAP("))
+_JSON_POSITIONS = frozenset(i for i, t in enumerate(TYPED_COLUMNS.values()) if t == "JSON")
 # event type -> (column position, payload field) for each declared typed column
 _TYPED_PLAN: dict[str, tuple[tuple[int, str], ...]] = {
     t: tuple((_POSITION[col], src) for src, col in cls.COLUMNS.items())

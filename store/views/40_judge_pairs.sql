@@ -25,16 +25,13 @@ CREATE OR REPLACE MACRO judge_pair_candidates_with(judge_max_chars := NULL,
                                                    weights_scope := NULL,
                                                    bt_prior_games := NULL) AS TABLE
 WITH e AS (
-    SELECT *, round(epsilon, 6) AS e6,
-           max(round(epsilon, 6)) OVER (PARTITION BY response_key) AS top,
-           min(round(epsilon, 6)) OVER (PARTITION BY response_key) AS bottom
+    SELECT *, round(epsilon, 6) AS e6
     FROM judgement_elo_with(weights_scope := weights_scope, bt_prior_games := bt_prior_games)
 ),
-g AS (
+per_response AS (  -- one pass (a window over e would sort the judgements' texts)
     SELECT run_id, iteration, prompt_key, response_key,
            count(*) AS n_judgements,
-           count(*) FILTER (WHERE e6 = top) AS n_top,
-           count(*) FILTER (WHERE e6 = bottom) AS n_bottom,
+           list(e6) AS e6s,
            -- among tied judgements the lowest judge_index, so every plan (the TUI's
            -- scoped copy included) names the same ones
            arg_max({'key': judgement_key, 'score': score, 'chars': judgement_chars,
@@ -45,6 +42,12 @@ g AS (
                    {'e': e6, 'first': judge_index, 'key': judgement_key}) AS r,
            max(epsilon) AS chosen_epsilon, min(epsilon) AS rejected_epsilon
     FROM e GROUP BY ALL
+),
+g AS (  -- how many judgements share the top and the bottom
+    SELECT * EXCLUDE (e6s),
+           length(list_filter(e6s, lambda x: x = list_max(e6s))) AS n_top,
+           length(list_filter(e6s, lambda x: x = list_min(e6s))) AS n_bottom
+    FROM per_response
 )
 SELECT g.run_id, g.iteration, g.prompt_key, g.response_key, g.n_judgements,
        g.c.key AS chosen_key, g.r.key AS rejected_key, g.chosen_epsilon, g.rejected_epsilon,

@@ -63,8 +63,9 @@ def test_migrations_are_recorded_and_reapplied_idempotently(tmp_path: Path) -> N
         (2, "0002_typed_columns.sql"),
         (3, "0003_rationale_words.sql"),
         (4, "0004_scoring_columns.sql"),
+        (5, "0005_settings_columns.sql"),
     ]
-    assert SCHEMA_VERSION == 4
+    assert SCHEMA_VERSION == 5
 
 
 def test_migration_3_fills_rationale_words_from_payloads(tmp_path: Path) -> None:
@@ -78,7 +79,7 @@ def test_migration_3_fills_rationale_words_from_payloads(tmp_path: Path) -> None
                 NewEvent("MetaVerdictRecorded", "r", {"rationale_words": 0}, key="m1"),
             ]
         )
-    _back_to_schema(db, 2)  # as an older mrtui left it
+    _back_to_schema(db, 2)  # as an older mrtui left it (no schema-5 columns to clear here)
     EventLog(db).close()  # a writer migrates
     with connect(db) as con:
         rows = con.execute("SELECT key, rationale_words FROM events ORDER BY seq").fetchall()
@@ -89,6 +90,7 @@ def test_migration_3_fills_rationale_words_from_payloads(tmp_path: Path) -> None
 _ADDED_COLUMNS = {
     3: ("rationale_words",),
     4: ("scoring", "choice_mass", "sampled_score", "choice_probs", "p_first"),
+    5: ("settings", "model_id", "segments"),
 }
 
 
@@ -98,6 +100,13 @@ def _back_to_schema(db: Path, version: int) -> None:
         if added > version:
             for column in columns:
                 con.execute(f"ALTER TABLE events DROP COLUMN {column}")
+    if version < 5:  # schema 5 also filled two schema-2 columns for these events
+        con.execute(
+            "UPDATE events SET model_sha256 = NULL WHERE event_type = 'IterationStarted'"
+        )
+        con.execute(
+            "UPDATE events SET template_sha256 = NULL WHERE event_type = 'TemplateRegistered'"
+        )
     con.execute("DELETE FROM schema_migrations WHERE version > ?", [version])
     con.close()
 
@@ -132,13 +141,54 @@ def test_migration_4_fills_the_scoring_columns_as_an_append_does(tmp_path: Path)
     EventLog(db).close()  # a writer migrates
     with connect(db) as con:
         migrated = con.execute(query).fetchall()
-        assert con.execute("SELECT max(version) FROM schema_migrations").fetchall() == [(4,)]
+        assert con.execute("SELECT max(version) FROM schema_migrations").fetchall() == [(5,)]
     assert migrated == appended
     assert appended[0] == ("j1", "expected", 0.9, 0.0, probs, None, ["0", "1", "5"])
     assert appended[1] == ("j2", None, None, None, None, None, None)
     assert appended[2] == ("m1", "expected", 0.9, None, None, 0.7, None)
     assert appended[3][5] == 0.2 and appended[4][1:6] == (None,) * 5
     assert appended[5][1:6] == (None,) * 5
+
+
+def test_migration_5_fills_the_settings_columns_as_an_append_does(tmp_path: Path) -> None:
+    """A schema-4 log: iteration settings and template segments come back in the typed
+    columns (and the views) as appending the same events writes them."""
+    from mrtui.store.events import IterationStarted, TemplateRegistered
+
+    settings = {"rho": 0.25, "tiny": 5e-05, "huge": 1e300, "weights_scope": "iteration"}
+    model = {"model_id": "m", "model_sha256": "abc", "backend": "llama.cpp"}
+    db = tmp_path / "log.duckdb"
+    with EventLog(db) as log:
+        log.append(
+            [
+                IterationStarted(settings=settings, model=model).event("r", iteration=1),
+                TemplateRegistered(
+                    name="judge", role="judge", sha256="t1", segments=["Q: ", "{question}"]
+                ).event("r", text="Q: {question}"),
+                NewEvent("StageStarted", "r", {"settings": {"x": 1}, "segments": ["s"]}),
+            ]
+        )
+    query = (
+        "SELECT settings->'$', model_id, model_sha256, template_sha256, segments "
+        "FROM events ORDER BY seq"
+    )
+    views = "SELECT * FROM iteration_settings; SELECT * FROM templates"
+    with connect(db) as con:
+        appended = con.execute(query).fetchall()
+        before = [con.execute(v).fetchall() for v in views.split("; ")]
+    _back_to_schema(db, 4)
+    EventLog(db).close()  # a writer migrates
+    with connect(db) as con:
+        migrated = con.execute(query).fetchall()
+        after = [con.execute(v).fetchall() for v in views.split("; ")]
+    assert migrated == appended
+    assert after == before
+    assert json.loads(appended[0][0]) == settings
+    assert appended[0][1:3] == ("m", "abc")
+    assert appended[1][3:] == ("t1", ["Q: ", "{question}"])
+    assert appended[2] == (None,) * 5
+    assert before[0][0][4:6] == (0.25, None)  # rho, max_chosen_chars
+    assert before[1] == [("r", "judge", "t1", "Q: {question}", ["Q: ", "{question}"])]
 
 
 def test_duplicate_unit_keys_are_refused(tmp_path: Path) -> None:
