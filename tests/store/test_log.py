@@ -101,9 +101,7 @@ def _back_to_schema(db: Path, version: int) -> None:
             for column in columns:
                 con.execute(f"ALTER TABLE events DROP COLUMN {column}")
     if version < 5:  # schema 5 also filled two schema-2 columns for these events
-        con.execute(
-            "UPDATE events SET model_sha256 = NULL WHERE event_type = 'IterationStarted'"
-        )
+        con.execute("UPDATE events SET model_sha256 = NULL WHERE event_type = 'IterationStarted'")
         con.execute(
             "UPDATE events SET template_sha256 = NULL WHERE event_type = 'TemplateRegistered'"
         )
