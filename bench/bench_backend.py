@@ -60,16 +60,9 @@ def settings(k: int, n: int, max_tokens: int, prompts: Path) -> Any:
     return RunSettings(
         run_id=RUN_ID,
         prompts=str(prompts),
+        # mrtui's own sampling defaults (the paper's 0.8 / 0.95); the raw side reads the same
         defaults=IterationSettings(
-            k=k,
-            n=n,
-            actor_max_tokens=max_tokens,
-            judge_max_tokens=max_tokens,
-            actor_temperature=0.8,
-            judge_temperature=0.8,
-            actor_top_p=0.95,
-            judge_top_p=0.95,
-            seed=0,
+            k=k, n=n, actor_max_tokens=max_tokens, judge_max_tokens=max_tokens, seed=0
         ),
     )
 
@@ -180,7 +173,9 @@ class _EvalCounter:
         self.inner(tokens)
 
 
-def run_raw(seeds: dict[tuple[Any, ...], int], k: int, n: int, max_tokens: int) -> dict[str, Any]:
+def run_raw(seeds: dict[tuple[Any, ...], int], s: Any) -> dict[str, Any]:
+    """The same work as the mrtui side, through llama-cpp-python directly: ``s`` is that side's
+    IterationSettings (K, N, token limits, temperatures and top-p), ``seeds`` its unit seeds."""
     import llama_cpp
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -216,27 +211,30 @@ def run_raw(seeds: dict[tuple[Any, ...], int], k: int, n: int, max_tokens: int) 
             return llm.tokenize(text.encode(), add_bos=False, special=True)
 
         def complete(
-            toks: list[int], seed: int, temperature: float, limit: int
+            toks: list[int], seed: int, temperature: float, top_p: float, limit: int
         ) -> tuple[str, int, int]:
             counter.arm()
             out = llm.create_completion(
                 prompt=toks,
                 max_tokens=limit,
                 temperature=temperature,
-                top_p=0.95 if temperature else 1.0,
+                top_p=top_p,
                 seed=seed,
                 **SAMPLER,
             )
             return (out["choices"][0]["text"], out["usage"]["completion_tokens"], counter.first)
 
-        complete(tokens(WARMUP), 0, 0.0, 4)
+        complete(tokens(WARMUP), 0, 0.0, 1.0, 4)
+        k, n = s.k, s.n
         gc.collect()
         res: dict[str, Any] = {"texts": {}, "gen": 0, "evaluated": 0, "prompt_tokens": {}}
         t0 = time.perf_counter()
         jobs = [(tokens(p), (p, i)) for p in PROMPTS for i in range(k)]
         jobs.sort(key=lambda j: j[0])
         for toks, unit in jobs:
-            text, ct, ev = complete(toks, seeds[unit], 0.8, max_tokens)
+            text, ct, ev = complete(
+                toks, seeds[unit], s.actor_temperature, s.actor_top_p, s.actor_max_tokens
+            )
             res["texts"][unit] = text
             res["gen"] += ct
             res["evaluated"] += ev
@@ -251,7 +249,9 @@ def run_raw(seeds: dict[tuple[Any, ...], int], k: int, n: int, max_tokens: int) 
                 jobs += [(toks, (p, i, j)) for j in range(n)]
         jobs.sort(key=lambda j: j[0])
         for toks, unit in jobs:
-            text, ct, ev = complete(toks, seeds[unit], 0.8, max_tokens)
+            text, ct, ev = complete(
+                toks, seeds[unit], s.judge_temperature, s.judge_top_p, s.judge_max_tokens
+            )
             res["texts"][unit] = text
             res["gen"] += ct
             res["evaluated"] += ev
@@ -290,7 +290,7 @@ def main() -> None:
             if side == "mrtui":
                 r = run_mrtui(Path(d), i, k, n, mt, args.flush_interval)
             else:
-                r = run_raw(runs["mrtui"][0]["seeds"], k, n, mt)
+                r = run_raw(runs["mrtui"][0]["seeds"], settings(k, n, mt, Path(d)).defaults)
             runs[side].append(r)
             print(
                 f"run {i + 1}/{len(order)} {side} ({load()}): {r['wall']:.2f} s "
@@ -368,6 +368,7 @@ def main() -> None:
         f"work): {min_ratio:.3f}; per-pair ratios in run order: "
         + ", ".join(f"{x:.3f}" for x in pair_ratios)
     )
+    s = settings(k, n, mt, Path(".")).defaults
     body = f"""## Backend — `bench/bench_backend.py`
 
 - Date: {today()}
@@ -375,7 +376,8 @@ def main() -> None:
 - Other work on the machine: {load_start} at start, {load()} at end
 - Command: `{command()}`
 - Work: {len(PROMPTS)} prompts, K={k} responses each, N={n} judgements per response, max_tokens
-  {mt}, temperature 0.8 / top_p 0.95 with mrtui's per-unit seeds, model {MODEL_NAME} (Q4_K_M).
+  {mt}, temperature {s.actor_temperature} / top_p {s.actor_top_p} (mrtui's defaults) with
+  mrtui's per-unit seeds, model {MODEL_NAME} (Q4_K_M).
   {args.repeats} timed runs per side in ABBA order, median.
 
 Baseline: a plain loop over `llama_cpp.Llama.create_completion` (prompt rendered with the
