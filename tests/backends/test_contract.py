@@ -330,7 +330,9 @@ def test_choice_probs_come_back_or_are_refused_up_front(backend: InferenceBacken
         assert_a_distribution(c, choices)
         assert c.text == most_likely(c.choice_probs or {})
         assert c.finish_reason == "stop"
-    assert got[0].choice_probs == pytest.approx(got[1].choice_probs)
+    # the same position of the same prompt: equal up to rounding, which in llama.cpp's batched
+    # decoder depends on what else shares the batch (seen: 1.5e-3 relative)
+    assert got[0].choice_probs == pytest.approx(got[1].choice_probs, rel=1e-2, abs=1e-4)
 
 
 def test_a_structured_answer_may_carry_its_final_line_distribution(

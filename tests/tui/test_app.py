@@ -254,6 +254,8 @@ async def test_bad_log_reads_are_shown_as_stale_not_raised(tui_log_copy: Path) -
     app = MrtuiApp(tui_log_copy, poll=False)
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot, app)
+        # no read in flight: one that the write below cut short would fail another way first
+        await app.workers.wait_for_complete()
         tui_log_copy.write_bytes(b"this is not a duckdb file" * 100)
         app.action_refresh()
         await until(pilot, lambda: app.last_error is not None)
