@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from slowmarks import read_list
 
 # An IFEval instruction the checker cannot run is an error in every test (and in the mrtui
 # processes tests start, which inherit it), not a skip a test would pass over.
@@ -39,6 +40,17 @@ def tiny_gguf(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
 
 
 @pytest.fixture(scope="session")
+def tiny_dequantised(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny GGUF converted once by ``materialize_hf`` (the folder training starts from),
+    alone in a cache folder of its own: the conversion takes tens of seconds on two cores, so
+    the tests that only read the converted folder share this one."""
+    pytest.importorskip("transformers", reason="needs the train extra")
+    from mrtui.backends.hf_models import materialize_hf
+
+    return materialize_hf(tiny_gguf, cache_dir=tmp_path_factory.mktemp("hf-cache"))
+
+
+@pytest.fixture(scope="session")
 def tiny_hf(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny model as a genuine HF folder (bf16 safetensors, tokenizer, chat template), the
     kind GPU users hold: no GGUF is behind it, so its identity is its content hash."""
@@ -46,10 +58,7 @@ def tiny_hf(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from mrtui.backends.hf_models import materialize_hf
-
-    tiny_gguf: Path = request.getfixturevalue("tiny_gguf")
-    converted = materialize_hf(tiny_gguf, tmp_path_factory.mktemp("tiny-hf-cache"))
+    converted: Path = request.getfixturevalue("tiny_dequantised")
     out = tmp_path_factory.mktemp("tiny-hf") / "tiny-qwen2"
     model = AutoModelForCausalLM.from_pretrained(converted, dtype=torch.bfloat16)
     model.save_pretrained(out)
@@ -60,10 +69,16 @@ def tiny_hf(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 # Fixtures that put a real model in a test (directly or through another fixture): such a test
 # runs llama.cpp or torch on it, or a command that does, and takes seconds to minutes on two
 # cores. It is marked slow, so `pytest -m "not slow"` is the inner loop without models.
-REAL_MODELS = frozenset({"qwen_gguf", "tiny_gguf", "tiny_hf"})
+REAL_MODELS = frozenset({"qwen_gguf", "tiny_gguf", "tiny_dequantised", "tiny_hf"})
+
+
+# Tests that took a second or more without a model in a measured run (tests/slow_tests.txt,
+# written by tests/slowmarks.py) are marked slow too, so that the inner loop stays under three
+# minutes. The README's command runs every test whatever its marks.
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    listed = read_list()
     for item in items:
-        if REAL_MODELS & set(getattr(item, "fixturenames", ())):
+        if REAL_MODELS & set(getattr(item, "fixturenames", ())) or item.nodeid in listed:
             item.add_marker(pytest.mark.slow)

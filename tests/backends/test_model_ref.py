@@ -44,10 +44,10 @@ def test_an_hf_folder_is_identified_by_its_config_and_weights(
     assert resolve_reference(str(copy)).sha256 != ref.sha256  # the config is part of it
 
 
-def test_a_dequantised_copy_keeps_its_ggufs_identity(tiny_gguf: Path, tmp_path: Path) -> None:
-    from mrtui.backends.hf_models import materialize_hf
-
-    folder = materialize_hf(tiny_gguf, tmp_path / "cache")
+def test_a_dequantised_copy_keeps_its_ggufs_identity(
+    tiny_gguf: Path, tiny_dequantised: Path
+) -> None:
+    folder = tiny_dequantised
     ref = resolve_reference(str(folder))
     assert ref.format == "hf" and ref.sha256 == resolve_reference(str(tiny_gguf)).sha256
     assert ref.origin.startswith("dequantised:")
@@ -67,16 +67,17 @@ def test_a_bad_reference_gets_one_line_naming_the_fix(tmp_path: Path, make, says
     assert says in str(e.value) and "\n" not in str(e.value)
 
 
-def test_a_dequantised_copy_keeps_tied_embeddings_tied(tiny_gguf: Path, tmp_path: Path) -> None:
+def test_a_dequantised_copy_keeps_tied_embeddings_tied(
+    tiny_gguf: Path, tiny_dequantised: Path
+) -> None:
     """The GGUF has no output.weight (its output layer is the embeddings); transformers' loader
     makes an untied copy, which the dequantised folder must not keep."""
     from safetensors import safe_open
 
     from mrtui.backends.gguf_io import read_gguf_header
-    from mrtui.backends.hf_models import materialize_hf
 
     assert "output.weight" not in {t.name for t in read_gguf_header(tiny_gguf).tensors}
-    folder = materialize_hf(tiny_gguf, tmp_path / "cache")
+    folder = tiny_dequantised
     assert json.loads((folder / "config.json").read_text())["tie_word_embeddings"] is True
     with safe_open(str(folder / "model.safetensors"), "np") as f:
         assert "lm_head.weight" not in set(f.keys())

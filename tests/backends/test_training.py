@@ -125,18 +125,18 @@ def test_trl_log_keys_map_to_step_metrics() -> None:
 
 
 @pytest.fixture(scope="module")
-def hf_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("hf-cache")
-
-
-@pytest.fixture(scope="module")
-def tiny_hf(tiny_gguf: Path, hf_cache: Path) -> Path:
+def tiny_hf(tiny_dequantised: Path) -> Path:
+    """The tiny GGUF's converted folder (converted once per session, see conftest)."""
     pytest.importorskip(
         "trl", reason="DPO training needs the train extra: pip install mrtui[train]"
     )
-    from mrtui.backends.hf_models import materialize_hf
+    return tiny_dequantised
 
-    return materialize_hf(tiny_gguf, cache_dir=hf_cache)
+
+@pytest.fixture(scope="module")
+def hf_cache(tiny_hf: Path) -> Path:
+    """The cache folder the conversion went to, holding nothing else."""
+    return tiny_hf.parent
 
 
 def _state(folder: Path) -> dict:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -245,8 +246,15 @@ def _trained_log(tmp_path: Path, tiny_gguf: Path, **cli: Any) -> Path:
     )
 
 
-def _launch(cmd: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MRTUI_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": "200", **env}
+def _launch(
+    cmd: list[str], tmp_path: Path, converted: Path, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``cmd`` with a cache of its own that already holds the tiny GGUF's converted HF
+    folder (``converted``, the session's), so the launch trains instead of converting again."""
+    cache = tmp_path / "cache"
+    if not (cache / "hf" / converted.name).exists():
+        shutil.copytree(converted, cache / "hf" / converted.name)
+    env = {**os.environ, "MRTUI_CACHE_DIR": str(cache), "COLUMNS": "200", **env}
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
 
 
@@ -278,7 +286,9 @@ def _check_trained_once(db: Path, tiny_gguf: Path, processes: int, kind: str) ->
     return dict(final)
 
 
-def test_mrtui_train_under_accelerate_launch(tiny_gguf: Path, tmp_path: Path) -> None:
+def test_mrtui_train_under_accelerate_launch(
+    tiny_gguf: Path, tiny_dequantised: Path, tmp_path: Path
+) -> None:
     """The documented command, with the packaged one-process CPU config."""
     db = _trained_log(tmp_path, tiny_gguf)
     config = resources.files("mrtui.assets").joinpath("accelerate", CPU_CONFIG)
@@ -288,14 +298,14 @@ def test_mrtui_train_under_accelerate_launch(tiny_gguf: Path, tmp_path: Path) ->
             "--config_file", str(config_file), "--num_processes", "1",
             "-m", "mrtui", "train", "--db", str(db), "--iteration", "1",
         ]  # fmt: skip
-        out = _launch(cmd, tmp_path)
+        out = _launch(cmd, tmp_path, tiny_dequantised)
     assert out.returncode == 0, out.stderr[-4000:]
     assert out.stdout.count("iteration 1:") == 1 and "2 steps" in out.stdout
     _check_trained_once(db, tiny_gguf, 1, "NO")
 
 
 def test_two_cpu_processes_train_together_and_the_main_one_logs(
-    tiny_gguf: Path, tmp_path: Path
+    tiny_gguf: Path, tiny_dequantised: Path, tmp_path: Path
 ) -> None:
     """Two real processes in one gloo process group (DDP on the CPU; accelerate launches CPU
     processes through MPI only, so torchrun starts them, as accelerate's GPU launches do)."""
@@ -304,14 +314,14 @@ def test_two_cpu_processes_train_together_and_the_main_one_logs(
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
         "-m", "mrtui", "train", "--db", str(db), "--iteration", "1",
     ]  # fmt: skip
-    out = _launch(cmd, tmp_path, ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1")
+    out = _launch(cmd, tmp_path, tiny_dequantised, ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1")
     assert out.returncode == 0, out.stderr[-4000:]
     assert out.stdout.count("iteration 1:") == 1 and "2 steps" in out.stdout
     _check_trained_once(db, tiny_gguf, 2, "MULTI_CPU")
 
     # Already trained: the main process says so and the other one is let go.
     before = _count(db)
-    again = _launch(cmd, tmp_path, ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1")
+    again = _launch(cmd, tmp_path, tiny_dequantised, ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1")
     assert again.returncode == 0, again.stderr[-4000:]
     assert again.stdout.count("already trained") == 1 and _count(db) == before + 1
     trains = [e for e in _events(db, "SessionStarted") if e["command"] == "train"]
