@@ -75,9 +75,10 @@ from _common import (
 )
 
 from mrtui.backends.base import BackendInfo, Completion, InferenceBackend
-from mrtui.loop.prompts import load_template, parse_score, parse_winner
+from mrtui.loop.prompts import parse_score, parse_winner
 from mrtui.loop.runner import Runner
 from mrtui.loop.settings import IterationSettings, RunSettings
+from mrtui.loop.stage_table import STAGE_TABLE
 from mrtui.loop.stages import ModelIdentity, Outcome, Stages, unit_seed
 from mrtui.store import (
     SCHEMA_VERSION,
@@ -143,12 +144,9 @@ def iteration_settings() -> IterationSettings:
 
 
 def make_stages(log: Any = None) -> Stages:
-    templates = {
-        "actor": load_template("actor"),
-        "judge": load_template("judge"),
-        "meta_judge": load_template("meta_judge"),
-    }
-    return Stages(log, RUN_ID, 1, iteration_settings(), MODEL, templates, _no_backend)
+    s = iteration_settings()
+    templates = {spec.template_role: spec.load_template(s) for spec in STAGE_TABLE if spec.used(s)}
+    return Stages(log, RUN_ID, 1, s, MODEL, templates, _no_backend)
 
 
 # ---------------------------------------------------------------------------------------------
