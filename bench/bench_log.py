@@ -92,9 +92,9 @@ from mrtui.store import events as ev
 from mrtui.store.log import COLUMNS as EVENT_COLUMNS
 
 try:  # the module was renamed connect.py -> db.py
-    from mrtui.store.db import migrations, open_duckdb, prepare, view_sql
+    from mrtui.store.db import migrations, open_duckdb, prepare, view_names
 except ImportError:  # pragma: no cover
-    from mrtui.store.connect import migrations, open_duckdb, prepare, view_sql
+    from mrtui.store.connect import migrations, open_duckdb, prepare, view_names
 
 CACHE = Path(os.environ.get("MRTUI_BENCH_CACHE", "/tmp/mrtui-bench"))
 BUILD_VERSION = 5  # bump when the generator below changes (5: text_chars)
@@ -1264,15 +1264,6 @@ def status_work() -> tuple[Callable[[Any], Any] | None, str]:
     return (lambda con: status(con, None, **kwargs)), how + ")`"
 
 
-def public_views() -> list[str]:
-    """Every view mrtui installs (store/views/*.sql and the health views), in file order."""
-    return [
-        m.group(1)
-        for _, sql in view_sql()
-        for m in re.finditer(r"CREATE\s+OR\s+REPLACE\s+VIEW\s+(\w+)", sql, re.IGNORECASE)
-    ]
-
-
 RAW_SQL = (
     "SELECT count(*), max(hash(COLUMNS(*))) FROM events "
     f"WHERE event_type = '{ev.JudgementRecorded.TYPE}'"
@@ -1596,7 +1587,7 @@ def main() -> None:
         print("(a) append rate", flush=True)
         sections.append(part_a(args.append_events, [10_000, 50_000], args.repeats))
     build_info = None
-    views = [v for v in args.views.split(",") if v] or public_views()
+    views = [v for v in args.views.split(",") if v] or view_names()
     views_ok = True
     if args.replicate:
         path, build_info = ensure_replicated(

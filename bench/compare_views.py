@@ -21,7 +21,6 @@ import argparse
 import datetime as dt
 import decimal
 import json
-import re
 import shutil
 import sys
 import tempfile
@@ -47,18 +46,9 @@ def plain(v: Any) -> Any:
     return v
 
 
-def public_views() -> list[str]:
-    from mrtui.store.db import view_sql
-
-    return [
-        m.group(1)
-        for _, sql in view_sql()
-        for m in re.finditer(r"CREATE\s+OR\s+REPLACE\s+VIEW\s+(\w+)", sql, re.IGNORECASE)
-    ]
-
-
 def dump(log: Path, out: Path) -> None:
     from mrtui.store import EventLog, connect
+    from mrtui.store.db import view_names
 
     with tempfile.TemporaryDirectory(prefix="mrtui-compare-") as d:
         db = Path(d) / log.name
@@ -68,7 +58,7 @@ def dump(log: Path, out: Path) -> None:
         with connect(db) as con:
             con.execute("SET enable_progress_bar = false")
             version = con.execute("SELECT max(version) FROM schema_migrations").fetchall()[0][0]
-            for view in public_views():
+            for view in view_names():
                 t0 = time.perf_counter()
                 cur = con.execute(f"SELECT * FROM {view}")
                 cols = [c[0] for c in cur.description]

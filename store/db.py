@@ -69,6 +69,13 @@ def views_hash() -> str:
 SCHEMA_VERSION = max(v for v, _, _ in migrations())
 
 _CREATE = re.compile(r"CREATE\s+OR\s+REPLACE\s+(VIEW|MACRO)", re.IGNORECASE)
+_VIEW_NAME = re.compile(r"CREATE\s+OR\s+REPLACE\s+VIEW\s+(\w+)", re.IGNORECASE)
+
+
+def view_names() -> list[str]:
+    """Every view mrtui installs (store/views/*.sql and the generated health views), in the
+    order they are created."""
+    return [m.group(1) for _, sql in view_sql() for m in _VIEW_NAME.finditer(sql)]
 
 
 def _statements(sql: str) -> list[str]:
