@@ -43,7 +43,6 @@ from mrtui.backends.base import (
     Failure,
     InferenceBackend,
     Request,
-    SamplingParams,
 )
 from mrtui.jsonl import read_jsonl
 from mrtui.store import canonical_json
@@ -67,7 +66,7 @@ from .stages import (
     fallback_request,
     probs_request,
     scoring_of,
-    unit_seed,
+    unit_params,
 )
 
 if TYPE_CHECKING:
@@ -309,14 +308,7 @@ def _unit(
         "check:"
         + hashlib.sha256(canonical_json([p.digest, kind.stage, side, j]).encode()).hexdigest()[:32]
     )
-    temperature, top_p, max_tokens = stage_spec(kind.stage).sampling_settings(s)
-    params = SamplingParams(
-        n=1,
-        temperature=temperature,
-        top_p=top_p,
-        max_tokens=max_tokens,
-        seed=unit_seed(s.seed, key),
-    )
+    params = unit_params(s, kind.stage, key)
     request = answer_request(kind, s, f"{i}/{kind.stage}/{side}/{j}", text, params)
     return _Unit(i, kind, side, request)
 

@@ -201,15 +201,7 @@ class Stages:
         return None if kind is None else structure_of(self.s, kind)
 
     def _params(self, name: str, key: str) -> SamplingParams:
-        """The sampling parameters of stage ``name``'s unit ``key``."""
-        temperature, top_p, max_tokens = stage_spec(name).sampling_settings(self.s)
-        return SamplingParams(
-            n=1,
-            temperature=temperature,
-            top_p=top_p,
-            max_tokens=max_tokens,
-            seed=unit_seed(self.s.seed, key),
-        )
+        return unit_params(self.s, name, key)
 
     def provenance(
         self, info: BackendInfo, template: Template, request: Request, result: Completion | Failure
@@ -657,6 +649,19 @@ def answer_request(
         key, messages, params, structure=structure,
         choice_probs=expected and structure is not None,
     )  # fmt: skip
+
+
+def unit_params(s: IterationSettings, name: str, key: str) -> SamplingParams:
+    """The sampling parameters of stage ``name``'s unit ``key``: the stage's settings (its
+    entry in the stage table) and the unit's own seed."""
+    temperature, top_p, max_tokens = stage_spec(name).sampling_settings(s)
+    return SamplingParams(
+        n=1,
+        temperature=temperature,
+        top_p=top_p,
+        max_tokens=max_tokens,
+        seed=unit_seed(s.seed, key),
+    )
 
 
 def scoring_of(s: IterationSettings, name: str) -> str:
