@@ -86,14 +86,5 @@ def test_readme_has_exactly_the_two_setup_commands() -> None:
     assert "README.md" in ci and "pytest" in ci
 
 
-def test_demo_command_runs(qwen_gguf: Path, tmp_path: Path) -> None:
-    """The README's main job, cut to one prompt so the test stays short."""
-    db = tmp_path / "demo.duckdb"
-    out = subprocess.run(
-        [sys.executable, "-m", "mrtui", "demo", "--db", str(db), "--prompts", "1"],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert f"log at {db}" in out.stderr and "Explore:" in out.stdout
+# The README's main job itself runs in tests/cli/test_end_to_end.py
+# (test_the_demo_on_the_packaged_qwen), where its log also serves the read commands' checks.

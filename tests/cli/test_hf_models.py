@@ -143,7 +143,9 @@ def test_llamacpp_serves_an_hf_folder_through_a_cached_gguf_conversion(
     from mrtui.backends.model_ref import gguf_cache_dir
 
     db = tmp_path / "cpp.duckdb"
-    args = [*_args(db, tiny_hf, prompts, "llama.cpp"), "--set", "export_type=f16"]
+    # one iteration: it serves the folder and trains from it; serving a trained checkpoint's
+    # GGUF export is the GGUF loop's path (tests/cli/test_iterations.py)
+    args = [*_args(db, tiny_hf, prompts, "llama.cpp", iterations=1), "--set", "export_type=f16"]
     out = mrtui(*args, "--threads", "2", timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     used = _q(db, "SELECT DISTINCT model_sha256 FROM responses WHERE iteration = 1")
