@@ -200,9 +200,6 @@ class Stages:
         kind = stage_spec(name).answer
         return None if kind is None else structure_of(self.s, kind)
 
-    def _params(self, name: str, key: str) -> SamplingParams:
-        return unit_params(self.s, name, key)
-
     def provenance(
         self, info: BackendInfo, template: Template, request: Request, result: Completion | Failure
     ) -> dict[str, Any]:
@@ -442,7 +439,7 @@ class Stages:
             prompt_key, text, k = args
             self.about(key, prompt_key, prompt_key)
             request = Request(
-                key, (Message("user", tpl.render(prompt=text)),), self._params("actor", key)
+                key, (Message("user", tpl.render(prompt=text)),), unit_params(self.s, "actor", key)
             )
 
             def finish(c: Completion) -> Outcome:
@@ -545,7 +542,7 @@ class Stages:
         return self.execute("pairwise", planned, build)
 
     def _answer_request(self, kind: AnswerKind, key: str, text: str) -> Request:
-        return answer_request(kind, self.s, key, text, self._params(kind.stage, key))
+        return answer_request(kind, self.s, key, text, unit_params(self.s, kind.stage, key))
 
     def finisher(
         self,

@@ -31,7 +31,7 @@ WITH e AS (
 per_response AS (  -- one pass (a window over e would sort the judgements' texts)
     SELECT run_id, iteration, prompt_key, response_key,
            count(*) AS n_judgements,
-           list(e6) AS e6s,
+           list(e6) AS e6s, max(e6) AS top, min(e6) AS bottom,
            -- among tied judgements the lowest judge_index, so every plan (the TUI's
            -- scoped copy included) names the same ones
            arg_max({'key': judgement_key, 'score': score, 'chars': judgement_chars,
@@ -44,9 +44,9 @@ per_response AS (  -- one pass (a window over e would sort the judgements' texts
     FROM e GROUP BY ALL
 ),
 g AS (  -- how many judgements share the top and the bottom
-    SELECT * EXCLUDE (e6s),
-           length(list_filter(e6s, lambda x: x = list_max(e6s))) AS n_top,
-           length(list_filter(e6s, lambda x: x = list_min(e6s))) AS n_bottom
+    SELECT * EXCLUDE (e6s, top, bottom),
+           length(list_filter(e6s, lambda x: x = top)) AS n_top,
+           length(list_filter(e6s, lambda x: x = bottom)) AS n_bottom
     FROM per_response
 )
 SELECT g.run_id, g.iteration, g.prompt_key, g.response_key, g.n_judgements,
